@@ -1,0 +1,54 @@
+# `make run` sets up .venv and starts the UI; `make test` sets up .venv plus the
+# browser-test needs and runs the whole suite. Both are idempotent: stamp files
+# record what is installed, so a second run skips straight to the work.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check
+# Reinstall when a requirements file changes.
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP     := $(VENV)/.dev-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test setup setup-dev browser bench clean-venv help
+
+help:
+	@echo "make run    - set up .venv and launch the workbench on http://127.0.0.1:7860"
+	@echo "make test   - set up .venv (+ chromium for browser tests) and run pytest"
+	@echo "make bench  - run the benchmarks in bench/ (slow; prints figures)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch and torchvision go first and pinned: an unpinned torch requirement (timm
+# declares one through torchvision) would otherwise pull a multi-GB CUDA build.
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PIP) torch==2.13.0 torchvision==0.28.0
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+setup: $(RUNTIME_STAMP)
+setup-dev: $(DEV_STAMP) browser
+
+# Browser tests drive Debian's chromium through Playwright; never `playwright install`.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium present: $$(command -v chromium)"; \
+	else $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; fi
+
+run: setup
+	$(PY) gradio_app.py
+
+test: setup-dev
+	$(PY) -m pytest
+
+bench: setup-dev
+	$(PY) bench/dataset_bench.py
+	$(PY) bench/extract_bench.py
+	$(PY) bench/compare_bench.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,7 @@
+from workbench import compat  # noqa: F401  (first: the torchvision guard)
+
+import sys
+
+from workbench.cli import main
+
+sys.exit(main())

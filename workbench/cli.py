@@ -1,0 +1,111 @@
+"""``python -m workbench``: the command-line face of the engine.
+
+Sub-commands live in ``workbench/commands/<area>.py``; each module registers
+its commands with :func:`command`. This file only holds the global options and
+the dispatch, so adding a command never touches it.
+
+``--json`` makes a command print exactly one JSON document on stdout; progress
+bars and messages go to stderr.
+"""
+from __future__ import annotations
+
+from workbench import compat  # noqa: F401  (first: the torchvision guard)
+
+import argparse
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from workbench.config import Settings, load_settings
+
+COMMAND_MODULES = (
+    "workbench.commands.dataset",
+    "workbench.commands.models",
+    "workbench.commands.train",
+    "workbench.commands.predict",
+)
+
+
+class CommandError(Exception):
+    """A failure the person can act on; printed without a traceback (exit 2)."""
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Settings], Any]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    """Register ``run(args, settings)`` as ``python -m workbench NAME``.
+
+    ``run`` returns a JSON-serialisable document (printed with ``--json``) and
+    prints its human-readable output itself when ``args.json`` is false.
+    """
+
+    def decorate(run: Callable[[argparse.Namespace, Settings], Any]):
+        COMMANDS[name] = Command(name, help, add_arguments, run)
+        return run
+
+    return decorate
+
+
+def _load_command_modules() -> None:
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # an area not built yet
+            if exc.name != module:
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_command_modules()
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench",
+        description="Aesthetic Workbench: label photos, train and compare score predictors, score new photos.",
+    )
+    parser.add_argument("--data-dir", help="labelled set folder (default: data/, env WORKBENCH_DATA_DIR)")
+    parser.add_argument("--models-dir", help="trained runs folder (default: trained_models_storage/, env WORKBENCH_MODELS_DIR)")
+    parser.add_argument("--weights-dir", help="local pretrained weights folder (env WORKBENCH_WEIGHTS_DIR)")
+    parser.add_argument("--cache-dir", help="thumbnail and feature cache folder (env WORKBENCH_CACHE_DIR)")
+    parser.add_argument("--config", help="a YAML file overriding configs/default.yaml (env WORKBENCH_CONFIG)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")
+        cmd.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            args.config,
+            data_dir=args.data_dir,
+            models_dir=args.models_dir,
+            weights_dir=args.weights_dir,
+            cache_dir=args.cache_dir,
+        )
+        document = COMMANDS[args.command].run(args, settings)
+    except CommandError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        json.dump(document, sys.stdout, indent=2, default=str, ensure_ascii=False)
+        sys.stdout.write("\n")
+    return 0
