@@ -1,0 +1,61 @@
+"""Settings come from configs/default.yaml, then WORKBENCH_CONFIG, then the
+environment, then explicit overrides."""
+from pathlib import Path
+
+import pytest
+
+from workbench.config import DEFAULT_CONFIG, PROJECT_ROOT, load_settings
+
+
+def test_defaults_come_from_the_yaml_file(monkeypatch):
+    for name in ("WORKBENCH_DATA_DIR", "WORKBENCH_MODELS_DIR", "WORKBENCH_PORT", "WORKBENCH_CONFIG", "WORKBENCH_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.data_dir == PROJECT_ROOT / "data"
+    assert settings.models_dir == PROJECT_ROOT / "trained_models_storage"
+    assert settings.host == "127.0.0.1"  # never exposed to the network by default
+    assert settings.port == 7860
+    assert (settings.score_min, settings.score_max) == (0, 100)
+
+
+def test_every_yaml_setting_is_commented():
+    lines = DEFAULT_CONFIG.read_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if line.startswith("  ") and ":" in stripped and not stripped.startswith("#"):
+            assert lines[i - 1].strip().startswith("#"), f"setting without a comment above it: {stripped}"
+
+
+def test_environment_overrides_the_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("WORKBENCH_PORT", "7999")
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / "mine"
+    assert settings.port == 7999
+
+
+def test_user_config_file_and_explicit_overrides(monkeypatch, tmp_path):
+    user = tmp_path / "me.yaml"
+    user.write_text("scores:\n  min: 1\n  max: 10\nserver:\n  port: 8000\n")
+    monkeypatch.setenv("WORKBENCH_CONFIG", str(user))
+    monkeypatch.delenv("WORKBENCH_PORT", raising=False)
+    settings = load_settings(port=8123)
+    assert (settings.score_min, settings.score_max) == (1, 10)
+    assert settings.port == 8123
+
+
+def test_unknown_or_inconsistent_settings_are_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scores:\n  mn: 1\n")
+    with pytest.raises(ValueError, match="unknown setting scores.mn"):
+        load_settings(bad)
+    bad.write_text("scores:\n  min: 10\n  max: 1\n")
+    with pytest.raises(ValueError, match="below"):
+        load_settings(bad)
+
+
+def test_relative_paths_resolve_from_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_DATA_DIR", raising=False)
+    user = tmp_path / "rel.yaml"
+    user.write_text("paths:\n  data_dir: my_photos\n")
+    assert load_settings(user).data_dir == PROJECT_ROOT / "my_photos"
