@@ -17,8 +17,10 @@ help:
 	@echo "make test   - set up .venv (+ chromium for browser tests) and run pytest"
 	@echo "make bench  - run the benchmarks in bench/ (slow; prints figures)"
 
+# Debian/Ubuntu ship venv separately; install it when it is missing.
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV) && $(SUDO) apt-get update && \
+	  $(SUDO) apt-get install -y --no-install-recommends python3-venv && $(PYTHON) -m venv $(VENV); }
 
 # torch and torchvision go first and pinned: an unpinned torch requirement (timm
 # declares one through torchvision) would otherwise pull a multi-GB CUDA build.
