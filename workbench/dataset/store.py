@@ -1,0 +1,490 @@
+"""``ScoreStore``: the labelled photo set on disk (``data/`` + ``data/scores.csv``).
+
+The disk is the source of truth. Every change is a read-modify-write of
+``scores.csv`` done under a file lock and written atomically, so two browser
+tabs, the CLI and the UI editing at once lose nothing, and a crash mid-write
+leaves the previous file whole. Nothing is ever kept as a table in memory and
+written back later.
+
+Layout::
+
+    data/scores.csv        filename,score[,text]   (rows for labelled or annotated images)
+    data/scores.txt        legacy "name score" / "name,score" lines, read when scores.csv is absent
+    data/<images>          the photos themselves (no sub-folders)
+    data/.trash/<id>/...   deleted images; data/.trash/undo.json is the undo stack
+    data/.hashes.json      content hashes keyed by name + size + mtime (for duplicates and fingerprints)
+    data/.scores.lock      the lock file
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Mapping
+
+from workbench.dataset.scores import ScoreError, format_range, validate_score
+from workbench.fsutil import (
+    UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, file_sha256, safe_child,
+)
+from workbench.images import DEFAULT_MAX_PIXELS, check_image, is_supported
+
+__all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
+
+CSV_NAME = "scores.csv"
+LEGACY_NAME = "scores.txt"
+LOCK_NAME = ".scores.lock"
+HASHES_NAME = ".hashes.json"
+TRASH_DIR = ".trash"
+UNDO_NAME = "undo.json"
+UNDO_DEPTH = 200  # deletions remembered for undo (older ones stay in the trash folder)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image of the set; ``score`` None means unlabelled."""
+
+    filename: str
+    score: float | None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """Where an added image ended up: ``copied`` False when identical content was already there."""
+
+    filename: str
+    copied: bool
+    duplicate_of: str | None = None
+    renamed_from: str | None = None
+    score_applied: bool = False  # a duplicate that was unlabelled took the new score
+    error: str | None = None     # the source could not be read; nothing was written
+
+
+@dataclass
+class _Row:
+    score: str  # as written in the file; "" when unlabelled
+    text: str = ""
+
+
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+
+
+def sanitize_name(name: str) -> str:
+    """A plain, portable file name from an uploaded or zipped one (folders dropped)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE_CHARS.sub("_", base).strip().lstrip(".").strip()
+    if base in ("", ".", ".."):
+        base = "image"
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    while len((stem + dot + ext).encode("utf-8")) > 200:
+        stem = stem[:-1]
+    return stem + dot + ext
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name`` or ``stem (1).ext``, ``stem (2).ext`` ... not in ``taken`` (compared case-insensitively)."""
+    folded = {t.casefold() for t in taken}
+    if name.casefold() not in folded:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    n = 1
+    while f"{stem} ({n}){dot}{ext}".casefold() in folded:
+        n += 1
+    return f"{stem} ({n}){dot}{ext}"
+
+
+def _csv_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
+
+
+class ScoreStore:
+    """The labelled set in ``data_dir``; scores must lie in [score_min, score_max]."""
+
+    def __init__(self, data_dir: str | Path, score_min: float = 0.0, score_max: float = 100.0,
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS, lock_timeout: float = 30.0):
+        self.data_dir = Path(data_dir)
+        self.score_min = float(score_min)
+        self.score_max = float(score_max)
+        self.max_pixels = max_pixels
+        self.lock_timeout = lock_timeout
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_settings(cls, settings) -> "ScoreStore":
+        return cls(settings.data_dir, settings.score_min, settings.score_max, max_pixels=settings.max_pixels)
+
+    @property
+    def csv_path(self) -> Path:
+        return self.data_dir / CSV_NAME
+
+    @property
+    def trash_dir(self) -> Path:
+        return self.data_dir / TRASH_DIR
+
+    # ------------------------------------------------------------- reading
+    def _read_rows(self) -> dict[str, _Row]:
+        if self.csv_path.exists():
+            return self._parse_csv(self.csv_path.read_text(encoding="utf-8-sig"))
+        legacy = self.data_dir / LEGACY_NAME
+        if legacy.exists():
+            return self._parse_legacy(legacy.read_text(encoding="utf-8-sig"))
+        return {}
+
+    @staticmethod
+    def _parse_csv(text: str) -> dict[str, _Row]:
+        rows: dict[str, _Row] = {}
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None:
+            return rows
+        names = [h.strip().lower() for h in header]
+        if "filename" in names:
+            i_name, i_score = names.index("filename"), names.index("score") if "score" in names else None
+            i_text = names.index("text") if "text" in names else None
+        else:  # no header: filename,score[,text]
+            i_name, i_score, i_text = 0, 1, 2
+            reader = csv.reader(io.StringIO(text))
+        for record in reader:
+            if not record or i_name >= len(record) or not record[i_name].strip():
+                continue
+            get = lambda i: record[i].strip() if i is not None and i < len(record) else ""  # noqa: E731
+            rows[record[i_name].strip()] = _Row(get(i_score), get(i_text))
+        return rows
+
+    @staticmethod
+    def _parse_legacy(text: str) -> dict[str, _Row]:
+        rows: dict[str, _Row] = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(",", 1) if "," in line else line.rsplit(None, 1)
+            if len(parts) == 2 and parts[0].strip():
+                rows[parts[0].strip()] = _Row(parts[1].strip())
+        return rows
+
+    def _parse_score(self, raw: str) -> float | None:
+        if not raw:
+            return None
+        try:
+            return validate_score(raw, self.score_min, self.score_max)
+        except ScoreError:
+            return None
+
+    def image_files(self) -> list[str]:
+        """Names of the image files in ``data_dir`` (no hidden files, no links), sorted."""
+        names = []
+        with os.scandir(self.data_dir) as it:
+            for item in it:
+                if item.name.startswith(".") or not is_supported(item.name):
+                    continue
+                if item.is_file(follow_symlinks=False):
+                    names.append(item.name)
+        return sorted(names)
+
+    def entries(self) -> list[Entry]:
+        """Every image on disk with its score (None: unlabelled), sorted by file name."""
+        rows = self._read_rows()
+        out = []
+        for name in self.image_files():
+            row = rows.get(name)
+            out.append(Entry(name, self._parse_score(row.score) if row else None, (row.text or None) if row else None))
+        return out
+
+    def labelled(self) -> list[tuple[Path, float]]:
+        """(path, score) of the images that exist and carry a valid score: what training uses."""
+        return [(self.data_dir / e.filename, e.score) for e in self.entries() if e.score is not None]
+
+    def problems(self) -> list[str]:
+        """Readable notes about rows that are not used: bad scores, missing files."""
+        files = set(self.image_files())
+        notes = []
+        for name, row in self._read_rows().items():
+            if name not in files:
+                notes.append(f"{name}: listed in {CSV_NAME} but the file is missing")
+            elif row.score and self._parse_score(row.score) is None:
+                notes.append(f"{name}: score {row.score!r} is not a number in "
+                             f"{format_range(self.score_min, self.score_max)}; treated as unlabelled")
+        return notes
+
+    def get(self, filename: str) -> Entry:
+        path = self.path_of(filename)
+        if not path.is_file():
+            raise KeyError(f"{filename} is not in {self.data_dir}")
+        row = self._read_rows().get(filename)
+        return Entry(filename, self._parse_score(row.score) if row else None, (row.text or None) if row else None)
+
+    def path_of(self, filename: str) -> Path:
+        """``data_dir / filename``, refusing names that would reach outside (:class:`UnsafePath`)."""
+        if filename.startswith(".") and filename not in (".", ".."):
+            raise UnsafePath(f"{filename!r}: hidden files are not part of the data set")
+        return safe_child(self.data_dir, filename)
+
+    def validate_score(self, value) -> float:
+        """The typed ``value`` as a float in range, or :class:`ScoreError` with a message to show."""
+        return validate_score(value, self.score_min, self.score_max)
+
+    # ------------------------------------------------------------- writing
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with file_lock(self.data_dir / LOCK_NAME, self.lock_timeout):
+            yield
+
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, _Row]]:
+        """Lock, re-read the table from disk, let the caller change it, write it atomically."""
+        with self._locked():
+            rows = self._read_rows()
+            before = {k: (v.score, v.text) for k, v in rows.items()}
+            yield rows
+            if {k: (v.score, v.text) for k, v in rows.items()} != before or not self.csv_path.exists() and rows:
+                self._write_rows(rows)
+
+    def _write_rows(self, rows: Mapping[str, _Row]) -> None:
+        with_text = any(r.text for r in rows.values())
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["filename", "score", "text"] if with_text else ["filename", "score"])
+        for name in sorted(rows):
+            row = rows[name]
+            if not row.score and not row.text:
+                continue
+            writer.writerow([name, row.score, row.text] if with_text else [name, row.score])
+        atomic_write_text(self.csv_path, buffer.getvalue())
+
+    def _existing_image(self, filename: str) -> Path:
+        path = self.path_of(filename)
+        if not path.is_file():
+            raise KeyError(f"{filename} is not in {self.data_dir}")
+        return path
+
+    def set_score(self, filename: str, value) -> float:
+        """Validate and save one score (typed text or a number); returns the stored float."""
+        return self.set_scores({filename: value})[filename]
+
+    def set_scores(self, scores: Mapping[str, object]) -> dict[str, float]:
+        """Save many scores at once; all are validated first, so one bad value changes nothing."""
+        checked: dict[str, float] = {}
+        for name, value in scores.items():
+            try:
+                checked[name] = self.validate_score(value)
+            except ScoreError as exc:
+                raise ScoreError(f"{name}: {exc}") from None
+            self._existing_image(name)
+        with self._editing() as rows:
+            for name, number in checked.items():
+                row = rows.setdefault(name, _Row(""))
+                row.score = _csv_number(number)
+        return checked
+
+    def clear_score(self, filename: str) -> None:
+        """Make an image unlabelled (its text, if any, is kept)."""
+        self.path_of(filename)
+        with self._editing() as rows:
+            if filename in rows:
+                rows[filename].score = ""
+
+    def set_text(self, filename: str, text: str | None) -> None:
+        self._existing_image(filename)
+        with self._editing() as rows:
+            rows.setdefault(filename, _Row("")).text = (text or "").strip()
+
+    # -------------------------------------------------------------- hashes
+    def _hash_index(self) -> "_HashIndex":
+        return _HashIndex(self.data_dir)
+
+    def fingerprint(self) -> str:
+        """Changes when any labelled image's content or score changes (for run manifests)."""
+        with self._locked():
+            pairs = self.labelled()
+            index = self._hash_index()
+            hashes = {p.name: index.get(p.name) for p, _ in pairs}
+            index.save()
+        digest = hashlib.sha256()
+        for path, score in pairs:
+            digest.update(f"{path.name}\t{hashes[path.name]}\t{score!r}\n".encode())
+        return digest.hexdigest()
+
+    # ------------------------------------------------------------- adding
+    def add_image(self, source: str | Path | bytes | BinaryIO, name: str, score=None,
+                  text: str | None = None) -> AddResult:
+        """Copy one image in (upload or a path), optionally with a score; never overwrites a file.
+
+        Raises :class:`ScoreError` for a bad score and ``ImageError`` for a file
+        that is not a readable image, before anything is written.
+        """
+        if score is not None and not (isinstance(score, str) and not score.strip()):
+            score = self.validate_score(score)
+        else:
+            score = None
+        if isinstance(source, (bytes, bytearray)):
+            check_image(bytes(source), self.max_pixels)
+            data = bytes(source)
+        elif isinstance(source, (str, Path)):
+            check_image(source, self.max_pixels)
+            data = None
+        else:
+            data = source.read()
+            check_image(data, self.max_pixels)
+        return self.add_images([(io.BytesIO(data) if data is not None else Path(source), name, score, text)])[0]
+
+    def add_images(self, items: list[tuple]) -> list[AddResult]:
+        """Batch of already checked images ``(source_path_or_file, name, score | None[, text])``.
+
+        One lock for the batch: names are made unique, identical content (by
+        hash) is not copied twice (an unlabelled duplicate takes the new score),
+        and the scores are written in one atomic table update.
+        """
+        results: list[AddResult] = []
+        with self._editing() as rows:
+            files = self.image_files()
+            index = self._hash_index()
+            taken = set(files) | set(rows)
+            sizes: dict[int, list[str]] = {}
+            for existing in files:
+                sizes.setdefault((self.data_dir / existing).stat().st_size, []).append(existing)
+            for item in items:
+                source, name, score = item[0], item[1], item[2]
+                text = item[3] if len(item) > 3 else None
+                data = source.getvalue() if isinstance(source, io.BytesIO) else None
+                try:
+                    size = len(data) if data is not None else os.path.getsize(source)
+                    digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(source)
+                except OSError as exc:
+                    results.append(AddResult(name, copied=False, error=f"cannot be read ({exc.strerror or exc})"))
+                    continue
+                duplicate = next((n for n in sizes.get(size, []) if index.get(n) == digest), None)
+                if duplicate is not None:
+                    row = rows.get(duplicate)
+                    applied = score is not None and (row is None or self._parse_score(row.score) is None)
+                    if applied:
+                        rows.setdefault(duplicate, _Row("")).score = _csv_number(score)
+                    results.append(AddResult(duplicate, copied=False, duplicate_of=duplicate, score_applied=applied))
+                    continue
+                clean = sanitize_name(name)
+                final = unique_name(clean, taken)
+                try:
+                    while True:
+                        try:
+                            copy_file_exclusive(io.BytesIO(data) if data is not None else source,
+                                                self.path_of(final))
+                            break
+                        except FileExistsError:  # someone not using the lock took the name meanwhile
+                            taken.add(final)
+                            final = unique_name(clean, taken)
+                except OSError as exc:
+                    results.append(AddResult(name, copied=False, error=f"could not be copied ({exc.strerror or exc})"))
+                    continue
+                taken.add(final)
+                index.remember(final, digest)
+                sizes.setdefault(size, []).append(final)
+                if score is not None or text:
+                    rows[final] = _Row(_csv_number(score) if score is not None else "", (text or "").strip())
+                results.append(AddResult(final, copied=True, renamed_from=name if final != name else None))
+            index.save()
+        return results
+
+    # ---------------------------------------------------- delete and undo
+    def _undo_path(self) -> Path:
+        return self.trash_dir / UNDO_NAME
+
+    def _read_undo(self) -> list[dict]:
+        try:
+            stack = json.loads(self._undo_path().read_text(encoding="utf-8"))
+            return stack if isinstance(stack, list) else []
+        except (OSError, ValueError):
+            return []
+
+    def delete(self, filename: str) -> Entry:
+        """Move the image and its row to ``data/.trash/``; :meth:`undo_delete` brings them back."""
+        path = self.path_of(filename)
+        with self._editing() as rows:
+            if not path.is_file() and filename not in rows:
+                raise KeyError(f"{filename} is not in {self.data_dir}")
+            row = rows.pop(filename, _Row(""))
+            record = {"filename": filename, "score": row.score, "text": row.text,
+                      "trashed": None, "deleted_at": time.time()}
+            if path.is_file():
+                folder = self.trash_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+                folder.mkdir(parents=True)
+                os.replace(path, folder / filename)
+                record["trashed"] = str((folder / filename).relative_to(self.data_dir))
+            stack = self._read_undo()[-(UNDO_DEPTH - 1):] + [record]
+            atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
+        return Entry(filename, self._parse_score(row.score), row.text or None)
+
+    def can_undo(self) -> bool:
+        return bool(self._read_undo())
+
+    def undo_delete(self) -> Entry | None:
+        """Restore the most recent deletion (under a new name if the old one was taken); None if none."""
+        with self._editing() as rows:
+            stack = self._read_undo()
+            if not stack:
+                return None
+            record = stack.pop()
+            name = record["filename"]
+            if record.get("trashed"):
+                trashed = self.data_dir / record["trashed"]
+                if not trashed.resolve().is_relative_to(self.trash_dir.resolve()):
+                    raise UnsafePath(f"undo record points outside {self.trash_dir}")
+                name = unique_name(name, set(self.image_files()) | set(rows))
+                os.link(trashed, self.path_of(name))  # fails rather than overwrite
+                trashed.unlink()
+                try:
+                    trashed.parent.rmdir()
+                except OSError:
+                    pass
+            if record.get("score") or record.get("text"):
+                rows[name] = _Row(record.get("score", ""), record.get("text", ""))
+            atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
+        return Entry(name, self._parse_score(record.get("score", "")), record.get("text") or None)
+
+
+class _HashIndex:
+    """data/.hashes.json: sha256 per image, trusted while its size and mtime are unchanged.
+
+    Only used under the store's lock; loaded once per operation, saved if changed.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.path = data_dir / HASHES_NAME
+        self.data_dir = data_dir
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.index: dict[str, dict] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.index = {}
+        self.changed = False
+
+    def get(self, name: str) -> str:
+        st = (self.data_dir / name).stat()
+        known = self.index.get(name)
+        if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
+            return known["sha256"]
+        digest = file_sha256(self.data_dir / name)
+        self.index[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        self.changed = True
+        return digest
+
+    def remember(self, name: str, digest: str) -> None:
+        st = (self.data_dir / name).stat()
+        self.index[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        self.changed = True
+
+    def save(self) -> None:
+        if self.changed:
+            atomic_write_text(self.path, json.dumps(self.index))
+            self.changed = False
