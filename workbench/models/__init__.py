@@ -1,0 +1,40 @@
+"""Model families: one registry, from which the CLI builds its options and the UI its controls.
+
+API summary::
+
+    from workbench.models import FAMILIES, get_family, Param, Capabilities
+    FAMILIES: dict[str, Family]            every family, in display order (``auto`` first: the default)
+    family = get_family("head")            raises UnknownFamily with the list of names
+    family.params -> tuple[Param]          Param(name, type, default, help, low, high, choices, log, advanced)
+    family.capabilities                    needs_features, iterative, distribution, explainable,
+                                           needs_backbone_weights, torch
+    family.default_backbone                None: the person's chosen backbone (settings.default_backbone)
+    family.resolve_params({"epochs": "5"}) defaults overlaid, validated (raises BadParameter)
+    family.make(params, seed=42, context=FitContext(settings=...)) -> unfitted estimator
+                                           (scikit-learn contract: fit(X, y), predict(X) -> [N])
+    family_table() -> list[dict]           every family as JSON (name, description, params, capabilities)
+
+Estimators on features take X [N, D] float32; image families (finetune,
+swin_moe) take X = array of image paths. Iterative ones stream EpochEnd
+events via ``fit_streaming(family, estimator, X, y, X_val, y_val, stop)``.
+"""
+from __future__ import annotations
+
+from workbench.models.registry import (FAMILIES, BadParameter, Capabilities, Family, FitContext, Param,
+                                       UnknownFamily, fit_streaming, get_family, register_family)
+from workbench.models import auto as _auto  # noqa: F401  (registers first: the default choice)
+from workbench.models import sklearn_families as _sklearn  # noqa: F401
+from workbench.models import heads as _heads  # noqa: F401
+from workbench.models import finetune as _finetune  # noqa: F401
+from workbench.models import swin_moe as _swin_moe  # noqa: F401
+from workbench.models.heads import TORCH_ESTIMATORS
+
+DEFAULT_FAMILY = "auto"
+
+
+def family_table() -> list[dict]:
+    return [family.to_dict() for family in FAMILIES.values()]
+
+
+__all__ = ["FAMILIES", "BadParameter", "Capabilities", "Family", "FitContext", "Param", "UnknownFamily",
+           "fit_streaming", "get_family", "register_family", "TORCH_ESTIMATORS", "DEFAULT_FAMILY", "family_table"]

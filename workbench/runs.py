@@ -1,0 +1,280 @@
+"""Trained runs on disk: ``trained_models_storage/<date-time>-<family>-<backbone>/``.
+
+API summary (what the UI, the CLI and predict.py call)::
+
+    store = RunStore(settings.models_dir)
+    store.list() -> list[RunManifest]            newest first; half-written folders are never listed
+    store.get(run_id) -> RunManifest             raises RunNotFound
+    store.rename(run_id, display_name)           a display name kept in the manifest (the folder stays)
+    store.annotate(run_id, notes)                free-text notes kept in the manifest
+    store.delete(run_id)
+    store.best(metric="srcc") -> RunManifest | None   highest srcc/plcc/krcc/r2/accuracy, lowest mae/rmse
+    leaderboard_rows(store, metric="srcc") -> list[dict]   one flat row per run for a table
+    loss_curves(store, run_ids) -> {run_id: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}
+
+    run = load_run(run_id, settings) -> LoadedRun    checks the model file's sha256 first
+    run.manifest                                     RunManifest (run_id, family, backbone, score_min, score_max,
+                                                     metrics, predictions=[{filename, true, pred}], history, ...)
+    run.predict_images(paths, settings, stop=None)   generator: Progress/Notice ..., then
+                                                     Finished(ImagePredictions(paths, scores [N],
+                                                     distributions [N,10] | None, errors {path: reason}))
+    run.gradcam_target() -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
+
+A run folder holds ``manifest.json``, the model (``model.safetensors`` for
+PyTorch families, ``model.skops`` for scikit-learn ones: loading either can not
+execute code), ``loss_curve.png`` and ``scatter.png``. It is written under a
+``.partial-*`` name and renamed when complete, so a crash or a killed process
+never leaves a folder that looks like a finished run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from workbench.events import StopFlag
+from workbench.fsutil import UnsafePath, atomic_write_text, file_sha256, safe_child
+from workbench.training.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+
+MANIFEST = "manifest.json"
+PARTIAL_PREFIX = ".partial-"
+
+
+class RunNotFound(KeyError):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class RunCorrupt(Exception):
+    """A run folder whose files do not match its manifest (edited, truncated, or foreign)."""
+
+
+@dataclass
+class RunManifest:
+    run_id: str
+    created: str  # ISO 8601, UTC
+    family: str
+    backbone: str | None  # the backbone chosen (None for families on their own network)
+    backbones: list[str] = field(default_factory=list)  # whose features were concatenated
+    weights: dict[str, dict] = field(default_factory=dict)  # backbone -> {source, detail, weights_id}
+    random_weights: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 42
+    status: str = "complete"  # "complete" | "stopped" (ended early by Stop; best checkpoint kept)
+    data_fingerprint: str = ""
+    n_images: int = 0
+    split: dict[str, list[str]] = field(default_factory=dict)  # train/val/test -> file names
+    fit_on: str = "train"  # which parts the final model was fitted on
+    metrics: dict[str, float] = field(default_factory=dict)  # on the held-out test split
+    history: list[dict] = field(default_factory=list)  # per epoch / stage: epoch, train_loss, val_loss, ...
+    predictions: list[dict] = field(default_factory=list)  # held-out: {filename, true, pred}
+    score_min: float = 0.0
+    score_max: float = 100.0
+    good_threshold: float = 50.0
+    fit_seconds: float = 0.0
+    model_file: str = ""
+    model_format: str = ""  # "skops" | "safetensors"
+    model_sha256: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # images left out -> reason
+    display_name: str = ""
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.run_id
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunManifest":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def package_versions() -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("torch", "scikit-learn", "numpy", "timm", "skops", "safetensors"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    from workbench import __version__
+
+    versions["workbench"] = __version__
+    return versions
+
+
+class RunStore:
+    """The runs folder: listing, looking up, renaming, annotating, deleting."""
+
+    def __init__(self, models_dir: str | Path):
+        self.root = Path(models_dir)
+
+    def folder(self, run_id: str) -> Path:
+        try:
+            path = safe_child(self.root, run_id)
+        except UnsafePath as exc:
+            raise RunNotFound(f"{run_id!r} is not a run id: {exc}") from None
+        if run_id.startswith(".") or not (path / MANIFEST).is_file():
+            raise RunNotFound(f"no run {run_id!r} in {self.root}")
+        return path
+
+    def list(self) -> list[RunManifest]:
+        runs = []
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                if path.name.startswith(".") or not (path / MANIFEST).is_file():
+                    continue  # half-written (.partial-*), .gitkeep, foreign folders
+                try:
+                    runs.append(self._read(path))
+                except (OSError, ValueError, TypeError):
+                    continue  # an unreadable manifest is not a run
+        return sorted(runs, key=lambda m: (m.created, m.run_id), reverse=True)
+
+    def _read(self, path: Path) -> RunManifest:
+        return RunManifest.from_json(json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+
+    def get(self, run_id: str) -> RunManifest:
+        return self._read(self.folder(run_id))
+
+    def _update(self, run_id: str, **changes: Any) -> RunManifest:
+        from workbench.fsutil import file_lock
+
+        folder = self.folder(run_id)
+        with file_lock(self.root / ".runs.lock"):
+            manifest = self._read(folder)
+            for key, value in changes.items():
+                setattr(manifest, key, value)
+            atomic_write_text(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1, ensure_ascii=False))
+        return manifest
+
+    def rename(self, run_id: str, display_name: str) -> RunManifest:
+        return self._update(run_id, display_name=str(display_name).strip())
+
+    def annotate(self, run_id: str, notes: str) -> RunManifest:
+        return self._update(run_id, notes=str(notes))
+
+    def delete(self, run_id: str) -> None:
+        folder = self.folder(run_id)
+        # rename first so a half-deleted folder is never listed as a run
+        doomed = folder.with_name(f"{PARTIAL_PREFIX}deleting-{run_id}")
+        os.replace(folder, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def best(self, metric: str = "srcc") -> RunManifest | None:
+        if metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_NAMES)}")
+        scored = [m for m in self.list() if metric in m.metrics]
+        if not scored:
+            return None
+        sign = 1 if HIGHER_IS_BETTER[metric] else -1
+        return max(scored, key=lambda m: sign * m.metrics[metric])
+
+    # ---------------------------------------------------------------- saving
+    def reserve(self, base_id: str) -> tuple[str, Path]:
+        """A run id no other run or concurrent training holds, and its private partial folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            run_id = base_id if n == 1 else f"{base_id}-{n}"
+            partial = self.root / f"{PARTIAL_PREFIX}{run_id}"
+            if (self.root / run_id).exists():
+                continue
+            try:
+                partial.mkdir()  # atomic: two trainings cannot both get it
+            except FileExistsError:
+                continue
+            return run_id, partial
+        raise RuntimeError(f"cannot find a free run id for {base_id} in {self.root}")
+
+    def commit(self, partial: Path, run_id: str) -> Path:
+        """Make a fully written partial folder a run (one rename: all or nothing)."""
+        final = self.root / run_id
+        os.rename(partial, final)
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        return final
+
+
+def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, Any]]:
+    """Stored runs as flat table rows, best ``metric`` first (runs without it last)."""
+    sign = -1 if HIGHER_IS_BETTER.get(metric, True) else 1
+    rows = []
+    for m in store.list():
+        sources = sorted({w.get("source", "") for w in m.weights.values()})
+        rows.append({
+            "run_id": m.run_id, "name": m.name, "family": m.family, "backbone": m.backbone or "",
+            "weights": ", ".join(s for s in sources if s), "status": m.status, "created": m.created,
+            "n_images": m.n_images, **{k: m.metrics.get(k) for k in METRIC_NAMES},
+            "fit_seconds": m.fit_seconds, "notes": m.notes,
+        })
+    rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0.0)))
+    return rows
+
+
+def loss_curves(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, list]]:
+    """Per-epoch losses of the named runs, for overlaying; runs fitted in one step have empty lists."""
+    curves = {}
+    for run_id in run_ids:
+        history = store.get(run_id).history
+        curves[run_id] = {key: [h.get(key) for h in history] for key in ("epoch", "train_loss", "val_loss")}
+    return curves
+
+
+# -------------------------------------------------------------- loading
+@dataclass
+class ImagePredictions:
+    paths: list[Path]  # the images that could be scored, in input order
+    scores: np.ndarray  # [N] in the run's score units
+    distributions: np.ndarray | None = None  # [N, 10] for distribution families
+    errors: dict[str, str] = field(default_factory=dict)  # path -> reason, for the rest
+    spreads: np.ndarray | None = None  # [N] std of the distribution, score units
+
+
+def load_run(run_id: str, settings) -> "LoadedRun":
+    """Load a stored run for prediction; raises RunNotFound, RunCorrupt (hash mismatch) or UnsafeModel."""
+    from workbench.training.persist import load_model
+
+    store = RunStore(settings.models_dir)
+    folder = store.folder(run_id)
+    manifest = store._read(folder)
+    model = load_model(folder, manifest, settings)
+    return LoadedRun(manifest=manifest, model=model, folder=folder, settings=settings)
+
+
+@dataclass
+class LoadedRun:
+    manifest: RunManifest
+    model: Any
+    folder: Path
+    settings: Any = None
+
+    def predict_images(self, paths: Sequence[str | Path], settings, *,
+                       stop: StopFlag | None = None) -> Iterator[Any]:
+        from workbench.training.predict import predict_images
+
+        yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop)
+
+    def gradcam_target(self):
+        from workbench.training.predict import gradcam_target
+
+        return gradcam_target(self)
+
+
+__all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "ImagePredictions", "LoadedRun", "load_run",
+           "leaderboard_rows", "loss_curves", "package_versions"]

@@ -1,0 +1,58 @@
+"""Metrics shown everywhere a model is judged.
+
+Correlations (SRCC, PLCC, KRCC) say whether the model ranks photos the way the
+person does; MAE/RMSE/R² whether its numbers are right; ``accuracy`` whether
+it puts photos on the right side of the good/bad threshold (by default the
+middle of the score range).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+METRIC_NAMES = ("srcc", "plcc", "krcc", "mae", "rmse", "r2", "accuracy")
+# Which direction is better, for leaderboards and ``RunStore.best``.
+HIGHER_IS_BETTER = {"srcc": True, "plcc": True, "krcc": True, "mae": False, "rmse": False, "r2": True,
+                    "accuracy": True}
+
+
+def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0  # a constant prediction ranks nothing
+    value = float(fn(a, b)[0])
+    return 0.0 if math.isnan(value) else value
+
+
+def good_threshold(score_min: float, score_max: float, fraction: float = 0.5) -> float:
+    return score_min + fraction * (score_max - score_min)
+
+
+def compute_metrics(y_true, y_pred, *, score_min: float = 0.0, score_max: float = 100.0,
+                    threshold: float | None = None) -> dict[str, float]:
+    """All metrics of predictions ``y_pred`` [N] against ``y_true`` [N] (score units)."""
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.shape != p.shape or t.ndim != 1 or len(t) == 0:
+        raise ValueError(f"need two equal-length 1-D arrays, got {t.shape} and {p.shape}")
+    if threshold is None:
+        threshold = good_threshold(score_min, score_max)
+    errors = p - t
+    variance = float(np.var(t))
+    return {
+        "srcc": _correlation(stats.spearmanr, t, p),
+        "plcc": _correlation(stats.pearsonr, t, p),
+        "krcc": _correlation(stats.kendalltau, t, p),
+        "mae": float(np.mean(np.abs(errors))),
+        "rmse": float(np.sqrt(np.mean(errors ** 2))),
+        "r2": float(1.0 - np.mean(errors ** 2) / variance) if variance > 0 else 0.0,
+        "accuracy": float(np.mean((t >= threshold) == (p >= threshold))),
+    }
+
+
+def quick_metrics(y_true, y_pred) -> dict[str, float]:
+    """The cheap per-epoch subset streamed with live training updates."""
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    return {"srcc": _correlation(stats.spearmanr, t, p), "mae": float(np.mean(np.abs(p - t)))}

@@ -1,0 +1,117 @@
+"""Scoring new images with a loaded run, and its differentiable path for Grad-CAM."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.events import Finished, Notice, StopFlag
+
+
+def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag | None = None) -> Iterator[Any]:
+    """Events, then ``Finished(ImagePredictions)``; unreadable images land in ``errors``."""
+    from workbench.models import get_family
+    from workbench.runs import ImagePredictions
+    from workbench.training.data import feature_matrix
+
+    manifest = run.manifest
+    family = get_family(manifest.family)
+    paths = [Path(p) for p in paths]
+    low, high = manifest.score_min, manifest.score_max
+    if family.capabilities.needs_features:
+        matrix = None
+        for event in feature_matrix(paths, manifest.backbones, settings, stop=stop,
+                                    random_weights=manifest.random_weights):
+            if isinstance(event, Finished):
+                if event.stopped:
+                    yield Finished(None, stopped=True)
+                    return
+                matrix = event.result
+            else:
+                yield event
+        for name, now in matrix.weights.items():
+            then = manifest.weights.get(name, {})
+            if then and then.get("weights_id") != now["weights_id"]:
+                yield Notice(f"{name}: the weights found now ({now['detail']}) differ from those this run was "
+                             f"trained with ({then.get('detail')}); its scores may be off", level="warning")
+        ok = [paths[i] for i in matrix.keep]
+        X, errors = matrix.X, matrix.errors
+    else:
+        X, ok, errors = run.model.readable_inputs(paths, settings)
+    if len(ok) == 0:
+        yield Finished(ImagePredictions(paths=[], scores=np.zeros(0), errors=errors))
+        return
+    scores = np.clip(run.model.predict(X), low, high)
+    distributions = spreads = None
+    if family.capabilities.distribution:
+        distributions = run.model.predict_distribution(X)
+        spreads = run.model.predict_spread(X)
+    yield Finished(ImagePredictions(paths=ok, scores=scores, distributions=distributions, errors=errors,
+                                    spreads=spreads))
+
+
+class ScoreFromPixels(nn.Module):
+    """Backbone then head: normalised images [N, 3, S, S] -> scores [N] (what Grad-CAM differentiates)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
+class _FirstColumn(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)[:, 0]
+
+
+def gradcam_target(run):
+    """(module: normalised [N,3,S,S] -> scores [N], target layer, transform), or None without a torch path.
+
+    Image families (finetune, swin_moe) own their network; heads and ridge on
+    one backbone's features are composed with that backbone; tree ensembles,
+    SVR and multi-backbone ensembles have no gradient to pixels: None.
+    """
+    from workbench.backbones import load_backbone
+    from workbench.models import get_family
+
+    if hasattr(run.model, "gradcam_target"):
+        return run.model.gradcam_target()
+    family = get_family(run.manifest.family)
+    if not family.capabilities.explainable or len(run.manifest.backbones) != 1:
+        return None
+    head = run.model.torch_head() if hasattr(run.model, "torch_head") else _linear_pipeline_head(run.model)
+    if head is None:
+        return None
+    backbone = load_backbone(run.manifest.backbones[0], run.settings, random_weights=run.manifest.random_weights)
+    for p in backbone.model.parameters():
+        p.requires_grad_(True)  # Grad-CAM needs gradients flowing through the feature maps
+    module = ScoreFromPixels(backbone.model, head).eval()
+    return module, backbone.gradcam_layer, backbone.transform
+
+
+def _linear_pipeline_head(model) -> nn.Module | None:
+    """Ridge on standardised features is one linear layer: express it in torch."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if not (isinstance(model, Pipeline) and len(model.steps) == 2 and isinstance(model[0], StandardScaler)
+            and isinstance(model[1], Ridge)):
+        return None
+    scaler, ridge = model[0], model[1]
+    weight = np.asarray(ridge.coef_, dtype=np.float64) / np.asarray(scaler.scale_, dtype=np.float64)
+    bias = float(ridge.intercept_) - float(np.dot(weight, scaler.mean_))
+    layer = nn.Linear(len(weight), 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight.astype(np.float32))[None, :])
+        layer.bias.fill_(bias)
+    return _FirstColumn(layer)

@@ -1,0 +1,213 @@
+"""Training one family on the labelled set and storing the run.
+
+``train`` reads the labelled images, checks the backbone weights (random ones
+only when asked, and then loudly), extracts or reuses cached features, splits
+train/val/test by score quantiles, fits while streaming EpochEnd events, judges
+the model on the held-out test split and writes the run folder atomically.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from workbench.events import EpochEnd, Finished, Notice, Progress, StopFlag
+from workbench.models.registry import Family, FitContext, fit_streaming, get_family
+from workbench.training.data import LabelledSet, feature_matrix, labelled_set
+from workbench.training.metrics import compute_metrics, good_threshold
+from workbench.training.splits import check_enough, stratified_split
+
+
+class TrainingError(Exception):
+    """A reason training cannot start that the person can fix (shown without a traceback)."""
+
+
+def resolve_backbone(family: Family, backbone: str | None, settings) -> str:
+    return backbone or family.default_backbone or settings.default_backbone
+
+
+def check_weights(family: str | Family, settings, *, backbone: str | None = None,
+                  random_weights: bool = False) -> list[Notice]:
+    """What the person must know before training starts (the UI calls this when a family/backbone is chosen).
+
+    Returns warnings (random weights, a download needed); raises TrainingError
+    when pretrained weights are missing and random ones were not asked for.
+    """
+    from workbench.backbones import weight_status
+
+    family = get_family(family) if isinstance(family, str) else family
+    chosen = resolve_backbone(family, backbone, settings)
+    notices = []
+    for name in family.feature_backbones(chosen):
+        if random_weights:
+            notices.append(Notice(f"{name}: TRAINING ON RANDOM WEIGHTS, as asked. Its features carry no learned "
+                                  f"meaning; the run is marked random.", level="warning"))
+            continue
+        status = weight_status(name, settings)
+        if status.source == "unavailable":
+            raise TrainingError(f"{name} has no pretrained weights here: {status.detail} "
+                                f"(or train with random weights, knowingly, via --random-weights)")
+        level = "warning" if status.source == "download" else "info"
+        notices.append(Notice(f"{name}: weights from {status.source} ({status.detail})", level=level))
+    return notices
+
+
+def clip_scores(scores: np.ndarray, settings) -> np.ndarray:
+    return np.clip(np.asarray(scores, dtype=np.float64), settings.score_min, settings.score_max)
+
+
+def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
+               stop: StopFlag | None, random_weights: bool) -> Iterator[Any]:
+    """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
+    if family.capabilities.needs_features:
+        matrix = None
+        for event in feature_matrix(data.paths, backbones, settings, stop=stop, random_weights=random_weights):
+            if isinstance(event, Finished):
+                if event.stopped:
+                    yield event
+                    return
+                matrix = event.result
+            else:
+                yield event
+        yield Finished((matrix.X, data.subset(matrix.keep), matrix.weights, matrix.errors))
+    else:  # image families read the pixels themselves; check the files first
+        from workbench.images import ImageError, check_image
+
+        keep, skipped = [], {}
+        for i, path in enumerate(data.paths):
+            try:
+                check_image(path, settings.max_pixels)
+                keep.append(i)
+            except ImageError as exc:
+                skipped[str(path)] = str(exc)
+        if skipped:
+            yield Notice(f"{len(skipped)} image(s) could not be read and are left out", level="warning")
+        kept = data.subset(keep)
+        yield Finished((np.array([str(p) for p in kept.paths], dtype=object), kept, {}, skipped))
+
+
+def train(family: str, settings, *, backbone: str | None = None, params: dict[str, Any] | None = None,
+          stop: StopFlag | None = None, random_weights: bool = False, seed: int | None = None,
+          data: LabelledSet | None = None) -> Iterator[Progress | EpochEnd | Notice | Finished]:
+    """Train ``family`` and store the run; ends with ``Finished(RunManifest, stopped)``.
+
+    ``params`` overrides the family's defaults (validated); ``data`` defaults
+    to the labelled images of ``settings.data_dir``. A Stop during feature
+    extraction or before anything was learnt ends with ``Finished(None, stopped=True)``;
+    a Stop during fitting keeps the best model so far as a run marked "stopped".
+    """
+    from workbench.runs import RunStore
+
+    fam = get_family(family)
+    values = fam.resolve_params(params)
+    seed = settings.seed if seed is None else int(seed)
+    data = labelled_set(settings) if data is None else data
+    check_enough(len(data))
+    chosen = resolve_backbone(fam, backbone, settings)
+    backbones = tuple(fam.feature_backbones(chosen)) if fam.capabilities.needs_features else (chosen,)
+    for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights):
+        yield notice
+
+    inputs = None
+    for event in inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights):
+        if isinstance(event, Finished):
+            if event.stopped:
+                yield Finished(None, stopped=True)
+                return
+            inputs = event.result
+        else:
+            yield event
+    X, data, weights, skipped = inputs
+    check_enough(len(data))
+    split = stratified_split(data.scores, val_fraction=settings.val_fraction,
+                             test_fraction=settings.test_fraction, seed=seed)
+    y = data.scores
+    context = FitContext(settings=settings, backbone=chosen, random_weights=random_weights,
+                         score_min=settings.score_min, score_max=settings.score_max)
+    estimator = fam.make(values, seed=seed, context=context)
+    iterative = fam.capabilities.iterative
+    fit_idx = split.train if iterative else np.concatenate([split.train, split.val])
+    yield Notice(f"training {fam.name} on {len(fit_idx)} images"
+                 f"{f', validating on {len(split.val)}' if iterative else ''}, testing on {len(split.test)}")
+
+    history: list[dict] = []
+    started = time.perf_counter()
+    if stop is not None and stop.is_set():
+        yield Finished(None, stopped=True)
+        return
+    for event in fit_streaming(fam, estimator, X[fit_idx], y[fit_idx],
+                               X[split.val] if iterative else None, y[split.val] if iterative else None,
+                               stop=stop):
+        history.append({"epoch": event.epoch, "train_loss": event.train_loss, "val_loss": event.val_loss,
+                        **event.metrics})
+        yield event
+    fit_seconds = time.perf_counter() - started
+    stopped = bool(stop is not None and stop.is_set())
+    if stopped and not history:
+        yield Notice("stopped before the model learnt anything: no run was saved", level="warning")
+        yield Finished(None, stopped=True)
+        return
+
+    weights = weights or getattr(estimator, "weights_", {})  # image families load their backbone themselves
+    predictions = clip_scores(estimator.predict(X[split.test]), settings)
+    threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
+    metrics = compute_metrics(y[split.test], predictions, score_min=settings.score_min,
+                              score_max=settings.score_max, threshold=threshold)
+    names = [p.name for p in data.paths]
+    store = RunStore(settings.models_dir)
+    manifest = _write_run(
+        store, fam, estimator, settings,
+        backbone=chosen, backbones=list(backbones), weights=weights, random_weights=random_weights,
+        params=values, seed=seed, status="stopped" if stopped else "complete",
+        data_fingerprint=data.fingerprint, n_images=len(data),
+        split={part: [names[i] for i in getattr(split, part)] for part in ("train", "val", "test")},
+        fit_on="train" if iterative else "train+val", metrics=metrics, history=history,
+        predictions=[{"filename": names[i], "true": float(y[i]), "pred": float(p)}
+                     for i, p in zip(split.test, predictions)],
+        score_min=settings.score_min, score_max=settings.score_max, good_threshold=threshold,
+        fit_seconds=fit_seconds, skipped=skipped)
+    yield Finished(manifest, stopped=stopped)
+
+
+def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
+    """Write the run into a private partial folder and rename it into place when complete."""
+    import json
+
+    from workbench.fsutil import file_sha256
+    from workbench.runs import RunManifest, package_versions
+    from workbench.training.persist import save_model
+    from workbench.training.plots import loss_curve_png, scatter_png
+
+    now = datetime.now(timezone.utc)
+    tag = fields["backbone"] if fam.capabilities.needs_features or fam.default_backbone else "images"
+    run_id, partial = store.reserve(f"{now.strftime('%Y%m%d-%H%M%S')}-{fam.name}-{tag}")
+    try:
+        model_file, model_format = save_model(estimator, partial, torch_format=fam.capabilities.torch)
+        manifest = RunManifest(run_id=run_id, created=now.isoformat(timespec="seconds"), family=fam.name,
+                               model_file=model_file, model_format=model_format,
+                               model_sha256=file_sha256(partial / model_file), versions=package_versions(),
+                               **fields)
+        title = f"{fam.name} on {manifest.backbone}" + (" (RANDOM WEIGHTS)" if manifest.random_weights else "")
+        (partial / "loss_curve.png").write_bytes(loss_curve_png(manifest.history, title))
+        pred = manifest.predictions
+        (partial / "scatter.png").write_bytes(scatter_png(
+            [p["true"] for p in pred], [p["pred"] for p in pred], settings.score_min, settings.score_max,
+            f"{title}: held-out SRCC {manifest.metrics.get('srcc', 0):.3f}"))
+        (partial / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False),
+                                               encoding="utf-8")
+        store.commit(partial, run_id)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+def run_folder(settings, run_id: str) -> Path:
+    from workbench.runs import RunStore
+
+    return RunStore(settings.models_dir).folder(run_id)
