@@ -1,0 +1,107 @@
+"""``python -m workbench import SRC`` and ``python -m workbench dataset``.
+
+``import`` copies the images of a folder (or a .zip) into the data folder and
+reads scores from file names; with ``--json`` it prints
+``{"imported", "labelled", "unlabelled", "skipped": [{"file", "reason"}], ...}``.
+``dataset`` describes the labelled set: counts, score range, histogram and the
+unlabelled files. Progress bars go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from workbench.cli import CommandError, command
+from workbench.config import Settings
+from workbench.dataset import (
+    ScoreError, ScoreStore, import_into_store, scan_source_events, summarize,
+)
+from workbench.dataset.scores import format_range, format_score
+from workbench.events import Finished, Progress
+from workbench.fsutil import LockTimeout
+
+
+def _run_with_bar(events, description: str):
+    """Drive an engine generator, showing its Progress on a tqdm bar (stderr); return the Finished result."""
+    result = None
+    with tqdm(desc=description, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+        for event in events:
+            if isinstance(event, Progress):
+                bar.total = event.total
+                bar.n = event.done
+                bar.refresh()
+            elif isinstance(event, Finished):
+                result = event.result
+    return result
+
+
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", metavar="SRC_DIR", help="folder of photos (only files directly inside), or a .zip")
+    parser.add_argument("--pattern", default=None,
+                        help="regular expression reading the score from the file stem (group 'score', else the "
+                             "first group, else the whole match); default: a number at the start of the name")
+
+
+@command("import", "Copy photos from a folder into the training set, reading scores from file names.",
+         _import_arguments)
+def import_command(args: argparse.Namespace, settings: Settings) -> dict:
+    src = Path(args.src).expanduser()
+    if not src.exists():
+        raise CommandError(f"{src} does not exist")
+    if not (src.is_dir() or src.suffix.lower() == ".zip"):
+        raise CommandError(f"{src} is neither a folder nor a .zip file")
+    pattern = settings.filename_pattern if args.pattern is None else args.pattern
+    store = ScoreStore.from_settings(settings)
+    try:
+        preview = _run_with_bar(scan_source_events(
+            src, pattern=pattern, score_min=settings.score_min, score_max=settings.score_max,
+            max_pixels=settings.max_pixels, thumbnails_dir=settings.thumbnails_dir,
+            thumbnail_size=settings.thumbnail_size), "checking")
+        try:
+            report = _run_with_bar(import_into_store(preview.items, store, skipped=preview.skipped), "copying")
+        finally:
+            preview.cleanup()
+    except (ScoreError, LockTimeout, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    document = report.to_json()
+    if not args.json:
+        print(f"Imported {report.imported} images into {settings.data_dir}: "
+              f"{report.labelled} labelled, {report.unlabelled} unlabelled.")
+        for origin, saved in report.renamed:
+            print(f"  {origin} saved as {saved} (the name was taken)")
+        for name, note in report.notes:
+            print(f"  {name}: no score ({note})")
+        if report.skipped:
+            print(f"Skipped {len(report.skipped)}:")
+            for skipped in report.skipped:
+                print(f"  {skipped.file}: {skipped.reason}")
+    return document
+
+
+def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bins", type=int, default=10, help="histogram bins over the score range (default 10)")
+
+
+@command("dataset", "Describe the training set: counts, score range, histogram, unlabelled files.",
+         _dataset_arguments)
+def dataset_command(args: argparse.Namespace, settings: Settings) -> dict:
+    if args.bins < 1:
+        raise CommandError("--bins must be at least 1")
+    summary = summarize(ScoreStore.from_settings(settings), bins=args.bins)
+    if not args.json:
+        print(f"{settings.data_dir}: {summary.line()}")
+        print(f"Score range allowed: {format_range(settings.score_min, settings.score_max)}")
+        peak = max((b.count for b in summary.histogram), default=0) or 1
+        for b in summary.histogram:
+            bar = "#" * round(40 * b.count / peak)
+            print(f"  {format_score(b.lo):>6} – {format_score(b.hi):<6} {b.count:>6}  {bar}")
+        if summary.unlabelled_files:
+            shown = summary.unlabelled_files[:20]
+            more = len(summary.unlabelled_files) - len(shown)
+            print("Unlabelled: " + ", ".join(shown) + (f" and {more} more" if more else ""))
+        for problem in summary.problems:
+            print(f"  note: {problem}")
+    return summary.to_json()
