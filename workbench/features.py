@@ -1,0 +1,320 @@
+"""Batched feature extraction with an on-disk cache keyed by image content.
+
+``extract_features(paths, "efficientnet_lite0", settings)`` is a generator of
+``Progress``/``Notice`` events ending with ``Finished(FeatureResult)``:
+
+1. every file is hashed (SHA-256 of its bytes, two threads);
+2. features already cached for (that hash, backbone, weights id, preprocessing
+   version) are read back, so an unchanged set only hashes, a renamed file hits
+   and an edited file misses; the network is not even built when all hit;
+3. the rest is decoded by DataLoader worker processes (JPEG draft decoding near
+   the network's input size, EXIF orientation applied) and run through the
+   backbone in batches under ``torch.inference_mode``, channels-last, on the GPU
+   when there is one. A broken image is skipped with its reason; its batch goes on.
+
+Cache files are safetensors (no pickle) holding one float32 vector and the
+SHA-256 of its bytes; a file whose checksum, key or shape does not match is
+deleted and recomputed, never trusted. ``cache_size``/``clear_cache`` keep it visible.
+"""
+from __future__ import annotations
+
+from workbench import compat  # noqa: F401  (first: the torchvision guard)
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from workbench.backbones import (
+    PREPROCESSING_VERSION,
+    LoadedBackbone,
+    WeightStatus,
+    get_backbone,
+    load_backbone,
+    weight_status,
+)
+from workbench.backbones.weights import random_weights_id
+from workbench.config import Settings
+from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.fsutil import file_sha256
+from workbench.images import ImageError, load_image
+
+BackboneArg = Union[str, LoadedBackbone]
+
+
+@dataclass
+class FeatureResult:
+    """``features`` float32 [N_ok, D], row i belonging to ``paths[i]`` (input order);
+    ``errors`` maps each skipped path to a reason a person can read."""
+
+    features: np.ndarray
+    paths: list[Path]
+    errors: dict[str, str]
+    weights: WeightStatus
+    backbone: str = ""
+    cache_hits: int = 0
+    computed: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------- cache
+class FeatureCache:
+    """One folder per (backbone, weights id, preprocessing version); one small file per image hash."""
+
+    def __init__(self, root: Path, backbone: str, weights_id: str, feature_dim: int) -> None:
+        self.key = f"{backbone}|{weights_id}|{PREPROCESSING_VERSION}"
+        self.folder = Path(root) / backbone / hashlib.sha256(self.key.encode()).hexdigest()[:16]
+        self.feature_dim = feature_dim
+
+    def path_of(self, image_sha: str) -> Path:
+        return self.folder / image_sha[:2] / f"{image_sha}.safetensors"
+
+    def get(self, image_sha: str) -> tuple[np.ndarray | None, bool]:
+        """(vector or None, corrupt?); a corrupt file is deleted."""
+        from safetensors import safe_open
+
+        path = self.path_of(image_sha)
+        if not path.is_file():
+            return None, False
+        try:
+            with safe_open(str(path), framework="np") as fh:
+                meta = fh.metadata() or {}
+                vector = fh.get_tensor("features")
+            ok = (vector.dtype == np.float32 and vector.shape == (self.feature_dim,) and meta.get("key") == self.key
+                  and meta.get("sha256") == hashlib.sha256(vector.tobytes()).hexdigest())
+        except Exception:  # truncated, garbage, wrong format: all mean "rebuild"
+            ok = False
+        if not ok:
+            path.unlink(missing_ok=True)
+            return None, True
+        return vector, False
+
+    def put(self, image_sha: str, vector: np.ndarray) -> None:
+        from safetensors.numpy import save
+
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        data = save({"features": vector}, metadata={"key": self.key, "sha256": hashlib.sha256(vector.tobytes()).hexdigest()})
+        path = self.path_of(image_sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not (self.folder / "key.json").exists():
+            (self.folder / "key.json").write_text(json.dumps({"key": self.key}) + "\n")
+        # Rebuildable data: temp + rename keeps readers from seeing half a file; no fsync needed.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def cache_size(settings: Settings) -> dict:
+    """{"path", "bytes", "files", "backbones": {name: bytes}} of the feature cache."""
+    root = Path(settings.features_cache_dir)
+    per_backbone: dict[str, int] = {}
+    total_bytes = files = 0
+    if root.is_dir():
+        for path in root.rglob("*.safetensors"):
+            size = path.stat().st_size
+            backbone = path.relative_to(root).parts[0]
+            per_backbone[backbone] = per_backbone.get(backbone, 0) + size
+            total_bytes += size
+            files += 1
+    return {"path": str(root), "bytes": total_bytes, "files": files, "backbones": per_backbone}
+
+
+def clear_cache(settings: Settings, backbone: str | None = None) -> dict:
+    """Delete cached features (all, or one backbone's); returns what was freed."""
+    import shutil
+
+    before = cache_size(settings)
+    root = Path(settings.features_cache_dir)
+    target = root / backbone if backbone else root
+    if target.is_dir():
+        shutil.rmtree(target)
+    after = cache_size(settings)
+    return {"freed_bytes": before["bytes"] - after["bytes"], "freed_files": before["files"] - after["files"], **after}
+
+
+# ------------------------------------------------------------------ decoding
+class _Images(Dataset):
+    """(index, tensor [3,S,S], error) per image; a broken file gives an error, not an exception."""
+
+    def __init__(self, items: list[tuple[int, str]], transform, size: int, max_pixels: int) -> None:
+        self.items, self.transform, self.size, self.max_pixels = items, transform, size, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        index, path = self.items[i]
+        try:
+            image = load_image(path, max_pixels=self.max_pixels, min_size=(self.size, self.size))
+            return index, self.transform(image), ""
+        except ImageError as exc:
+            reason = str(exc)
+        except Exception as exc:  # a decoder bug must not end the whole extraction
+            reason = f"{Path(path).name}: cannot be decoded ({type(exc).__name__}: {exc})"
+        return index, torch.zeros(3, self.size, self.size), reason
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # decoding workers must not fight the network for cores
+
+
+def device_for_inference() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _hash_all(paths: Sequence[Path]) -> list[str | Exception]:
+    def one(path: Path):
+        try:
+            return file_sha256(path)
+        except OSError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
+        return list(pool.map(one, paths))
+
+
+def _status_without_loading(name: str, settings: Settings, random_weights: bool) -> WeightStatus | None:
+    if random_weights:
+        return WeightStatus("random", "random initialisation requested", random_weights_id())
+    status = weight_status(name, settings, check_online=False)
+    return status if status.weights_id else None
+
+
+# ----------------------------------------------------------------- extraction
+def extract_features(
+    paths: Sequence[str | Path],
+    backbone: BackboneArg,
+    settings: Settings,
+    *,
+    stop: StopFlag | None = None,
+    random_weights: bool = False,
+) -> Iterator[Progress | Notice | Finished]:
+    """Features for ``paths`` (see the module docstring). Raises WeightsUnavailable up front."""
+    started = time.perf_counter()
+    paths = [Path(p) for p in paths]
+    loaded = backbone if isinstance(backbone, LoadedBackbone) else None
+    spec = loaded.spec if loaded else get_backbone(backbone)
+    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights)
+    if status is None:  # weights still to be downloaded: load now so the id is known
+        loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+        status = loaded.weights
+    level = "warning" if status.is_random else "info"
+    yield Notice(f"{spec.name}: weights from {status.label()} — {status.detail}", level)
+
+    total = len(paths)
+    errors: dict[str, str] = {}
+    vectors: dict[int, np.ndarray] = {}
+    notes: list[str] = []
+    yield Progress(0, total, f"hashing {total} images")
+    digests = _hash_all(paths)
+    cache = FeatureCache(settings.features_cache_dir, spec.name, status.weights_id, spec.feature_dim)
+
+    todo: dict[str, list[int]] = {}  # image hash -> indices (duplicates computed once)
+    hits = corrupt = 0
+    for index, (path, digest) in enumerate(zip(paths, digests)):
+        if isinstance(digest, Exception):
+            errors[str(path)] = f"{path.name}: cannot read the file ({getattr(digest, 'strerror', None) or digest})"
+            continue
+        if digest in todo:
+            todo[digest].append(index)
+            continue
+        vector, was_corrupt = cache.get(digest)
+        corrupt += was_corrupt
+        if vector is not None:
+            vectors[index] = vector
+            hits += 1
+        else:
+            todo[digest] = [index]
+    if corrupt:
+        notes.append(f"{corrupt} damaged cache file(s) found and rebuilt")
+        yield Notice(notes[-1], "warning")
+    done = hits
+    yield Progress(done, total, f"{hits} from cache, {len(todo)} to compute")
+
+    stopped = False
+    computed = 0
+    if todo:
+        if loaded is None:
+            loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+        first_of = {indices[0]: digest for digest, indices in todo.items()}
+        items = [(index, str(paths[index])) for index in sorted(first_of)]
+        for event in _run_network(loaded, items, settings, stop):
+            if isinstance(event, Finished):
+                stopped = event.stopped
+                break
+            batch_vectors, batch_errors, rate = event
+            for index, vector in batch_vectors.items():
+                digest = first_of[index]
+                cache.put(digest, vector)
+                for same in todo[digest]:
+                    vectors[same] = vector
+                    computed += 1
+            for index, reason in batch_errors.items():
+                for same in todo[first_of[index]]:
+                    errors[str(paths[same])] = reason
+                yield Notice(f"skipped {reason}", "warning")
+            done = len(vectors) + len(errors)
+            remaining = total - done
+            yield Progress(done, total, f"{spec.name}: {rate:.1f} images/s", rate=rate,
+                           eta=remaining / rate if rate > 0 else None)
+
+    order = sorted(vectors)
+    features = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, spec.feature_dim), np.float32)
+    result = FeatureResult(features=features, paths=[paths[i] for i in order], errors=errors, weights=status,
+                           backbone=spec.name, cache_hits=hits, computed=computed,
+                           seconds=time.perf_counter() - started, notes=notes)
+    yield Finished(result, stopped=stopped)
+
+
+def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag | None):
+    """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
+    device = device_for_inference()
+    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
+    size = loaded.spec.input_size
+    batch_size = max(1, settings.batch_size)
+    # Worker processes pay off only when there is more than a batch or two to decode.
+    workers = settings.num_workers if len(items) > 2 * batch_size else 0
+    loader = DataLoader(_Images(items, loaded.transform, size, settings.max_pixels), batch_size=batch_size,
+                        num_workers=workers, worker_init_fn=_worker_init if workers else None,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    started, count = time.perf_counter(), 0
+    with torch.inference_mode():
+        for indices, images, reasons in loader:
+            if stop is not None and stop.is_set():
+                yield Finished(None, stopped=True)
+                return
+            ok = [i for i, reason in enumerate(reasons) if not reason]
+            errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
+            vectors = {}
+            if ok:
+                batch = images[ok].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                out = model(batch).float().cpu().numpy()
+                vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
+            count += len(reasons)
+            yield vectors, errors, count / max(time.perf_counter() - started, 1e-9)
+    yield Finished(None, stopped=False)
+
+
+def features_for(
+    paths: Sequence[str | Path],
+    backbone: BackboneArg,
+    settings: Settings,
+    *,
+    stop: StopFlag | None = None,
+    random_weights: bool = False,
+    on_event=None,
+) -> FeatureResult:
+    """Run :func:`extract_features` to the end and return its FeatureResult."""
+    from workbench.events import drain
+
+    return drain(extract_features(paths, backbone, settings, stop=stop, random_weights=random_weights), on_event)
