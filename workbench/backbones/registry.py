@@ -19,11 +19,13 @@ from PIL import Image
 from torch import nn
 
 from workbench.backbones.weights import (
+    DownloadFailed,
     WeightSource,
     WeightStatus,
     WeightsUnavailable,
     cache_dir,
     download,
+    missing_message,
     random_weights_id,
     read_state_dict,
     resolve,
@@ -183,8 +185,11 @@ def load_pretrained_state(spec: BackboneSpec, settings: "Settings", *, progress:
     downloaded_now = False
     if path is None:  # download now
         url = source_url(spec.name, source)
-        path = download(url, cache_dir(source, settings) / source.filename, sha256=source.sha256,
-                        sha256_prefix=source.sha256_prefix, progress=progress)
+        try:
+            path = download(url, cache_dir(source, settings) / source.filename, sha256=source.sha256,
+                            sha256_prefix=source.sha256_prefix, progress=progress)
+        except DownloadFailed as exc:
+            raise WeightsUnavailable(f"{missing_message(spec, settings)} ({exc})") from exc
         downloaded_now = True
         status = WeightStatus("download", f"downloaded from {url} to {path}", weights_id_of(path), path=path, url=url)
     try:

@@ -40,6 +40,10 @@ class WeightsUnavailable(Exception):
     """No usable weights; the message says which file to place in which folder."""
 
 
+class DownloadFailed(WeightsUnavailable):
+    """The network did not deliver the file (offline, HTTP error)."""
+
+
 @dataclass(frozen=True)
 class WeightSource:
     """One way to obtain a backbone's weights.
@@ -228,7 +232,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, sha256_prefix: 
                         digest.update(chunk)
                         bar.update(len(chunk))
         except httpx.HTTPError as exc:
-            raise WeightsUnavailable(f"Downloading {url} failed: {exc}") from exc
+            raise DownloadFailed(f"Downloading {url} failed: {exc}") from exc
         got = digest.hexdigest()
         if (sha256 and got != sha256.lower()) or (sha256_prefix and not got.startswith(sha256_prefix.lower())):
             expected = sha256 or f"{sha256_prefix}..."

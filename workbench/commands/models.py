@@ -1,0 +1,121 @@
+"""``python -m workbench backbones | features | cache``: pretrained networks and their feature cache.
+
+- ``backbones`` lists every backbone with its input size, feature dimension and
+  where its weights would come from right now (local file, package, download, unavailable).
+- ``features --backbone NAME`` extracts (and caches) features for the images of
+  the data set; a second run only hashes.
+- ``cache [--clear]`` shows the feature cache's size, or empties it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from workbench.backbones import BACKBONES, WeightsUnavailable, weight_status
+from workbench.cli import CommandError, command
+from workbench.config import Settings
+from workbench.events import Finished, Notice, Progress
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+@command("backbones", "List the pretrained backbones and where each one's weights would come from now.")
+def backbones_command(args: argparse.Namespace, settings: Settings) -> list[dict]:
+    rows = []
+    for name, spec in BACKBONES.items():
+        status = weight_status(name, settings)
+        rows.append({
+            "name": name, "input_size": spec.input_size, "feature_dim": spec.feature_dim,
+            "weights": status.source, "detail": status.detail, "weights_id": status.weights_id,
+            "default": name == settings.default_backbone, "description": spec.description,
+        })
+    if not args.json:
+        print(f"Weights folder: {settings.weights_dir}")
+        print(f"{'backbone':<20} {'input':>5} {'dim':>5}  weights")
+        for row in rows:
+            mark = " (default)" if row["default"] else ""
+            print(f"{row['name']:<20} {row['input_size']:>5} {row['feature_dim']:>5}  {row['weights']}{mark}")
+        missing = [r for r in rows if r["weights"] == "unavailable"]
+        if missing:
+            print(f"\n{len(missing)} backbone(s) need weights. For example:\n  {missing[0]['detail']}")
+    return rows
+
+
+def _features_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
+                        help="backbone to extract with (default: features.default_backbone)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="use random, untrained weights (tests only: the features mean nothing)")
+    parser.add_argument("--labelled-only", action="store_true", help="only the images that carry a score")
+
+
+@command("features", "Extract and cache backbone features for the images of the data set.", _features_arguments)
+def features_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.dataset import ScoreStore
+    from workbench.features import extract_features
+
+    name = args.backbone or settings.default_backbone
+    store = ScoreStore.from_settings(settings)
+    if args.labelled_only:
+        paths = [path for path, _ in store.labelled()]
+    else:
+        paths = [store.data_dir / entry.filename for entry in store.entries()]
+    if not paths:
+        raise CommandError(f"no images in {settings.data_dir}; import some first (python -m workbench import FOLDER)")
+    result = None
+    try:
+        with tqdm(total=len(paths), desc=name, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+            for event in extract_features(paths, name, settings, random_weights=args.random_weights):
+                if isinstance(event, Progress):
+                    bar.total, bar.n = event.total, event.done
+                    bar.set_postfix_str(event.message, refresh=True)
+                elif isinstance(event, Notice):
+                    bar.write(("WARNING: " if event.level == "warning" else "") + event.message, file=sys.stderr)
+                elif isinstance(event, Finished):
+                    result = event.result
+    except WeightsUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    document = {
+        "backbone": name, "weights": result.weights.source, "weights_detail": result.weights.detail,
+        "weights_id": result.weights.weights_id, "random_weights": result.weights.is_random,
+        "n_images": len(paths), "n_features": len(result.paths), "feature_dim": int(result.features.shape[1]),
+        "cache_hits": result.cache_hits, "computed": result.computed, "seconds": round(result.seconds, 3),
+        "errors": [{"file": path, "reason": reason} for path, reason in result.errors.items()],
+        "notes": result.notes,
+    }
+    if not args.json:
+        if result.weights.is_random:
+            print("WARNING: RANDOM WEIGHTS — these features carry no learned meaning.")
+        print(f"{name}: {len(result.paths)} of {len(paths)} images -> {result.features.shape[1]}-d features "
+              f"({result.cache_hits} from cache, {result.computed} computed) in {result.seconds:.1f} s; "
+              f"weights: {result.weights.label()}")
+        for path, reason in result.errors.items():
+            print(f"  skipped: {reason}")
+    return document
+
+
+def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clear", action="store_true", help="delete every cached feature (rebuilt on demand)")
+    parser.add_argument("--backbone", default=None, metavar="NAME", help="with --clear: only this backbone's features")
+
+
+@command("cache", "Show the size of the feature cache, or clear it.", _cache_arguments)
+def cache_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.features import cache_size, clear_cache
+
+    if args.clear:
+        document = clear_cache(settings, args.backbone)
+        if not args.json:
+            print(f"Cleared {_megabytes(document['freed_bytes'])} ({document['freed_files']} files) "
+                  f"from {document['path']}")
+        return document
+    document = cache_size(settings)
+    if not args.json:
+        print(f"Feature cache {document['path']}: {_megabytes(document['bytes'])} in {document['files']} files")
+        for name, size in sorted(document["backbones"].items()):
+            print(f"  {name:<20} {_megabytes(size)}")
+    return document
