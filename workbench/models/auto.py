@@ -1,0 +1,59 @@
+"""``auto``: the strongest recipe measured on real data, offered as the default choice.
+
+Features of two backbones that see different things are concatenated: NIMA's
+MobileNet trained on AVA (what photographers rate) and the chosen ImageNet
+backbone (what is in the picture). On that, an ensemble averages a ridge whose
+penalty is tuned by efficient leave-one-out CV (RidgeCV) and an RBF SVR on
+standardised targets. The figures behind this choice are in
+``bench/compare_bench.py`` (SAVOIAS, 5-fold CV). When NIMA's weights cannot be
+found, auto says so and uses the chosen backbone alone.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.ensemble import VotingRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+
+from workbench.models.registry import Capabilities, Param, register_family
+
+NIMA = "nima_mobilenet"
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(0, 5, 16))
+
+
+def auto_backbones(chosen: str, settings: Any = None) -> tuple[str, ...]:
+    """NIMA's AVA features plus the chosen backbone's, when NIMA's weights can be had."""
+    if chosen == NIMA:
+        return (NIMA,)
+    if settings is not None:
+        from workbench.backbones import weight_status
+
+        if weight_status(NIMA, settings).source == "unavailable":
+            return (chosen,)
+    return (NIMA, chosen)
+
+
+AUTO_PARAMS = [
+    Param("svr_C", float, 3.0, "SVR regularisation (inverse)", low=1e-3, high=1e4, log=True),
+    Param("svr_weight", float, 0.5, "share of the SVR in the average (the rest: ridge)", low=0.0, high=1.0),
+]
+
+
+@register_family("auto", "The best recipe found on real photo sets: NIMA (AVA) + ImageNet features, "
+                 "an ensemble of a tuned ridge and an SVR. The default.",
+                 params=AUTO_PARAMS, capabilities=Capabilities(needs_features=True),
+                 feature_backbones=auto_backbones)
+def build_auto(svr_C: float, svr_weight: float, *, seed: int, context: Any = None):
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+    svr = TransformedTargetRegressor(regressor=make_pipeline(StandardScaler(), SVR(C=svr_C, epsilon=0.1)),
+                                     transformer=StandardScaler())
+    if svr_weight <= 0:
+        return ridge
+    if svr_weight >= 1:
+        return svr
+    return VotingRegressor([("ridge", ridge), ("svr", svr)], weights=[1.0 - svr_weight, svr_weight])

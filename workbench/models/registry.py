@@ -123,12 +123,15 @@ class Family:
     params: tuple[Param, ...] = ()
     capabilities: Capabilities = field(default_factory=Capabilities)
     # Backbones whose features are concatenated, given the one the person chose
-    # (most families: just that one; ``auto`` picks its own set).
-    feature_backbones: Callable[[str], tuple[str, ...]] = lambda chosen: (chosen,)
+    # and the settings (most families: just that one; ``auto`` picks its own set).
+    feature_backbones: Callable[[str, Any], tuple[str, ...]] = lambda chosen, settings=None: (chosen,)
     # Optional ``stream(estimator, X, y, X_val, y_val, stop) -> Iterator[EpochEnd]``
     # for scikit-learn estimators used as they are (GBR stages, RF tree batches).
     stream: Callable[..., Iterator[EpochEnd]] | None = None
     default_backbone: str | None = None  # e.g. swin_moe trains on swin_tiny
+    # Networks a family builds from its own config, with no pretrained weights
+    # anywhere (name -> description); only trained with random weights, knowingly.
+    private_backbones: dict[str, str] = field(default_factory=dict)
 
     def param(self, name: str) -> Param:
         for p in self.params:

@@ -46,6 +46,8 @@ def score_bins(scores: np.ndarray, n_bins: int) -> np.ndarray:
 def _stratified_take(bins: np.ndarray, fraction: float, rng: np.random.Generator,
                      pool: np.ndarray) -> np.ndarray:
     """About ``fraction`` of ``pool`` drawn evenly from every bin (at least one image overall)."""
+    if fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
     chosen = []
     want = fraction * len(pool)
     for b in np.unique(bins[pool]):

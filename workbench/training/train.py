@@ -41,7 +41,10 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
     family = get_family(family) if isinstance(family, str) else family
     chosen = resolve_backbone(family, backbone, settings)
     notices = []
-    for name in family.feature_backbones(chosen):
+    for name in family.feature_backbones(chosen, settings):
+        if name in family.private_backbones and not random_weights:
+            raise TrainingError(f"{name} is {family.private_backbones[name]}: it has no pretrained weights, "
+                                f"so train it with --random-weights (knowingly)")
         if random_weights:
             notices.append(Notice(f"{name}: TRAINING ON RANDOM WEIGHTS, as asked. Its features carry no learned "
                                   f"meaning; the run is marked random.", level="warning"))
@@ -107,7 +110,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     data = labelled_set(settings) if data is None else data
     check_enough(len(data))
     chosen = resolve_backbone(fam, backbone, settings)
-    backbones = tuple(fam.feature_backbones(chosen)) if fam.capabilities.needs_features else (chosen,)
+    backbones = tuple(fam.feature_backbones(chosen, settings)) if fam.capabilities.needs_features else (chosen,)
     for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights):
         yield notice
 

@@ -1,0 +1,164 @@
+"""K-fold cross-validation of several families on the same folds.
+
+Features are extracted (or read from the cache) once per backbone and reused
+by every family; every family sees exactly the same folds, so the leaderboard
+compares models, not luck. Torch heads carve a validation part out of each
+training fold for early stopping; the test fold is never seen while fitting.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.models.registry import FitContext, fit_streaming, get_family
+from workbench.training.data import LabelledSet, labelled_set
+from workbench.training.metrics import compute_metrics, good_threshold
+from workbench.training.splits import check_enough, kfold, stratified_split
+from workbench.training.train import check_weights, clip_scores, inputs_for, resolve_backbone
+
+
+@dataclass
+class FamilyResult:
+    model: str
+    srcc: float
+    plcc: float
+    krcc: float
+    mae: float
+    rmse: float
+    r2: float
+    accuracy: float
+    fit_seconds: float  # mean per fold
+    srcc_std: float = 0.0  # across folds
+    folds: list[dict] = field(default_factory=list)  # per-fold metrics
+
+
+@dataclass
+class CompareReport:
+    n_images: int
+    backbone: str
+    folds: int
+    seed: int
+    results: list[FamilyResult]
+    weights: dict[str, dict] = field(default_factory=dict)
+    random_weights: bool = False
+    wall_seconds: float = 0.0
+    stopped: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI contract: {n_images, backbone, folds, results: [{model, srcc, plcc, mae, rmse, r2, fit_seconds}]}."""
+        data = asdict(self)
+        data["results"] = [{k: v for k, v in r.items() if k != "folds"} for r in data["results"]]
+        return data
+
+    def leaderboard(self, metric: str = "srcc") -> list[FamilyResult]:
+        reverse = metric not in ("mae", "rmse")
+        return sorted(self.results, key=lambda r: getattr(r, metric), reverse=reverse)
+
+
+def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
+            seed: int | None = None, stop: StopFlag | None = None, random_weights: bool = False,
+            params: dict[str, dict] | None = None, data: LabelledSet | None = None
+            ) -> Iterator[Progress | Notice | Finished]:
+    """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
+
+    ``params`` optionally maps a family to hyper-parameter overrides. A Stop
+    ends after the current fold with the families finished so far
+    (``Finished(report, stopped=True)``).
+    """
+    started = time.perf_counter()
+    fams = [get_family(name) for name in families]
+    if not fams:
+        raise ValueError("choose at least one model family to compare")
+    folds = settings.folds if folds is None else int(folds)
+    seed = settings.seed if seed is None else int(seed)
+    data = labelled_set(settings) if data is None else data
+    check_enough(len(data))
+    chosen = backbone or settings.default_backbone
+    for fam in fams:
+        for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
+                                    random_weights=random_weights):
+            yield notice
+
+    # inputs once per distinct input kind (a backbone set, or raw images), shared by the families
+    inputs: dict[tuple, Any] = {}
+    weights: dict[str, dict] = {}
+    for fam in fams:
+        key = _input_key(fam, resolve_backbone(fam, backbone, settings))
+        if key in inputs:
+            continue
+        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights):
+            if isinstance(event, Finished):
+                if event.stopped:
+                    yield Finished(None, stopped=True)
+                    return
+                inputs[key] = event.result
+                weights.update(event.result[2])
+            else:
+                yield event
+    # the images every input kind could read: the same rows, the same folds for everyone
+    common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
+    names = [str(p) for p in data.paths if str(p) in common]
+    data = data.subset([i for i, p in enumerate(data.paths) if str(p) in common])
+    check_enough(len(data))
+    fold_indices = kfold(data.scores, folds=folds, seed=seed)
+    y = data.scores
+    threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
+    results: list[FamilyResult] = []
+    total, done = len(fams) * folds, 0
+    for fam in fams:
+        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings))]
+        row_of = {str(p): i for i, p in enumerate(kept.paths)}
+        X = X_all[[row_of[n] for n in names]]
+        values = fam.resolve_params((params or {}).get(fam.name))
+        context = FitContext(settings=settings, backbone=resolve_backbone(fam, backbone, settings),
+                             random_weights=random_weights, score_min=settings.score_min,
+                             score_max=settings.score_max)
+        per_fold, seconds = [], []
+        for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
+            if stop is not None and stop.is_set():
+                break
+            estimator = fam.make(values, seed=seed, context=context)
+            tick = time.perf_counter()
+            _fit_fold(fam, estimator, X, y, train_idx, seed, stop)
+            seconds.append(time.perf_counter() - tick)
+            predictions = clip_scores(estimator.predict(X[test_idx]), settings)
+            per_fold.append(compute_metrics(y[test_idx], predictions, score_min=settings.score_min,
+                                            score_max=settings.score_max, threshold=threshold))
+            done += 1
+            yield Progress(done, total, f"{fam.name}: fold {k}/{folds} SRCC {per_fold[-1]['srcc']:.3f}")
+        if len(per_fold) < folds:
+            break  # stopped: report only families with every fold done
+        mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}
+        results.append(FamilyResult(model=fam.name, **mean, fit_seconds=float(np.mean(seconds)),
+                                    srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
+        yield Notice(f"{fam.name}: SRCC {mean['srcc']:.3f}, MAE {mean['mae']:.2f}, "
+                     f"fit {np.mean(seconds):.2f} s per fold")
+    stopped = bool(stop is not None and stop.is_set())
+    report = CompareReport(n_images=len(data), backbone=chosen, folds=folds, seed=seed, results=results,
+                           weights=weights, random_weights=random_weights,
+                           wall_seconds=time.perf_counter() - started, stopped=stopped)
+    yield Finished(report, stopped=stopped)
+
+
+def _input_key(fam, chosen: str) -> tuple:
+    if fam.capabilities.needs_features:
+        return ("features", tuple(fam.feature_backbones(chosen, settings)))
+    return ("images", (chosen,))
+
+
+def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag | None) -> None:
+    """Fit on one training fold; torch families early-stop on a validation slice of it."""
+    if fam.capabilities.torch:
+        inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed) \
+            if len(train_idx) >= 20 else None
+        if inner is not None:
+            fit_part, val_part = train_idx[inner.train], train_idx[inner.val]
+            for _ in fit_streaming(fam, estimator, X[fit_part], y[fit_part], X[val_part], y[val_part], stop=stop):
+                pass
+            return
+    for _ in fit_streaming(fam, estimator, X[train_idx], y[train_idx], None, None, stop=stop):
+        pass

@@ -1,0 +1,217 @@
+"""Tables and curves for people to read: what the Train tab shows, without Gradio.
+
+``TrainingMonitor`` follows the events of one training run (losses per epoch,
+latest metrics, progress and ETA); the ``*_frame`` functions turn histories,
+stored runs and comparison results into the long-form pandas frames plots and
+tables take. The CLI and the tests can use all of it as it is.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from workbench.events import EpochEnd, Finished, Notice, Progress
+
+CURVE_COLUMNS = ("epoch", "loss", "curve")
+# Metrics shown in tables, in reading order, with the label people see.
+METRIC_LABELS = {"srcc": "SRCC", "plcc": "PLCC", "krcc": "KRCC", "mae": "MAE", "rmse": "RMSE", "r2": "R²",
+                 "accuracy": "good/bad accuracy"}
+RUN_COLUMNS = ("name", "family", "backbone", "weights", "status", "n_images", "srcc", "plcc", "krcc", "mae",
+               "rmse", "r2", "accuracy", "fit_seconds", "created", "notes", "run_id")
+
+
+def format_duration(seconds: float | None) -> str:
+    """``75`` -> ``"1 min 15 s"``; unknown -> ``""``."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return ""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def empty_curve_frame() -> pd.DataFrame:
+    """A typed empty frame (a string ``curve`` column keeps the plot's legend categorical)."""
+    return pd.DataFrame({"epoch": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64"),
+                         "curve": pd.Series(dtype="object")})
+
+
+def curve_frame(history: Sequence[Mapping[str, Any]], prefix: str = "") -> pd.DataFrame:
+    """Long-form losses ``[epoch, loss, curve]`` from per-epoch records.
+
+    ``history`` holds dicts with ``epoch``, ``train_loss`` and ``val_loss``
+    (either may be None); ``curve`` is ``"train"`` / ``"validation"``, after
+    ``prefix`` when given (to overlay several runs).
+    """
+    rows = []
+    for record in history:
+        for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+            value = record.get(key)
+            if value is not None and math.isfinite(value):
+                rows.append({"epoch": int(record["epoch"]), "loss": float(value),
+                             "curve": f"{prefix} · {label}" if prefix else label})
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)) if rows else empty_curve_frame()
+
+
+def overlay_frame(curves: Mapping[str, Mapping[str, list]]) -> pd.DataFrame:
+    """Loss curves of several runs in one frame: ``curves`` is name -> {"epoch", "train_loss", "val_loss"} lists
+    (the shape ``workbench.runs.loss_curves`` returns)."""
+    frames = []
+    for name, curve in curves.items():
+        history = [{"epoch": e, "train_loss": t, "val_loss": v}
+                   for e, t, v in zip(curve.get("epoch", []), curve.get("train_loss", []), curve.get("val_loss", []))]
+        frames.append(curve_frame(history, prefix=name))
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else empty_curve_frame()
+
+
+def runs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Stored runs (``workbench.runs.leaderboard_rows``) as a table, rank first, numbers rounded."""
+    frame = pd.DataFrame(list(rows), columns=list(RUN_COLUMNS))
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return _rounded(frame)
+
+
+def leaderboard_place(rows: Sequence[Mapping[str, Any]], run_id: str, metric: str = "srcc") -> str:
+    """``"2nd of 5 stored runs by held-out SRCC (best: head-… 0.712)"``; rows must be sorted best first."""
+    ids = [r["run_id"] for r in rows]
+    if run_id not in ids:
+        return "This run is not in the run store."
+    place = ids.index(run_id) + 1
+    label = METRIC_LABELS.get(metric, metric)
+    text = f"**{_ordinal(place)} of {len(rows)}** stored run{'s' if len(rows) != 1 else ''} by held-out {label}"
+    best = rows[0]
+    if place > 1 and best.get(metric) is not None:
+        text += f" (best: {best['name']}, {best[metric]:.3f})"
+    return text + "."
+
+
+def metrics_markdown(metrics: Mapping[str, float], heading: str = "") -> str:
+    """A two-row Markdown table of the metrics people compare models by."""
+    keys = [k for k in METRIC_LABELS if k in metrics]
+    if not keys:
+        return ""
+    head = "| " + " | ".join(METRIC_LABELS[k] for k in keys) + " |"
+    rule = "|" + "---|" * len(keys)
+    values = "| " + " | ".join(_fmt(metrics[k]) for k in keys) + " |"
+    return (f"{heading}\n\n" if heading else "") + "\n".join((head, rule, values))
+
+
+def comparison_frame(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Cross-validation results (one mapping per model, keys as in the ``compare`` JSON) best SRCC first."""
+    frame = pd.DataFrame(list(results))
+    if frame.empty:
+        return frame
+    if "srcc" in frame:
+        frame = frame.sort_values("srcc", ascending=False, na_position="last", ignore_index=True)
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return _rounded(frame)
+
+
+def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            frame[column] = frame[column].round(2 if column.endswith("seconds") else 3)
+    return frame
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass
+class TrainingMonitor:
+    """What a person watching a training run wants to know, updated from its events.
+
+    Feed every event to :meth:`add`; read ``history`` (per-epoch records),
+    ``fraction`` (0..1 of the current phase), ``status_line()``,
+    ``latest_metrics``, ``notices`` and ``result`` / ``stopped`` at the end.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    latest_metrics: dict[str, float] = field(default_factory=dict)
+    phase: str = "starting"
+    fraction: float = 0.0
+    eta: float | None = None
+    total_epochs: int | None = None
+    result: Any = None
+    stopped: bool = False
+    finished: bool = False
+    _started: float = field(default_factory=time.monotonic)
+    _first_epoch_at: float | None = None
+    _first_epoch: int = 0
+    _message: str = ""
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, Progress):
+            self.phase, self._message = "preparing", event.message
+            self.fraction, self.eta = event.fraction, event.eta
+        elif isinstance(event, EpochEnd):
+            self._add_epoch(event)
+        elif isinstance(event, Notice):
+            self.notices.append(event)
+        elif isinstance(event, Finished):
+            self.finished, self.result, self.stopped = True, event.result, event.stopped
+            self.phase, self.fraction, self.eta = ("stopped" if event.stopped else "done"), 1.0, 0.0
+
+    def _add_epoch(self, event: EpochEnd) -> None:
+        now = time.monotonic()
+        if self._first_epoch_at is None:
+            self._first_epoch_at, self._first_epoch = now, event.epoch
+        self.phase = "training"
+        self.history.append({"epoch": event.epoch, "train_loss": event.train_loss, "val_loss": event.val_loss,
+                             **event.metrics})
+        self.latest_metrics = {k: v for k, v in event.metrics.items() if k in METRIC_LABELS}
+        total = event.total_epochs
+        self.fraction = min(event.epoch / total, 1.0) if total else 0.0
+        done_since_first = event.epoch - self._first_epoch
+        if total and done_since_first > 0:
+            per_epoch = (now - self._first_epoch_at) / done_since_first
+            self.eta = per_epoch * (total - event.epoch)
+        else:
+            self.eta = None
+        self.total_epochs = total
+
+    def curve(self) -> pd.DataFrame:
+        return curve_frame(self.history)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def status_line(self) -> str:
+        """One line: phase, epoch n / N, losses, ETA."""
+        if self.phase == "training" and self.history:
+            last = self.history[-1]
+            total = self.total_epochs
+            parts = [f"epoch {last['epoch']}" + (f" / {total}" if total else "")]
+            for key, label in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+                if last.get(key) is not None:
+                    parts.append(f"{label} {last[key]:.4g}")
+            if self.eta is not None:
+                parts.append(f"about {format_duration(self.eta)} left")
+            return "Training: " + " · ".join(parts)
+        if self.phase == "preparing":
+            eta = f" · about {format_duration(self.eta)} left" if self.eta else ""
+            return f"Preparing: {self._message}{eta}"
+        if self.phase == "done":
+            return f"Finished in {format_duration(self.elapsed)}."
+        if self.phase == "stopped":
+            return (f"Stopped after {format_duration(self.elapsed)}: "
+                    + ("the best model so far was kept as a run marked stopped." if self.result is not None
+                       else "nothing was learnt yet, so no run was saved."))
+        return "Starting…"
