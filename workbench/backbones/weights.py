@@ -124,8 +124,9 @@ def random_weights_id() -> str:
 
 # --------------------------------------------------------------- locations
 def source_url(spec_name: str, source: WeightSource) -> str | None:
-    override = os.environ.get(f"WORKBENCH_WEIGHTS_URL_{spec_name.upper()}")
-    return override or source.url
+    if not source.url:
+        return None
+    return os.environ.get(f"WORKBENCH_WEIGHTS_URL_{spec_name.upper()}") or source.url
 
 
 def cache_dir(source: WeightSource, settings: "Settings") -> Path:
