@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,11 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
         image = Image.open(source)
     except UnidentifiedImageError as exc:
         raise ImageError(f"{label}: not an image, or a format this workbench cannot read") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{label}: too many pixels (possible decompression bomb)") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's backstop fired before our own check
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
+        raise ImageError(f"{label}: {size}, over the limit of {max_pixels / 1e6:.0f} megapixels "
+                         f"(refused as a possible decompression bomb)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{label}: the file is damaged and cannot be opened ({exc})") from exc
     width, height = image.size
