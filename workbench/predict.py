@@ -1,0 +1,424 @@
+"""Scoring new photos: one ``Scorer`` over a stored run or the ready NIMA model.
+
+    scorer = load_scorer(default_scorer_id(settings), settings)   # best run by SRCC, else "nima"
+    result = drain(score_images(["shoot/"], scorer, settings))    # BatchResult, best first
+    write_csv(result, "scores.csv")
+    explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM heatmap, or .reason why not
+    explanation.overlay(opacity=0.5)                              # PIL image
+
+Scores stay on the scorer's own scale: 1-10 for NIMA (good from 5.1, its
+authors' convention), the run's ``score_min``-``score_max`` otherwise. A file
+that cannot be read becomes a row with an ``error`` and the rest is scored.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workbench.config import Settings
+from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.images import ImageError, is_supported, load_image
+
+NIMA_ID = "nima"
+NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
+CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so far
+EXPLAIN_LONG_SIDE = 768  # px of the photo shown under the heatmap
+
+
+class ScorerUnavailable(Exception):
+    """The chosen scorer cannot be loaded (no such run, missing weights); says why."""
+
+
+@dataclass
+class ScoreRow:
+    """One photo's result. ``score`` is None exactly when ``error`` says why."""
+
+    path: str
+    score: float | None = None
+    std: float | None = None  # spread of the predicted distribution, score units
+    distribution: list[float] | None = None  # 10 bins, low to high, summing to 1
+    percentile: float | None = None  # 0-100 among the training set's scores
+    verdict: str | None = None  # "good" | "bad"
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    rows: list[ScoreRow]  # scored ones best first, then the failures
+    scorer_id: str
+    scale: tuple[float, float]
+    threshold: float
+    stopped: bool = False
+
+    @property
+    def scored(self) -> list[ScoreRow]:
+        return [r for r in self.rows if r.error is None]
+
+    @property
+    def failed(self) -> list[ScoreRow]:
+        return [r for r in self.rows if r.error is not None]
+
+    @property
+    def has_distribution(self) -> bool:
+        return any(r.distribution is not None for r in self.rows)
+
+
+# ----------------------------------------------------------------- scorers
+@dataclass
+class Scorer:
+    """What scoring needs from a model, whichever kind it is.
+
+    ``predict_chunk(paths, settings, stop)`` yields events and ends with
+    ``Finished(ImagePredictions)``; ``gradcam_target()`` gives (module: normalised
+    [N,3,S,S] -> scores [N], target layer, transform) or None.
+    """
+
+    id: str
+    name: str
+    family: str
+    scale: tuple[float, float]
+    default_threshold: float
+    has_distribution: bool
+    weights_note: str  # where the weights came from, for the UI and CLI
+    reference_scores: np.ndarray | None  # the training set's scores, for percentiles
+    predict_chunk: Callable[..., Iterator[Any]]
+    gradcam_target: Callable[[], tuple | None]
+    not_explainable_reason: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Grad-CAM hooks are per model
+
+    def percentile(self, score: float) -> float | None:
+        ref = self.reference_scores
+        if ref is None or len(ref) == 0:
+            return None
+        # share of training scores below, ties counted half (scipy's "mean" kind)
+        return float(100.0 * (np.sum(ref < score) + 0.5 * np.sum(ref == score)) / len(ref))
+
+    def verdict(self, score: float, threshold: float | None = None) -> str:
+        return "good" if score >= (self.default_threshold if threshold is None else threshold) else "bad"
+
+
+class _NimaMeanScore(torch.nn.Module):
+    """NIMA's distribution reduced to its mean score [N] (what Grad-CAM differentiates)."""
+
+    def __init__(self, nima):
+        super().__init__()
+        self.nima = nima
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bins = torch.arange(1, 11, dtype=x.dtype, device=x.device)
+        return self.nima(x) @ bins
+
+
+def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag | None) -> Iterator[Any]:
+    from workbench.backbones.nima import distribution_mean_std
+    from workbench.runs import ImagePredictions
+
+    size = model.transform.size
+    ok: list[Path] = []
+    dists: list[np.ndarray] = []
+    errors: dict[str, str] = {}
+    batch = max(1, settings.batch_size)
+    for start in range(0, len(paths), batch):
+        if stop is not None and stop.is_set():
+            break
+        tensors = []
+        for path in paths[start:start + batch]:
+            try:
+                image = load_image(path, max_pixels=settings.max_pixels, min_size=(size, size))
+            except (ImageError, OSError) as exc:
+                errors[str(path)] = str(exc)
+                continue
+            tensors.append(model.transform(image))
+            ok.append(path)
+        if tensors:
+            with torch.inference_mode():
+                dists.append(model(torch.stack(tensors)).numpy().astype(np.float64))
+        yield Progress(min(start + batch, len(paths)), len(paths), "scoring with NIMA")
+    p = np.concatenate(dists) if dists else np.zeros((0, 10))
+    mean, std = distribution_mean_std(p)
+    yield Finished(ImagePredictions(paths=ok, scores=mean, distributions=p, errors=errors, spreads=std),
+                   stopped=stop is not None and stop.is_set())
+
+
+def load_nima_scorer(settings: Settings) -> Scorer:
+    """The ready AVA scorer (no training needed); raises ScorerUnavailable naming the weights file."""
+    from workbench.backbones import WeightsUnavailable
+    from workbench.backbones.nima import load_nima
+
+    try:
+        model = load_nima(settings, progress=False)
+    except WeightsUnavailable as exc:
+        raise ScorerUnavailable(str(exc)) from None
+
+    def gradcam_target():
+        return _NimaMeanScore(model).eval(), model.blocks[-1], model.transform
+
+    return Scorer(
+        id=NIMA_ID, name="NIMA (MobileNet, AVA) - ready, no training", family="nima", scale=(1.0, 10.0),
+        default_threshold=NIMA_THRESHOLD, has_distribution=True,
+        weights_note=f"NIMA weights: {model.weights.source} ({model.weights.detail})",
+        reference_scores=None,
+        predict_chunk=lambda paths, settings, stop=None: _nima_predict(model, paths, settings, stop),
+        gradcam_target=gradcam_target,
+    )
+
+
+def _reference_scores(manifest, settings: Settings) -> np.ndarray | None:
+    """Scores of the run's training images as labelled now; the held-out truths if those are gone."""
+    from workbench.dataset.store import ScoreStore
+
+    train_names = set(manifest.split.get("train", []))
+    try:
+        current = {e.filename: e.score for e in ScoreStore.from_settings(settings).entries()}
+    except Exception:  # an unreadable data folder must not stop scoring
+        current = {}
+    scores = [current[n] for n in train_names if current.get(n) is not None]
+    if not scores:
+        scores = [p["true"] for p in manifest.predictions if p.get("true") is not None]
+    return np.asarray(scores, dtype=np.float64) if scores else None
+
+
+def _weights_note(manifest) -> str:
+    if manifest.random_weights:
+        return "RANDOM backbone weights (trained so on purpose): scores carry little meaning"
+    if not manifest.weights:
+        return "no pretrained backbone (the model learnt from the pixels alone)"
+    return "; ".join(f"{name} weights: {w.get('source', '?')} ({w.get('detail', '')})"
+                     for name, w in manifest.weights.items())
+
+
+def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
+    from workbench.models import get_family
+    from workbench.runs import RunCorrupt, RunNotFound, load_run
+
+    try:
+        run = load_run(run_id, settings)
+    except RunNotFound as exc:
+        raise ScorerUnavailable(f"{exc}. Train one in the Train tab, or use '{NIMA_ID}' (ready, no training).") from None
+    except RunCorrupt as exc:
+        raise ScorerUnavailable(f"run {run_id} cannot be loaded: {exc}") from None
+    manifest = run.manifest
+    capabilities = get_family(manifest.family).capabilities
+    cached_target: list = []
+
+    def gradcam_target():
+        if not cached_target:
+            cached_target.append(run.gradcam_target())
+        return cached_target[0]
+
+    return Scorer(
+        id=manifest.run_id, name=manifest.name, family=manifest.family,
+        scale=(float(manifest.score_min), float(manifest.score_max)),
+        default_threshold=float(manifest.good_threshold), has_distribution=capabilities.distribution,
+        weights_note=_weights_note(manifest), reference_scores=_reference_scores(manifest, settings),
+        predict_chunk=lambda paths, settings, stop=None: run.predict_images(paths, settings, stop=stop),
+        gradcam_target=gradcam_target,
+        not_explainable_reason=(
+            "" if capabilities.explainable else
+            f"A {manifest.family} run cannot be explained with Grad-CAM: it predicts from cached backbone "
+            f"features with no gradient path back to the pixels (tree ensembles and kernel models work on "
+            f"the feature table, not on the image)."),
+    )
+
+
+SCORER_LOADERS: dict[str, Callable[[Settings], Scorer]] = {NIMA_ID: load_nima_scorer}
+
+
+def load_scorer(scorer_id: str, settings: Settings) -> Scorer:
+    """``"nima"`` (the ready AVA scorer) or a stored run id -> a Scorer. Raises ScorerUnavailable."""
+    loader = SCORER_LOADERS.get(scorer_id)
+    return loader(settings) if loader else load_run_scorer(scorer_id, settings)
+
+
+def default_scorer_id(settings: Settings) -> str:
+    """The best stored run by held-out SRCC, else the ready NIMA scorer."""
+    from workbench.runs import RunStore
+
+    best = RunStore(settings.models_dir).best("srcc")
+    return best.run_id if best is not None else NIMA_ID
+
+
+def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
+    """(label, id) pairs, best run first, NIMA last: for dropdowns."""
+    from workbench.runs import leaderboard_rows, RunStore
+
+    choices = []
+    for row in leaderboard_rows(RunStore(settings.models_dir), "srcc"):
+        srcc = f"SRCC {row['srcc']:.3f}" if row.get("srcc") is not None else "no SRCC"
+        random = ", RANDOM weights" if "random" in (row.get("weights") or "") else ""
+        choices.append((f"{row['name']} — {row['family']}/{row['backbone'] or '-'} ({srcc}{random})", row["run_id"]))
+    choices.append(("nima — ready AVA scorer, 1-10 (no training)", NIMA_ID))
+    return choices
+
+
+# ------------------------------------------------------------------ batches
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], dict[str, str]]:
+    """Files as given, folders as their image files (recursively, hidden ones skipped).
+
+    Returns (paths, errors) where errors names inputs that do not exist.
+    """
+    paths, errors = [], {}
+    for item in inputs:
+        item = Path(item).expanduser()
+        if item.is_dir():
+            found = [p for p in item.rglob("*") if p.is_file() and is_supported(p)
+                     and not any(part.startswith(".") for part in p.relative_to(item).parts)]
+            paths.extend(sorted(found))
+        elif item.is_file():
+            paths.append(item)
+        else:
+            errors[str(item)] = "no such file or folder"
+    return list(dict.fromkeys(paths)), errors
+
+
+def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Settings, *,
+                 stop: StopFlag | None = None, threshold: float | None = None) -> Iterator[Any]:
+    """Score files and folders; yields Progress/Notice, ends with ``Finished(BatchResult)``.
+
+    Broken images become rows with an ``error`` and the rest is scored. On Stop
+    the result holds what was scored so far and ``stopped`` is true.
+    """
+    paths, missing = expand_inputs(inputs)
+    threshold = scorer.default_threshold if threshold is None else float(threshold)
+    rows = [ScoreRow(path=p, error=reason) for p, reason in missing.items()]
+    total, stopped = len(paths), False
+    yield Progress(0, total, f"scoring {total} image(s) with {scorer.id}")
+    for offset in range(0, total, CHUNK):
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        chunk = paths[offset:offset + CHUNK]
+        predictions = None
+        for event in scorer.predict_chunk(chunk, settings, stop=stop):
+            if isinstance(event, Finished):
+                predictions, stopped = event.result, event.stopped
+            elif isinstance(event, Progress):
+                done = offset + int(event.fraction * len(chunk))  # the chunk's own units -> images overall
+                yield Progress(done, total, event.message, event.rate, event.eta)
+            else:
+                yield event
+        if predictions is not None:
+            rows.extend(_rows_of(predictions, scorer, threshold))
+        yield Progress(offset + len(chunk), total, f"scored {offset + len(chunk)} of {total}")
+        if stopped:
+            break
+    scored = sorted((r for r in rows if r.error is None), key=lambda r: -r.score)
+    failed = [r for r in rows if r.error is not None]
+    if failed:
+        yield Notice(f"{len(failed)} file(s) could not be scored; each is listed with its reason", level="warning")
+    yield Finished(BatchResult(rows=scored + failed, scorer_id=scorer.id, scale=scorer.scale,
+                               threshold=threshold, stopped=stopped), stopped=stopped)
+
+
+def _rows_of(predictions, scorer: Scorer, threshold: float) -> list[ScoreRow]:
+    rows = [ScoreRow(path=str(path), error=reason) for path, reason in predictions.errors.items()]
+    dists, spreads = predictions.distributions, predictions.spreads
+    for i, path in enumerate(predictions.paths):
+        score = float(predictions.scores[i])
+        rows.append(ScoreRow(
+            path=str(path), score=score,
+            std=float(spreads[i]) if spreads is not None else None,
+            distribution=[float(v) for v in dists[i]] if dists is not None else None,
+            percentile=scorer.percentile(score), verdict=scorer.verdict(score, threshold),
+        ))
+    return rows
+
+
+def score_one(image_path: str | Path, scorer: Scorer, settings: Settings, *,
+              threshold: float | None = None) -> ScoreRow:
+    """One photo's row (``error`` set when it cannot be read)."""
+    from workbench.events import drain
+
+    return drain(score_images([image_path], scorer, settings, threshold=threshold)).rows[0]
+
+
+def csv_columns(result: BatchResult) -> list[str]:
+    columns = ["path", "score"]
+    if result.has_distribution:
+        columns += ["std"] + [f"p{i}" for i in range(1, 11)]
+    if result.failed:
+        columns.append("error")
+    return columns
+
+
+def csv_text(result: BatchResult) -> str:
+    """The CSV contract: path,score (+ std,p1..p10 for distribution models) (+ error)."""
+    columns = csv_columns(result)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in result.rows:
+        values = {"path": row.path, "score": "" if row.score is None else f"{row.score:.4f}",
+                  "std": "" if row.std is None else f"{row.std:.4f}", "error": row.error or ""}
+        for i in range(10):
+            values[f"p{i + 1}"] = f"{row.distribution[i]:.5f}" if row.distribution else ""
+        writer.writerow([values[c] for c in columns])
+    return buffer.getvalue()
+
+
+def write_csv(result: BatchResult, path: str | Path) -> Path:
+    from workbench.fsutil import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, csv_text(result))
+    return path
+
+
+# ------------------------------------------------------------- explanations
+@dataclass
+class Explanation:
+    """A Grad-CAM heatmap [H, W] in 0-1 over ``image``, or ``reason`` why there is none."""
+
+    image: Image.Image
+    heatmap: np.ndarray | None = None
+    score: float | None = None
+    reason: str | None = None
+
+    def overlay(self, opacity: float = 0.5, colormap: str = "jet") -> Image.Image:
+        """The photo with the heatmap blended in at ``opacity`` (0: photo only, 1: heatmap only)."""
+        if self.heatmap is None:
+            return self.image
+        from torchcam.utils import overlay_mask
+
+        opacity = float(np.clip(opacity, 0.0, 1.0))
+        if opacity == 0.0:
+            return self.image
+        # a float ("F") mask in 0-1, as torchcam squares it (a uint8 mask would overflow)
+        mask = Image.fromarray(np.clip(self.heatmap, 0, 1).astype(np.float32), mode="F")
+        # torchcam's alpha is the photo's share and must be below 1
+        return overlay_mask(self.image, mask, colormap=colormap, alpha=float(min(1.0 - opacity, 0.999)))
+
+
+def explain(image_path: str | Path, scorer: Scorer, settings: Settings) -> Explanation:
+    """Grad-CAM (torchcam) of the score w.r.t. the scorer's last feature map.
+
+    Raises ImageError for an unreadable photo; a model with no gradient path to
+    the pixels gives an Explanation whose ``reason`` says so.
+    """
+    from torchcam.methods import GradCAM
+
+    photo = load_image(image_path, max_pixels=settings.max_pixels, min_size=(EXPLAIN_LONG_SIDE,) * 2)
+    photo.thumbnail((EXPLAIN_LONG_SIDE, EXPLAIN_LONG_SIDE))
+    target = scorer.gradcam_target()
+    if target is None or target[1] is None:
+        reason = scorer.not_explainable_reason or (
+            f"This {scorer.family} run has no spatial feature map to explain (a transformer backbone or "
+            f"features from several backbones), so Grad-CAM cannot show where it looked.")
+        return Explanation(image=photo, reason=reason)
+    module, layer, transform = target
+    with scorer.lock, torch.enable_grad():
+        x = transform(photo)[None].requires_grad_(True)  # gradients reach the layer even with frozen weights
+        with GradCAM(module, target_layer=layer, input_shape=tuple(x.shape[1:])) as cam:
+            score = module(x).reshape(-1, 1)
+            maps = cam(class_idx=0, scores=score)
+    heatmap = maps[0][0].detach().float().numpy()
+    heatmap = np.nan_to_num(heatmap, nan=0.0)
+    return Explanation(image=photo, heatmap=heatmap, score=float(score.detach()[0, 0]))
