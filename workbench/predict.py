@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -236,6 +237,32 @@ def load_scorer(scorer_id: str, settings: Settings) -> Scorer:
     """``"nima"`` (the ready AVA scorer) or a stored run id -> a Scorer. Raises ScorerUnavailable."""
     loader = SCORER_LOADERS.get(scorer_id)
     return loader(settings) if loader else load_run_scorer(scorer_id, settings)
+
+
+_SCORER_CACHE: "OrderedDict[tuple, Scorer]" = OrderedDict()
+_SCORER_CACHE_LOCK = threading.Lock()
+SCORER_CACHE_SIZE = 3
+
+
+def cached_scorer(scorer_id: str, settings: Settings) -> Scorer:
+    """``load_scorer`` remembered for the last few scorers, for the UI and the HTTP
+    API where every request would otherwise reload the model. Runs never change
+    after they are written; a deleted one is dropped."""
+    from workbench.runs import RunStore
+
+    key = (scorer_id, str(settings.weights_dir), str(settings.models_dir), str(settings.data_dir))
+    with _SCORER_CACHE_LOCK:
+        scorer = _SCORER_CACHE.get(key)
+        if scorer is not None and scorer_id != NIMA_ID and not (RunStore(settings.models_dir).root / scorer_id).is_dir():
+            del _SCORER_CACHE[key]
+            scorer = None
+        if scorer is None:
+            scorer = load_scorer(scorer_id, settings)
+            _SCORER_CACHE[key] = scorer
+            while len(_SCORER_CACHE) > SCORER_CACHE_SIZE:
+                _SCORER_CACHE.popitem(last=False)
+        _SCORER_CACHE.move_to_end(key)
+        return scorer
 
 
 def default_scorer_id(settings: Settings) -> str:

@@ -1,0 +1,187 @@
+"""Scoring new photos with a stored run or the ready NIMA scorer."""
+from __future__ import annotations
+
+from workbench import compat  # noqa: F401
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training_fixtures import make_brightness_set
+from workbench.events import Finished, Progress, StopFlag, drain
+from workbench.predict import (
+    NIMA_ID, NIMA_THRESHOLD, ScorerUnavailable, csv_text, default_scorer_id, explain, load_scorer, score_images,
+    write_csv,
+)
+from workbench.training import train
+
+
+def put_nima_weights(settings, nima_weights: Path) -> None:
+    target = settings.weights_dir / nima_weights.name
+    if not target.exists():
+        target.symlink_to(nima_weights)
+
+
+def broken_files(folder: Path, photos) -> dict[str, str]:
+    """Three files that look like images by name but are not usable ones."""
+    (folder / "not_an_image.jpg").write_bytes(b"this is a text file, not a JPEG")
+    (folder / "empty.png").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.fromarray(photos["rocket"]).save(buffer, format="JPEG")
+    (folder / "truncated.jpg").write_bytes(buffer.getvalue()[:2000])
+    return {"not_an_image.jpg": "not an image", "empty.png": "empty", "truncated.jpg": "truncated"}
+
+
+@pytest.fixture
+def nima_settings(settings, nima_weights):
+    put_nima_weights(settings, nima_weights)
+    return settings
+
+
+def test_nima_gives_its_known_score_on_chelsea(nima_settings, photos, tmp_path):
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "chelsea.png")
+    scorer = load_scorer(NIMA_ID, nima_settings)
+    assert scorer.scale == (1.0, 10.0) and scorer.default_threshold == NIMA_THRESHOLD
+    assert "local file" in scorer.weights_note
+    result = drain(score_images([tmp_path / "chelsea.png"], scorer, nima_settings))
+    (row,) = result.rows
+    assert row.score == pytest.approx(5.12, abs=0.01)
+    assert sum(row.distribution) == pytest.approx(1.0, abs=1e-5) and len(row.distribution) == 10
+    assert 1.0 < row.std < 2.0
+    assert row.verdict == "good" and row.percentile is None  # NIMA has no training set of ours
+
+
+def test_a_folder_with_broken_files_is_scored_except_those(nima_settings, scored_photo_folder, photos):
+    reasons = broken_files(scored_photo_folder, photos)
+    events = list(score_images([scored_photo_folder], load_scorer(NIMA_ID, nima_settings), nima_settings,
+                               threshold=5.0))
+    result = events[-1].result
+    assert isinstance(events[-1], Finished) and not result.stopped
+    assert [e.done for e in events if isinstance(e, Progress)][-1] == 9
+    scored, failed = result.scored, result.failed
+    assert len(scored) == 6 and len(failed) == 3
+    assert [r.score for r in scored] == sorted((r.score for r in scored), reverse=True)  # best first
+    assert {Path(r.path).name: r.verdict for r in scored} == {
+        Path(r.path).name: ("good" if r.score >= 5.0 else "bad") for r in scored}
+    for row in failed:
+        name = Path(row.path).name
+        assert row.score is None and name in row.error and reasons[name] in row.error
+    rows = list(csv.DictReader(io.StringIO(csv_text(result))))
+    assert list(rows[0]) == ["path", "score", "std"] + [f"p{i}" for i in range(1, 11)] + ["error"]
+    assert [r["path"] for r in rows] == [r.path for r in result.rows]
+    assert rows[-1]["score"] == "" and rows[-1]["error"]
+
+
+def test_missing_paths_are_listed_not_fatal(nima_settings, tmp_path, photos):
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.jpg")
+    result = drain(score_images([tmp_path / "coffee.jpg", tmp_path / "gone.jpg"],
+                                load_scorer(NIMA_ID, nima_settings), nima_settings))
+    assert [r.error for r in result.rows] == [None, "no such file or folder"]
+
+
+def test_stop_keeps_what_was_scored(nima_settings, scored_photo_folder):
+    stop = StopFlag()
+    stop.set()
+    result = drain(score_images([scored_photo_folder], load_scorer(NIMA_ID, nima_settings), nima_settings,
+                                stop=stop))
+    assert result.stopped and result.rows == []
+
+
+def test_nima_explanation_is_a_heatmap_over_the_photo(nima_settings, photos, tmp_path, output_dir):
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "chelsea.png")
+    explanation = explain(tmp_path / "chelsea.png", load_scorer(NIMA_ID, nima_settings), nima_settings)
+    assert explanation.reason is None and explanation.score == pytest.approx(5.12, abs=0.01)
+    assert explanation.heatmap.min() >= 0 and explanation.heatmap.max() == pytest.approx(1.0, abs=1e-3)
+    faint, strong = explanation.overlay(0.2), explanation.overlay(0.8)
+    assert faint.size == strong.size == explanation.image.size
+    photo = np.asarray(explanation.image, dtype=float)
+    # more opacity, further from the photo
+    assert np.abs(np.asarray(strong, dtype=float) - photo).mean() > np.abs(np.asarray(faint, dtype=float) - photo).mean()
+    assert explanation.overlay(0.0) is explanation.image
+    strong.save(output_dir / "nima_gradcam.png")
+
+
+def test_no_runs_means_nima_and_unknown_runs_say_so(settings):
+    assert default_scorer_id(settings) == NIMA_ID
+    with pytest.raises(ScorerUnavailable, match="no run 'nope'"):
+        load_scorer("nope", settings)
+
+
+def test_missing_nima_weights_name_the_file(settings):
+    with pytest.raises(ScorerUnavailable) as caught:
+        load_scorer(NIMA_ID, settings)
+    assert "weights_mobilenet_aesthetic_0.07.hdf5" in str(caught.value)
+    assert str(settings.weights_dir) in str(caught.value)
+
+
+# ------------------------------------------------------------ trained runs
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, photos):
+    """A ridge and a random-forest run on 48 real-photo crops scored by brightness."""
+    from workbench.config import load_settings
+
+    root = tmp_path_factory.mktemp("predict_runs")
+    for name in ("runs", "cache", "weights"):
+        (root / name).mkdir()
+    data = make_brightness_set(photos, root / "data")
+    settings = load_settings(data_dir=data, models_dir=root / "runs", cache_dir=root / "cache",
+                             weights_dir=root / "weights")
+    ridge = drain(train("ridge", settings))
+    forest = drain(train("rf", settings, params={"n_estimators": 30}))
+    return settings, ridge, forest
+
+
+def test_prediction_equals_the_runs_stored_held_out_predictions(trained):
+    settings, ridge, _ = trained
+    scorer = load_scorer(ridge.run_id, settings)
+    assert scorer.scale == (ridge.score_min, ridge.score_max)
+    held_out = {p["filename"]: p["pred"] for p in ridge.predictions}
+    result = drain(score_images([settings.data_dir / name for name in held_out], scorer, settings))
+    assert not result.failed
+    got = {Path(r.path).name: r.score for r in result.rows}
+    assert got.keys() == held_out.keys()
+    for name, pred in held_out.items():
+        assert got[name] == pytest.approx(pred, abs=1e-4)
+    # percentiles are against the run's training scores
+    train_scores = np.array(scorer.reference_scores)
+    assert len(train_scores) == len(ridge.split["train"])
+    top = result.rows[0]
+    assert top.percentile == pytest.approx(100 * np.mean(train_scores < top.score), abs=100 / len(train_scores))
+
+
+def test_default_scorer_is_the_best_run_by_srcc(trained):
+    settings, ridge, forest = trained
+    best = max((ridge, forest), key=lambda m: m.metrics["srcc"])
+    assert default_scorer_id(settings) == best.run_id
+
+
+def test_ridge_run_is_explained_through_its_backbone(trained, tmp_path):
+    settings, ridge, _ = trained
+    name = ridge.predictions[0]["filename"]
+    explanation = explain(settings.data_dir / name, load_scorer(ridge.run_id, settings), settings)
+    assert explanation.reason is None
+    assert explanation.score == pytest.approx(ridge.predictions[0]["pred"], abs=0.05)
+    assert explanation.heatmap.ndim == 2 and explanation.heatmap.max() > 0
+
+
+def test_tree_ensembles_say_why_they_cannot_be_explained(trained):
+    settings, _, forest = trained
+    name = forest.predictions[0]["filename"]
+    explanation = explain(settings.data_dir / name, load_scorer(forest.run_id, settings), settings)
+    assert explanation.heatmap is None
+    assert "rf run cannot be explained with Grad-CAM" in explanation.reason
+    assert explanation.overlay(0.7) is explanation.image
+
+
+def test_write_csv_for_a_run_without_distributions(trained, tmp_path):
+    settings, ridge, _ = trained
+    result = drain(score_images([settings.data_dir], load_scorer(ridge.run_id, settings), settings))
+    path = write_csv(result, tmp_path / "out.csv")
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    assert list(rows[0]) == ["path", "score"] and len(rows) == 48
+    assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
