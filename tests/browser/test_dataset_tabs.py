@@ -1,0 +1,190 @@
+"""The Import and Training-data tabs in a real chromium against a real server.
+
+Every check ends on the disk: ``data/scores.csv`` and the image files are what a
+person keeps, so that is what these tests read back after each click.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+
+# ------------------------------------------------------------------ helpers
+def disk_scores(data_dir: Path) -> dict[str, float | None]:
+    """``{filename: score}`` as written in data/scores.csv (None for an empty cell)."""
+    path = data_dir / "scores.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["filename"]: (float(row["score"]) if row["score"] else None) for row in csv.DictReader(fh)}
+
+
+def images_on_disk(data_dir: Path) -> set[str]:
+    return {p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() == ".jpg"}
+
+
+def open_tab(page: Page, title: str) -> None:
+    page.get_by_role("tab", name=title, exact=True).click()
+
+
+def select_image(page: Page, prefix: str, filename: str) -> None:
+    page.locator(f"#{prefix}-gallery button.thumbnail-item", has_text=filename).click()
+    expect(page.locator(f"#{prefix}-name")).to_contain_text(filename)
+
+
+def type_score(page: Page, prefix: str, value: str) -> None:
+    field = page.locator(f"#{prefix}-score input")
+    field.fill(value)
+    field.press("Enter")
+
+
+def edit_table_score(page: Page, prefix: str, filename: str, value: str) -> None:
+    row = page.locator(f"#{prefix}-table [role=row]", has_text=filename)
+    row.locator('[role=gridcell][data-col="1"]').dblclick()
+    editor = page.locator(f"#{prefix}-table textarea[aria-label='Edit cell']")
+    editor.fill(value)
+    editor.press("Enter")
+
+
+def import_folder(page: Page, url: str, folder: Path) -> None:
+    page.goto(url)
+    page.locator("#import-folder input").fill(str(folder))
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-summary")).to_contain_text("6 images")
+
+
+# -------------------------------------------------------------------- tests
+def test_import_a_folder_edit_scores_and_save(page, app_server, scored_photo_folder, workbench_env, output_dir):
+    data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    import_folder(page, app_server, scored_photo_folder)
+    expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(6)
+    expect(page.locator("#import-gallery")).to_contain_text("85 · 85_chelsea.jpg")
+
+    # one score through the gallery: select, type, Enter
+    select_image(page, "import", "40_coffee.jpg")
+    expect(page.locator("#import-score input")).to_have_value("40")
+    type_score(page, "import", "47")
+    expect(page.locator("#import-status")).to_contain_text("47")
+    expect(page.locator("#import-gallery")).to_contain_text("47 · 40_coffee.jpg")
+    # ... and the table followed the gallery
+    expect(page.locator("#import-table [role=row]", has_text="40_coffee.jpg")).to_contain_text("47")
+
+    # one score through the table; the gallery follows
+    edit_table_score(page, "import", "55_rocket.jpg", "58.5")
+    expect(page.locator("#import-gallery")).to_contain_text("58.5 · 55_rocket.jpg")
+
+    # previous/next walk through the set
+    select_image(page, "import", "63_china.jpg")
+    page.locator("#import-next").click()
+    expect(page.locator("#import-name")).to_contain_text("72_astronaut.jpg")
+    page.locator("#import-prev").click()
+    expect(page.locator("#import-name")).to_contain_text("63_china.jpg")
+
+    # nothing is on disk before Save
+    assert disk_scores(data_dir) == {}
+    page.screenshot(path=str(output_dir / "import_tab.png"), full_page=True)
+
+    page.locator("#import-save").click()
+    expect(page.locator("#import-report")).to_contain_text("6 images copied", timeout=60_000)
+    assert disk_scores(data_dir) == {
+        "85_chelsea.jpg": 85, "40_coffee.jpg": 47, "72_astronaut.jpg": 72,
+        "55_rocket.jpg": 58.5, "63_china.jpg": 63, "30_flower.jpg": 30,
+    }
+    assert images_on_disk(data_dir) == {p.name for p in scored_photo_folder.iterdir()}
+    page.screenshot(path=str(output_dir / "import_saved.png"), full_page=True)
+
+
+def test_bad_import_scores_and_sources_change_nothing(page, app_server, scored_photo_folder, workbench_env):
+    data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    page.goto(app_server)
+    page.locator("#import-folder input").fill(str(scored_photo_folder / "missing"))
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-status")).to_contain_text("does not exist")
+
+    import_folder(page, app_server, scored_photo_folder)
+    select_image(page, "import", "85_chelsea.jpg")
+    for bad, says in [("abc", "not a number"), ("NaN", "NaN"), ("150", "outside"), ("", "empty")]:
+        type_score(page, "import", bad)
+        expect(page.locator("#import-status")).to_contain_text(says)
+    expect(page.locator("#import-gallery")).to_contain_text("85 · 85_chelsea.jpg")
+    edit_table_score(page, "import", "30_flower.jpg", "-5")
+    expect(page.locator("#import-status")).to_contain_text("outside")
+    expect(page.locator("#import-table [role=row]", has_text="30_flower.jpg")).to_contain_text("30")
+    assert not (data_dir / "scores.csv").exists()
+
+
+def test_training_data_edits_are_saved_at_once(page, app_server, scored_photo_folder, workbench_env, output_dir):
+    data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    import_folder(page, app_server, scored_photo_folder)
+    page.locator("#import-save").click()
+    expect(page.locator("#import-report")).to_contain_text("6 images copied", timeout=60_000)
+
+    open_tab(page, "Training data")  # opening the tab re-reads the disk
+    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(6)
+    expect(page.locator("#data-summary")).to_contain_text("6 labelled")
+
+    # edit a score: written at once, no save button
+    select_image(page, "data", "72_astronaut.jpg")
+    type_score(page, "data", "75")
+    expect(page.locator("#data-status")).to_contain_text("Saved score 75 for 72_astronaut.jpg")
+    assert disk_scores(data_dir)["72_astronaut.jpg"] == 75
+
+    # a score typed in the table is written too
+    edit_table_score(page, "data", "63_china.jpg", "64")
+    expect(page.locator("#data-status")).to_contain_text("Saved 1 score")
+    assert disk_scores(data_dir)["63_china.jpg"] == 64
+
+    # bad scores: a clear message, the file untouched
+    before = (data_dir / "scores.csv").read_bytes()
+    select_image(page, "data", "85_chelsea.jpg")
+    for bad, says in [("great", "not a number"), ("nan", "NaN"), ("101", "outside"), ("", "empty")]:
+        type_score(page, "data", bad)
+        expect(page.locator("#data-status")).to_contain_text(says)
+        expect(page.locator("#data-status")).to_contain_text("Nothing was changed")
+    assert (data_dir / "scores.csv").read_bytes() == before
+
+    # delete moves the image and its row to the trash ...
+    select_image(page, "data", "30_flower.jpg")
+    page.locator("#data-delete").click()
+    expect(page.locator("#data-status")).to_contain_text("Moved 30_flower.jpg to the trash")
+    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(5)
+    assert "30_flower.jpg" not in disk_scores(data_dir)
+    assert "30_flower.jpg" not in images_on_disk(data_dir)
+    assert any(p.name == "30_flower.jpg" for p in (data_dir / ".trash").rglob("*"))
+
+    # ... and undo brings both back
+    page.locator("#data-undo").click()
+    expect(page.locator("#data-status")).to_contain_text("Restored 30_flower.jpg")
+    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(6)
+    assert disk_scores(data_dir)["30_flower.jpg"] == 30
+    assert "30_flower.jpg" in images_on_disk(data_dir)
+    page.screenshot(path=str(output_dir / "training_data_tab.png"), full_page=True)
+
+
+def test_training_data_shows_changes_made_elsewhere_and_filters(page, app_server, scored_photo_folder,
+                                                               workbench_env, run_cli):
+    data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    run_cli("import", scored_photo_folder)
+    page.goto(app_server)
+    open_tab(page, "Training data")
+    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(6)
+
+    # another writer (here: the store used directly, as the CLI would) changes the disk
+    from workbench.dataset import ScoreStore
+
+    ScoreStore(data_dir).set_score("40_coffee.jpg", 12)
+    page.locator("#data-refresh").click()
+    expect(page.locator("#data-gallery")).to_contain_text("12 · 40_coffee.jpg")
+
+    # filter by score range and sort high to low
+    page.locator("#data-min-score input").fill("60")
+    page.locator("#data-min-score input").press("Enter")
+    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(3)
+    page.locator("#data-sort input").click()
+    page.get_by_role("option", name="Score, high to low").click()
+    expect(page.locator("#data-gallery .caption-label").first).to_have_text("85 · 85_chelsea.jpg")

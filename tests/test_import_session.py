@@ -1,0 +1,98 @@
+"""ImportSession: the import preview a person edits before anything reaches data/."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from PIL import Image
+
+from workbench.dataset import ScoreError, ScoreStore
+from workbench.dataset.session import ImportSession, table_changes
+from workbench.events import Finished, Progress, drain
+
+
+@pytest.fixture
+def mixed_folder(scored_photo_folder):
+    """The six scored photos plus an unlabelled camera name and a broken file."""
+    Image.open(scored_photo_folder / "85_chelsea.jpg").save(scored_photo_folder / "IMG_1234.jpg")
+    (scored_photo_folder / "99_broken.jpg").write_bytes(b"not a jpeg at all")
+    return scored_photo_folder
+
+
+def test_scan_reads_scores_and_reports_skipped(mixed_folder, settings):
+    events = list(ImportSession.scan_events(mixed_folder, settings))
+    assert any(isinstance(e, Progress) for e in events)
+    session = events[-1].result
+    assert isinstance(events[-1], Finished) and isinstance(session, ImportSession)
+    assert session.scores["85_chelsea.jpg"] == 85
+    assert session.scores["IMG_1234.jpg"] is None
+    assert session.counts() == {"images": 7, "labelled": 6, "unlabelled": 1, "skipped": 1}
+    assert [s.file for s in session.skipped] == ["99_broken.jpg"]
+    summary = session.summary()
+    assert (summary.labelled, summary.unlabelled, summary.lowest, summary.highest) == (6, 1, 30, 85)
+    assert sum(b.count for b in summary.histogram) == 6
+
+
+def test_bad_pattern_and_missing_folder_are_refused_before_work(scored_photo_folder, settings):
+    with pytest.raises(ScoreError, match="not a valid regular expression"):
+        ImportSession.scan(scored_photo_folder, settings, pattern="(unclosed")
+    with pytest.raises(FileNotFoundError):
+        ImportSession.scan(scored_photo_folder / "nope", settings)
+
+
+def test_custom_pattern(tmp_path, photos, settings):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    Image.fromarray(photos["coffee"]).save(folder / "coffee_s42.jpg")
+    session = ImportSession.scan(folder, settings, pattern=r"_s(?P<score>\d+)$")
+    assert session.scores == {"coffee_s42.jpg": 42}
+
+
+def test_typed_scores_are_validated_and_bad_ones_change_nothing(scored_photo_folder, settings):
+    session = ImportSession.scan(scored_photo_folder, settings)
+    assert session.set_score("40_coffee.jpg", " 47.5 ") == 47.5
+    for bad in ["", "abc", "nan", "NaN", "inf", "150", "-1", None]:
+        with pytest.raises(ScoreError):
+            session.set_score("40_coffee.jpg", bad)
+    assert session.scores["40_coffee.jpg"] == 47.5
+    with pytest.raises(KeyError):
+        session.set_score("../etc/passwd", 5)
+    # many at once: one bad value refuses the whole batch and names it
+    with pytest.raises(ScoreError, match="30_flower.jpg"):
+        session.set_scores({"85_chelsea.jpg": 90, "30_flower.jpg": "lots"})
+    assert session.scores["85_chelsea.jpg"] == 85
+
+
+def test_table_changes_returns_only_edited_rows():
+    current = {"a.jpg": 85.0, "b.jpg": 7.5, "c.jpg": None}
+    rows = [("a.jpg", "85"), ("b.jpg", "7.50"), ("c.jpg", ""), ("d.jpg", "3")]
+    assert table_changes(rows, current) == {}
+    rows = [("a.jpg", "86"), ("b.jpg", "7.5"), ("c.jpg", "12"), ("x.jpg", "1")]
+    assert table_changes(rows, current) == {"a.jpg": "86", "c.jpg": "12"}
+    # clearing a labelled cell or typing junk is a change the store will refuse with a message
+    assert table_changes([("a.jpg", ""), ("b.jpg", "abc"), ("c.jpg", math.nan)], current) == {
+        "a.jpg": "", "b.jpg": "abc"}
+
+
+def test_apply_table_then_save_writes_the_edited_scores(mixed_folder, settings):
+    session = ImportSession.scan(mixed_folder, settings)
+    rows = [(name, "" if score is None else f"{score:g}") for name, score in session.scores.items()]
+    rows = [(n, "58" if n == "55_rocket.jpg" else ("12" if n == "IMG_1234.jpg" else s)) for n, s in rows]
+    assert session.apply_table(rows) == {"55_rocket.jpg": 58, "IMG_1234.jpg": 12}
+
+    store = ScoreStore.from_settings(settings)
+    report = drain(session.save(store))
+    assert (report.imported, report.labelled, report.unlabelled) == (7, 7, 0)
+    assert [s.file for s in report.skipped] == ["99_broken.jpg"]
+    on_disk = {e.filename: e.score for e in store.entries()}
+    assert on_disk["55_rocket.jpg"] == 58 and on_disk["IMG_1234.jpg"] == 12 and on_disk["85_chelsea.jpg"] == 85
+
+
+def test_pages_have_thumbnails_and_follow_edits(scored_photo_folder, settings):
+    session = ImportSession.scan(scored_photo_folder, settings)
+    first = session.page(0, 4, settings.thumbnails_dir, 64)
+    last = session.page(99, 4, settings.thumbnails_dir, 64)  # clamped to the last page
+    assert (first.pages, first.total, len(first.items), last.page, len(last.items)) == (2, 6, 4, 1, 2)
+    assert all(item.thumbnail is not None and item.thumbnail.is_file() for item in first.items + last.items)
+    session.set_score(first.items[0].filename, 1)
+    assert session.page(0, 4, settings.thumbnails_dir, 64).items[0].score == 1

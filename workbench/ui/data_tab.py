@@ -1,0 +1,153 @@
+"""Tab 2: the training set as it is on disk. Every edit is written to
+``data/scores.csv`` at once; deleting moves an image to ``data/.trash/`` and
+can be undone. The disk is the source of truth: Refresh shows edits made in
+another browser tab or from the command line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from workbench.config import Settings
+from workbench.dataset import (
+    GalleryQuery, ScoreError, ScoreStore, UnsafePath, format_score, gallery_page, summarize,
+)
+from workbench.dataset.session import table_changes
+from workbench.images import ImageError
+from workbench.ui.widgets import LabelledGallery, histogram_figure, table_rows
+
+TITLE = "Training data"
+
+# label shown in the dropdown -> GalleryQuery.sort
+SORT_ORDERS = {"File name": "name", "Score, low to high": "score", "Score, high to low": "score_desc"}
+
+# What a failed edit can raise; each message is written for a person.
+EDIT_ERRORS = (ScoreError, ImageError, UnsafePath, KeyError, FileNotFoundError)
+
+
+def summary_line(summary) -> str:
+    if not summary.total:
+        return "**The training set is empty.** Import photos in the Import tab, or add one below."
+    problems = "".join(f"\n- ⚠️ {problem}" for problem in summary.problems)
+    return f"**Training set — {summary.line()}.**{problems}"
+
+
+def message(exc: Exception) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def build(settings: Settings) -> None:
+    store = ScoreStore.from_settings(settings)
+    gr.Markdown(f"Your labelled photos in `{settings.data_dir}`. Every change is saved at once.")
+    with gr.Row(equal_height=True):
+        sort = gr.Dropdown(list(SORT_ORDERS), value="File name", label="Sort by", elem_id="data-sort", scale=2)
+        unlabelled_first = gr.Checkbox(value=True, label="Unlabelled first", elem_id="data-unlabelled-first")
+        only_unlabelled = gr.Checkbox(value=False, label="Only unlabelled", elem_id="data-only-unlabelled")
+        # The full range means "no score filter" (unlabelled images stay visible).
+        min_score = gr.Number(label="Min score", value=settings.score_min, elem_id="data-min-score")
+        max_score = gr.Number(label="Max score", value=settings.score_max, elem_id="data-max-score")
+        refresh = gr.Button("↻ Refresh", elem_id="data-refresh", scale=1)
+    view = LabelledGallery.build("data", settings, gallery_label="Training set")
+    with view.extra_actions:
+        delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
+        undo = gr.Button("↶ Undo delete", elem_id="data-undo")
+    with gr.Accordion("Add an image", open=False, elem_id="data-add"):
+        with gr.Row(equal_height=True):
+            upload = gr.File(label="Upload an image", file_types=["image"], elem_id="data-add-file",
+                             height=120, scale=3)
+            existing = gr.Textbox(label="…or the name of a file already in the data folder",
+                                  elem_id="data-add-name", scale=3)
+            add_score = gr.Textbox(label="Score (optional for an upload)", elem_id="data-add-score", scale=1)
+            add = gr.Button("Add", variant="primary", elem_id="data-add-button", scale=1)
+
+    query_inputs = [sort, unlabelled_first, only_unlabelled, min_score, max_score]
+    everything = [*view.page_outputs, view.summary, view.histogram, view.status]
+
+    def render(query, page_no=0, keep: str | None = None, index: int | None = None, status: str = ""):
+        """Read the disk again and draw ``page_no``; select ``keep`` if still there, else ``index``."""
+        sort_label, first, only, lo, hi = query
+        lo = None if lo is None or lo <= settings.score_min else lo
+        hi = None if hi is None or hi >= settings.score_max else hi
+        page = gallery_page(store, GalleryQuery(
+            page=page_no, page_size=settings.gallery_page_size, sort=SORT_ORDERS.get(sort_label, "name"),
+            unlabelled_first=bool(first), only_unlabelled=bool(only), min_score=lo, max_score=hi,
+        ), settings.thumbnails_dir, settings.thumbnail_size)
+        names = [item.filename for item in page.items]
+        selected = names.index(keep) if keep in names else index
+        summary = summarize(store)
+        return (*view.show(page, selected), summary_line(summary), histogram_figure(summary.histogram), status)
+
+    def refresh_view(*query):
+        return render(query)
+
+    def edit(action, needs_selection: bool = True):
+        """Wrap ``action(page, name, *args) -> (confirmation | None, keep)`` as a callback that
+        writes through the store, then redraws from disk; a refused edit shows why."""
+        def callback(page, selected, *args):
+            query, extra = args[:len(query_inputs)], args[len(query_inputs):]
+            name = view.selected_filename(page, selected)
+            if needs_selection and name is None:
+                return (*[gr.skip()] * (len(everything) - 1), "Select an image first.")
+            page_no = page.page if page is not None else 0
+            try:
+                confirmation, keep = action(page, name, *extra)
+            except EDIT_ERRORS as exc:
+                gr.Warning(message(exc), duration=6)
+                return render(query, page_no, name, selected, f"⚠️ {message(exc)} Nothing was changed.")
+            if confirmation is None:
+                return (*[gr.skip()] * len(everything),)
+            gr.Info(confirmation, duration=3)
+            return render(query, page_no, keep, selected, f"✓ {confirmation}")
+        return callback
+
+    def save_score(page, name, typed):
+        score = store.set_score(name, typed)
+        return f"Saved score {format_score(score)} for {name}.", name
+
+    def save_table(page, name, value):
+        shown = {item.filename: item.score for item in page.items} if page is not None else {}
+        changes = table_changes(table_rows(value), shown)
+        if not changes:
+            return None, name
+        return f"Saved {len(store.set_scores(changes))} score(s) from the table.", name
+
+    def delete_entry(page, name):
+        store.delete(name)
+        return f"Moved {name} to the trash. “Undo delete” brings it back.", None
+
+    def undo_delete(page, name):
+        entry = store.undo_delete()
+        if entry is None:
+            raise KeyError("There is nothing to undo.")
+        return f"Restored {entry.filename}.", entry.filename
+
+    def add_entry(page, name, file, typed_name, typed_score):
+        if file:
+            result = store.add_image(file, Path(file).name, score=typed_score or None)
+            if not result.copied:
+                return f"{Path(file).name} is already in the training set as {result.duplicate_of}.", None
+            return f"Added {result.filename}.", result.filename
+        typed_name = (typed_name or "").strip()
+        if not typed_name:
+            raise KeyError("Upload an image or type the name of a file in the data folder.")
+        return save_score(page, typed_name, typed_score)
+
+    def turn(delta):
+        return lambda page, *query: render(query, (page.page if page else 0) + delta)
+
+    default_query = [sort.value, unlabelled_first.value, only_unlabelled.value, min_score.value, max_score.value]
+    gr.on(None, lambda: render(default_query), None, everything)  # on page load
+    # Build runs inside the app's gr.Tab: opening the tab re-reads the disk, so an
+    # import saved in the Import tab (or by the CLI) shows up without a click.
+    if isinstance(tab := gr.context.Context.block, gr.Tab):
+        tab.select(refresh_view, query_inputs, everything, show_progress="hidden")
+    gr.on([refresh.click, sort.change, unlabelled_first.change, only_unlabelled.change,
+           min_score.submit, max_score.submit], refresh_view, query_inputs, everything)
+    state = [view.page, view.selected, *query_inputs]
+    view.score.submit(edit(save_score), [*state, view.score], everything, show_progress="hidden")
+    view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
+    delete.click(edit(delete_entry), state, everything, show_progress="hidden")
+    undo.click(edit(undo_delete, needs_selection=False), state, everything, show_progress="hidden")
+    add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything)
+    view.previous_page.click(turn(-1), [view.page, *query_inputs], everything, show_progress="hidden")
+    view.next_page.click(turn(+1), [view.page, *query_inputs], everything, show_progress="hidden")

@@ -1,0 +1,140 @@
+"""Tab 1: bring photos in. Scan a folder or uploaded files, check and correct
+the scores read from the file names, then copy everything into the training
+set. Nothing touches ``data/`` before "Save to training set"."""
+from __future__ import annotations
+
+import gradio as gr
+
+from workbench.config import Settings
+from workbench.dataset import ScoreError, ScoreStore
+from workbench.dataset.session import ImportSession
+from workbench.events import Progress, drain
+from workbench.ui.widgets import LabelledGallery, histogram_figure, table_rows
+
+TITLE = "Import"
+
+INTRO = """Choose photos to add to your training set. Scores are read from the file names
+(`85_beach.jpg` → 85, `7.5 sunset.png` → 7.5); files without one come in unlabelled.
+Check the preview, fix any score (click an image and type, or edit the table), then press **Save to training set**."""
+
+PATTERN_HELP = ("Optional Python regular expression searched in each file name (without extension); "
+                "its group named `score` (or first group) is the score, e.g. `_s(?P<score>\\d+)$`. "
+                "Leave empty for the default rule: a number at the start of the name.")
+
+
+def summary_line(session: ImportSession | None) -> str:
+    if session is None:
+        return "Nothing scanned yet."
+    line = f"**To import — {session.summary().line()}, {len(session.skipped)} skipped.**"
+    if session.skipped:
+        reasons = "\n".join(f"- `{s.file}`: {s.reason}" for s in session.skipped[:20])
+        more = f"\n- … and {len(session.skipped) - 20} more" if len(session.skipped) > 20 else ""
+        line += f"\n\nSkipped files:\n{reasons}{more}"
+    return line
+
+
+def report_text(report) -> str:
+    r = report.to_json()
+    text = (f"**Saved.** {r['imported']} images copied into the training set "
+            f"({r['labelled']} labelled, {r['unlabelled']} unlabelled).")
+    if r["skipped"]:
+        text += f" {len(r['skipped'])} files were skipped:"
+        text += "".join(f"\n- `{item['file']}`: {item['reason']}" for item in r["skipped"])
+    if r["renamed"]:
+        text += "\n\nRenamed because the name was taken: " + ", ".join(
+            f"`{item['file']}` → `{item['saved_as']}`" for item in r["renamed"])
+    return text
+
+
+def show_progress(progress: gr.Progress, event) -> None:
+    if isinstance(event, Progress):
+        progress((event.done, event.total), desc=event.message, unit="images")
+
+
+def build(settings: Settings) -> None:
+    gr.Markdown(INTRO)
+    session = gr.State(None)
+    with gr.Tabs():
+        with gr.Tab("Folder on this computer", id="import-source-folder"):
+            with gr.Row(equal_height=True):
+                folder = gr.Textbox(label="Folder path", placeholder="/home/me/Pictures/rated",
+                                    elem_id="import-folder", scale=4, max_lines=1)
+                scan_folder = gr.Button("Preview folder", variant="primary", elem_id="import-scan-folder",
+                                        scale=1)
+        with gr.Tab("Upload from this browser", id="import-source-upload"):
+            uploads = gr.File(label="Images or a .zip (several at once)", file_count="multiple",
+                              elem_id="import-upload", height=140)
+            scan_upload = gr.Button("Preview uploaded files", variant="primary", elem_id="import-scan-upload")
+    pattern = gr.Textbox(label="Custom file-name pattern (optional)", info=PATTERN_HELP,
+                         placeholder=settings.filename_pattern or "default rule", elem_id="import-pattern",
+                         value=settings.filename_pattern, max_lines=1)
+    view = LabelledGallery.build("import", settings, gallery_label="Preview (not saved yet)")
+    with gr.Row():
+        save = gr.Button("Save to training set", variant="primary", elem_id="import-save", size="lg")
+    report = gr.Markdown(elem_id="import-report")
+
+    everything = [session, *view.page_outputs, view.summary, view.histogram, view.status]
+
+    def render(current: ImportSession | None, page_no: int = 0, selected: int | None = None,
+               status: str = "") -> tuple:
+        page = None if current is None else current.page(
+            page_no, settings.gallery_page_size, settings.thumbnails_dir, settings.thumbnail_size)
+        bins = [] if current is None else current.summary().histogram
+        return (current, *view.show(page, selected), summary_line(current), histogram_figure(bins), status)
+
+    def scan(previous, source, pattern_text, progress=gr.Progress()):
+        if not source:
+            return (*[gr.skip()] * (len(everything) - 1), "Choose a folder or upload files first.")
+        try:
+            current = drain(ImportSession.scan_events(source, settings, pattern_text or ""),
+                            lambda e: show_progress(progress, e))
+        except (ScoreError, OSError, ValueError) as exc:
+            return (*[gr.skip()] * (len(everything) - 1), f"⚠️ {exc}")
+        if previous is not None:
+            previous.close()
+        return render(current, 0, 0 if current.names else None, "")
+
+    def save_score(current, page, selected, typed):
+        name = view.selected_filename(page, selected)
+        if current is None or name is None:
+            return (*[gr.skip()] * (len(everything) - 1), "Select an image first.")
+        try:
+            score = current.set_score(name, typed)
+        except ScoreError as exc:
+            gr.Warning(str(exc), duration=6)
+            return (*[gr.skip()] * (len(everything) - 1), f"⚠️ {exc} Nothing was changed.")
+        return render(current, page.page, selected, f"✓ {name}: score {score:g} (in the preview; Save to keep it)")
+
+    def save_table(current, page, selected, value):
+        if current is None:
+            return (*[gr.skip()] * len(everything),)
+        try:
+            changed = current.apply_table(table_rows(value))
+        except ScoreError as exc:
+            gr.Warning(str(exc), duration=6)
+            return render(current, page.page, selected, f"⚠️ {exc}")
+        return render(current, page.page, selected,
+                      f"✓ {len(changed)} score(s) changed in the preview." if changed else "")
+
+    def turn(delta: int):
+        return lambda current, page: render(current, (page.page if page else 0) + delta, None)
+
+    def save_all(current, progress=gr.Progress()):
+        if current is None or not current.names:
+            return "Nothing to save: preview a folder or uploaded files first."
+        try:
+            report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
+        except ScoreError as exc:
+            return f"⚠️ {exc} Nothing was copied."
+        return report_text(report_)
+
+    scan_folder.click(scan, [session, folder, pattern], everything)
+    folder.submit(scan, [session, folder, pattern], everything)
+    scan_upload.click(scan, [session, uploads, pattern], everything)
+    view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
+                      show_progress="hidden")
+    view.table.input(save_table, [session, view.page, view.selected, view.table], everything,
+                     show_progress="hidden")
+    view.previous_page.click(turn(-1), [session, view.page], everything, show_progress="hidden")
+    view.next_page.click(turn(+1), [session, view.page], everything, show_progress="hidden")
+    save.click(save_all, [session], report)

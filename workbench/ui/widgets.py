@@ -1,0 +1,209 @@
+"""The labelled gallery shared by the Import and Training-data tabs.
+
+One page of images with their scores, shown three ways that stay in sync: a
+thumbnail gallery with score captions, a selected image shown large with its
+score field (Enter saves), and an editable ``filename, score`` table. A summary
+line and a score histogram sit above. The tabs decide what a page is and where
+an edit goes (the import preview in memory, or ``data/`` on disk); this module
+only draws pages and turns clicks into indices.
+
+A "page" is any object shaped like :class:`workbench.dataset.GalleryPage`:
+``items`` (each with ``filename``, ``score``, ``path``, ``thumbnail``), ``page``,
+``pages`` and ``total``.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gradio as gr
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from workbench.config import Settings
+from workbench.dataset.scores import format_score
+from workbench.fsutil import atomic_write_bytes
+from workbench.images import ImageError, thumbnail
+
+TABLE_HEADERS = ["filename", "score"]
+PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
+
+
+def caption(item: Any) -> str:
+    if getattr(item, "error", None) or item.thumbnail is None:
+        return f"⚠️ unreadable · {item.filename}"
+    return f"{format_score(item.score) or 'unlabelled'} · {item.filename}"
+
+
+def placeholder_image(settings: Settings) -> Path:
+    """A grey square standing in for an image that cannot be read (keeps gallery and table aligned)."""
+    path = settings.thumbnails_dir / "_unreadable.png"
+    if not path.exists():
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), (200, 200, 200)).save(buffer, format="PNG")
+        atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def histogram_figure(bins: Sequence[Any], title: str = "Score distribution") -> Figure:
+    """A small bar chart of ``bins`` (objects with ``lo``, ``hi``, ``count``)."""
+    fig = Figure(figsize=(5, 2.4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    if bins:
+        widths = [b.hi - b.lo for b in bins]
+        ax.bar([b.lo for b in bins], [b.count for b in bins], width=widths, align="edge",
+               color="#4f7cac", edgecolor="white")
+        ax.set_xlim(bins[0].lo, bins[-1].hi)
+    else:
+        ax.text(0.5, 0.5, "no labelled images yet", ha="center", va="center", transform=ax.transAxes)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images, not fractions
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("score")
+    ax.set_ylabel("images")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def preview_image(path: Path, settings: Settings) -> str | None:
+    """A display-size copy of ``path`` from the thumbnail cache (None if unreadable)."""
+    try:
+        return str(thumbnail(path, PREVIEW_SIZE, settings.thumbnails_dir))
+    except (ImageError, OSError):
+        return None
+
+
+@dataclass
+class LabelledGallery:
+    """The components of one labelled gallery; build with :meth:`build` inside a tab.
+
+    ``page`` (a gr.State) holds the page shown now and ``selected`` the index of the
+    selected image on it, or None.
+    """
+
+    settings: Settings
+    page: gr.State
+    selected: gr.State
+    summary: gr.Markdown
+    histogram: gr.Plot
+    gallery: gr.Gallery
+    page_label: gr.Markdown
+    previous_page: gr.Button
+    next_page: gr.Button
+    preview: gr.Image
+    name: gr.Markdown
+    score: gr.Textbox
+    previous: gr.Button
+    next: gr.Button
+    table: gr.Dataframe
+    status: gr.Markdown
+    extra_actions: gr.Row  # tab-specific buttons under the score field (delete, undo, ...)
+
+    @classmethod
+    def build(cls, prefix: str, settings: Settings, *, gallery_label: str) -> "LabelledGallery":
+        """Lay out the gallery; every component gets ``elem_id = f"{prefix}-..."``."""
+        gr.set_static_paths([settings.thumbnails_dir])  # thumbnails are immutable: serve, never copy
+        page, selected = gr.State(None), gr.State(None)
+        with gr.Row(equal_height=False):
+            summary = gr.Markdown(elem_id=f"{prefix}-summary")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                gallery = gr.Gallery(
+                    label=gallery_label, elem_id=f"{prefix}-gallery", columns=6, height=440,
+                    allow_preview=False, object_fit="cover", interactive=False, buttons=[],
+                )
+                with gr.Row():
+                    previous_page = gr.Button("◀ Previous page", size="sm", elem_id=f"{prefix}-prev-page")
+                    page_label = gr.Markdown(elem_id=f"{prefix}-page-label")
+                    next_page = gr.Button("Next page ▶", size="sm", elem_id=f"{prefix}-next-page")
+            with gr.Column(scale=2):
+                preview = gr.Image(label="Selected image", elem_id=f"{prefix}-preview", height=340,
+                                   interactive=False, type="filepath", buttons=["fullscreen"])
+                name = gr.Markdown("Click an image to select it.", elem_id=f"{prefix}-name")
+                score = gr.Textbox(
+                    label=f"Score ({settings.score_min:g}–{settings.score_max:g}) — press Enter to save",
+                    elem_id=f"{prefix}-score", max_lines=1, interactive=True,
+                )
+                with gr.Row():
+                    previous = gr.Button("◀ Previous", elem_id=f"{prefix}-prev")
+                    next_ = gr.Button("Next ▶", elem_id=f"{prefix}-next")
+                extra_actions = gr.Row()
+                status = gr.Markdown(elem_id=f"{prefix}-status")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                table = gr.Dataframe(
+                    headers=TABLE_HEADERS, datatype=["str", "str"], type="array", interactive=True,
+                    static_columns=[0], label="Scores on this page (edit a score cell and press Enter)",
+                    elem_id=f"{prefix}-table", max_height=360, column_widths=["70%", "30%"],
+                )
+            with gr.Column(scale=2):
+                histogram = gr.Plot(label="Score distribution", elem_id=f"{prefix}-histogram")
+        widget = cls(settings, page, selected, summary, histogram, gallery, page_label, previous_page,
+                     next_page, preview, name, score, previous, next_, table, status, extra_actions)
+        widget._wire_selection()
+        return widget
+
+    # ---------------------------------------------------------------- drawing
+    @property
+    def page_outputs(self) -> list:
+        """What :meth:`show` fills, in order."""
+        return [self.page, self.selected, self.gallery, self.table, self.page_label,
+                self.preview, self.name, self.score]
+
+    def show(self, page: Any, selected: int | None = None) -> tuple:
+        """Values for :attr:`page_outputs`: draw ``page`` and select ``selected``."""
+        items = page.items if page is not None else []
+        if selected is not None and not items:
+            selected = None
+        elif selected is not None:
+            selected = min(max(selected, 0), len(items) - 1)
+        gallery = gr.Gallery(value=[(str(i.thumbnail or placeholder_image(self.settings)), caption(i))
+                                    for i in items], selected_index=selected)
+        rows = [[i.filename, format_score(i.score)] for i in items]
+        if page is None or not page.total:
+            label = "No images to show."
+        else:
+            everything = getattr(page, "total_all", page.total)
+            label = f"Page {page.page + 1} of {page.pages} · {page.total} images"
+            label += f" (of {everything}; the filter hides the rest)" if everything != page.total else ""
+        return (page, selected, gallery, rows or [["", ""]], label, *self._selection(page, selected))
+
+    def _selection(self, page: Any, index: int | None) -> tuple:
+        if page is None or index is None or not page.items:
+            return None, "Click an image to select it.", ""
+        item = page.items[index]
+        where = f" — image {index + 1} of {len(page.items)} on this page"
+        return (preview_image(item.path, self.settings), f"**{item.filename}**{where}",
+                format_score(item.score))
+
+    def selected_filename(self, page: Any, index: int | None) -> str | None:
+        if page is None or index is None or index >= len(page.items):
+            return None
+        return page.items[index].filename
+
+    # ------------------------------------------------------------- selection
+    def _wire_selection(self) -> None:
+        select_outputs = [self.selected, self.preview, self.name, self.score]
+
+        def on_click(page, evt: gr.SelectData):
+            return (evt.index, *self._selection(page, evt.index))
+
+        def step(delta: int):
+            def move(page, index):
+                if page is None or not page.items:
+                    return (None, *self._selection(page, None))
+                index = 0 if index is None else (index + delta) % len(page.items)
+                return (index, *self._selection(page, index))
+            return move
+
+        self.gallery.select(on_click, [self.page], select_outputs, show_progress="hidden")
+        self.previous.click(step(-1), [self.page, self.selected], select_outputs, show_progress="hidden")
+        self.next.click(step(+1), [self.page, self.selected], select_outputs, show_progress="hidden")
+
+
+def table_rows(value: Any) -> list[tuple[str, str]]:
+    """The (filename, typed score) pairs of the table's value, blank rows dropped."""
+    rows = value.values.tolist() if hasattr(value, "values") else (value or [])
+    return [(str(r[0]), "" if r[1] is None else str(r[1]).strip()) for r in rows if r and r[0]]
