@@ -224,6 +224,7 @@ def extract_features(
     for index, (path, digest) in enumerate(zip(paths, digests)):
         if isinstance(digest, Exception):
             errors[str(path)] = f"{path.name}: cannot read the file ({getattr(digest, 'strerror', None) or digest})"
+            yield Notice(f"skipped {errors[str(path)]}", "warning")
             continue
         if digest in todo:
             todo[digest].append(index)

@@ -151,9 +151,14 @@ def package_file(source: WeightSource) -> Path | None:
 _REACHABLE: dict[str, tuple[bool, float]] = {}
 
 
+def offline_requested() -> bool:
+    """WORKBENCH_OFFLINE=1: never try the network (also how tests simulate a plane)."""
+    return os.environ.get("WORKBENCH_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
 def is_online(url: str, timeout: float = 1.5) -> bool:
     """Can we open a TCP connection to the URL's host? Remembered for a minute."""
-    if os.environ.get("WORKBENCH_OFFLINE", "").lower() in {"1", "true", "yes"}:
+    if offline_requested():
         return False
     parsed = urlparse(url)
     host, port = parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -189,7 +194,7 @@ def resolve(spec: "BackboneSpec", settings: "Settings", *, check_online: bool = 
             return WeightStatus("download", f"downloaded earlier: {cached}", weights_id_of(cached), path=cached, url=url), source
     for source in spec.weights:
         url = source_url(spec.name, source)
-        if url and (not check_online or is_online(url)):
+        if url and not offline_requested() and (not check_online or is_online(url)):
             return WeightStatus("download", f"will download from {url}", "", url=url), source
     return WeightStatus("unavailable", missing_message(spec, settings), ""), None
 

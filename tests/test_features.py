@@ -1,0 +1,172 @@
+"""Feature extraction and its content-keyed cache, on real photos with the real
+EfficientNet-Lite0 package weights (offline, small enough to stay fast)."""
+from __future__ import annotations
+
+from workbench import compat  # noqa: F401
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.features import FeatureCache, cache_size, extract_features, features_for
+
+BACKBONE = "efficientnet_lite0"
+
+
+@pytest.fixture
+def photo_dir(tmp_path, photos) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, pixels in photos.items():
+        image = Image.fromarray(pixels)
+        image.thumbnail((320, 320))
+        image.save(folder / f"{name}.jpg", quality=90)
+    return folder
+
+
+def jpgs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jpg"))
+
+
+def run(paths, settings, **kwargs) -> tuple[list, object]:
+    events = list(extract_features(paths, BACKBONE, settings, **kwargs))
+    assert isinstance(events[-1], Finished)
+    return events, events[-1].result
+
+
+def test_second_run_only_hashes_and_gives_identical_features(photo_dir, settings):
+    paths = jpgs(photo_dir)
+    _, first = run(paths, settings)
+    assert first.features.shape == (len(paths), 1280) and first.features.dtype == np.float32
+    assert first.computed == len(paths) and first.cache_hits == 0
+    assert first.paths == paths and first.weights.source == "package"
+    _, second = run(paths, settings)
+    assert second.cache_hits == len(paths) and second.computed == 0
+    np.testing.assert_array_equal(second.features, first.features)
+
+
+def test_rename_hits_and_edit_misses(photo_dir, settings):
+    paths = jpgs(photo_dir)
+    _, first = run(paths, settings)
+    renamed = photo_dir / "90 my favourite café.jpg"
+    paths[0].rename(renamed)
+    edited = paths[1]
+    Image.open(edited).rotate(90, expand=True).save(edited, quality=90)
+    new_paths = [renamed, *paths[1:]]
+    _, second = run(new_paths, settings)
+    assert second.computed == 1 and second.cache_hits == len(paths) - 1
+    np.testing.assert_array_equal(second.features[0], first.features[0])  # renamed: same content
+    assert not np.allclose(second.features[1], first.features[1])  # edited: recomputed
+
+
+def test_cache_survives_a_restart(photo_dir, settings, run_cli, workbench_env):
+    """A second process (the CLI) reads what the first one cached."""
+    data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    for i, path in enumerate(jpgs(photo_dir)):
+        (data_dir / f"{50 + i}_{path.name}").write_bytes(path.read_bytes())
+    _, first = run(sorted(data_dir.glob("*.jpg")), settings)
+    document = json.loads(run_cli("features", "--backbone", BACKBONE, "--json").stdout)
+    assert document["cache_hits"] == len(first.paths) and document["computed"] == 0
+    assert document["weights"] == "package" and document["feature_dim"] == 1280
+    size = cache_size(settings)
+    assert size["files"] == len(first.paths) and size["bytes"] > 0 and BACKBONE in size["backbones"]
+    cleared = json.loads(run_cli("cache", "--clear", "--json").stdout)
+    assert cleared["files"] == 0 and cleared["freed_files"] == len(first.paths)
+
+
+def test_a_corrupt_cache_file_is_detected_and_rebuilt(photo_dir, settings):
+    paths = jpgs(photo_dir)
+    _, first = run(paths, settings)
+    cache = FeatureCache(settings.features_cache_dir, BACKBONE, first.weights.weights_id, 1280)
+    from workbench.fsutil import file_sha256
+
+    flipped = cache.path_of(file_sha256(paths[0]))
+    data = bytearray(flipped.read_bytes())
+    data[-5] ^= 0x40  # one bit of one feature value: still a well-formed file
+    flipped.write_bytes(bytes(data))
+    truncated = cache.path_of(file_sha256(paths[1]))
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    events, second = run(paths, settings)
+    assert second.computed == 2 and second.cache_hits == len(paths) - 2
+    np.testing.assert_allclose(second.features, first.features, rtol=1e-5, atol=1e-6)
+    assert any(isinstance(e, Notice) and "damaged cache" in e.message for e in events)
+    _, third = run(paths, settings)  # and the rebuilt files are good again
+    assert third.cache_hits == len(paths)
+
+
+def test_broken_images_are_skipped_with_a_reason_and_the_batch_goes_on(photo_dir, settings):
+    good = jpgs(photo_dir)
+    whole = good[0].read_bytes()
+    (photo_dir / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    (photo_dir / "notes.jpg").write_text("these are my notes, not a photo")
+    (photo_dir / "empty.jpg").write_bytes(b"")
+    missing = photo_dir / "gone.jpg"
+    paths = sorted(photo_dir.glob("*.jpg")) + [missing]
+    events, result = run(paths, settings.replace(batch_size=16))
+    assert result.paths == good and result.features.shape == (len(good), 1280)
+    assert {Path(p).name for p in result.errors} == {"truncated.jpg", "notes.jpg", "empty.jpg", "gone.jpg"}
+    for path, reason in result.errors.items():
+        assert Path(path).name in reason  # the message says which file
+    skipped = [e for e in events if isinstance(e, Notice) and e.message.startswith("skipped")]
+    assert len(skipped) == 4
+
+
+def test_progress_events_report_rate_and_eta(photo_dir, settings):
+    events, result = run(jpgs(photo_dir), settings.replace(batch_size=2, num_workers=0))
+    assert isinstance(events[0], Notice) and "package" in events[0].message
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].done == progress[-1].total == len(result.paths)
+    timed = [e for e in progress if e.rate is not None]
+    assert len(timed) == 3 and all(e.rate > 0 and e.eta is not None for e in timed)
+    assert [e.done for e in timed] == sorted(e.done for e in timed)
+
+
+def test_worker_processes_give_the_same_features(photo_dir, settings):
+    paths = jpgs(photo_dir)
+    inline = features_for(paths, BACKBONE, settings.replace(num_workers=0, batch_size=2))
+    pooled = features_for(paths, BACKBONE, settings.replace(num_workers=2, batch_size=2,
+                                                             cache_dir=settings.cache_dir / "second"))
+    assert pooled.computed == len(paths)
+    np.testing.assert_allclose(pooled.features, inline.features, rtol=1e-5, atol=1e-5)
+
+
+def test_stop_flag_ends_after_the_current_batch_and_keeps_its_work(photo_dir, settings):
+    paths = jpgs(photo_dir)
+    small = settings.replace(batch_size=2, num_workers=0)
+    stop = StopFlag()
+    events = []
+    for event in extract_features(paths, BACKBONE, small, stop=stop):
+        events.append(event)
+        if isinstance(event, Progress) and event.rate is not None:
+            stop.set()
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.stopped
+    assert len(finished.result.paths) == 2
+    _, rest = run(paths, small)
+    assert rest.cache_hits == 2 and rest.computed == len(paths) - 2
+
+
+def test_random_weights_are_announced_as_a_warning(photo_dir, settings):
+    events = list(extract_features(jpgs(photo_dir)[:2], "resnet18", settings, random_weights=True))
+    notice = events[0]
+    assert isinstance(notice, Notice) and notice.level == "warning" and "RANDOM" in notice.message
+    assert events[-1].result.weights.is_random
+
+
+def test_exif_orientation_is_applied(tmp_path, photos, settings):
+    upright = Image.fromarray(photos["astronaut"]).resize((256, 256))
+    stored_sideways = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone writes ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... plus "rotate 90 CW to display"
+    stored_sideways.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    wrong = stored_sideways  # no EXIF: shown as stored
+    wrong.save(tmp_path / "sideways.jpg", quality=95)
+    result = features_for([tmp_path / "phone.jpg", tmp_path / "upright.jpg", tmp_path / "sideways.jpg"],
+                          BACKBONE, settings)
+    phone, up, side = result.features
+    assert np.linalg.norm(phone - up) < np.linalg.norm(phone - side)
