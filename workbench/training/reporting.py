@@ -22,6 +22,7 @@ METRIC_LABELS = {"srcc": "SRCC", "plcc": "PLCC", "krcc": "KRCC", "mae": "MAE", "
                  "accuracy": "good/bad accuracy"}
 RUN_COLUMNS = ("name", "family", "backbone", "weights", "status", "n_images", "srcc", "plcc", "krcc", "mae",
                "rmse", "r2", "accuracy", "fit_seconds", "created", "notes", "run_id")
+LEADERBOARD_COLUMNS = ("name", "family", "backbone", "status", "srcc", "plcc", "mae", "rmse", "fit_seconds", "run_id")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -44,15 +45,26 @@ def empty_curve_frame() -> pd.DataFrame:
                          "curve": pd.Series(dtype="object")})
 
 
-def curve_frame(history: Sequence[Mapping[str, Any]], prefix: str = "") -> pd.DataFrame:
+def thin(history: Sequence[Mapping[str, Any]], max_epochs: int | None) -> list[Mapping[str, Any]]:
+    """Every k-th record (and always the last) so at most about ``max_epochs`` remain."""
+    history = list(history)
+    if not max_epochs or len(history) <= max_epochs:
+        return history
+    stride = math.ceil(len(history) / max_epochs)
+    kept = history[::stride]
+    return kept if kept[-1] is history[-1] else kept + [history[-1]]
+
+
+def curve_frame(history: Sequence[Mapping[str, Any]], prefix: str = "", max_epochs: int | None = None) -> pd.DataFrame:
     """Long-form losses ``[epoch, loss, curve]`` from per-epoch records.
 
     ``history`` holds dicts with ``epoch``, ``train_loss`` and ``val_loss``
     (either may be None); ``curve`` is ``"train"`` / ``"validation"``, after
-    ``prefix`` when given (to overlay several runs).
+    ``prefix`` when given (to overlay several runs). ``max_epochs`` thins long
+    histories (a browser draws thousands of points slowly, and the shape is the same).
     """
     rows = []
-    for record in history:
+    for record in thin(history, max_epochs):
         for key, label in (("train_loss", "train"), ("val_loss", "validation")):
             value = record.get(key)
             if value is not None and math.isfinite(value):
@@ -61,21 +73,9 @@ def curve_frame(history: Sequence[Mapping[str, Any]], prefix: str = "") -> pd.Da
     return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)) if rows else empty_curve_frame()
 
 
-def overlay_frame(curves: Mapping[str, Mapping[str, list]]) -> pd.DataFrame:
-    """Loss curves of several runs in one frame: ``curves`` is name -> {"epoch", "train_loss", "val_loss"} lists
-    (the shape ``workbench.runs.loss_curves`` returns)."""
-    frames = []
-    for name, curve in curves.items():
-        history = [{"epoch": e, "train_loss": t, "val_loss": v}
-                   for e, t, v in zip(curve.get("epoch", []), curve.get("train_loss", []), curve.get("val_loss", []))]
-        frames.append(curve_frame(history, prefix=name))
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else empty_curve_frame()
-
-
-def runs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def runs_frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = RUN_COLUMNS) -> pd.DataFrame:
     """Stored runs (``workbench.runs.leaderboard_rows``) as a table, rank first, numbers rounded."""
-    frame = pd.DataFrame(list(rows), columns=list(RUN_COLUMNS))
+    frame = pd.DataFrame(list(rows), columns=list(columns))
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return _rounded(frame)
 
@@ -186,8 +186,8 @@ class TrainingMonitor:
             self.eta = None
         self.total_epochs = total
 
-    def curve(self) -> pd.DataFrame:
-        return curve_frame(self.history)
+    def curve(self, max_epochs: int | None = None) -> pd.DataFrame:
+        return curve_frame(self.history, max_epochs=max_epochs)
 
     @property
     def elapsed(self) -> float:
@@ -215,3 +215,31 @@ class TrainingMonitor:
                     + ("the best model so far was kept as a run marked stopped." if self.result is not None
                        else "nothing was learnt yet, so no run was saved."))
         return "Starting…"
+
+
+def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
+    """A matplotlib Figure of several runs' losses: one colour per run, solid train, dashed validation."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    drawn = 0
+    for index, (name, curve) in enumerate(curves.items()):
+        colour = f"C{index % 10}"
+        for key, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
+            points = [(e, v) for e, v in zip(curve.get("epoch", []), curve.get(key, []))
+                      if v is not None and math.isfinite(v)]
+            if points:
+                ax.plot(*zip(*points), style, color=colour, label=f"{name} · {label}", linewidth=1.5)
+                drawn += 1
+    if drawn:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    else:
+        message = "Choose runs to compare their loss curves." if not curves else \
+            "These runs were fitted in one step: they have no loss curve."
+        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    return fig

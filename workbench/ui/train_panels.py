@@ -1,0 +1,203 @@
+"""The Compare and Runs panels of the Train tab (split from train_tab.py to keep both readable)."""
+from __future__ import annotations
+
+import html
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+import pandas as pd
+
+from workbench.backbones import backbone_choices
+from workbench.config import Settings
+from workbench.events import Finished, Notice, Progress
+from workbench.models import FAMILIES
+from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
+from workbench.training import TooFewImages, TrainingError, compare
+from workbench.training.reporting import (comparison_frame, format_duration, metrics_markdown, overlay_figure,
+                                          runs_frame)
+
+log = logging.getLogger(__name__)
+
+# Fast families a first comparison should show; ridge is the baseline every comparison keeps.
+DEFAULT_COMPARE = ("ridge", "svr", "hgb", "head")
+
+
+def bar_html(fraction: float, text: str, *, failed: bool = False) -> str:
+    colour = "#c0392b" if failed else "#4f7cac"
+    width = max(0.0, min(fraction, 1.0)) * 100
+    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
+            f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
+            f'<div style="margin-top:4px">{html.escape(text)}</div>')
+
+
+# ------------------------------------------------------------------ compare
+def build_compare_panel(settings: Settings, stop_flags) -> None:
+    gr.Markdown("Cross-validate several families on **the same folds** of your labelled photos: every model "
+                "is fitted K times and judged on the fold it did not see. Features are computed once per backbone.")
+    with gr.Row(equal_height=True):
+        families = gr.CheckboxGroup(list(FAMILIES), value=[f for f in DEFAULT_COMPARE if f in FAMILIES],
+                                    label="Families", scale=3, elem_id="compare-families")
+        backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, label="Backbone",
+                               scale=2, elem_id="compare-backbone")
+        folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100)
+        seed = gr.Number(settings.seed, label="Seed", precision=0, min_width=100)
+    with gr.Row():
+        start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="compare-stop")
+    progress = gr.HTML(bar_html(0, "Not started."), elem_id="compare-progress")
+    table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
+                         elem_id="compare-table")
+    with gr.Row():
+        srcc_plot = gr.BarPlot(x="model", y="srcc", title="SRCC (higher is better)", sort="-y", height=280,
+                               elem_id="compare-srcc")
+        time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s)", height=280,
+                               elem_id="compare-time")
+
+    def run_comparison(chosen: list[str], backbone_name: str, k: float, seed_value: float, request: gr.Request):
+        flag = stop_flags.start(request.session_hash, "compare")
+        yield gr.Button(interactive=False), gr.Button(interactive=True), bar_html(0, "Starting…"), None, None, None
+        try:
+            if not chosen:
+                raise ValueError("choose at least one family to compare")
+            started = time.monotonic()
+            for event in compare(chosen, settings, backbone=backbone_name, folds=int(k), seed=int(seed_value),
+                                 stop=flag):
+                if isinstance(event, Progress):
+                    eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
+                    yield gr.skip(), gr.skip(), bar_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 3
+                elif isinstance(event, Notice) and event.level == "warning":
+                    gr.Warning(event.message)
+                elif isinstance(event, Finished):
+                    frame = comparison_frame(event.result.to_json()["results"] if event.result else [])
+                    note = "Stopped: the table shows the models finished so far." if event.stopped else \
+                        f"Done in {format_duration(time.monotonic() - started)}."
+                    yield gr.skip(), gr.skip(), bar_html(1, note), frame, frame, frame
+        except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
+            yield gr.skip(), gr.skip(), bar_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
+        except Exception as exc:  # a bug: say so, details in the server log
+            log.exception("comparison failed")
+            yield gr.skip(), gr.skip(), bar_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 3
+        finally:
+            stop_flags.finish(request.session_hash, "compare", flag)
+        yield gr.Button(interactive=True), gr.Button("Stop", interactive=False), *[gr.skip()] * 4
+
+    def request_stop(request: gr.Request):
+        stop_flags.stop(request.session_hash, "compare")
+        return gr.Button("Stopping…", interactive=False)
+
+    start.click(run_comparison, [families, backbone, folds, seed],
+                [start, stop, progress, table, srcc_plot, time_plot], show_progress="hidden", concurrency_limit=1)
+    stop.click(request_stop, None, stop, queue=False)
+
+
+# --------------------------------------------------------------------- runs
+@dataclass
+class RunsPanel:
+    """What other panels need to refresh the run list after they store a run."""
+
+    refresh: Callable[[], tuple]
+    outputs: list[Any]
+
+
+def run_choices(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(f"{r['name']} — {r['family']}" + (f", SRCC {r['srcc']:.3f}" if r["srcc"] is not None else ""),
+             r["run_id"]) for r in rows]
+
+
+def run_details(settings: Settings, run_id: str | None) -> str:
+    if not run_id:
+        return "Choose a run (or click its row in the table)."
+    m = RunStore(settings.models_dir).get(run_id)
+    weights = "; ".join(f"{name}: {w.get('source', '?')}" for name, w in m.weights.items()) or "—"
+    params = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "—"
+    random = "\n\n⚠️ **Trained on RANDOM weights: its scores mean nothing.**" if m.random_weights else ""
+    return (f"**{m.name}** · {m.family} on {m.backbone or 'its own network'} · {m.status} · "
+            f"{m.n_images} photos · fitted in {format_duration(m.fit_seconds)}\n\n"
+            f"Weights: {weights}\n\nSettings: {params}{random}\n\n"
+            + metrics_markdown(m.metrics, "Held-out metrics:"))
+
+
+def build_runs_panel(settings: Settings) -> RunsPanel:
+    store = RunStore(settings.models_dir)
+    gr.Markdown("Every stored run with its held-out metrics, best SRCC first. Click a row to edit it; pick "
+                "several runs to overlay their loss curves.")
+    table = gr.Dataframe(interactive=False, max_height=360,
+                         label="Stored runs", elem_id="runs-table")
+    refresh_button = gr.Button("Refresh", size="sm")
+    with gr.Row():
+        with gr.Column(scale=1):
+            overlay_pick = gr.Dropdown([], multiselect=True, label="Runs to overlay", elem_id="runs-overlay-pick")
+        overlay = gr.Plot(overlay_figure({}), label="Loss curves of the chosen runs", scale=3,
+                          elem_id="runs-overlay")
+    with gr.Group():
+        run = gr.Dropdown([], label="Run", elem_id="runs-selected")
+        details = gr.Markdown(run_details(settings, None), elem_id="runs-details")
+        with gr.Row(equal_height=True):
+            name = gr.Textbox(label="Display name", scale=2, elem_id="runs-name")
+            rename = gr.Button("Rename", scale=1)
+        with gr.Row(equal_height=True):
+            notes = gr.Textbox(label="Notes", lines=2, scale=2, elem_id="runs-notes")
+            annotate = gr.Button("Save notes", scale=1)
+        with gr.Row():
+            delete = gr.Button("Delete this run…", variant="stop", size="sm")
+            confirm = gr.Button("Yes, delete it for good", variant="stop", size="sm", visible=False)
+            cancel = gr.Button("Keep it", size="sm", visible=False)
+
+    def refresh(selected: str | None = None):
+        rows = leaderboard_rows(store)
+        choices = run_choices(rows)
+        ids = {r["run_id"] for r in rows}
+        keep = selected if selected in ids else None
+        return runs_frame(rows), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices, value=keep)
+
+    outputs = [table, overlay_pick, run]
+    refresh_button.click(refresh, run, outputs)
+    gr.on(None, refresh, None, outputs)  # on every page load: runs may have been stored by the CLI meanwhile
+    def overlay_runs(run_ids: list[str] | None):
+        try:
+            curves = loss_curves(store, run_ids or [])
+            return overlay_figure({store.get(run_id).name: curve for run_id, curve in curves.items()})
+        except RunNotFound as exc:
+            raise gr.Error(f"{exc} (deleted meanwhile? press Refresh)") from None
+
+    overlay_pick.change(overlay_runs, overlay_pick, overlay)
+
+    def show_run(run_id: str | None):
+        if not run_id:
+            return run_details(settings, None), "", ""
+        try:
+            m = store.get(run_id)
+        except RunNotFound as exc:
+            return f"⛔ {exc}", "", ""
+        return run_details(settings, run_id), m.display_name, m.notes
+
+    run.change(show_run, run, [details, name, notes])
+
+    def pick_row(frame: pd.DataFrame, evt: gr.SelectData):
+        return frame.iloc[evt.index[0]]["run_id"]
+
+    table.select(pick_row, table, run)
+
+    def edit(action: Callable[[str], Any], success: str):
+        def handler(run_id: str | None, *values):
+            if not run_id:
+                raise gr.Error("Choose a run first.")
+            try:
+                action(run_id, *values)
+            except RunNotFound as exc:
+                raise gr.Error(str(exc)) from None
+            gr.Info(success)
+            return refresh(run_id)
+        return handler
+
+    rename.click(edit(store.rename, "Renamed."), [run, name], outputs)
+    annotate.click(edit(store.annotate, "Notes saved."), [run, notes], outputs)
+    asking = [delete, confirm, cancel]
+    delete.click(lambda: (gr.Button(visible=False), gr.Button(visible=True), gr.Button(visible=True)), None, asking)
+    cancel.click(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
+    confirm.click(edit(store.delete, "Run deleted."), run, outputs).then(
+        lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
+    return RunsPanel(refresh=lambda: refresh(None), outputs=outputs)

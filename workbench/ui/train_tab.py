@@ -1,0 +1,268 @@
+"""Tab 3: train a model and watch it learn; compare families; keep track of runs.
+
+Three panels: **Train** (family, its hyper-parameters generated from the
+registry, backbone with its weight status, a live loss plot, Stop), **Compare**
+(K-fold cross-validation of several families on the same folds) and **Runs**
+(every stored run, overlaid loss curves, rename / annotate / delete). The
+callbacks only call the engine (``workbench.training``, ``workbench.runs``)
+and draw what it returns.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from workbench.backbones import WeightsUnavailable, backbone_choices
+from workbench.config import Settings
+from workbench.events import StopFlag
+from workbench.models import DEFAULT_FAMILY, FAMILIES, BadParameter, Param, UnknownFamily
+from workbench.runs import RunNotFound, RunStore, leaderboard_rows
+from workbench.training.reporting import (LEADERBOARD_COLUMNS, TrainingMonitor, empty_curve_frame,
+                                          leaderboard_place, metrics_markdown, runs_frame)
+from workbench.training import TooFewImages, TrainingError, check_weights, train
+from workbench.ui import train_panels
+
+TITLE = "Train"
+log = logging.getLogger(__name__)
+
+INTRO = """Pick a model family (**auto** is the strongest recipe we know), adjust its settings if you like,
+and press **Train**. The loss plot grows while it learns; **Stop** keeps the best model so far.
+Every run is judged on photos it never saw (the held-out split) and stored in the run list."""
+
+PRIMARY_PARAMS = ("epochs", "learning_rate")  # always in view for iterative families
+USER_ERRORS = (TrainingError, TooFewImages, BadParameter, WeightsUnavailable, UnknownFamily, RunNotFound)
+UPDATE_EVERY = 0.25  # seconds between live updates sent to the browser
+PLOT_EPOCHS = 250  # longer histories are thinned for the live plot (same shape, fewer SVG points)
+OK, WARN, STOP, INFO = "✔", "⚠", "✖", "ℹ"  # glyphs every system font has (no colour emoji needed)
+
+
+class StopFlags:
+    """The StopFlag of each browser session's running job (an Event cannot live in gr.State)."""
+
+    def __init__(self) -> None:
+        self._flags: dict[tuple[str, str], StopFlag] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str, job: str) -> StopFlag:
+        flag = StopFlag()
+        with self._lock:
+            self._flags[(session, job)] = flag
+        return flag
+
+    def stop(self, session: str, job: str) -> bool:
+        with self._lock:
+            flag = self._flags.get((session, job))
+        if flag is not None:
+            flag.set()
+        return flag is not None
+
+    def finish(self, session: str, job: str, flag: StopFlag) -> None:
+        with self._lock:
+            if self._flags.get((session, job)) is flag:
+                del self._flags[(session, job)]
+
+
+STOP_FLAGS = StopFlags()
+
+
+# ------------------------------------------------------------ small pieces
+def param_control(param: Param) -> gr.components.Component:
+    """The control a hyper-parameter declaration asks for."""
+    label, info = param.name.replace("_", " "), param.help
+    if param.choices:
+        return gr.Dropdown(list(param.choices), value=param.default, label=label, info=info)
+    if param.type is bool:
+        return gr.Checkbox(value=param.default, label=label, info=info)
+    if param.type in (int, float):
+        return gr.Number(value=param.default, label=label, info=info, minimum=param.low, maximum=param.high,
+                         precision=0 if param.type is int else None, min_width=160)
+    return gr.Textbox(value=str(param.default), label=label, info=info)
+
+
+def family_label(name: str) -> str:
+    return f"{name} (recommended)" if name == DEFAULT_FAMILY else name
+
+
+def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
+    """A plain progress bar; Gradio's own overlay would hide the live plot."""
+    colour = "#c0392b" if failed else "#4f7cac"
+    width = max(0.0, min(fraction, 1.0)) * 100
+    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
+            f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
+            f'<div style="margin-top:4px" data-fraction="{fraction:.3f}">{html.escape(text)}</div>')
+
+
+def weights_message(family: str, backbone: str, random_weights: bool, settings: Settings) -> tuple[str, bool]:
+    """(Markdown about where the weights come from, whether the random-weights box must be offered)."""
+    try:
+        notices = check_weights(family, settings, backbone=backbone, random_weights=random_weights)
+    except TrainingError as exc:
+        return (f"{STOP} **Pretrained weights are missing.** {exc}\n\nTraining stops here unless you tick "
+                f"*Train on random weights* below (the results would mean nothing).", True)
+    lines = []
+    for notice in notices:
+        icon = f"{WARN} **RANDOM WEIGHTS**" if "RANDOM" in notice.message else (WARN if notice.level == "warning" else OK)
+        lines.append(f"{icon} {notice.message}")
+    return "\n\n".join(lines) or f"{OK} This family reads the pixels itself.", random_weights
+
+
+def highlighted(rows: list[dict], run_id: str):
+    """The leaderboard with ``run_id``'s row marked, so a person finds the run they just trained."""
+    frame = runs_frame(rows, LEADERBOARD_COLUMNS)
+    return frame.style.apply(lambda row: ["background-color: #fff3c4" if row["run_id"] == run_id else ""] * len(row),
+                             axis=1).format(precision=3)
+
+
+def live_curve(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` plus one empty (NaN) point per curve: Gradio's LinePlot fixes its colour legend from the
+    first value it draws, so both curves must be named before any epoch has ended."""
+    legend = pd.DataFrame({"epoch": [float("nan")] * 2, "loss": [float("nan")] * 2, "curve": ["train", "validation"]})
+    return pd.concat([legend, frame.astype({"epoch": "float64"})], ignore_index=True)
+
+
+def curve_note(name: str) -> str:
+    if FAMILIES[name].capabilities.iterative:
+        return ""
+    return f"{INFO} {name} is fitted in one step, so there is no loss curve to watch; its metrics appear below."
+
+
+
+# --------------------------------------------------------------- the panel
+def build(settings: Settings) -> None:
+    gr.Markdown(INTRO)
+    with gr.Tabs():
+        with gr.Tab("Train a model", id="train-one"):
+            trained = build_train_panel(settings)
+        with gr.Tab("Compare families", id="train-compare"):
+            train_panels.build_compare_panel(settings, STOP_FLAGS)
+        with gr.Tab("Runs", id="train-runs"):
+            runs_panel = train_panels.build_runs_panel(settings)
+    trained.then(runs_panel.refresh, None, runs_panel.outputs)
+
+
+def build_train_panel(settings: Settings) -> gr.events.Dependency:
+    """The family/backbone/hyper-parameter form, Train/Stop, live plot and result; returns the train event."""
+    with gr.Row(equal_height=True):
+        family = gr.Dropdown([(family_label(n), n) for n in FAMILIES], value=DEFAULT_FAMILY, label="Model family",
+                             elem_id="train-family", scale=1)
+        backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, elem_id="train-backbone",
+                               label="Backbone (where its weights come from)", scale=2)
+    family_info = gr.Markdown(FAMILIES[DEFAULT_FAMILY].description)
+    weights_info = gr.Markdown(weights_message(DEFAULT_FAMILY, settings.default_backbone, False, settings)[0],
+                               elem_id="train-weights")
+    random_weights = gr.Checkbox(False, label="Train on random weights (not pretrained: the results mean nothing)",
+                                 visible=weights_message(DEFAULT_FAMILY, settings.default_backbone, False,
+                                                         settings)[1], elem_id="train-random")
+
+    panels, controls = {}, {}
+    for name, fam in FAMILIES.items():
+        with gr.Column(visible=name == DEFAULT_FAMILY, elem_id=f"train-params-{name}") as panels[name]:
+            primary = [p for p in fam.params if fam.capabilities.iterative and p.name in PRIMARY_PARAMS]
+            rest = [p for p in fam.params if p not in primary]
+            pairs = []
+            if primary:
+                with gr.Row():
+                    pairs += [(p, param_control(p)) for p in primary]
+            if rest:
+                with gr.Accordion(f"Settings of {name} ({len(rest)})", open=False):
+                    with gr.Row():
+                        pairs += [(p, param_control(p)) for p in rest]
+            controls[name] = pairs
+
+    with gr.Row():
+        start = gr.Button("Train", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
+    progress = gr.HTML(progress_html(0, "Not started."), elem_id="train-progress")
+    notes = gr.Markdown("", elem_id="train-notices")
+    one_step = gr.Markdown(curve_note(DEFAULT_FAMILY), elem_id="train-curve-note")
+    with gr.Row():
+        loss_plot = gr.LinePlot(live_curve(empty_curve_frame()), x="epoch", y="loss", color="curve", height=320,
+                                title="Loss per epoch (lower is better)", elem_id="train-loss-plot", scale=3,
+                                visible=FAMILIES[DEFAULT_FAMILY].capabilities.iterative)
+        live = gr.Markdown("", elem_id="train-live-metrics", min_height=80)
+    with gr.Column(visible=False) as result_box:
+        with gr.Row():
+            with gr.Column(scale=3):
+                held_out = gr.Markdown(elem_id="train-result")
+                place = gr.Markdown(elem_id="train-place")
+            scatter = gr.Image(label="Held-out photos: predicted vs your score", show_label=False, type="pil",
+                               height=360, interactive=False, scale=2, elem_id="train-scatter")
+        leaderboard = gr.Dataframe(label="Leaderboard: all stored runs, best held-out SRCC first (this run marked)",
+                                   interactive=False, max_height=320, elem_id="train-leaderboard")
+
+    # -------------------------------------------------------------- events
+    def choose_family(name: str, chosen_backbone: str, allow_random: bool):
+        fam = FAMILIES[name]
+        new_backbone = fam.default_backbone or chosen_backbone
+        message, offer_random = weights_message(name, new_backbone, allow_random, settings)
+        return ([gr.Column(visible=n == name) for n in panels]
+                + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
+                   gr.LinePlot(visible=fam.capabilities.iterative), curve_note(name)])
+
+    family.change(choose_family, [family, backbone, random_weights],
+                  [*panels.values(), family_info, backbone, weights_info, random_weights, loss_plot, one_step])
+
+    def check_backbone(name: str, chosen_backbone: str, allow_random: bool):
+        message, offer_random = weights_message(name, chosen_backbone, allow_random, settings)
+        return message, gr.Checkbox(visible=offer_random)
+
+    gr.on([backbone.change, random_weights.change], check_backbone, [family, backbone, random_weights],
+          [weights_info, random_weights])
+
+    all_controls = [c for pairs in controls.values() for _, c in pairs]
+    outputs = [start, stop, progress, loss_plot, live, notes, result_box, held_out, place, scatter, leaderboard]
+
+    def run_training(values: dict, request: gr.Request):
+        name = values[family]
+        params = {p.name: values[c] for p, c in controls[name]}
+        monitor, flag = TrainingMonitor(), STOP_FLAGS.start(request.session_hash, "train")
+        yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True), result_box: gr.Column(visible=False),
+               loss_plot: live_curve(empty_curve_frame()), live: "", notes: "", progress: progress_html(0, "Starting…")}
+        try:
+            last = 0.0
+            for event in train(name, settings, backbone=values[backbone], params=params, stop=flag,
+                               random_weights=values[random_weights]):
+                monitor.add(event)
+                if monitor.finished or time.monotonic() - last >= UPDATE_EVERY:
+                    last = time.monotonic()
+                    yield live_view(monitor)
+            yield {**live_view(monitor), **result_view(monitor)}
+        except USER_ERRORS as exc:
+            yield {progress: progress_html(1, f"Training could not start: {exc}", failed=True), notes: f"{STOP} {exc}"}
+        except Exception as exc:  # a bug: say so plainly, keep the details in the server log
+            log.exception("training %s failed", name)
+            yield {progress: progress_html(1, f"Training failed: {exc}", failed=True), notes: f"{STOP} {exc}"}
+        finally:
+            STOP_FLAGS.finish(request.session_hash, "train", flag)
+        yield {start: gr.Button(interactive=True), stop: gr.Button("Stop", interactive=False)}
+
+    def live_view(monitor: TrainingMonitor) -> dict:
+        warned = [f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in monitor.notices]
+        return {progress: progress_html(monitor.fraction, monitor.status_line()), loss_plot: live_curve(monitor.curve(PLOT_EPOCHS)),
+                live: metrics_markdown(monitor.latest_metrics, "**Validation, latest epoch**"),
+                notes: "\n\n".join(warned)}
+
+    def result_view(monitor: TrainingMonitor) -> dict:
+        run = monitor.result
+        if run is None:
+            return {}
+        rows = leaderboard_rows(RunStore(settings.models_dir))
+        picture = RunStore(settings.models_dir).folder(run.run_id) / "scatter.png"
+        heading = f"**Run `{run.run_id}`** ({run.status}) — held-out metrics on {len(run.predictions)} photos:"
+        return {result_box: gr.Column(visible=True), held_out: metrics_markdown(run.metrics, heading),
+                place: "Place on the leaderboard: " + leaderboard_place(rows, run.run_id),
+                scatter: Image.open(picture) if picture.is_file() else None, leaderboard: highlighted(rows, run.run_id)}
+
+    def request_stop(request: gr.Request):
+        STOP_FLAGS.stop(request.session_hash, "train")
+        return gr.Button("Stopping…", interactive=False)
+
+    stop.click(request_stop, None, stop, queue=False)
+    return start.click(run_training, {family, backbone, random_weights, *all_controls}, outputs,
+                       show_progress="hidden", concurrency_limit=2)
