@@ -11,6 +11,7 @@ a missing or surplus key is an error, never a silently random layer.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import timm
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv
@@ -31,6 +32,7 @@ _INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
+@lru_cache(maxsize=None)
 def _timm_block_layout(variant: str) -> list[tuple[str, dict[str, str]]]:
     """[(timm prefix 'blocks.s.j', member map)] in forward order."""
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
