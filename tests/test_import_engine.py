@@ -1,0 +1,134 @@
+"""The import engine (zips, uploads, edited scores, stopping) and the gallery it feeds."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from workbench.dataset import (
+    GalleryQuery, ScoreError, ScoreStore, gallery_page, import_into_store, query_entries, scan_source,
+    summarize, summarize_scores,
+)
+from workbench.dataset import importer
+from workbench.events import Finished, Progress, StopFlag, drain
+
+
+def jpeg(pixels) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def store(tmp_path) -> ScoreStore:
+    return ScoreStore(tmp_path / "data", 0, 100)
+
+
+def test_zip_members_never_escape_and_folders_are_flattened(tmp_path, photos, store):
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("holiday/85_cat.jpg", jpeg(photos["chelsea"]))
+        zf.writestr("holiday/2024/40 coffee.jpg", jpeg(photos["coffee"]))
+        zf.writestr("../../evil_70.jpg", jpeg(photos["rocket"]))
+        zf.writestr("/abs/60.jpg", jpeg(photos["china"]))
+        zf.writestr("__MACOSX/holiday/._85_cat.jpg", b"resource fork")
+        zf.writestr("readme.md", "hello")
+        zf.writestr("nested.zip", b"PK")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    preview = scan_source(archive, staging_dir=staging)
+    assert sorted((i.name, i.score) for i in preview.items) == [("40 coffee.jpg", 40), ("85_cat.jpg", 85)]
+    reasons = {s.file: s.reason for s in preview.skipped}
+    assert "unsafe path" in reasons["upload.zip:../../evil_70.jpg"]
+    assert "unsafe path" in reasons["upload.zip:/abs/60.jpg"]
+    assert "not an image" in reasons["upload.zip:readme.md"] and "upload.zip:nested.zip" in reasons
+    assert not any("MACOSX" in f for f in reasons)
+    assert not (tmp_path / "evil_70.jpg").exists() and not Path("/abs/60.jpg").exists()
+    assert all(p.parent == staging for p in staging.rglob("*") if p.is_file())
+    report = drain(import_into_store(preview.items, store, skipped=preview.skipped))
+    assert (report.imported, report.labelled) == (2, 2)
+    preview.cleanup()
+    assert not staging.exists()
+
+
+def test_zip_members_larger_than_the_limit_are_not_extracted(tmp_path, photos, monkeypatch):
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("50_zeros.jpg", b"\xff\xd8" + b"\x00" * 2_000_000)  # compresses to almost nothing
+        zf.writestr("85_cat.jpg", jpeg(photos["chelsea"]))
+    monkeypatch.setattr(importer, "MAX_MEMBER_BYTES", 1_000_000)
+    preview = scan_source(archive)
+    assert [i.name for i in preview.items] == ["85_cat.jpg"]
+    assert "over the 1 MB limit" in {s.file: s.reason for s in preview.skipped}["big.zip:50_zeros.jpg"]
+    preview.cleanup()
+
+
+def test_uploaded_files_with_repeated_names_stay_distinct(tmp_path, photos, store):
+    a, b = tmp_path / "u1", tmp_path / "u2"
+    a.mkdir(), b.mkdir()
+    (a / "85.jpg").write_bytes(jpeg(photos["chelsea"]))
+    (b / "85.jpg").write_bytes(jpeg(photos["coffee"]))
+    (a / "x.bin").write_bytes(b"?")
+    preview = scan_source([a / "85.jpg", ("85.jpg", b / "85.jpg"), a / "x.bin"])
+    assert [(i.name, i.score) for i in preview.items] == [("85.jpg", 85), ("85 (1).jpg", 85)]
+    assert [s.file for s in preview.skipped] == ["x.bin"]
+    report = drain(import_into_store(preview.items, store))
+    assert sorted(store.image_files()) == ["85 (1).jpg", "85.jpg"] and report.labelled == 2
+
+
+def test_edited_scores_are_used_and_a_bad_one_copies_nothing(scored_photo_folder, store):
+    preview = scan_source(scored_photo_folder)
+    names = [i.name for i in preview.items]
+    with pytest.raises(ScoreError, match="150 is outside"):
+        drain(import_into_store(preview.items, store, scores={names[0]: "150"}))
+    assert store.image_files() == []
+    report = drain(import_into_store(preview.items, store, scores={names[0]: "12.5", names[1]: ""}))
+    assert (report.labelled, report.unlabelled) == (5, 1)
+    assert store.get(names[0]).score == 12.5 and store.get(names[1]).score is None
+
+
+def test_import_reports_progress_and_stops_when_asked(scored_photo_folder, store):
+    preview = scan_source(scored_photo_folder)
+    stop = StopFlag()
+    events = []
+    for event in import_into_store(preview.items, store, stop=stop, chunk_size=2):
+        events.append(event)
+        if isinstance(event, Progress) and event.done >= 2:
+            stop.set()
+    assert isinstance(events[-1], Finished) and events[-1].stopped
+    assert events[-1].result.imported == 2 == len(store.image_files())
+
+
+def test_gallery_pages_filters_and_sorts(tmp_path, photos, store):
+    scores = {"a.jpg": 30, "b.jpg": None, "c.jpg": 90, "d.jpg": 60, "e.jpg": None}
+    for i, (name, score) in enumerate(scores.items()):
+        store.add_image(jpeg(photos["chelsea"][i:, i:]), name, score=score)
+    thumbs = tmp_path / "thumbs"
+    first = gallery_page(store, GalleryQuery(page=0, page_size=2), thumbs, 64)
+    assert [i.filename for i in first.items] == ["b.jpg", "e.jpg"]  # unlabelled first
+    assert (first.pages, first.total, first.total_all) == (3, 5, 5)
+    assert all(i.thumbnail.exists() for i in first.items)
+    by_score = query_entries(store.entries(), GalleryQuery(sort="score_desc", unlabelled_first=False))
+    assert [e.filename for e in by_score] == ["c.jpg", "d.jpg", "a.jpg", "b.jpg", "e.jpg"]
+    ranged = query_entries(store.entries(), GalleryQuery(min_score=50, max_score=95, unlabelled_first=False))
+    assert [e.filename for e in ranged] == ["c.jpg", "d.jpg"]
+    only = query_entries(store.entries(), GalleryQuery(only_unlabelled=True))
+    assert [e.filename for e in only] == ["b.jpg", "e.jpg"]
+    last = gallery_page(store, GalleryQuery(page=99, page_size=2), thumbs, 64)
+    assert last.page == 2 and [i.filename for i in last.items] == ["d.jpg"]
+    (store.data_dir / "d.jpg").write_bytes(b"damaged later")
+    broken = gallery_page(store, GalleryQuery(page=2, page_size=2), thumbs, 64).items[0]
+    assert broken.thumbnail is None and "not an image" in broken.error
+
+
+def test_summaries_and_histogram(store, photos):
+    summary = summarize_scores([0, 9.99, 10, 55, 100, None], 0, 100, bins=10)
+    assert [b.count for b in summary.histogram] == [2, 1, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert (summary.labelled, summary.unlabelled, summary.lowest, summary.highest) == (5, 1, 0, 100)
+    assert summary.line() == "6 images: 5 labelled (0–100, mean 35.0), 1 unlabelled"
+    store.add_image(jpeg(photos["coffee"]), "x.jpg")
+    doc = summarize(store).to_json()
+    assert doc["unlabelled_files"] == ["x.jpg"] and doc["total"] == 1 and doc["mean"] is None
