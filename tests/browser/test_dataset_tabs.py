@@ -6,9 +6,11 @@ person keeps, so that is what these tests read back after each click.
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -82,6 +84,7 @@ def test_import_a_folder_edit_scores_and_save(page, app_server, scored_photo_fol
     select_image(page, "import", "63_china.jpg")
     page.locator("#import-next").click()
     expect(page.locator("#import-name")).to_contain_text("72_astronaut.jpg")
+    expect(page.locator("#import-gallery button.thumbnail-item.selected")).to_contain_text("72_astronaut.jpg")
     page.locator("#import-prev").click()
     expect(page.locator("#import-name")).to_contain_text("63_china.jpg")
 
@@ -99,23 +102,45 @@ def test_import_a_folder_edit_scores_and_save(page, app_server, scored_photo_fol
     page.screenshot(path=str(output_dir / "import_saved.png"), full_page=True)
 
 
-def test_bad_import_scores_and_sources_change_nothing(page, app_server, scored_photo_folder, workbench_env):
+def test_import_uploads_and_refuse_bad_input(page, app_server, scored_photo_folder, workbench_env, tmp_path):
     data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
     page.goto(app_server)
     page.locator("#import-folder input").fill(str(scored_photo_folder / "missing"))
     page.locator("#import-scan-folder").click()
     expect(page.locator("#import-status")).to_contain_text("does not exist")
 
-    import_folder(page, app_server, scored_photo_folder)
+    # upload two photos, a broken one, and a zip holding a photo and a text file
+    broken = tmp_path / "99_broken.jpg"
+    broken.write_bytes(b"definitely not a jpeg")
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(scored_photo_folder / "72_astronaut.jpg", "trip/72_astronaut.jpg")
+        zf.writestr("trip/notes.txt", "hello")
+    page.get_by_role("tab", name="Upload from this browser").click()
+    page.locator("#import-upload input[type=file]").set_input_files([
+        str(scored_photo_folder / "85_chelsea.jpg"), str(scored_photo_folder / "40_coffee.jpg"),
+        str(broken), str(archive)])
+    expect(page.locator("#import-upload a[href$='more.zip']")).to_have_count(1)
+    page.locator("#import-scan-upload").click()
+    expect(page.locator("#import-summary")).to_contain_text("3 images")
+    expect(page.locator("#import-summary")).to_contain_text("2 skipped")
+    expect(page.locator("#import-summary")).to_contain_text("99_broken.jpg")
+    expect(page.locator("#import-summary")).to_contain_text("notes.txt")
+
+    # bad scores in the field and in the table: a message, the preview unchanged
     select_image(page, "import", "85_chelsea.jpg")
     for bad, says in [("abc", "not a number"), ("NaN", "NaN"), ("150", "outside"), ("", "empty")]:
         type_score(page, "import", bad)
         expect(page.locator("#import-status")).to_contain_text(says)
     expect(page.locator("#import-gallery")).to_contain_text("85 · 85_chelsea.jpg")
-    edit_table_score(page, "import", "30_flower.jpg", "-5")
+    edit_table_score(page, "import", "40_coffee.jpg", "-5")
     expect(page.locator("#import-status")).to_contain_text("outside")
-    expect(page.locator("#import-table [role=row]", has_text="30_flower.jpg")).to_contain_text("30")
+    expect(page.locator("#import-table [role=row]", has_text="40_coffee.jpg")).to_contain_text("40")
     assert not (data_dir / "scores.csv").exists()
+
+    page.locator("#import-save").click()
+    expect(page.locator("#import-report")).to_contain_text("3 images copied", timeout=60_000)
+    assert disk_scores(data_dir) == {"85_chelsea.jpg": 85, "40_coffee.jpg": 40, "72_astronaut.jpg": 72}
 
 
 def test_training_data_edits_are_saved_at_once(page, app_server, scored_photo_folder, workbench_env, output_dir):
@@ -166,8 +191,8 @@ def test_training_data_edits_are_saved_at_once(page, app_server, scored_photo_fo
     page.screenshot(path=str(output_dir / "training_data_tab.png"), full_page=True)
 
 
-def test_training_data_shows_changes_made_elsewhere_and_filters(page, app_server, scored_photo_folder,
-                                                               workbench_env, run_cli):
+def test_training_data_add_refresh_filter_sort(page, app_server, scored_photo_folder, workbench_env,
+                                               run_cli, tmp_path):
     data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
     run_cli("import", scored_photo_folder)
     page.goto(app_server)
@@ -180,6 +205,18 @@ def test_training_data_shows_changes_made_elsewhere_and_filters(page, app_server
     ScoreStore(data_dir).set_score("40_coffee.jpg", 12)
     page.locator("#data-refresh").click()
     expect(page.locator("#data-gallery")).to_contain_text("12 · 40_coffee.jpg")
+
+    # add an uploaded image with a score
+    extra = tmp_path / "new shot.png"
+    Image.open(scored_photo_folder / "55_rocket.jpg").rotate(90, expand=True).save(extra)
+    page.get_by_text("Add an image").click()
+    page.locator("#data-add-file input[type=file]").set_input_files(str(extra))
+    expect(page.locator("#data-add-file a[href*='new']")).to_have_count(1)
+    page.locator("#data-add-score input").fill("33")
+    page.locator("#data-add-button").click()
+    expect(page.locator("#data-status")).to_contain_text("Added new shot.png")
+    assert disk_scores(data_dir)["new shot.png"] == 33
+    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(7)
 
     # filter by score range and sort high to low
     page.locator("#data-min-score input").fill("60")

@@ -56,8 +56,9 @@ def build(settings: Settings) -> None:
             upload = gr.File(label="Upload an image", file_types=["image"], elem_id="data-add-file",
                              height=120, scale=3)
             existing = gr.Textbox(label="…or the name of a file already in the data folder",
-                                  elem_id="data-add-name", scale=3)
-            add_score = gr.Textbox(label="Score (optional for an upload)", elem_id="data-add-score", scale=1)
+                                  elem_id="data-add-name", scale=3, max_lines=1)
+            add_score = gr.Textbox(label="Score (optional for an upload)", elem_id="data-add-score", scale=1,
+                                   max_lines=1)
             add = gr.Button("Add", variant="primary", elem_id="data-add-button", scale=1)
 
     query_inputs = [sort, unlabelled_first, only_unlabelled, min_score, max_score]

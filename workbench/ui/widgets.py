@@ -193,14 +193,16 @@ class LabelledGallery:
         def step(delta: int):
             def move(page, index):
                 if page is None or not page.items:
-                    return (None, *self._selection(page, None))
+                    return (None, *self._selection(page, None), gr.skip())
                 index = 0 if index is None else (index + delta) % len(page.items)
-                return (index, *self._selection(page, index))
+                # setting selected_index only highlights; the browser fires select on clicks alone
+                return (index, *self._selection(page, index), gr.Gallery(selected_index=index))
             return move
 
         self.gallery.select(on_click, [self.page], select_outputs, show_progress="hidden")
-        self.previous.click(step(-1), [self.page, self.selected], select_outputs, show_progress="hidden")
-        self.next.click(step(+1), [self.page, self.selected], select_outputs, show_progress="hidden")
+        for button, delta in ((self.previous, -1), (self.next, +1)):
+            button.click(step(delta), [self.page, self.selected], [*select_outputs, self.gallery],
+                         show_progress="hidden")
 
 
 def table_rows(value: Any) -> list[tuple[str, str]]:
