@@ -1,0 +1,153 @@
+"""A small JSON API for other programs: ``POST /api/score``.
+
+Served with the UI, on the same address (127.0.0.1 by default). Interactive
+documentation: ``/api/docs``. Example::
+
+    curl -F files=@a.jpg -F files=@b.jpg http://127.0.0.1:7860/api/score
+    curl -F files=@a.jpg -F run=nima -F threshold=5.5 http://127.0.0.1:7860/api/score
+
+or with httpx: ``httpx.post(url, files=[("files", open("a.jpg", "rb"))], data={"run": "nima"})``.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Callable
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+
+from workbench.config import Settings
+from workbench.events import drain
+from workbench.images import SUPPORTED_EXTENSIONS, ImageError, check_image
+from workbench.predict import NIMA_ID, ScorerUnavailable, cached_scorer, default_scorer_id, score_images
+
+_FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif",
+                  "HEIF": ".heic", "MPO": ".jpg"}
+
+
+class ImageScore(BaseModel):
+    """One uploaded file's result, in upload order."""
+
+    filename: str = Field(description="the name the file was uploaded under")
+    score: float | None = Field(description="predicted score on the scorer's scale")
+    std: float | None = Field(None, description="spread of the predicted distribution (distribution models)")
+    distribution: list[float] | None = Field(
+        None, description="probabilities of the 10 equal score bins, low to high (distribution models)")
+    percentile: float | None = Field(None, description="0-100: share of the run's training scores below this one")
+    verdict: str | None = Field(None, description="'good' or 'bad' at the threshold")
+
+
+class ScoreResponse(BaseModel):
+    scorer: str = Field(description="run id, or 'nima' for the ready AVA scorer")
+    scale: tuple[float, float] = Field(description="lowest and highest possible score")
+    threshold: float = Field(description="scores at or above count as good")
+    weights: str = Field(description="where the model's backbone weights came from")
+    results: list[ImageScore]
+
+
+class RejectedFile(BaseModel):
+    filename: str
+    error: str
+
+
+def _upload_limited_route(max_mb: float) -> type[APIRoute]:
+    """A route class refusing request bodies over ``max_mb`` MiB with 413 and a reason,
+    from the Content-Length when sent, else while the body streams in."""
+    max_bytes = int(max_mb * 1024 * 1024)
+
+    def too_large(size_text: str) -> HTTPException:
+        return HTTPException(413, f"upload too large ({size_text}); the limit is {max_mb:g} MB "
+                                  f"(server.max_upload_mb in the config)")
+
+    class UploadLimitedRoute(APIRoute):
+        def get_route_handler(self) -> Callable:
+            handler = super().get_route_handler()
+
+            async def limited(request: Request) -> Response:
+                length = request.headers.get("content-length", "")
+                if length.isdigit() and int(length) > max_bytes:
+                    raise too_large(f"{int(length) / 2**20:.1f} MB")
+                received = 0
+
+                async def receive():
+                    nonlocal received
+                    message = await request.receive()
+                    received += len(message.get("body", b""))
+                    if received > max_bytes:
+                        raise too_large(f"more than {max_mb:g} MB")
+                    return message
+
+                return await handler(Request(request.scope, receive))
+
+            return limited
+
+    return UploadLimitedRoute
+
+
+def _suffix_for(filename: str, image_format: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return suffix if suffix in SUPPORTED_EXTENSIONS else _FORMAT_SUFFIX.get(image_format, ".img")
+
+
+def router(settings: Settings) -> APIRouter:
+    """The ``/api`` routes, bound to ``settings`` (limits, folders)."""
+    api = APIRouter(prefix="/api", tags=["scoring"],
+                    route_class=_upload_limited_route(settings.max_upload_mb))
+
+    @api.post(
+        "/score", response_model=ScoreResponse,
+        responses={413: {"description": "the upload is over server.max_upload_mb"},
+                   415: {"description": "a file is not a readable image; `detail.files` lists each with its reason"},
+                   404: {"description": "no stored run with that id"},
+                   503: {"description": "the scorer's weights are missing; `detail` says which file to place"}},
+    )
+    def score(
+        files: Annotated[list[UploadFile], File(description="one or more images (JPEG, PNG, WebP, HEIC, ...)")],
+        run: Annotated[str | None, Form(description="a run id, or 'nima'; default: the best run by SRCC, else nima")] = None,
+        threshold: Annotated[float | None, Form(description="good/bad threshold; default: the scorer's own")] = None,
+    ) -> ScoreResponse:
+        """Score uploaded images with a stored run or the ready NIMA scorer.
+
+        Multipart form: ``files`` (repeat for several images), optional ``run`` and
+        ``threshold``. Returns one result per file in upload order, with the
+        distribution where the model predicts one. If any file is not a readable
+        image nothing is scored and the answer is 415 listing each bad file with
+        its reason.
+        """
+        uploads = [(f.filename or f"file{i}", f.file.read()) for i, f in enumerate(files)]
+        formats, rejected = [], []
+        for name, data in uploads:
+            try:
+                formats.append(check_image(data, settings.max_pixels).format)
+            except ImageError as exc:
+                rejected.append(RejectedFile(filename=name, error=str(exc)))
+        if rejected:
+            raise HTTPException(415, {"message": f"{len(rejected)} of {len(uploads)} file(s) are not readable images",
+                                      "files": [r.model_dump() for r in rejected]})
+        scorer_id = (run or "").strip() or default_scorer_id(settings)
+        try:
+            scorer = cached_scorer(scorer_id, settings)
+        except ScorerUnavailable as exc:
+            raise HTTPException(404 if scorer_id != NIMA_ID and "no run" in str(exc) else 503, str(exc)) from None
+        with tempfile.TemporaryDirectory(prefix="workbench-api-") as folder:
+            # our own file names: an uploaded name never becomes a path
+            paths = [Path(folder) / f"{i:05d}{_suffix_for(name, fmt)}"
+                     for i, ((name, _), fmt) in enumerate(zip(uploads, formats))]
+            for path, (_, data) in zip(paths, uploads):
+                path.write_bytes(data)
+            result = drain(score_images(paths, scorer, settings, threshold=threshold))
+        by_path = {row.path: row for row in result.rows}
+        results = []
+        for path, (name, _) in zip(paths, uploads):
+            row = by_path[str(path)]
+            if row.error is not None:  # readable above, yet the model could not use it
+                raise HTTPException(422, {"message": "a file could not be scored",
+                                          "files": [{"filename": name, "error": row.error}]})
+            results.append(ImageScore(filename=name, score=row.score, std=row.std, distribution=row.distribution,
+                                      percentile=row.percentile, verdict=row.verdict))
+        return ScoreResponse(scorer=scorer.id, scale=scorer.scale, threshold=result.threshold,
+                             weights=scorer.weights_note, results=results)
+
+    return api
