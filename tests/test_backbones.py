@@ -227,3 +227,32 @@ def test_timm_weights_download_into_the_torch_hub_cache(settings, tmp_path, monk
     with torch.inference_mode():
         torch.testing.assert_close(backbone.model(x), reference.eval()(x))
     assert np.isfinite(backbone.model(x).numpy()).all()
+
+
+def test_an_openai_clip_checkpoint_maps_strictly_onto_the_timm_image_tower(settings):
+    """timm's CLIP repos hold the whole OpenCLIP model; rebuild that layout from a
+    random tower and check every image-tower key comes back and the text tower is dropped."""
+    spec = get_backbone("clip_vit_b32")
+    tower = spec.create()
+    ours = tower.state_dict()
+    names = {"patch_embed.proj": "conv1", "norm_pre": "ln_pre", "norm.": "ln_post.", "qkv.": "in_proj_",
+             ".attn.proj": ".attn.out_proj", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+             ".norm1": ".ln_1", ".norm2": ".ln_2", "blocks.": "transformer.resblocks."}
+    open_clip = {"text_projection": torch.zeros(512, 512), "token_embedding.weight": torch.zeros(10, 512)}
+    for key, value in ours.items():
+        if key == "cls_token":
+            open_clip["visual.class_embedding"] = value[0, 0]
+        elif key == "pos_embed":
+            open_clip["visual.positional_embedding"] = value[0]
+        elif key == "head.weight":
+            open_clip["visual.proj"] = value.t()
+        elif key != "head.bias":
+            for timm_name, clip_name in names.items():
+                key = key.replace(timm_name, clip_name)
+            open_clip[f"visual.{key}"] = value
+    converted = spec.weights[0].convert(open_clip)
+    fresh = spec.create()
+    fresh.load_state_dict(converted, strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh.eval()(x), tower.eval()(x))

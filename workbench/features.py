@@ -280,7 +280,15 @@ def extract_features(
 def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag | None):
     """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
     device = device_for_inference()
-    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
+    home = next(loaded.model.parameters()).device
+    try:
+        yield from _batches(loaded, loaded.model.to(device).to(memory_format=torch.channels_last).eval(),
+                            device, items, settings, stop)
+    finally:
+        loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was
+
+
+def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag | None):
     size = loaded.spec.input_size
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.

@@ -205,11 +205,11 @@ def missing_message(spec: "BackboneSpec", settings: "Settings") -> str:
     # name the file a person gets from the URL we can give them
     first = next((s for s in spec.weights if source_url(spec.name, s)), spec.weights[0])
     url = source_url(spec.name, first)
-    where = f" (download it from {url})" if url else ""
+    target = Path(settings.weights_dir) / first.filename
+    get = f"Download {url} and save it as {target}" if url else f"Place the file {first.filename} in {target.parent}"
     return (
-        f"No pretrained weights for {spec.name} on this machine. Place the file {first.filename}{where} "
-        f"in the weights folder {Path(settings.weights_dir)} (set it with --weights-dir or WORKBENCH_WEIGHTS_DIR), "
-        f"or connect to the internet so it is downloaded automatically."
+        f"No pretrained weights for {spec.name} on this machine. {get} (the weights folder; set it with "
+        f"--weights-dir or WORKBENCH_WEIGHTS_DIR), or connect to the internet so it is downloaded automatically."
     )
 
 

@@ -27,10 +27,18 @@ def torchvision_weights(enum, convert=None) -> WeightSource:
     return WeightSource(filename=filename, url=url, sha256_prefix=prefix.group(1) if prefix else None, convert=convert)
 
 
-def hf_timm_weights(hub_id: str, filename: str = "model.safetensors") -> WeightSource:
-    """A timm checkpoint on the Hugging Face hub (timm key names, safetensors)."""
+def hf_timm_weights(hub_id: str, filename: str = "model.safetensors", convert=None) -> WeightSource:
+    """A checkpoint in a timm repository of the Hugging Face hub (safetensors)."""
     return WeightSource(filename=f"{hub_id.split('/')[-1]}.safetensors",
-                        url=f"https://huggingface.co/{hub_id}/resolve/main/{filename}")
+                        url=f"https://huggingface.co/{hub_id}/resolve/main/{filename}", convert=convert)
+
+
+def _openai_clip_keys(state: StateDict) -> StateDict:
+    # timm's CLIP repos ship the whole OpenCLIP model (text tower too); timm's own
+    # converter keeps the image tower and renames it (the projection becomes the head).
+    from timm.models.vision_transformer import _convert_openai_clip
+
+    return _convert_openai_clip(state, None) if "visual.class_embedding" in state else state
 
 
 def _densenet_keys(state: StateDict) -> StateDict:
@@ -127,7 +135,7 @@ def _clip_features(model: nn.Module) -> nn.Module:
 
 @register_backbone(description="CLIP ViT-B/32 image tower (OpenAI; timm); online only", input_size=224, feature_dim=512,
                    mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
-                   weights=(hf_timm_weights("timm/vit_base_patch32_clip_224.openai"),),
+                   weights=(hf_timm_weights("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors", _openai_clip_keys),),
                    to_features=_clip_features, gradcam_layer="", online_only=True)
 def clip_vit_b32() -> nn.Module:
     return timm.create_model("vit_base_patch32_clip_224.openai", pretrained=False)
@@ -135,7 +143,7 @@ def clip_vit_b32() -> nn.Module:
 
 @register_backbone(description="CLIP ViT-L/14 image tower (OpenAI; timm); online only, large", input_size=224,
                    feature_dim=768, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
-                   weights=(hf_timm_weights("timm/vit_large_patch14_clip_224.openai"),),
+                   weights=(hf_timm_weights("timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors", _openai_clip_keys),),
                    to_features=_clip_features, gradcam_layer="", online_only=True)
 def clip_vit_l14() -> nn.Module:
     return timm.create_model("vit_large_patch14_clip_224.openai", pretrained=False)
