@@ -1,0 +1,77 @@
+"""``python -m workbench predict`` and ``describe`` as a person (or a script) runs them."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from test_describe_critique import SECRET, ChatServer, completion
+from test_predict import broken_files
+
+
+@pytest.fixture
+def nima_env(workbench_env, nima_weights):
+    os.symlink(nima_weights, Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name)
+    return workbench_env
+
+
+def test_predict_a_folder_to_json_and_csv(nima_env, run_cli, scored_photo_folder, photos, tmp_path):
+    broken_files(scored_photo_folder, photos)
+    out = tmp_path / "scores.csv"
+    proc = run_cli("predict", "nima", scored_photo_folder, "--csv", out, "--json")
+    document = json.loads(proc.stdout)  # stdout holds the JSON document and nothing else
+    assert document["scorer"] == "nima" and document["scale"] == [1.0, 10.0]
+    assert (document["scored"], document["failed"]) == (6, 3)
+    scores = [r["score"] for r in document["results"] if r["error"] is None]
+    assert scores == sorted(scores, reverse=True)
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert list(rows[0]) == ["path", "score", "std"] + [f"p{i}" for i in range(1, 11)] + ["error"]
+    assert [r["path"] for r in rows] == [r["path"] for r in document["results"]]
+    assert {Path(r["path"]).name for r in rows if r["error"]} == {"not_an_image.jpg", "empty.png", "truncated.jpg"}
+
+
+def test_predict_prints_a_readable_table(nima_env, run_cli, scored_photo_folder):
+    proc = run_cli("predict", "nima", scored_photo_folder / "85_chelsea.jpg")
+    assert "85_chelsea.jpg" in proc.stdout and ("good" in proc.stdout or "bad" in proc.stdout)
+    assert "1 scored, 0 could not be scored" in proc.stderr
+
+
+def test_unknown_run_is_a_clear_error(workbench_env, run_cli, scored_photo_folder):
+    proc = run_cli("predict", "no-such-run", scored_photo_folder, check=False)
+    assert proc.returncode == 2 and "no run 'no-such-run'" in proc.stderr
+
+
+def test_describe_with_a_chat_server(nima_env, run_cli, scored_photo_folder, monkeypatch):
+    server = ChatServer()
+    server.script = [{"status": 200, "body": completion("Lovely whiskers; crop tighter.")}]
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("WORKBENCH_LLM_MODEL", "llava")
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+        proc = run_cli("describe", scored_photo_folder / "85_chelsea.jpg", "--run", "nima", "--no-caption",
+                       "--language", "Français", "--json")
+    finally:
+        server.close()
+    document = json.loads(proc.stdout)
+    assert document["critique"] == "Lovely whiskers; crop tighter."
+    assert document["caption"] is None and document["caption_note"] == "captions are off"
+    assert 1 <= document["score"] <= 10
+    prompt = server.requests[0]["body"]["messages"][-1]["content"]
+    assert "Français" in prompt and f"{document['score']:.2f}" in prompt
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_describe_without_llm_or_caption_weights_says_how(nima_env, run_cli, scored_photo_folder, monkeypatch,
+                                                           tmp_path):
+    for name in ("OPENAI_BASE_URL", "WORKBENCH_LLM_MODEL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # a hub that does not answer
+    proc = run_cli("describe", scored_photo_folder / "85_chelsea.jpg", "--run", "nima")
+    assert "Score: " in proc.stdout
+    assert "Caption: none. The caption model 'Salesforce/blip-image-captioning-base' is not available" in proc.stdout
+    assert "No language model is configured" in proc.stdout and "OPENAI_API_KEY" in proc.stdout

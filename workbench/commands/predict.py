@@ -1,0 +1,126 @@
+"""``python -m workbench predict RUN_ID PATH...`` and ``python -m workbench describe IMAGE``.
+
+``predict`` scores images and folders with a stored run or ``nima`` (the ready
+AVA scorer), best first; ``--csv OUT`` writes ``path,score`` (+ ``std,p1..p10``
+for distribution models, + ``error``); ``--json`` prints
+``{"scorer", "scale", "threshold", "weights", "stopped", "scored", "failed",
+"results": [{"path", "score", "std", "distribution", "percentile", "verdict", "error"}]}``.
+``describe`` prints one photo's score, BLIP caption and LLM critique.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from workbench.cli import CommandError, command
+from workbench.config import Settings
+from workbench.events import Finished, Notice, Progress
+from workbench.predict import BatchResult, ScorerUnavailable, default_scorer_id, load_scorer, score_images, write_csv
+
+
+def _drive(events, show_bar: bool):
+    """Run the scoring generator: a tqdm bar and notices on stderr; return the BatchResult."""
+    result = None
+    with tqdm(desc="scoring", unit="img", file=sys.stderr, dynamic_ncols=True, leave=False,
+              disable=not show_bar) as bar:
+        for event in events:
+            if isinstance(event, Progress):
+                bar.total, bar.n = event.total, event.done
+                bar.refresh()
+            elif isinstance(event, Notice):
+                bar.write(f"{event.level}: {event.message}", file=sys.stderr)
+            elif isinstance(event, Finished):
+                result = event.result
+    return result
+
+
+def _load(scorer_id: str, settings: Settings):
+    try:
+        return load_scorer(scorer_id, settings)
+    except ScorerUnavailable as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="images or folders (searched recursively)")
+    parser.add_argument("--csv", metavar="OUT", help="also write the results to this CSV file")
+    parser.add_argument("--threshold", type=float, help="good/bad threshold (default: the scorer's own)")
+
+
+def _document(result: BatchResult, scorer) -> dict:
+    return {"scorer": scorer.id, "scale": list(scorer.scale), "threshold": result.threshold,
+            "weights": scorer.weights_note, "stopped": result.stopped,
+            "scored": len(result.scored), "failed": len(result.failed),
+            "results": [asdict(row) for row in result.rows]}
+
+
+@command("predict", "Score images or folders with a trained run or 'nima', best first.", _predict_arguments)
+def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
+    scorer = _load(args.run_id, settings)
+    if not args.json:
+        print(f"{scorer.id}: scale {scorer.scale[0]:g}-{scorer.scale[1]:g}; {scorer.weights_note}", file=sys.stderr)
+    folders = any(Path(p).is_dir() for p in args.paths)
+    result = _drive(score_images(args.paths, scorer, settings, threshold=args.threshold),
+                    show_bar=folders or len(args.paths) > 1)
+    if not result.rows:
+        raise CommandError(f"no images found in {', '.join(args.paths)}")
+    if args.csv:
+        write_csv(result, args.csv)
+    if not args.json:
+        for row in result.rows:
+            if row.error is None:
+                spread = f" ± {row.std:.2f}" if row.std is not None else ""
+                print(f"{row.score:8.3f}{spread}  {row.verdict:<4}  {row.path}")
+            else:
+                print(f"{'-':>8}  {'':<4}  {row.path}  ({row.error})")
+        print(f"{len(result.scored)} scored, {len(result.failed)} could not be scored; good from "
+              f"{result.threshold:g}" + (f"; CSV: {args.csv}" if args.csv else ""), file=sys.stderr)
+    return _document(result, scorer)
+
+
+def _describe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", metavar="IMAGE", help="one photo")
+    parser.add_argument("--run", metavar="RUN_ID", help="run id or 'nima' (default: the best run by SRCC, else nima)")
+    parser.add_argument("--caption", action=argparse.BooleanOptionalAction, default=True,
+                        help="caption the photo with BLIP (describe.caption_model) first")
+    parser.add_argument("--send-image", action="store_true",
+                        help="send the photo itself to the LLM (only for models that accept images)")
+    parser.add_argument("--language", help="language of the critique (default: describe.language)")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible base URL (default: describe.llm_base_url / "
+                                               "OPENAI_BASE_URL); the key is read from OPENAI_API_KEY only")
+    parser.add_argument("--llm-model", help="model name (default: describe.llm_model / WORKBENCH_LLM_MODEL)")
+
+
+@command("describe", "Score one photo and add a BLIP caption and an LLM critique.", _describe_arguments)
+def describe_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.describe.critique import LLMConfig
+    from workbench.describe.report import describe_photo
+
+    scorer = _load(args.run or default_scorer_id(settings), settings)
+    result = _drive(score_images([args.image], scorer, settings), show_bar=False)
+    row = result.rows[0]
+    if row.error is not None:
+        raise CommandError(row.error)
+    overrides = {"language": args.language} if args.language else {}
+    llm = LLMConfig.from_settings(settings, base_url=args.llm_base_url, model=args.llm_model,
+                                  send_image=args.send_image, **overrides)
+    description = describe_photo(args.image, score=row.score, scale=scorer.scale, threshold=result.threshold,
+                                 settings=settings, caption=args.caption, llm=llm)
+    if not args.json:
+        low, high = scorer.scale
+        spread = f" ± {row.std:.2f}" if row.std is not None else ""
+        percentile = f", higher than {row.percentile:.0f}% of the training set" if row.percentile is not None else ""
+        print(f"Score: {row.score:.2f}{spread} on {low:g}-{high:g} ({row.verdict} at {result.threshold:g}"
+              f"{percentile}) by {scorer.id}")
+        print(f"Caption: {description.caption}" if description.caption is not None
+              else f"Caption: none. {description.caption_note}")
+        print("Critique:")
+        print(description.critique if description.critique is not None else description.critique_note)
+    return {"path": row.path, "scorer": scorer.id, "scale": list(scorer.scale), "threshold": result.threshold,
+            "score": row.score, "std": row.std, "distribution": row.distribution, "percentile": row.percentile,
+            "verdict": row.verdict, **description.to_json()}
