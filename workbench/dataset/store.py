@@ -34,7 +34,7 @@ from workbench.dataset.scores import ScoreError, format_range, validate_score
 from workbench.fsutil import (
     UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, file_sha256, safe_child,
 )
-from workbench.images import DEFAULT_MAX_PIXELS, check_image, is_supported
+from workbench.images import DEFAULT_MAX_PIXELS, check_image, content_hash, is_supported
 
 __all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
 
@@ -361,7 +361,8 @@ class ScoreStore:
                 data = source.getvalue() if isinstance(source, io.BytesIO) else None
                 try:
                     size = len(data) if data is not None else os.path.getsize(source)
-                    digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(source)
+                    # content_hash reuses the hash taken when the preview made its thumbnail
+                    digest = hashlib.sha256(data).hexdigest() if data is not None else content_hash(source)
                 except OSError as exc:
                     results.append(AddResult(name, copied=False, error=f"cannot be read ({exc.strerror or exc})"))
                     continue
