@@ -272,3 +272,4 @@ def test_killing_a_writer_mid_write_leaves_a_valid_complete_csv(tmp_path):
     store = ScoreStore(data, lock_timeout=5)  # the killed writer's lock died with it
     store.set_score(names[0], 99)
     assert read_csv(data / "scores.csv")[names[0]] == "99"
+    assert list(data.glob(".scores.csv.*.tmp")) == []  # the dead writers' temp files were cleared

@@ -172,7 +172,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                                               f"{MAX_MEMBER_BYTES / 1e6:.0f} MB limit per file"))
                 continue
             name = unique_name(sanitize_name(member), taken)
-            taken.add(name)
+            taken.add(name.casefold())
             target = staging / name
             try:
                 written = _extract_capped(zf, info, target, min(MAX_MEMBER_BYTES, MAX_ZIP_TOTAL_BYTES - total))
@@ -250,7 +250,7 @@ def scan_source_events(
     taken: set[str] = set()
     for i, candidate in enumerate(candidates):  # uploads and zips may repeat a name: keep each distinct
         name = unique_name(candidate.name, taken)
-        taken.add(name)
+        taken.add(name.casefold())
         if name != candidate.name:
             candidates[i] = _Candidate(candidate.origin, name, candidate.path)
     yield Progress(0, len(candidates), "checking images")

@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import time
 import uuid
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping
 
+from workbench.dataset.names import sanitize_name, unique_name
 from workbench.dataset.scores import ScoreError, format_range, validate_score
 from workbench.fsutil import (
     UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, file_sha256, safe_child,
@@ -72,37 +72,6 @@ class AddResult:
 class _Row:
     score: str  # as written in the file; "" when unlabelled
     text: str = ""
-
-
-_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
-
-
-def sanitize_name(name: str) -> str:
-    """A plain, portable file name from an uploaded or zipped one (folders dropped)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE_CHARS.sub("_", base).strip().lstrip(".").strip()
-    if base in ("", ".", ".."):
-        base = "image"
-    stem, dot, ext = base.rpartition(".")
-    if not dot:
-        stem, ext = base, ""
-    while len((stem + dot + ext).encode("utf-8")) > 200:
-        stem = stem[:-1]
-    return stem + dot + ext
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """``name`` or ``stem (1).ext``, ``stem (2).ext`` ... not in ``taken`` (compared case-insensitively)."""
-    folded = {t.casefold() for t in taken}
-    if name.casefold() not in folded:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = name, ""
-    n = 1
-    while f"{stem} ({n}){dot}{ext}".casefold() in folded:
-        n += 1
-    return f"{stem} ({n}){dot}{ext}"
 
 
 def _csv_number(value: float) -> str:
@@ -246,11 +215,17 @@ class ScoreStore:
     def _editing(self) -> Iterator[dict[str, _Row]]:
         """Lock, re-read the table from disk, let the caller change it, write it atomically."""
         with self._locked():
+            self._remove_stale_temp_files()
             rows = self._read_rows()
             before = {k: (v.score, v.text) for k, v in rows.items()}
             yield rows
             if {k: (v.score, v.text) for k, v in rows.items()} != before or not self.csv_path.exists() and rows:
                 self._write_rows(rows)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of writers that died mid-write (all writers hold the lock we hold now)."""
+        for leftover in self.data_dir.glob(f".{CSV_NAME}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     def _write_rows(self, rows: Mapping[str, _Row]) -> None:
         with_text = any(r.text for r in rows.values())
@@ -351,7 +326,7 @@ class ScoreStore:
         with self._editing() as rows:
             files = self.image_files()
             index = self._hash_index()
-            taken = set(files) | set(rows)
+            taken = {n.casefold() for n in (*files, *rows)}
             sizes: dict[int, list[str]] = {}
             for existing in files:
                 sizes.setdefault((self.data_dir / existing).stat().st_size, []).append(existing)
@@ -383,12 +358,12 @@ class ScoreStore:
                                                 self.path_of(final))
                             break
                         except FileExistsError:  # someone not using the lock took the name meanwhile
-                            taken.add(final)
+                            taken.add(final.casefold())
                             final = unique_name(clean, taken)
                 except OSError as exc:
                     results.append(AddResult(name, copied=False, error=f"could not be copied ({exc.strerror or exc})"))
                     continue
-                taken.add(final)
+                taken.add(final.casefold())
                 index.remember(final, digest)
                 sizes.setdefault(size, []).append(final)
                 if score is not None or text:
@@ -441,7 +416,7 @@ class ScoreStore:
                 trashed = self.data_dir / record["trashed"]
                 if not trashed.resolve().is_relative_to(self.trash_dir.resolve()):
                     raise UnsafePath(f"undo record points outside {self.trash_dir}")
-                name = unique_name(name, set(self.image_files()) | set(rows))
+                name = unique_name(name, {n.casefold() for n in (*self.image_files(), *rows)})
                 os.link(trashed, self.path_of(name))  # fails rather than overwrite
                 trashed.unlink()
                 try:
