@@ -1,0 +1,111 @@
+"""Tab 4 in a real chromium against a real server: score a batch with the ready
+NIMA scorer (uploads plus a typed folder holding a broken file), check the
+gallery is sorted best first, download the CSV and read it, open a Grad-CAM
+overlay of a gallery photo and change its opacity; then one photo on its own.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from workbench.config import load_settings
+from workbench.events import drain
+from workbench.predict import load_scorer, score_images
+
+pytestmark = pytest.mark.browser
+
+DONE_TIMEOUT = 180_000  # ms: the first NIMA load shares two cores with other work
+
+
+@pytest.fixture
+def shoot(workbench_env, nima_weights, photos, tmp_path) -> dict[str, Path]:
+    """NIMA weights in place; three photos to upload, and a folder of three more plus a broken file."""
+    os.symlink(nima_weights, Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name)
+    uploads, folder = tmp_path / "uploads", tmp_path / "shoot folder"
+    uploads.mkdir()
+    folder.mkdir()
+    for i, (name, pixels) in enumerate(photos.items()):
+        Image.fromarray(pixels).save((uploads if i < 3 else folder) / f"{name}.jpg", quality=92)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return {"uploads": uploads, "folder": folder}
+
+
+def gallery_captions(page: Page) -> list[str]:
+    return [t.strip() for t in page.locator("#predict-gallery .caption-label").all_inner_texts()]
+
+
+def test_score_a_batch_sort_download_and_explain(page: Page, shoot, app_server, output_dir):
+    settings = load_settings()
+    expected = drain(score_images([shoot["uploads"], shoot["folder"]], load_scorer("nima", settings), settings))
+    expected_names = [Path(r.path).name for r in expected.scored]
+    assert len(expected_names) == 6
+
+    page.goto(app_server)
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    expect(page.locator("#predict-scorer-info")).to_contain_text("NIMA", timeout=DONE_TIMEOUT)
+    expect(page.locator("#predict-scorer-info")).to_contain_text("local file")
+    page.get_by_role("tab", name="Many photos", exact=True).click()
+
+    page.locator("#predict-uploads input[type=file]").set_input_files(sorted(shoot["uploads"].iterdir()))
+    expect(page.locator("#predict-uploads")).to_contain_text("chelsea")
+    expect(page.locator("#predict-uploads")).not_to_contain_text("Uploading", timeout=60_000)
+    page.locator("#predict-folder textarea").fill(str(shoot["folder"]))
+    page.locator("#predict-start").click()
+    expect(page.locator("#predict-progress")).to_contain_text("Done: 6 scored, 1 could not be scored",
+                                                              timeout=DONE_TIMEOUT)
+
+    # the gallery is the shoot, best first
+    captions = gallery_captions(page)
+    assert [c.split(" · ", 1)[1] for c in captions] == expected_names
+    shown = [float(c.split(" · ", 1)[0]) for c in captions]
+    assert shown == sorted(shown, reverse=True)
+    for caption, row in zip(captions, expected.scored):
+        assert float(caption.split(" · ")[0]) == pytest.approx(row.score, abs=0.006)
+    expect(page.locator("#predict-table")).to_contain_text("broken.jpg")
+
+    # the CSV download holds the same order, the distribution and the broken file's reason
+    with page.expect_download() as download_info:
+        page.locator("#predict-csv a").first.click()
+    saved = output_dir / "scores.csv"
+    download_info.value.save_as(saved)
+    rows = list(csv.DictReader(open(saved, encoding="utf-8")))
+    assert list(rows[0]) == ["path", "score", "std"] + [f"p{i}" for i in range(1, 11)] + ["error"]
+    assert [Path(r["path"]).name for r in rows[:6]] == expected_names
+    assert Path(rows[6]["path"]).name == "broken.jpg" and rows[6]["score"] == "" and rows[6]["error"]
+
+    # a Grad-CAM overlay of the best photo, at two opacities
+    page.locator("#predict-gallery .thumbnail-item").first.click()
+    expect(page.locator("#predict-picked")).to_contain_text(expected_names[0], timeout=60_000)
+    overlay = page.locator("#predict-picked-overlay img")
+    expect(overlay).to_be_visible(timeout=60_000)
+    first_src = overlay.get_attribute("src")
+    page.screenshot(path=str(output_dir / "predict_batch_gradcam.png"), full_page=True)
+    slider = page.locator("#predict-picked-opacity input[type=number]")
+    slider.fill("0.9")
+    slider.press("Enter")
+    expect(overlay).not_to_have_attribute("src", first_src, timeout=30_000)
+    page.screenshot(path=str(output_dir / "predict_batch_gradcam_opaque.png"), full_page=True)
+
+
+def test_one_photo_shows_score_verdict_and_distribution(page: Page, shoot, app_server, output_dir):
+    page.goto(app_server)
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    expect(page.locator("#predict-scorer-info")).to_contain_text("NIMA", timeout=DONE_TIMEOUT)
+    page.locator("#predict-photo input[type=file]").set_input_files(str(shoot["uploads"] / "chelsea.jpg"))
+    expect(page.locator("#predict-result")).to_contain_text("on 1-10", timeout=DONE_TIMEOUT)
+    expect(page.locator("#predict-result")).to_contain_text("at the threshold 5.1")
+    expect(page.locator("#predict-distribution")).to_be_visible()
+    page.get_by_text("Why this score? (Grad-CAM)").click()
+    page.locator("#predict-explain").click()
+    expect(page.locator("#predict-overlay img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#predict-explain-note")).to_contain_text("Warm colours")
+    page.get_by_text("Caption and critique (optional)").click()
+    page.locator("#predict-describe").click()
+    expect(page.locator("#predict-description")).to_contain_text("No language model is configured",
+                                                                 timeout=120_000)
+    page.screenshot(path=str(output_dir / "predict_one_photo.png"), full_page=True)

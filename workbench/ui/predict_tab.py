@@ -1,0 +1,335 @@
+"""Tab 4: score new photos with a trained run or the ready NIMA scorer.
+
+**One photo**: its score on the scorer's scale, percentile among the training
+scores, good/bad at a threshold you set, the distribution for distribution
+models, a Grad-CAM overlay (or why there is none), and an optional caption and
+critique. **Many photos**: a gallery sorted best first, a table and a CSV, with
+progress and Stop; click a photo in the gallery for its Grad-CAM overlay.
+Callbacks only call ``workbench.predict`` and ``workbench.describe``.
+"""
+from __future__ import annotations
+
+import html
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+from matplotlib.figure import Figure
+
+from workbench.config import Settings
+from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
+from workbench.events import Finished, Progress, StopFlag
+from workbench.images import ImageError, thumbnail
+from workbench.predict import (
+    BatchResult, ScoreRow, Scorer, ScorerUnavailable, cached_scorer, csv_text, default_scorer_id, explain,
+    score_images, scorer_choices,
+)
+
+TITLE = "Predict"
+UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
+TABLE_COLUMNS = ["rank", "file", "score", "std", "percentile", "verdict", "error"]
+
+INTRO = """Score new photos. The ready **nima** scorer (trained on the AVA photo contest, 1-10) needs no
+training; a run you trained scores on your own scale. Drop one photo for a close look, or many to cull a shoot."""
+
+
+class _StopFlags:
+    """One StopFlag per browser session (an Event cannot live in gr.State)."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, StopFlag] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> StopFlag:
+        with self._lock:
+            self._flags[session] = flag = StopFlag()
+        return flag
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            flag = self._flags.get(session)
+        if flag is not None:
+            flag.set()
+
+
+STOP_FLAGS = _StopFlags()
+
+
+# ----------------------------------------------------------- formatting
+def scorer_markdown(scorer: Scorer) -> str:
+    low, high = scorer.scale
+    kind = "score distribution (10 bins)" if scorer.has_distribution else "a single score"
+    return (f"**{html.escape(scorer.name)}** · scale {low:g}-{high:g} · predicts {kind}  \n"
+            f"Weights: {html.escape(scorer.weights_note)}")
+
+
+def row_markdown(row: ScoreRow, scorer: Scorer, threshold: float) -> str:
+    if row.error is not None:
+        return f"⚠ **Cannot score this file:** {html.escape(row.error)}"
+    low, high = scorer.scale
+    lines = [f"## {row.score:.2f} <small>on {low:g}-{high:g}</small>",
+             f"**{row.verdict.upper()}** at the threshold {threshold:g}"]
+    if row.std is not None:
+        lines.append(f"Spread of opinion (std): ±{row.std:.2f}")
+    if row.percentile is not None:
+        lines.append(f"Higher than **{row.percentile:.0f}%** of the training set's scores")
+    else:
+        lines.append("No percentile: this scorer was not trained on your photos")
+    return "  \n".join(lines)
+
+
+def distribution_figure(row: ScoreRow, scale: tuple[float, float]) -> Figure | None:
+    """Bars over the 10 score bins, the mean as a line and ±1 std shaded."""
+    if row.distribution is None:
+        return None
+    low, high = scale
+    width = (high - low) / 10
+    if (low, high) == (1.0, 10.0):  # NIMA: bins are the scores 1..10 themselves
+        centres, width = [i + 1.0 for i in range(10)], 0.8
+    else:
+        centres = [low + (i + 0.5) * width for i in range(10)]
+    fig = Figure(figsize=(5, 2.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(centres, row.distribution, width=width * 0.9, color="#4f7cac")
+    ax.axvline(row.score, color="#c0392b", label=f"mean {row.score:.2f}")
+    if row.std is not None:
+        ax.axvspan(row.score - row.std, row.score + row.std, color="#c0392b", alpha=0.12,
+                   label=f"±1 std ({row.std:.2f})")
+    ax.set_xlabel("score")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def progress_html(fraction: float, text: str) -> str:
+    width = max(0.0, min(fraction, 1.0)) * 100
+    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
+            f'<div style="background:#4f7cac;width:{width:.1f}%;height:10px"></div></div>'
+            f'<div style="margin-top:4px">{html.escape(text)}</div>')
+
+
+def results_table(result: BatchResult) -> pd.DataFrame:
+    rows = []
+    for rank, row in enumerate(result.rows, start=1):
+        rows.append({"rank": rank if row.error is None else None, "file": Path(row.path).name,
+                     "score": _round(row.score, 3), "std": _round(row.std, 3), "percentile": _round(row.percentile, 1),
+                     "verdict": row.verdict or "", "error": row.error or ""})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def gallery_items(result: BatchResult, settings: Settings) -> list[tuple[str, str]]:
+    """(thumbnail, caption) of the scored photos, best first; thumbnails keep the page light."""
+    items = []
+    for row in result.scored:
+        try:
+            image = str(thumbnail(row.path, settings.thumbnail_size, settings.thumbnails_dir))
+        except (ImageError, OSError):
+            continue
+        items.append((image, f"{row.score:.2f} · {Path(row.path).name}"))
+    return items
+
+
+def csv_file(result: BatchResult) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
+    path = folder / "scores.csv"
+    path.write_text(csv_text(result), encoding="utf-8")
+    return str(path)
+
+
+# ---------------------------------------------------------------- build
+def build(settings: Settings) -> None:
+    gr.Markdown(INTRO)
+    choices = scorer_choices(settings)
+    with gr.Row(equal_height=False):
+        scorer_id = gr.Dropdown(choices, value=default_scorer_id(settings), label="Scorer",
+                                info="default: your best run by held-out SRCC, else nima", scale=4,
+                                elem_id="predict-scorer")
+        refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=140, elem_id="predict-refresh")
+    scorer_info = gr.Markdown(elem_id="predict-scorer-info")
+    threshold = gr.Slider(1, 10, value=5.1, step=0.01, label="Good from (threshold)", elem_id="predict-threshold")
+
+    with gr.Tab("One photo"):
+        with gr.Row(equal_height=False):
+            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
+                             elem_id="predict-photo")
+            with gr.Column():
+                verdict = gr.Markdown(elem_id="predict-result")
+                distribution = gr.Plot(label="Predicted score distribution", elem_id="predict-distribution")
+        with gr.Accordion("Why this score? (Grad-CAM)", open=False):
+            explain_button = gr.Button("Show where the model looked", elem_id="predict-explain")
+            opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity", elem_id="predict-opacity")
+            overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=420, elem_id="predict-overlay")
+            explain_note = gr.Markdown(elem_id="predict-explain-note")
+        with gr.Accordion("Caption and critique (optional)", open=False):
+            configured = LLMConfig.from_settings(settings).configured
+            gr.Markdown("A BLIP caption and written feedback from any OpenAI-compatible chat server. "
+                        "The key stays in this browser session; it is never saved." +
+                        ("" if configured else "\n\n" + HOW_TO_CONFIGURE.replace("\n", "  \n")))
+            with gr.Row():
+                want_caption = gr.Checkbox(value=True, label="Caption with BLIP")
+                send_image = gr.Checkbox(value=False, label="Send the photo (vision models only)")
+                language = gr.Textbox(value=settings.language, label="Language")
+            with gr.Row():
+                base_url = gr.Textbox(value=settings.llm_base_url, label="Base URL",
+                                      placeholder="http://127.0.0.1:11434/v1")
+                model = gr.Textbox(value=settings.llm_model, label="Model", placeholder="llava")
+                api_key = gr.Textbox(type="password", label="API key (this session only)",
+                                     placeholder="empty: OPENAI_API_KEY from the environment")
+            describe_button = gr.Button("Describe", elem_id="predict-describe")
+            description = gr.Markdown(elem_id="predict-description")
+
+    with gr.Tab("Many photos"):
+        with gr.Row():
+            uploads = gr.File(file_count="multiple", file_types=["image"], type="filepath",
+                              label="Photos", elem_id="predict-uploads")
+            folder = gr.Textbox(label="…or a folder on this computer", placeholder="/home/me/Pictures/shoot",
+                                elem_id="predict-folder")
+        with gr.Row():
+            start = gr.Button("Score all", variant="primary", elem_id="predict-start")
+            stop = gr.Button("Stop", variant="stop", elem_id="predict-stop")
+        progress = gr.HTML(elem_id="predict-progress")
+        with gr.Row(equal_height=False):
+            gallery = gr.Gallery(label="Best first", columns=5, height=440, allow_preview=False,
+                                 object_fit="cover", interactive=False, elem_id="predict-gallery", scale=3)
+            with gr.Column(scale=2):
+                picked = gr.Markdown("Click a photo for its Grad-CAM overlay.", elem_id="predict-picked")
+                picked_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity",
+                                           elem_id="predict-picked-opacity")
+                picked_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=360,
+                                          elem_id="predict-picked-overlay")
+        table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
+        download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
+
+    explanation, picked_explanation, batch = gr.State(None), gr.State(None), gr.State(None)
+
+    # ------------------------------------------------------------ callbacks
+    def load(chosen: str):
+        try:
+            scorer = cached_scorer(chosen, settings)
+        except ScorerUnavailable as exc:
+            return f"⚠ {html.escape(str(exc))}", gr.Slider()
+        low, high = scorer.scale
+        step = 0.01 if high - low <= 20 else 0.1
+        return scorer_markdown(scorer), gr.Slider(minimum=low, maximum=high, value=scorer.default_threshold,
+                                                  step=step)
+
+    def refresh_choices(chosen: str):
+        options = scorer_choices(settings)
+        ids = [value for _, value in options]
+        return gr.Dropdown(choices=options, value=chosen if chosen in ids else default_scorer_id(settings))
+
+    def score_photo(chosen: str, limit: float, path: str | None):
+        if not path:
+            return "", None, None, None, ""
+        scorer = _scorer(chosen)
+        row = drain_one(scorer, path, limit)
+        return row_markdown(row, scorer, limit), distribution_figure(row, scorer.scale), None, None, ""
+
+    def drain_one(scorer: Scorer, path: str, limit: float) -> ScoreRow:
+        from workbench.events import drain
+
+        return drain(score_images([path], scorer, settings, threshold=limit)).rows[0]
+
+    def explain_photo(chosen: str, path: str | None, alpha: float):
+        if not path:
+            return None, None, "Choose a photo first."
+        try:
+            result = explain(path, _scorer(chosen), settings)
+        except ImageError as exc:
+            return None, None, f"⚠ {html.escape(str(exc))}"
+        if result.heatmap is None:
+            return None, result, f"ℹ {html.escape(result.reason)}"
+        return result.overlay(alpha), result, "Warm colours: the regions that raised the score most."
+
+    def reblend(result, alpha: float):
+        return result.overlay(alpha) if result is not None and result.heatmap is not None else gr.skip()
+
+    def describe(chosen, limit, path, caption_on, send, lang, url, name, key):
+        from workbench.describe.report import describe_photo
+
+        if not path:
+            return "Choose a photo first."
+        scorer = _scorer(chosen)
+        row = drain_one(scorer, path, limit)
+        if row.error is not None:
+            return f"⚠ {html.escape(row.error)}"
+        llm = LLMConfig.from_settings(settings, base_url=url or None, model=name or None, api_key=key or None,
+                                      send_image=bool(send), language=lang or settings.language)
+        found = describe_photo(path, score=row.score, scale=scorer.scale, threshold=limit, settings=settings,
+                               caption=caption_on, llm=llm)
+        caption = f"**Caption:** {html.escape(found.caption)}" if found.caption else f"**Caption:** none. {found.caption_note}"
+        critique = found.critique if found.critique is not None else found.critique_note
+        return f"{caption}\n\n**Critique** (score {row.score:.2f}):\n\n{critique}"
+
+    def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
+        inputs = list(files or []) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
+        if not inputs:
+            yield progress_html(0, "Add photos or type a folder first."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        scorer = _scorer(chosen)
+        flag = STOP_FLAGS.start(request.session_hash or "")
+        last, result = 0.0, None
+        for event in score_images(inputs, scorer, settings, stop=flag, threshold=limit):
+            if isinstance(event, Progress) and time.monotonic() - last > UPDATE_EVERY:
+                last = time.monotonic()
+                yield (progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}"),
+                       gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            elif isinstance(event, Finished):
+                result = event.result
+        word = "Stopped" if result.stopped else "Done"
+        text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
+        yield (progress_html(1.0 if not result.stopped else 0.0, text), gallery_items(result, settings),
+               results_table(result), csv_file(result) if result.rows else None, result)
+
+    def stop_batch(request: gr.Request) -> None:
+        STOP_FLAGS.stop(request.session_hash or "")
+
+    def pick(result: BatchResult | None, chosen: str, alpha: float, event: gr.SelectData):
+        if result is None or event.index is None or event.index >= len(result.scored):
+            return "Click a photo for its Grad-CAM overlay.", None, None
+        row = result.scored[event.index]
+        found = explain(row.path, _scorer(chosen), settings)
+        title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
+        if found.heatmap is None:
+            return f"{title}  \nℹ {html.escape(found.reason)}", found.image, found
+        return title, found.overlay(alpha), found
+
+    def _scorer(chosen: str) -> Scorer:
+        try:
+            return cached_scorer(chosen, settings)
+        except ScorerUnavailable as exc:
+            raise gr.Error(str(exc)) from None
+
+    # --------------------------------------------------------------- wiring
+    scorer_id.change(load, scorer_id, [scorer_info, threshold]).then(
+        score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation, explain_note])
+    gr.on([refresh.click], refresh_choices, scorer_id, scorer_id)
+    photo.change(score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation,
+                                                              explain_note])
+    threshold.release(score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation,
+                                                                   explain_note])
+    explain_button.click(explain_photo, [scorer_id, photo, opacity], [overlay, explanation, explain_note])
+    opacity.change(reblend, [explanation, opacity], overlay, show_progress="hidden")
+    describe_button.click(describe, [scorer_id, threshold, photo, want_caption, send_image, language, base_url,
+                                     model, api_key], description)
+    start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, batch],
+                concurrency_limit=2)
+    stop.click(stop_batch, None, None, queue=False)
+    gallery.select(pick, [batch, scorer_id, picked_opacity], [picked, picked_overlay, picked_explanation])
+    picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
+    _initial_load(scorer_id, load, [scorer_info, threshold])
+
+
+def _initial_load(scorer_id: gr.Dropdown, load, outputs) -> None:
+    """Fill the scorer label and threshold when the page opens (loads the default model once)."""
+    blocks = gr.context.Context.root_block
+    if blocks is not None:
+        blocks.load(load, scorer_id, outputs)
