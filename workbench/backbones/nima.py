@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.backbones.registry import HALF, get_backbone, load_pretrained_state, make_transform, register_backbone
+from workbench.backbones.registry import HALF, get_backbone, make_transform, register_backbone
 from workbench.backbones.weights import StateDict, WeightSource, WeightStatus
 
 if TYPE_CHECKING:  # pragma: no cover
