@@ -1,0 +1,55 @@
+"""The real app starts, shows its four tabs, and listens on loopback only."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import start_app, stop_app
+
+TOP_LEVEL_TABS = ["Import", "Training data", "Train", "Predict"]
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket LISTENing on ``port`` (from /proc/net/tcp*)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if int(hex_port, 16) == port and state == "0A":  # 0A = LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory):
+    """One server for the read-only checks below (starting one costs ~10 s)."""
+    root = tmp_path_factory.mktemp("app")
+    env = {}
+    for name, folder in (("WORKBENCH_DATA_DIR", "data"), ("WORKBENCH_MODELS_DIR", "runs"),
+                         ("WORKBENCH_WEIGHTS_DIR", "weights"), ("WORKBENCH_CACHE_DIR", "cache")):
+        (root / folder).mkdir()
+        env[name] = str(root / folder)
+    proc, url = start_app(env, root / "server.log")
+    yield url
+    stop_app(proc)
+
+
+def test_app_serves_every_tab(shared_app):
+    config = httpx.get(shared_app + "/config", timeout=30).json()
+    labels = [c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"]
+    for tab in TOP_LEVEL_TABS:
+        assert tab in labels, f"tab {tab!r} missing from the app: {labels}"
+    assert config["analytics_enabled"] is False
+
+
+def test_app_binds_to_loopback_only(shared_app):
+    port = int(shared_app.rsplit(":", 1)[1])
+    addresses = _listening_addresses(port)
+    assert addresses, "no listening socket found for the app"
+    # 0100007F is 127.0.0.1 in /proc's little-endian hex; anything else (0.0.0.0) would expose the photos.
+    assert addresses == {"0100007F"}, addresses
