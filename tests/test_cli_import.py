@@ -53,12 +53,20 @@ def messy_folder(tmp_path, photos) -> Path:
     return src
 
 
+def run_main(capsys, *argv) -> tuple[int, str]:
+    """The CLI's main() in this process: same parsing and output, without a 10-20 s start-up."""
+    from workbench.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().out
+
+
 def read_scores(data_dir: Path) -> dict[str, str]:
     with open(data_dir / "scores.csv", newline="", encoding="utf-8") as fh:
         return {row["filename"]: row["score"] for row in csv.DictReader(fh)}
 
 
-def test_cli_import_of_a_messy_folder(run_cli, workbench_env, messy_folder, photos):
+def test_cli_import_of_a_messy_folder(run_cli, workbench_env, messy_folder, photos, capsys):
     data = Path(workbench_env["WORKBENCH_DATA_DIR"])
     Image.fromarray(photos["rocket"]).save(data / "85_chelsea.jpg")  # a different photo already has that name
     before = (data / "85_chelsea.jpg").read_bytes()
@@ -104,21 +112,14 @@ def test_cli_import_of_a_messy_folder(run_cli, workbench_env, messy_folder, phot
     assert again["imported"] == 0 and again["labelled"] == 0
     assert sum("not copied twice" in s["reason"] for s in again["skipped"]) == 11
 
-    summary = json.loads(run_cli("dataset", "--json").stdout)
+    code, out = run_main(capsys, "dataset", "--json")
+    summary = json.loads(out)
     assert (summary["total"], summary["labelled"], summary["unlabelled"]) == (11, 8, 3)
     assert (summary["lowest"], summary["highest"]) == (7.5, 85)
     assert summary["unlabelled_files"] == ["250_too_high.jpg", "85_chelsea.jpg", "IMG_1234.jpg"]
     assert [b["count"] for b in summary["histogram"]] == [1, 0, 1, 1, 1, 1, 1, 1, 1, 0]
-    human = run_cli("dataset").stdout
+    human = run_main(capsys, "dataset")[1]
     assert "11 images: 8 labelled" in human and "IMG_1234.jpg" in human
-
-
-# The next two call the CLI's main() in this process (same parsing and output, no 10-20 s start-up).
-def run_main(capsys, *argv) -> tuple[int, str]:
-    from workbench.cli import main
-
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().out
 
 
 def test_cli_import_with_a_custom_pattern(workbench_env, photos, tmp_path, capsys):
