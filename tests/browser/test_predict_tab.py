@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from test_describe_critique import SECRET, ChatServer, completion
 from workbench.config import load_settings
 from workbench.events import drain
 from workbench.predict import load_scorer, score_images
@@ -108,4 +109,19 @@ def test_one_photo_shows_score_verdict_and_distribution(page: Page, shoot, app_s
     page.locator("#predict-describe").click()
     expect(page.locator("#predict-description")).to_contain_text("No language model is configured",
                                                                  timeout=120_000)
+
+    # a chat server typed in for this session, the key in the password field
+    server = ChatServer()
+    server.script = [{"status": 200, "body": completion("The eyes are sharp; the crop is tight.")}]
+    try:
+        page.locator("#predict-llm-url textarea").fill(server.base_url)
+        page.locator("#predict-llm-model textarea").fill("llava")
+        page.locator("#predict-llm-key input").fill(SECRET)
+        page.locator("#predict-caption input").uncheck()
+        page.locator("#predict-describe").click()
+        expect(page.locator("#predict-description")).to_contain_text("The eyes are sharp", timeout=60_000)
+    finally:
+        server.close()
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in (output_dir / "server.log").read_text()
     page.screenshot(path=str(output_dir / "predict_one_photo.png"), full_page=True)

@@ -174,15 +174,17 @@ def build(settings: Settings) -> None:
                         "The key stays in this browser session; it is never saved." +
                         ("" if configured else "\n\n" + HOW_TO_CONFIGURE.replace("\n", "  \n")))
             with gr.Row():
-                want_caption = gr.Checkbox(value=True, label="Caption with BLIP")
+                want_caption = gr.Checkbox(value=True, label="Caption with BLIP", elem_id="predict-caption")
                 send_image = gr.Checkbox(value=False, label="Send the photo (vision models only)")
                 language = gr.Textbox(value=settings.language, label="Language")
             with gr.Row():
                 base_url = gr.Textbox(value=settings.llm_base_url, label="Base URL",
-                                      placeholder="http://127.0.0.1:11434/v1")
-                model = gr.Textbox(value=settings.llm_model, label="Model", placeholder="llava")
+                                      placeholder="http://127.0.0.1:11434/v1", elem_id="predict-llm-url")
+                model = gr.Textbox(value=settings.llm_model, label="Model", placeholder="llava",
+                                   elem_id="predict-llm-model")
                 api_key = gr.Textbox(type="password", label="API key (this session only)",
-                                     placeholder="empty: OPENAI_API_KEY from the environment")
+                                     placeholder="empty: OPENAI_API_KEY from the environment",
+                                     elem_id="predict-llm-key")
             describe_button = gr.Button("Describe", elem_id="predict-describe")
             description = gr.Markdown(elem_id="predict-description")
 
@@ -289,6 +291,11 @@ def build(settings: Settings) -> None:
         yield (progress_html(1.0 if not result.stopped else 0.0, text), gallery_items(result, settings),
                results_table(result), csv_file(result) if result.rows else None, result)
 
+    def open_page():
+        chosen = default_scorer_id(settings)
+        info, slider = load(chosen)
+        return gr.Dropdown(choices=scorer_choices(settings), value=chosen), info, slider
+
     def stop_batch(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "")
 
@@ -325,11 +332,11 @@ def build(settings: Settings) -> None:
     stop.click(stop_batch, None, None, queue=False)
     gallery.select(pick, [batch, scorer_id, picked_opacity], [picked, picked_overlay, picked_explanation])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
-    _initial_load(scorer_id, load, [scorer_info, threshold])
+    _on_page_open(open_page, [scorer_id, scorer_info, threshold])
 
 
-def _initial_load(scorer_id: gr.Dropdown, load, outputs) -> None:
-    """Fill the scorer label and threshold when the page opens (loads the default model once)."""
+def _on_page_open(fn, outputs) -> None:
+    """Runs trained since the server started appear, and the default scorer is loaded, on each page open."""
     blocks = gr.context.Context.root_block
     if blocks is not None:
-        blocks.load(load, scorer_id, outputs)
+        blocks.load(fn, None, outputs)
