@@ -27,12 +27,13 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping
 
+from workbench.dataset.hashes import HashIndex
 from workbench.dataset.names import sanitize_name, unique_name
 from workbench.dataset.scores import ScoreError, format_range, validate_score
 from workbench.fsutil import (
-    UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, file_sha256, safe_child,
+    UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, safe_child,
 )
 from workbench.images import DEFAULT_MAX_PIXELS, check_image, content_hash, is_supported
 
@@ -277,8 +278,8 @@ class ScoreStore:
             rows.setdefault(filename, _Row("")).text = (text or "").strip()
 
     # -------------------------------------------------------------- hashes
-    def _hash_index(self) -> "_HashIndex":
-        return _HashIndex(self.data_dir)
+    def _hash_index(self) -> HashIndex:
+        return HashIndex(self.data_dir / HASHES_NAME)
 
     def fingerprint(self) -> str:
         """Changes when any labelled image's content or score changes (for run manifests)."""
@@ -428,39 +429,3 @@ class ScoreStore:
             atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
         return Entry(name, self._parse_score(record.get("score", "")), record.get("text") or None)
 
-
-class _HashIndex:
-    """data/.hashes.json: sha256 per image, trusted while its size and mtime are unchanged.
-
-    Only used under the store's lock; loaded once per operation, saved if changed.
-    """
-
-    def __init__(self, data_dir: Path):
-        self.path = data_dir / HASHES_NAME
-        self.data_dir = data_dir
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            self.index: dict[str, dict] = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            self.index = {}
-        self.changed = False
-
-    def get(self, name: str) -> str:
-        st = (self.data_dir / name).stat()
-        known = self.index.get(name)
-        if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
-            return known["sha256"]
-        digest = file_sha256(self.data_dir / name)
-        self.index[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-        self.changed = True
-        return digest
-
-    def remember(self, name: str, digest: str) -> None:
-        st = (self.data_dir / name).stat()
-        self.index[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-        self.changed = True
-
-    def save(self) -> None:
-        if self.changed:
-            atomic_write_text(self.path, json.dumps(self.index))
-            self.changed = False
