@@ -53,11 +53,27 @@ def emd_loss(p: torch.Tensor, q: torch.Tensor, r: int = 2) -> torch.Tensor:
 
 
 def score_to_distribution(scores_1_10: np.ndarray, sigma: float) -> np.ndarray:
-    """A single score on 1..10 becomes a narrow discretised normal over the 10 bins [N, 10]."""
+    """A single score on 1..10 becomes a narrow distribution over the 10 bins [N, 10] whose mean is the score.
+
+    A discretised normal of width ``sigma`` bins, its centre shifted (by
+    bisection) so that the truncation at bins 1 and 10 does not pull the mean
+    of extreme scores towards the middle.
+    """
+    target = np.clip(np.asarray(scores_1_10, dtype=np.float64), 1.0, float(N_BINS))
     bins = np.arange(1, N_BINS + 1, dtype=np.float64)
-    logits = -0.5 * ((bins[None, :] - np.asarray(scores_1_10, dtype=np.float64)[:, None]) / sigma) ** 2
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def dist(centre):
+        logits = -0.5 * ((bins[None, :] - centre[:, None]) / sigma) ** 2
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    low, high = target - 3 * N_BINS, target + 3 * N_BINS
+    for _ in range(60):  # the mean grows monotonically with the centre
+        mid = (low + high) / 2
+        too_high = dist(mid) @ bins > target
+        high = np.where(too_high, mid, high)
+        low = np.where(too_high, low, mid)
+    return dist((low + high) / 2).astype(np.float32)
 
 
 # ---------------------------------------------------------- estimators

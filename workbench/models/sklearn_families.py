@@ -29,7 +29,7 @@ STREAMED = Capabilities(needs_features=True, iterative=True)
 UPDATES = 20  # warm-start chunks per fit: live enough, and chunking costs little
 
 # ------------------------------------------------------------------ ridge
-RIDGE_PARAMS = [Param("alpha", float, 300.0, "L2 penalty on standardised features; larger = smoother",
+RIDGE_PARAMS = [Param("alpha", float, 1000.0, "L2 penalty on standardised features; larger = smoother",
                       low=1e-6, high=1e7, log=True)]
 
 

@@ -87,7 +87,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     inputs: dict[tuple, Any] = {}
     weights: dict[str, dict] = {}
     for fam in fams:
-        key = _input_key(fam, resolve_backbone(fam, backbone, settings))
+        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings)
         if key in inputs:
             continue
         for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights):
@@ -110,7 +110,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     results: list[FamilyResult] = []
     total, done = len(fams) * folds, 0
     for fam in fams:
-        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings))]
+        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings), settings)]
         row_of = {str(p): i for i, p in enumerate(kept.paths)}
         X = X_all[[row_of[n] for n in names]]
         values = fam.resolve_params((params or {}).get(fam.name))
@@ -144,7 +144,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     yield Finished(report, stopped=stopped)
 
 
-def _input_key(fam, chosen: str) -> tuple:
+def _input_key(fam, chosen: str, settings) -> tuple:
     if fam.capabilities.needs_features:
         return ("features", tuple(fam.feature_backbones(chosen, settings)))
     return ("images", (chosen,))
