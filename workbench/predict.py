@@ -118,31 +118,51 @@ class _NimaMeanScore(torch.nn.Module):
         return self.nima(x) @ bins
 
 
+def _decode_for_nima(path: Path, max_pixels: int, transform) -> torch.Tensor | ImageError:
+    """Full decode, no reduced-scale JPEG draft: NIMA was published with a full decode
+    followed by a nearest-neighbour resize, and a draft decode moves its scores by up to 0.5."""
+    try:
+        return transform(load_image(path, max_pixels=max_pixels))
+    except (ImageError, OSError) as exc:
+        return exc if isinstance(exc, ImageError) else ImageError(f"{path.name}: {exc}")
+
+
 def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag | None) -> Iterator[Any]:
+    """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
+    while the network runs on this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from workbench.backbones.nima import distribution_mean_std
     from workbench.runs import ImagePredictions
 
-    size = model.transform.size
     ok: list[Path] = []
     dists: list[np.ndarray] = []
     errors: dict[str, str] = {}
     batch = max(1, settings.batch_size)
-    for start in range(0, len(paths), batch):
-        if stop is not None and stop.is_set():
-            break
-        tensors = []
-        for path in paths[start:start + batch]:
-            try:
-                image = load_image(path, max_pixels=settings.max_pixels, min_size=(size, size))
-            except (ImageError, OSError) as exc:
-                errors[str(path)] = str(exc)
-                continue
-            tensors.append(model.transform(image))
-            ok.append(path)
-        if tensors:
-            with torch.inference_mode():
-                dists.append(model(torch.stack(tensors)).numpy().astype(np.float64))
-        yield Progress(min(start + batch, len(paths)), len(paths), "scoring with NIMA")
+    batches = [list(paths[i:i + batch]) for i in range(0, len(paths), batch)]
+    with ThreadPoolExecutor(max_workers=max(1, settings.num_workers)) as pool:
+        def decode(group):
+            return [pool.submit(_decode_for_nima, p, settings.max_pixels, model.transform) for p in group]
+
+        pending = decode(batches[0]) if batches else []
+        for index, group in enumerate(batches):
+            if stop is not None and stop.is_set():
+                break
+            decoded = [f.result() for f in pending]
+            pending = decode(batches[index + 1]) if index + 1 < len(batches) else []
+            tensors = []
+            for path, item in zip(group, decoded):
+                if isinstance(item, ImageError):
+                    errors[str(path)] = str(item)
+                else:
+                    tensors.append(item)
+                    ok.append(path)
+            if tensors:
+                with torch.inference_mode():
+                    dists.append(model(torch.stack(tensors)).numpy().astype(np.float64))
+            yield Progress(min((index + 1) * batch, len(paths)), len(paths), "scoring with NIMA")
+        for future in pending:
+            future.cancel()
     p = np.concatenate(dists) if dists else np.zeros((0, 10))
     mean, std = distribution_mean_std(p)
     yield Finished(ImagePredictions(paths=ok, scores=mean, distributions=p, errors=errors, spreads=std),
