@@ -4,7 +4,7 @@
     result = drain(score_images(["shoot/"], scorer, settings))    # BatchResult, best first
     write_csv(result, "scores.csv")
     explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM heatmap, or .reason why not
-    explanation.overlay(opacity=0.5)                              # PIL image
+    explanation.overlay(opacity=0.5)                              # PIL image (see workbench/explain.py)
 
 Scores stay on the scorer's own scale: 1-10 for NIMA (good from 5.1, its
 authors' convention), the run's ``score_min``-``score_max`` otherwise. A file
@@ -22,16 +22,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from workbench.config import Settings
 from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.explain import Explanation, explain  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
 
 NIMA_ID = "nima"
 NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
 CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so far
-EXPLAIN_LONG_SIDE = 768  # px of the photo shown under the heatmap
 
 
 class ScorerUnavailable(Exception):
@@ -127,7 +126,8 @@ def _decode_for_nima(path: Path, max_pixels: int, transform) -> torch.Tensor | I
         return exc if isinstance(exc, ImageError) else ImageError(f"{path.name}: {exc}")
 
 
-def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag | None) -> Iterator[Any]:
+def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag | None,
+                  lock: threading.Lock) -> Iterator[Any]:
     """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
     while the network runs on this one."""
     from concurrent.futures import ThreadPoolExecutor
@@ -158,7 +158,7 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
                     tensors.append(item)
                     ok.append(path)
             if tensors:
-                with torch.inference_mode():
+                with lock, torch.inference_mode():  # not while Grad-CAM hooks sit on the shared model
                     dists.append(model(torch.stack(tensors)).numpy().astype(np.float64))
             yield Progress(min((index + 1) * batch, len(paths)), len(paths), "scoring with NIMA")
         for future in pending:
@@ -182,13 +182,14 @@ def load_nima_scorer(settings: Settings) -> Scorer:
     def gradcam_target():
         return _NimaMeanScore(model).eval(), model.blocks[-1], model.transform
 
+    lock = threading.Lock()
     return Scorer(
         id=NIMA_ID, name="NIMA (MobileNet, AVA) - ready, no training", family="nima", scale=(1.0, 10.0),
         default_threshold=NIMA_THRESHOLD, has_distribution=True,
         weights_note=f"NIMA weights: {model.weights.source} ({model.weights.detail})",
         reference_scores=None,
-        predict_chunk=lambda paths, settings, stop=None: _nima_predict(model, paths, settings, stop),
-        gradcam_target=gradcam_target,
+        predict_chunk=lambda paths, settings, stop=None: _nima_predict(model, paths, settings, stop, lock),
+        gradcam_target=gradcam_target, lock=lock,
     )
 
 
@@ -417,55 +418,3 @@ def write_csv(result: BatchResult, path: str | Path) -> Path:
     path = Path(path)
     atomic_write_text(path, csv_text(result))
     return path
-
-
-# ------------------------------------------------------------- explanations
-@dataclass
-class Explanation:
-    """A Grad-CAM heatmap [H, W] in 0-1 over ``image``, or ``reason`` why there is none."""
-
-    image: Image.Image
-    heatmap: np.ndarray | None = None
-    score: float | None = None
-    reason: str | None = None
-
-    def overlay(self, opacity: float = 0.5, colormap: str = "jet") -> Image.Image:
-        """The photo with the heatmap blended in at ``opacity`` (0: photo only, 1: heatmap only)."""
-        if self.heatmap is None:
-            return self.image
-        from torchcam.utils import overlay_mask
-
-        opacity = float(np.clip(opacity, 0.0, 1.0))
-        if opacity == 0.0:
-            return self.image
-        # a float ("F") mask in 0-1, as torchcam squares it (a uint8 mask would overflow)
-        mask = Image.fromarray(np.clip(self.heatmap, 0, 1).astype(np.float32), mode="F")
-        # torchcam's alpha is the photo's share and must be below 1
-        return overlay_mask(self.image, mask, colormap=colormap, alpha=float(min(1.0 - opacity, 0.999)))
-
-
-def explain(image_path: str | Path, scorer: Scorer, settings: Settings) -> Explanation:
-    """Grad-CAM (torchcam) of the score w.r.t. the scorer's last feature map.
-
-    Raises ImageError for an unreadable photo; a model with no gradient path to
-    the pixels gives an Explanation whose ``reason`` says so.
-    """
-    from torchcam.methods import GradCAM
-
-    photo = load_image(image_path, max_pixels=settings.max_pixels, min_size=(EXPLAIN_LONG_SIDE,) * 2)
-    photo.thumbnail((EXPLAIN_LONG_SIDE, EXPLAIN_LONG_SIDE))
-    target = scorer.gradcam_target()
-    if target is None or target[1] is None:
-        reason = scorer.not_explainable_reason or (
-            f"This {scorer.family} run has no spatial feature map to explain (a transformer backbone or "
-            f"features from several backbones), so Grad-CAM cannot show where it looked.")
-        return Explanation(image=photo, reason=reason)
-    module, layer, transform = target
-    with scorer.lock, torch.enable_grad():
-        x = transform(photo)[None].requires_grad_(True)  # gradients reach the layer even with frozen weights
-        with GradCAM(module, target_layer=layer, input_shape=tuple(x.shape[1:])) as cam:
-            score = module(x).reshape(-1, 1)
-            maps = cam(class_idx=0, scores=score)
-    heatmap = maps[0][0].detach().float().numpy()
-    heatmap = np.nan_to_num(heatmap, nan=0.0)
-    return Explanation(image=photo, heatmap=heatmap, score=float(score.detach()[0, 0]))
