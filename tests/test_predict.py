@@ -122,7 +122,7 @@ def test_missing_nima_weights_name_the_file(settings):
 # ------------------------------------------------------------ trained runs
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, photos):
-    """A ridge and a random-forest run on 48 real-photo crops scored by brightness."""
+    """Ridge, random-forest and NIMA-style head runs on 48 real-photo crops scored by brightness."""
     from workbench.config import load_settings
 
     root = tmp_path_factory.mktemp("predict_runs")
@@ -133,6 +133,7 @@ def trained(tmp_path_factory, photos):
                              weights_dir=root / "weights")
     ridge = drain(train("ridge", settings))
     forest = drain(train("rf", settings, params={"n_estimators": 30}))
+    drain(train("nima_head", settings, params={"epochs": 15}))
     return settings, ridge, forest
 
 
@@ -155,9 +156,27 @@ def test_prediction_equals_the_runs_stored_held_out_predictions(trained):
 
 
 def test_default_scorer_is_the_best_run_by_srcc(trained):
-    settings, ridge, forest = trained
-    best = max((ridge, forest), key=lambda m: m.metrics["srcc"])
-    assert default_scorer_id(settings) == best.run_id
+    from workbench.runs import RunStore
+
+    settings, _, _ = trained
+    runs = RunStore(settings.models_dir).list()
+    assert len(runs) == 3
+    assert default_scorer_id(settings) == max(runs, key=lambda m: m.metrics["srcc"]).run_id
+
+
+def test_a_distribution_run_gives_distributions_on_its_own_scale(trained):
+    from workbench.runs import RunStore
+
+    settings, _, _ = trained
+    (head,) = [m for m in RunStore(settings.models_dir).list() if m.family == "nima_head"]
+    scorer = load_scorer(head.run_id, settings)
+    assert scorer.has_distribution and len(scorer.bin_centres) == 10
+    result = drain(score_images([settings.data_dir], scorer, settings))
+    for row in result.scored[:5]:
+        assert sum(row.distribution) == pytest.approx(1.0, abs=1e-5)
+        assert np.dot(row.distribution, scorer.bin_centres) == pytest.approx(row.score, abs=1e-3)
+        assert row.std > 0
+    assert csv_text(result).splitlines()[0] == "path,score,std," + ",".join(f"p{i}" for i in range(1, 11))
 
 
 def test_ridge_run_is_explained_through_its_backbone(trained, tmp_path):

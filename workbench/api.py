@@ -34,7 +34,7 @@ class ImageScore(BaseModel):
     score: float | None = Field(description="predicted score on the scorer's scale")
     std: float | None = Field(None, description="spread of the predicted distribution (distribution models)")
     distribution: list[float] | None = Field(
-        None, description="probabilities of the 10 equal score bins, low to high (distribution models)")
+        None, description="probabilities of the 10 score bins (see `bins`), low to high (distribution models)")
     percentile: float | None = Field(None, description="0-100: share of the run's training scores below this one")
     verdict: str | None = Field(None, description="'good' or 'bad' at the threshold")
 
@@ -44,6 +44,8 @@ class ScoreResponse(BaseModel):
     scale: tuple[float, float] = Field(description="lowest and highest possible score")
     threshold: float = Field(description="scores at or above count as good")
     weights: str = Field(description="where the model's backbone weights came from")
+    bins: list[float] | None = Field(
+        None, description="the score each of the 10 distribution bins stands for (distribution models)")
     results: list[ImageScore]
 
 
@@ -148,6 +150,6 @@ def router(settings: Settings) -> APIRouter:
             results.append(ImageScore(filename=name, score=row.score, std=row.std, distribution=row.distribution,
                                       percentile=row.percentile, verdict=row.verdict))
         return ScoreResponse(scorer=scorer.id, scale=scorer.scale, threshold=result.threshold,
-                             weights=scorer.weights_note, results=results)
+                             weights=scorer.weights_note, bins=scorer.bin_centres, results=results)
 
     return api

@@ -92,6 +92,7 @@ class Scorer:
     predict_chunk: Callable[..., Iterator[Any]]
     gradcam_target: Callable[[], tuple | None]
     not_explainable_reason: str = ""
+    bin_centres: list[float] | None = None  # the score each distribution bin stands for (distribution models)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Grad-CAM hooks are per model
 
     def percentile(self, score: float) -> float | None:
@@ -189,7 +190,7 @@ def load_nima_scorer(settings: Settings) -> Scorer:
         weights_note=f"NIMA weights: {model.weights.source} ({model.weights.detail})",
         reference_scores=None,
         predict_chunk=lambda paths, settings, stop=None: _nima_predict(model, paths, settings, stop, lock),
-        gradcam_target=gradcam_target, lock=lock,
+        gradcam_target=gradcam_target, lock=lock, bin_centres=[float(i) for i in range(1, 11)],
     )
 
 
@@ -236,6 +237,10 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
             cached_target.append(run.gradcam_target())
         return cached_target[0]
 
+    bins = None
+    if capabilities.distribution:  # bins span the training scores' range (NIMA-style heads)
+        low, high = getattr(run.model, "y_range_", (manifest.score_min, manifest.score_max))
+        bins = [float(v) for v in np.linspace(low, high, 10)]
     return Scorer(
         id=manifest.run_id, name=manifest.name, family=manifest.family,
         scale=(float(manifest.score_min), float(manifest.score_max)),
@@ -248,6 +253,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
             f"A {manifest.family} run cannot be explained with Grad-CAM: it predicts from cached backbone "
             f"features with no gradient path back to the pixels (tree ensembles and kernel models work on "
             f"the feature table, not on the image)."),
+        bin_centres=bins,
     )
 
 

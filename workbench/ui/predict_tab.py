@@ -81,19 +81,15 @@ def row_markdown(row: ScoreRow, scorer: Scorer, threshold: float) -> str:
     return "  \n".join(lines)
 
 
-def distribution_figure(row: ScoreRow, scale: tuple[float, float]) -> Figure | None:
+def distribution_figure(row: ScoreRow, scorer: Scorer) -> Figure | None:
     """Bars over the 10 score bins, the mean as a line and ±1 std shaded."""
-    if row.distribution is None:
+    if row.distribution is None or not scorer.bin_centres:
         return None
-    low, high = scale
-    width = (high - low) / 10
-    if (low, high) == (1.0, 10.0):  # NIMA: bins are the scores 1..10 themselves
-        centres, width = [i + 1.0 for i in range(10)], 0.8
-    else:
-        centres = [low + (i + 0.5) * width for i in range(10)]
+    centres = scorer.bin_centres
+    width = (centres[-1] - centres[0]) / 9 * 0.8
     fig = Figure(figsize=(5, 2.6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
-    ax.bar(centres, row.distribution, width=width * 0.9, color="#4f7cac")
+    ax.bar(centres, row.distribution, width=width, color="#4f7cac")
     ax.axvline(row.score, color="#c0392b", label=f"mean {row.score:.2f}")
     if row.std is not None:
         ax.axvspan(row.score - row.std, row.score + row.std, color="#c0392b", alpha=0.12,
@@ -233,7 +229,7 @@ def build(settings: Settings) -> None:
             return "", None, None, None, ""
         scorer = _scorer(chosen)
         row = drain_one(scorer, path, limit)
-        return row_markdown(row, scorer, limit), distribution_figure(row, scorer.scale), None, None, ""
+        return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
 
     def drain_one(scorer: Scorer, path: str, limit: float) -> ScoreRow:
         from workbench.events import drain
