@@ -170,3 +170,18 @@ def test_exif_orientation_is_applied(tmp_path, photos, settings):
                           BACKBONE, settings)
     phone, up, side = result.features
     assert np.linalg.norm(phone - up) < np.linalg.norm(phone - side)
+
+
+def test_an_unwritable_cache_still_returns_features(photo_dir, settings):
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    settings.features_cache_dir.write_text("a file where the cache folder should be")
+    events, result = run(jpgs(photo_dir)[:2], settings)
+    assert result.features.shape == (2, 1280) and result.computed == 2
+    assert any(isinstance(e, Notice) and "could not be cached" in e.message for e in events)
+
+
+def test_stop_before_the_first_batch_ends_while_hashing(photo_dir, settings):
+    stop = StopFlag()
+    stop.set()
+    events = list(extract_features(jpgs(photo_dir), BACKBONE, settings, stop=stop))
+    assert events[-1].stopped and events[-1].result.features.shape == (0, 1280)

@@ -49,6 +49,7 @@ from workbench.fsutil import file_sha256
 from workbench.images import ImageError, load_image
 
 BackboneArg = Union[str, LoadedBackbone]
+HASH_CHUNK = 64  # files hashed between stop checks and progress events
 
 
 @dataclass
@@ -172,15 +173,11 @@ def device_for_inference() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _hash_all(paths: Sequence[Path]) -> list[str | Exception]:
-    def one(path: Path):
-        try:
-            return file_sha256(path)
-        except OSError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
-        return list(pool.map(one, paths))
+def _hash_one(path: Path) -> str | OSError:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        return exc
 
 
 def _status_without_loading(name: str, settings: Settings, random_weights: bool) -> WeightStatus | None:
@@ -215,8 +212,15 @@ def extract_features(
     errors: dict[str, str] = {}
     vectors: dict[int, np.ndarray] = {}
     notes: list[str] = []
-    yield Progress(0, total, f"hashing {total} images")
-    digests = _hash_all(paths)
+    digests: list[str | OSError] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
+        for start in range(0, total, HASH_CHUNK):
+            if stop is not None and stop.is_set():
+                empty = FeatureResult(np.zeros((0, spec.feature_dim), np.float32), [], {}, status, spec.name)
+                yield Finished(empty, stopped=True)
+                return
+            digests.extend(pool.map(_hash_one, paths[start:start + HASH_CHUNK]))
+            yield Progress(0, total, f"hashing {len(digests)}/{total} images (finding cached features)")
     cache = FeatureCache(settings.features_cache_dir, spec.name, status.weights_id, spec.feature_dim)
 
     todo: dict[str, list[int]] = {}  # image hash -> indices (duplicates computed once)
@@ -242,7 +246,7 @@ def extract_features(
     done = hits
     yield Progress(done, total, f"{hits} from cache, {len(todo)} to compute")
 
-    stopped = False
+    stopped = cache_failed = False
     computed = 0
     if todo:
         if loaded is None:
@@ -256,7 +260,14 @@ def extract_features(
             batch_vectors, batch_errors, rate = event
             for index, vector in batch_vectors.items():
                 digest = first_of[index]
-                cache.put(digest, vector)
+                try:
+                    cache.put(digest, vector)
+                except OSError as exc:  # full disk, read-only folder: features still returned
+                    if not cache_failed:
+                        notes.append(f"features could not be cached in {cache.folder} ({exc}); they are "
+                                     f"recomputed next time")
+                        yield Notice(notes[-1], "warning")
+                    cache_failed = True
                 for same in todo[digest]:
                     vectors[same] = vector
                     computed += 1
