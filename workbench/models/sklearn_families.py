@@ -135,7 +135,8 @@ def stream_gradient_boosting(model: GradientBoostingRegressor, X, y, X_val, y_va
                 continue
             val_loss = float(np.mean((pred_val - y_val) ** 2))
             metrics = quick_metrics(y_val, pred_val) if stage == size else {}
-            yield EpochEnd(stage, float(model.train_score_[stage - 1]), val_loss, metrics, total_epochs=total)
+            # train_score_ is scikit-learn's half squared error (in-bag); x2 puts it in MSE like val_loss
+            yield EpochEnd(stage, 2.0 * float(model.train_score_[stage - 1]), val_loss, metrics, total_epochs=total)
         done = size
         if stop is not None and stop.is_set():
             break

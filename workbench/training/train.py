@@ -185,7 +185,7 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
     from workbench.training.plots import loss_curve_png, scatter_png
 
     now = datetime.now(timezone.utc)
-    tag = fields["backbone"] if fam.capabilities.needs_features or fam.default_backbone else "images"
+    tag = fields["backbone"] or "images"
     run_id, partial = store.reserve(f"{now.strftime('%Y%m%d-%H%M%S')}-{fam.name}-{tag}")
     try:
         model_file, model_format = save_model(estimator, partial, torch_format=fam.capabilities.torch)

@@ -1,0 +1,128 @@
+"""Cross-validated comparison of every model family on SAVOIAS (1,218 real photos, human scores).
+
+    .venv/bin/python bench/compare_bench.py [--folds 5] [--seed 42] [--families ridge,svr,...]
+
+Prints, for the default backbone (efficientnet_lite0) with features cached:
+SRCC, PLCC, MAE and fit time per family, the wall time of all scikit-learn
+families together (aim: under 60 s on two cores), ``auto`` against ``ridge``
+in the same run, and two baselines measured in the same run: predicting the
+mean score (quality) and extracting features afresh for every family (time,
+from the uncached extraction rate measured on a sample).
+
+Features go to the configured cache (``--cache-dir``, default the workbench's),
+so the first run also extracts them (a few minutes on a CPU). NIMA's weights
+are taken from ../shared/weights through a temporary weights folder unless
+``--weights-dir`` is given.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workbench import compat  # noqa: E402,F401
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from workbench.config import load_settings  # noqa: E402
+from workbench.events import drain  # noqa: E402
+from workbench.training import LabelledSet, compare, compute_metrics, kfold  # noqa: E402
+from workbench.training.data import feature_matrix  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SKLEARN_FAMILIES = ["ridge", "svr", "rf", "gbr", "hgb", "stacking"]
+ALL_FEATURE_FAMILIES = SKLEARN_FAMILIES + ["head", "nima_head", "auto"]
+
+
+def savoias(folder: Path) -> LabelledSet:
+    rows = list(csv.DictReader(open(folder / "scores.csv", encoding="utf-8")))
+    return LabelledSet.from_pairs([(folder / "images" / r["filename"], float(r["score"])) for r in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--savoias", type=Path, default=SHARED / "datasets" / "savoias")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--families", default=",".join(ALL_FEATURE_FAMILIES))
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--weights-dir", type=Path, default=None)
+    parser.add_argument("--sample", type=int, default=48, help="images for the uncached extraction-rate baseline")
+    args = parser.parse_args()
+
+    weights_dir = args.weights_dir
+    if weights_dir is None:
+        weights_dir = Path(tempfile.mkdtemp(prefix="bench-weights-"))
+        nima = SHARED / "weights" / "nima_mobilenet_aesthetic_ava.hdf5"
+        if nima.is_file():
+            (weights_dir / nima.name).symlink_to(nima)
+    settings = load_settings(cache_dir=args.cache_dir, weights_dir=weights_dir,
+                             models_dir=tempfile.mkdtemp(prefix="bench-runs-"))
+    data = savoias(args.savoias)
+    families = [f for f in args.families.split(",") if f]
+    print(f"SAVOIAS: {len(data)} images, {args.folds}-fold CV, seed {args.seed}, backbone {args.backbone}")
+    import torch
+
+    print(f"torch threads: {torch.get_num_threads()}, cache: {settings.features_cache_dir}")
+
+    # 1. features: extract (first run) or read back from the cache, once per backbone
+    for name in ("nima_mobilenet", args.backbone):
+        tick = time.perf_counter()
+        matrix = drain(feature_matrix(data.paths, [name], settings))
+        print(f"features {name}: {matrix.X.shape} in {time.perf_counter() - tick:.1f} s "
+              f"({matrix.weights[name]['source']})")
+    # the naive alternative re-extracts per family: measure the uncached rate on a sample
+    sample_settings = settings.replace(cache_dir=Path(tempfile.mkdtemp(prefix="bench-cold-cache-")))
+    tick = time.perf_counter()
+    drain(feature_matrix(data.paths[: args.sample], [args.backbone], sample_settings))
+    cold_per_image = (time.perf_counter() - tick) / args.sample
+    tick = time.perf_counter()
+    drain(feature_matrix(data.paths, [args.backbone], settings))
+    warm_read = time.perf_counter() - tick
+    print(f"uncached extraction: {1 / cold_per_image:.1f} img/s; cached read of all {len(data)}: {warm_read:.2f} s")
+
+    # 2. the comparison itself (features from the cache, the same folds for everyone)
+    tick = time.perf_counter()
+    report = drain(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed, data=data))
+    wall = time.perf_counter() - tick
+    y = data.scores
+    mean_mae = np.mean([compute_metrics(y[te], np.full(len(te), y[tr].mean()))["mae"]
+                        for tr, te in kfold(y, folds=args.folds, seed=args.seed)])
+
+    print(f"\n{'model':<10}{'SRCC':>8}{'±':>7}{'PLCC':>8}{'KRCC':>8}{'MAE':>8}{'RMSE':>8}{'R2':>8}"
+          f"{'fit s/fold':>12}{'CV total s':>12}")
+    for r in report.results:
+        print(f"{r.model:<10}{r.srcc:>8.3f}{r.srcc_std:>7.3f}{r.plcc:>8.3f}{r.krcc:>8.3f}{r.mae:>8.2f}"
+              f"{r.rmse:>8.2f}{r.r2:>8.3f}{r.fit_seconds:>12.2f}{r.fit_seconds * args.folds:>12.1f}")
+    print(f"{'mean':<10}{0.0:>8.3f}{'':>7}{0.0:>8.3f}{0.0:>8.3f}{mean_mae:>8.2f}   (always predict the training mean)")
+
+    by_name = {r.model: r for r in report.results}
+    sk = [by_name[f] for f in SKLEARN_FAMILIES if f in by_name]
+    sk_fit = sum(r.fit_seconds * args.folds for r in sk)
+    print(f"\ncompare wall time (all {len(families)} families, features cached): {wall:.1f} s")
+    print(f"scikit-learn families ({', '.join(r.model for r in sk)}) fit time over {args.folds} folds: "
+          f"{sk_fit:.1f} s (aim < 60 s)")
+    naive = len(families) * len(data) * cold_per_image
+    print(f"naive baseline, extracting {args.backbone} features afresh for every family: "
+          f"~{naive:.0f} s of extraction alone vs {warm_read:.1f} s reading the cache "
+          f"({naive / max(warm_read, 1e-9):.0f}x)")
+    if "auto" in by_name and "ridge" in by_name:
+        a, b = by_name["auto"], by_name["ridge"]
+        print(f"auto vs ridge on {args.backbone}: SRCC {a.srcc:.3f} vs {b.srcc:.3f} ({a.srcc - b.srcc:+.3f}), "
+              f"PLCC {a.plcc:.3f} vs {b.plcc:.3f} ({a.plcc - b.plcc:+.3f}), "
+              f"MAE {a.mae:.2f} vs {b.mae:.2f} ({a.mae - b.mae:+.2f})")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (RSS): {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
