@@ -106,6 +106,18 @@ def test_success_sends_score_scale_caption_language_and_photo(chat_server, photo
     assert user[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
 
 
+def test_a_text_only_model_refusing_the_photo_gets_the_caption_instead(chat_server, photos):
+    chat_server.script = [
+        {"status": 400, "body": {"error": {"message": "Invalid content type. image_url is only supported by "
+                                                      "certain models.", "code": "invalid_request_error"}}},
+        {"status": 200, "body": completion("Nice warm tones.")},
+    ]
+    text = ask(config_for(chat_server, send_image=True), image=Image.fromarray(photos["chelsea"]))
+    assert text.startswith("Nice warm tones.") and "does not accept images" in text
+    first, second = (r["body"]["messages"][-1]["content"] for r in chat_server.requests)
+    assert isinstance(first, list) and isinstance(second, str)  # the retry is text only
+
+
 def test_text_only_models_get_no_photo():
     messages = build_messages(score=5.0, scale=(0, 100), caption=None, language="English", image=None)
     assert isinstance(messages[-1]["content"], str)

@@ -49,6 +49,10 @@ class NotConfigured(CritiqueError):
     """No server or model is set; the message says how to set one."""
 
 
+class ImagesRefused(CritiqueError):
+    """The model answered 400 to a request carrying the photo: it reads text only."""
+
+
 @dataclass(frozen=True)
 class LLMConfig:
     """Where to send the chat request. ``api_key`` is excluded from repr."""
@@ -164,6 +168,12 @@ def _is_unknown_model(response: httpx.Response) -> bool:
         "not found" in text or "does not exist" in text or "unknown" in text or "no such" in text))
 
 
+def _refuses_images(response: httpx.Response, payload: dict[str, Any]) -> bool:
+    sent_image = any(isinstance(m.get("content"), list) for m in payload.get("messages", []))
+    text = response.text.lower()
+    return sent_image and ("image" in text or "vision" in text or "multimodal" in text) and not _is_unknown_model(response)
+
+
 class CritiqueClient:
     """One configured chat-completions endpoint. ``critique`` returns the text."""
 
@@ -177,15 +187,21 @@ class CritiqueClient:
                  image: Image.Image | None = None, threshold: float | None = None,
                  language: str | None = None) -> str:
         """Ask for feedback; raises :class:`CritiqueError` with a person-readable reason."""
-        messages = build_messages(
-            score=score, scale=scale, caption=caption, threshold=threshold,
-            language=language or self.config.language,
-            image=image if self.config.send_image else None,
-        )
+        def ask(photo: Image.Image | None) -> dict[str, Any]:
+            messages = build_messages(score=score, scale=scale, caption=caption, threshold=threshold,
+                                      language=language or self.config.language, image=photo)
+            try:
+                return self._post({"model": self.config.model, "messages": messages, "temperature": 0.4})
+            except CritiqueError as exc:  # one place that guarantees no message carries the key
+                raise type(exc)(self.config.redact(str(exc))) from None
+
+        photo = image if self.config.send_image else None
+        note = ""
         try:
-            body = self._post({"model": self.config.model, "messages": messages, "temperature": 0.4})
-        except CritiqueError as exc:  # one place that guarantees no message carries the key
-            raise type(exc)(self.config.redact(str(exc))) from None
+            body = ask(photo)
+        except ImagesRefused:  # a text-only model: the caption and score still make a critique
+            body = ask(None)
+            note = f"\n\n(The photo itself was not sent: {self.config.model} does not accept images.)"
         try:
             text = body["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -193,7 +209,7 @@ class CritiqueClient:
                                 f"(is it an OpenAI-compatible chat-completions server?)") from None
         if isinstance(text, list):  # some servers return content parts
             text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
-        return str(text).strip()
+        return str(text).strip() + note
 
     # ------------------------------------------------------------------ http
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -231,6 +247,8 @@ class CritiqueClient:
                 if response.status_code in RETRY_STATUSES and not last:
                     self._wait(attempt, _retry_after_seconds(response), f"HTTP {response.status_code}")
                     continue
+                if response.status_code == 400 and _refuses_images(response, payload):
+                    raise ImagesRefused(f"{cfg.model} does not accept images")
                 raise CritiqueError(cfg.redact(self._explain(response, attempt)))
         raise AssertionError("unreachable")
 
