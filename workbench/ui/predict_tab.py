@@ -121,16 +121,18 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def gallery_items(result: BatchResult, settings: Settings) -> list[tuple[str, str]]:
-    """(thumbnail, caption) of the scored photos, best first; thumbnails keep the page light."""
-    items = []
+def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[str, str]], list[ScoreRow]]:
+    """(thumbnail, caption) of the scored photos, best first, and the rows shown, in the same order
+    (a photo whose thumbnail cannot be made stays in the table only)."""
+    items, shown = [], []
     for row in result.scored:
         try:
             image = str(thumbnail(row.path, settings.thumbnail_size, settings.thumbnails_dir))
         except (ImageError, OSError):
             continue
         items.append((image, f"{row.score:.2f} · {Path(row.path).name}"))
-    return items
+        shown.append(row)
+    return items, shown
 
 
 def csv_file(result: BatchResult) -> str:
@@ -206,7 +208,7 @@ def build(settings: Settings) -> None:
         table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
         download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
 
-    explanation, picked_explanation, batch = gr.State(None), gr.State(None), gr.State(None)
+    explanation, picked_explanation, shown_rows = gr.State(None), gr.State(None), gr.State(None)
 
     # ------------------------------------------------------------ callbacks
     def load(chosen: str):
@@ -284,8 +286,9 @@ def build(settings: Settings) -> None:
                 result = event.result
         word = "Stopped" if result.stopped else "Done"
         text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
-        yield (progress_html(1.0 if not result.stopped else 0.0, text), gallery_items(result, settings),
-               results_table(result), csv_file(result) if result.rows else None, result)
+        items, shown = gallery_items(result, settings)
+        yield (progress_html(1.0, text), items, results_table(result),
+               csv_file(result) if result.rows else None, shown)
 
     def open_page():
         chosen = default_scorer_id(settings)
@@ -295,10 +298,10 @@ def build(settings: Settings) -> None:
     def stop_batch(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "")
 
-    def pick(result: BatchResult | None, chosen: str, alpha: float, event: gr.SelectData):
-        if result is None or event.index is None or event.index >= len(result.scored):
+    def pick(shown: list[ScoreRow] | None, chosen: str, alpha: float, event: gr.SelectData):
+        if not shown or event.index is None or event.index >= len(shown):
             return "Click a photo for its Grad-CAM overlay.", None, None
-        row = result.scored[event.index]
+        row = shown[event.index]
         found = explain(row.path, _scorer(chosen), settings)
         title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
         if found.heatmap is None:
@@ -323,10 +326,10 @@ def build(settings: Settings) -> None:
     opacity.change(reblend, [explanation, opacity], overlay, show_progress="hidden")
     describe_button.click(describe, [scorer_id, threshold, photo, want_caption, send_image, language, base_url,
                                      model, api_key], description)
-    start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, batch],
+    start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
                 concurrency_limit=2)
     stop.click(stop_batch, None, None, queue=False)
-    gallery.select(pick, [batch, scorer_id, picked_opacity], [picked, picked_overlay, picked_explanation])
+    gallery.select(pick, [shown_rows, scorer_id, picked_opacity], [picked, picked_overlay, picked_explanation])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
     _on_page_open(open_page, [scorer_id, scorer_info, threshold])
 
