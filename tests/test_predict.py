@@ -92,6 +92,22 @@ def test_stop_keeps_what_was_scored(nima_settings, scored_photo_folder):
     assert result.stopped and result.rows == []
 
 
+def test_stop_mid_way_keeps_the_photos_scored_so_far(nima_settings, photos, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(24):
+        Image.fromarray(photos["coffee"]).resize((96, 64)).save(folder / f"{i:02d}.jpg")
+    stop = StopFlag()
+    settings = nima_settings.replace(batch_size=4)
+    events = []
+    for event in score_images([folder], load_scorer(NIMA_ID, settings), settings, stop=stop):
+        events.append(event)
+        if isinstance(event, Progress) and event.done >= 8:
+            stop.set()  # as the Stop button does, between batches
+    result = events[-1].result
+    assert result.stopped and 8 <= len(result.scored) < 24 and not result.failed
+
+
 def test_nima_explanation_is_a_heatmap_over_the_photo(nima_settings, photos, tmp_path, output_dir):
     Image.fromarray(photos["chelsea"]).save(tmp_path / "chelsea.png")
     explanation = explain(tmp_path / "chelsea.png", load_scorer(NIMA_ID, nima_settings), nima_settings)
