@@ -223,8 +223,11 @@ def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
 
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    drawn = 0
+    drawn, flat = 0, []
     for index, (name, curve) in enumerate(curves.items()):
+        if not any(v is not None for v in curve.get("train_loss", []) + curve.get("val_loss", [])):
+            flat.append(name)
+            continue
         colour = f"C{index % 10}"
         for key, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
             points = [(e, v) for e, v in zip(curve.get("epoch", []), curve.get(key, []))
@@ -232,6 +235,8 @@ def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
             if points:
                 ax.plot(*zip(*points), style, color=colour, label=f"{name} · {label}", linewidth=1.5)
                 drawn += 1
+    if drawn and flat:
+        ax.set_title(f"no curve (fitted in one step): {', '.join(flat)}", fontsize=8, loc="left")
     if drawn:
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")

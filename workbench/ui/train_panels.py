@@ -82,15 +82,16 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
             yield gr.skip(), gr.skip(), bar_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 3
         finally:
             stop_flags.finish(request.session_hash, "compare", flag)
-        yield gr.Button(interactive=True), gr.Button("Stop", interactive=False), *[gr.skip()] * 4
 
     def request_stop(request: gr.Request):
         stop_flags.stop(request.session_hash, "compare")
         return gr.Button("Stopping…", interactive=False)
 
     start.click(run_comparison, [families, backbone, folds, seed],
-                [start, stop, progress, table, srcc_plot, time_plot], show_progress="hidden", concurrency_limit=1)
-    stop.click(request_stop, None, stop, queue=False)
+                [start, stop, progress, table, srcc_plot, time_plot], show_progress="hidden", concurrency_limit=1
+                ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
+                       [start, stop], show_progress="hidden")
+    stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
 
 
 # --------------------------------------------------------------------- runs
@@ -132,19 +133,19 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
             overlay_pick = gr.Dropdown([], multiselect=True, label="Runs to overlay", elem_id="runs-overlay-pick")
         overlay = gr.Plot(overlay_figure({}), label="Loss curves of the chosen runs", scale=3,
                           elem_id="runs-overlay")
-    with gr.Group():
-        run = gr.Dropdown([], label="Run", elem_id="runs-selected")
-        details = gr.Markdown(run_details(settings, None), elem_id="runs-details")
-        with gr.Row(equal_height=True):
-            name = gr.Textbox(label="Display name", scale=2, elem_id="runs-name")
-            rename = gr.Button("Rename", scale=1)
-        with gr.Row(equal_height=True):
-            notes = gr.Textbox(label="Notes", lines=2, scale=2, elem_id="runs-notes")
-            annotate = gr.Button("Save notes", scale=1)
-        with gr.Row():
-            delete = gr.Button("Delete this run…", variant="stop", size="sm")
-            confirm = gr.Button("Yes, delete it for good", variant="stop", size="sm", visible=False)
-            cancel = gr.Button("Keep it", size="sm", visible=False)
+    gr.Markdown("### One run")
+    run = gr.Dropdown([], label="Run", elem_id="runs-selected")
+    details = gr.Markdown(run_details(settings, None), elem_id="runs-details")
+    with gr.Row():
+        name = gr.Textbox(label="Display name", scale=1, elem_id="runs-name")
+        notes = gr.Textbox(label="Notes", lines=2, scale=2, elem_id="runs-notes")
+    with gr.Row():
+        rename = gr.Button("Rename", size="sm", elem_id="runs-rename")
+        annotate = gr.Button("Save notes", size="sm", elem_id="runs-annotate")
+        delete = gr.Button("Delete this run…", variant="stop", size="sm", elem_id="runs-delete")
+        confirm = gr.Button("Yes, delete it for good", variant="stop", size="sm", visible=False,
+                            elem_id="runs-delete-confirm")
+        cancel = gr.Button("Keep it", size="sm", visible=False)
 
     def refresh(selected: str | None = None):
         rows = leaderboard_rows(store)

@@ -221,9 +221,12 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
     def run_training(values: dict, request: gr.Request):
         name = values[family]
         params = {p.name: values[c] for p, c in controls[name]}
+        # Only iterative families draw curves; a hidden LinePlot that receives data never draws again.
+        plotted = FAMILIES[name].capabilities.iterative
         monitor, flag = TrainingMonitor(), STOP_FLAGS.start(request.session_hash, "train")
-        yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True), result_box: gr.Column(visible=False),
-               loss_plot: live_curve(empty_curve_frame()), live: "", notes: "", progress: progress_html(0, "Starting…")}
+        yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True), live: "", notes: "",
+               progress: progress_html(0, "Starting…"), **waiting_view(),
+               **({loss_plot: live_curve(empty_curve_frame())} if plotted else {})}
         try:
             last = 0.0
             for event in train(name, settings, backbone=values[backbone], params=params, stop=flag,
@@ -231,8 +234,8 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
                 monitor.add(event)
                 if monitor.finished or time.monotonic() - last >= UPDATE_EVERY:
                     last = time.monotonic()
-                    yield live_view(monitor)
-            yield {**live_view(monitor), **result_view(monitor)}
+                    yield live_view(monitor, plotted)
+            yield {**live_view(monitor, plotted), **result_view(monitor)}
         except USER_ERRORS as exc:
             yield {progress: progress_html(1, f"Training could not start: {exc}", failed=True), notes: f"{STOP} {exc}"}
         except Exception as exc:  # a bug: say so plainly, keep the details in the server log
@@ -240,13 +243,21 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
             yield {progress: progress_html(1, f"Training failed: {exc}", failed=True), notes: f"{STOP} {exc}"}
         finally:
             STOP_FLAGS.finish(request.session_hash, "train", flag)
-        yield {start: gr.Button(interactive=True), stop: gr.Button("Stop", interactive=False)}
 
-    def live_view(monitor: TrainingMonitor) -> dict:
+    def live_view(monitor: TrainingMonitor, plotted: bool) -> dict:
         warned = [f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in monitor.notices]
-        return {progress: progress_html(monitor.fraction, monitor.status_line()), loss_plot: live_curve(monitor.curve(PLOT_EPOCHS)),
-                live: metrics_markdown(monitor.latest_metrics, "**Validation, latest epoch**"),
-                notes: "\n\n".join(warned)}
+        view = {progress: progress_html(monitor.fraction, monitor.status_line()), notes: "\n\n".join(warned),
+                live: metrics_markdown(monitor.latest_metrics, "**Validation, latest epoch**")}
+        if plotted:
+            view[loss_plot] = live_curve(monitor.curve(PLOT_EPOCHS))
+        return view
+
+    def waiting_view() -> dict:
+        # The result box is shown as training starts, not when it ends: a Dataframe that becomes
+        # visible in the same update that fills it sometimes stays empty in Gradio 6.31.
+        rows = leaderboard_rows(RunStore(settings.models_dir))
+        return {result_box: gr.Column(visible=True), held_out: "*Held-out metrics appear here when training ends.*",
+                place: "", scatter: None, leaderboard: runs_frame(rows, LEADERBOARD_COLUMNS)}
 
     def result_view(monitor: TrainingMonitor) -> dict:
         run = monitor.result
@@ -263,6 +274,10 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
         STOP_FLAGS.stop(request.session_hash, "train")
         return gr.Button("Stopping…", interactive=False)
 
-    stop.click(request_stop, None, stop, queue=False)
+    # The buttons are reset by a .then, not by the training's last yield: that runs after a late
+    # "Stopping…" and before a quick next click on Train, whatever order the messages arrive in.
+    stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
     return start.click(run_training, {family, backbone, random_weights, *all_controls}, outputs,
-                       show_progress="hidden", concurrency_limit=2)
+                       show_progress="hidden", concurrency_limit=2).then(
+        lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None, [start, stop],
+        show_progress="hidden")

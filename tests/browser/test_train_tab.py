@@ -1,0 +1,142 @@
+"""Tab 3 in a real chromium against a real server: train ridge and an MLP head,
+watch the loss plot grow while the head trains, stop it, and find both runs on
+the leaderboard, in the run list and on disk.
+
+The labelled set is 48 crops of the photos that ship with scikit-image and
+scikit-learn, scored by how bright they are (a property anyone can see), so the
+test needs nothing from ../shared and the models have something real to learn.
+Features come from efficientnet_lite0, whose weights ship in a package.
+"""
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from workbench.dataset import ScoreStore
+from workbench.runs import RunStore
+
+pytestmark = pytest.mark.browser
+
+FINISH_TIMEOUT = 240_000  # ms: feature extraction shares two cores with other work
+
+
+@pytest.fixture
+def brightness_set(settings, photos) -> list[tuple[str, float]]:
+    """48 real photo crops in data/, each scored by its mean brightness (0-100)."""
+    items = []
+    for name, pixels in photos.items():
+        image = Image.fromarray(pixels).convert("RGB")
+        w, h = image.size
+        for row in range(2):
+            for col in range(4):
+                box = (col * w // 4, row * h // 2, (col + 1) * w // 4, (row + 1) * h // 2)
+                crop = image.crop(box).resize((128, 128))
+                score = round(float(np.asarray(crop.convert("L")).mean()) / 255 * 100, 1)
+                buffer = io.BytesIO()
+                crop.save(buffer, "JPEG", quality=90)
+                items.append((io.BytesIO(buffer.getvalue()), f"{name}_{row}{col}.jpg", score))
+    store = ScoreStore.from_settings(settings)
+    store.add_images(items)
+    labelled = store.labelled()
+    assert len(labelled) == 48
+    return [(path.name, score) for path, score in labelled]
+
+
+# ------------------------------------------------------------------ helpers
+def choose_family(page: Page, name: str) -> None:
+    page.locator("#train-family input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    expect(page.locator(f"#train-params-{name}")).to_be_visible()
+
+
+def plotted_epochs(page: Page) -> tuple[float, int]:
+    """(highest epoch on the loss plot's x axis, number of points drawn), read from the plot's SVG
+    in one go (the plot redraws between two separate reads)."""
+    points, label = page.evaluate("""() => {
+        const plot = document.querySelector('#train-loss-plot');
+        const axis = plot && plot.querySelector("[aria-label^='X-axis']");
+        return [plot ? plot.querySelectorAll('g.mark-symbol path').length : 0,
+                axis ? axis.getAttribute('aria-label') : ''];
+    }""")
+    match = re.search(r"values from \S+ to (\S+)", label or "")
+    try:
+        return (float(match.group(1).replace(",", "")) if points else 0.0), points
+    except (AttributeError, ValueError):  # an empty plot says "Infinity to -Infinity"
+        return 0.0, points
+
+
+def wait_until_done(page: Page, word: str) -> None:
+    expect(page.locator("#train-progress")).to_contain_text(word, timeout=FINISH_TIMEOUT)
+    expect(page.locator("#train-start")).to_be_enabled(timeout=30_000)
+
+
+# -------------------------------------------------------------------- test
+def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server, settings, output_dir):
+    page.goto(app_server)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    expect(page.locator("#train-weights")).to_contain_text("efficientnet_lite0")
+
+    # ridge: one fit, no curve to watch, held-out metrics and a leaderboard place
+    choose_family(page, "ridge")
+    expect(page.locator("#train-curve-note")).to_contain_text("fitted in one step")
+    expect(page.locator("#train-loss-plot")).to_be_hidden()
+    page.locator("#train-start").click()
+    wait_until_done(page, "Finished")
+    ridge = RunStore(settings.models_dir).list()
+    assert [m.family for m in ridge] == ["ridge"] and ridge[0].status == "complete"
+    ridge_id = ridge[0].run_id
+    expect(page.locator("#train-result")).to_contain_text(ridge_id)
+    expect(page.locator("#train-result")).to_contain_text("SRCC")
+    expect(page.locator("#train-place")).to_contain_text("1st of 1")
+    expect(page.locator("#train-leaderboard")).to_contain_text(ridge_id)
+    expect(page.locator("#train-scatter img")).to_be_visible()
+
+    # head: many epochs and no early stopping, so it is still learning while we watch
+    choose_family(page, "head")
+    expect(page.locator("#train-loss-plot")).to_be_visible()
+    form = page.locator("#train-params-head")
+    form.get_by_label("epochs").fill("3000")
+    form.get_by_text("Settings of head").click()
+    form.get_by_label("patience").fill("0")
+    page.locator("#train-start").click()
+    expect(page.locator("#train-stop")).to_be_enabled()
+
+    seen: list[tuple[float, int]] = []  # (highest epoch plotted, points) while training runs
+    deadline = time.monotonic() + FINISH_TIMEOUT / 1000
+    while time.monotonic() < deadline and len({epoch for epoch, _ in seen if epoch > 0}) < 3:
+        sample = plotted_epochs(page)
+        if not page.locator("#train-stop").is_enabled():
+            break  # finished (or failed) before we saw it grow: the assertion below says so
+        seen.append(sample)
+        time.sleep(0.3)
+    growing = sorted({epoch for epoch, _ in seen if epoch > 0})
+    assert len(growing) >= 3, (f"the loss plot did not gain points while training ran: {seen}; "
+                               f"the page says: {page.inner_text('#train-progress')} {page.inner_text('#train-notices')}")
+    assert all(points > 2 for epoch, points in seen if epoch > 0), seen  # real points, not just the legend
+
+    page.locator("#train-stop").click()
+    wait_until_done(page, "Stopped")
+    last_epoch, _ = plotted_epochs(page)
+    assert last_epoch >= growing[-1]
+
+    runs = RunStore(settings.models_dir).list()
+    head = next(m for m in runs if m.family == "head")
+    assert head.status == "stopped" and 0 < len(head.history) < 3000
+    expect(page.locator("#train-result")).to_contain_text(head.run_id)
+    expect(page.locator("#train-result")).to_contain_text("stopped")
+    expect(page.locator("#train-place")).to_contain_text("of 2")
+    for run_id in (ridge_id, head.run_id):
+        expect(page.locator("#train-leaderboard")).to_contain_text(run_id)
+    page.screenshot(path=str(output_dir / "train_tab.png"), full_page=True)
+
+    # the Runs panel was refreshed by the training and overlays the head's curve
+    page.get_by_role("tab", name="Runs", exact=True).click()
+    for run_id in (ridge_id, head.run_id):
+        expect(page.locator("#runs-table")).to_contain_text(run_id)
+    page.screenshot(path=str(output_dir / "runs_panel.png"), full_page=True)
