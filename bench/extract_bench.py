@@ -133,7 +133,8 @@ def bench_backbone(name: str, paths: list[Path], settings, naive_count: int) -> 
     shutil.rmtree(cache_settings.cache_dir, ignore_errors=True)
 
     size = backbone.spec.input_size
-    tensors = torch.stack([backbone.transform(load_image(p, min_size=(size, size))) for p in paths])
+    draft = (size, size) if backbone.spec.draft_decode else None  # decoded exactly as (b) decodes
+    tensors = torch.stack([backbone.transform(load_image(p, min_size=draft)) for p in paths])
     d, fp32 = forward_only(tensors, backbone, settings.batch_size)
     print(f"(d) forward only    {d:8.2f} images/s   (batch {settings.batch_size}, {torch.get_num_threads()} threads)")
     e, bf16 = forward_only(tensors, backbone, settings.batch_size, bf16=True)

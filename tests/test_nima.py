@@ -62,3 +62,16 @@ def test_missing_nima_weights_say_where_to_get_them(settings, monkeypatch):
         load_nima(settings)
     message = str(info.value)
     assert "weights_mobilenet_aesthetic_0.07.hdf5" in message and str(settings.weights_dir) in message
+
+
+def test_extracted_nima_features_use_the_full_decode_the_model_was_published_with(nima_settings, photos, tmp_path):
+    from workbench.features import features_for
+    from workbench.images import load_image
+
+    big = tmp_path / "big.jpg"
+    Image.fromarray(photos["chelsea"]).resize((1800, 1200), Image.Resampling.BICUBIC).save(big, quality=95)
+    extracted = features_for([big], "nima_mobilenet", nima_settings).features
+    model = load_nima(nima_settings)
+    with torch.inference_mode():
+        exact = model.features(model.transform(load_image(big))[None]).numpy()
+    np.testing.assert_allclose(extracted, exact, rtol=1e-4, atol=1e-5)

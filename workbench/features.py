@@ -147,8 +147,9 @@ def clear_cache(settings: Settings, backbone: str | None = None) -> dict:
 class _Images(Dataset):
     """(index, tensor [3,S,S], error) per image; a broken file gives an error, not an exception."""
 
-    def __init__(self, items: list[tuple[int, str]], transform, size: int, max_pixels: int) -> None:
-        self.items, self.transform, self.size, self.max_pixels = items, transform, size, max_pixels
+    def __init__(self, items: list[tuple[int, str]], transform, min_size: int | None, max_pixels: int) -> None:
+        self.items, self.transform, self.min_size, self.max_pixels = items, transform, min_size, max_pixels
+        self.size = transform.size
 
     def __len__(self) -> int:
         return len(self.items)
@@ -156,7 +157,8 @@ class _Images(Dataset):
     def __getitem__(self, i: int):
         index, path = self.items[i]
         try:
-            image = load_image(path, max_pixels=self.max_pixels, min_size=(self.size, self.size))
+            draft = (self.min_size, self.min_size) if self.min_size else None
+            image = load_image(path, max_pixels=self.max_pixels, min_size=draft)
             return index, self.transform(image), ""
         except ImageError as exc:
             reason = str(exc)
@@ -304,7 +306,8 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
     workers = settings.num_workers if len(items) > 2 * batch_size else 0
-    loader = DataLoader(_Images(items, loaded.transform, size, settings.max_pixels), batch_size=batch_size,
+    draft_size = size if loaded.spec.draft_decode else None
+    loader = DataLoader(_Images(items, loaded.transform, draft_size, settings.max_pixels), batch_size=batch_size,
                         num_workers=workers, worker_init_fn=_worker_init if workers else None,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     started, count = time.perf_counter(), 0

@@ -144,6 +144,8 @@ def read_keras_hdf5(path: Path) -> StateDict:
                      cache="weights_dir", reader=read_keras_hdf5),
     ),
     to_features=NimaFeatures, gradcam_layer="nima.blocks.12",
+    # Keras resized the full decode nearest-neighbour; a draft decode moves scores by up to 0.5.
+    draft_decode=False,
 )
 def nima_mobilenet() -> nn.Module:
     return NimaModel()

@@ -41,7 +41,7 @@ HALF = (0.5, 0.5, 0.5)
 
 # Bump when the pixels a network sees change (resize rule, decoding): it is part
 # of every feature-cache key, so stale features are never reused.
-PREPROCESSING_VERSION = "squash-resize-v1"
+PREPROCESSING_VERSION = "squash-resize-v2"
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -67,6 +67,9 @@ class BackboneSpec:
     to_features: Optional[Callable[[nn.Module], nn.Module]] = None
     gradcam_layer: str = ""  # dotted path inside the *feature* model
     online_only: bool = False  # no offline source exists anywhere
+    # JPEGs may be decoded at reduced scale near input_size (much faster); off where the
+    # published model's numbers depend on resizing the full decode (NIMA's nearest resize).
+    draft_decode: bool = True
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
