@@ -35,7 +35,11 @@ def open_tab(page: Page, title: str) -> None:
 
 
 def select_image(page: Page, prefix: str, filename: str) -> None:
-    page.locator(f"#{prefix}-gallery button.thumbnail-item", has_text=filename).click()
+    thumb = page.locator(f"#{prefix}-gallery button.thumbnail-item", has_text=filename)
+    # Clicking the image that is already selected would fire an event whose reply
+    # (its stored score) could land after the test has typed a new one.
+    if "selected" not in (thumb.get_attribute("class") or "").split():
+        thumb.click()
     expect(page.locator(f"#{prefix}-name")).to_contain_text(filename)
 
 
@@ -57,11 +61,12 @@ def import_folder(page: Page, url: str, folder: Path) -> None:
     page.goto(url)
     page.locator("#import-folder input").fill(str(folder))
     page.locator("#import-scan-folder").click()
-    expect(page.locator("#import-summary")).to_contain_text("6 images")
+    # (the progress overlay reads "6/6 images" while the scan is still running)
+    expect(page.locator("#import-summary")).to_contain_text("To import — 6 images", timeout=60_000)
 
 
 # -------------------------------------------------------------------- tests
-def test_import_a_folder_edit_scores_and_save(page, app_server, scored_photo_folder, workbench_env, output_dir):
+def test_import_a_folder_edit_scores_and_save(app_server, page, scored_photo_folder, workbench_env, output_dir):
     data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
     import_folder(page, app_server, scored_photo_folder)
     expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(6)
@@ -102,7 +107,8 @@ def test_import_a_folder_edit_scores_and_save(page, app_server, scored_photo_fol
     page.screenshot(path=str(output_dir / "import_saved.png"), full_page=True)
 
 
-def test_import_uploads_and_refuse_bad_input(page, app_server, scored_photo_folder, workbench_env, tmp_path):
+def test_import_uploads_and_refuse_bad_input(app_server, page, scored_photo_folder, workbench_env, tmp_path,
+                                             output_dir):
     data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
     page.goto(app_server)
     page.locator("#import-folder input").fill(str(scored_photo_folder / "missing"))
@@ -122,7 +128,7 @@ def test_import_uploads_and_refuse_bad_input(page, app_server, scored_photo_fold
         str(broken), str(archive)])
     expect(page.locator("#import-upload a[href$='more.zip']")).to_have_count(1)
     page.locator("#import-scan-upload").click()
-    expect(page.locator("#import-summary")).to_contain_text("3 images")
+    expect(page.locator("#import-summary")).to_contain_text("To import — 3 images", timeout=60_000)
     expect(page.locator("#import-summary")).to_contain_text("2 skipped")
     expect(page.locator("#import-summary")).to_contain_text("99_broken.jpg")
     expect(page.locator("#import-summary")).to_contain_text("notes.txt")
@@ -137,13 +143,14 @@ def test_import_uploads_and_refuse_bad_input(page, app_server, scored_photo_fold
     expect(page.locator("#import-status")).to_contain_text("outside")
     expect(page.locator("#import-table [role=row]", has_text="40_coffee.jpg")).to_contain_text("40")
     assert not (data_dir / "scores.csv").exists()
+    page.screenshot(path=str(output_dir / "import_uploads_refused_score.png"), full_page=True)
 
     page.locator("#import-save").click()
     expect(page.locator("#import-report")).to_contain_text("3 images copied", timeout=60_000)
     assert disk_scores(data_dir) == {"85_chelsea.jpg": 85, "40_coffee.jpg": 40, "72_astronaut.jpg": 72}
 
 
-def test_training_data_edits_are_saved_at_once(page, app_server, scored_photo_folder, workbench_env, output_dir):
+def test_training_data_edits_are_saved_at_once(app_server, page, scored_photo_folder, workbench_env, output_dir):
     data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
     import_folder(page, app_server, scored_photo_folder)
     page.locator("#import-save").click()
@@ -191,13 +198,29 @@ def test_training_data_edits_are_saved_at_once(page, app_server, scored_photo_fo
     page.screenshot(path=str(output_dir / "training_data_tab.png"), full_page=True)
 
 
-def test_training_data_add_refresh_filter_sort(page, app_server, scored_photo_folder, workbench_env,
-                                               run_cli, tmp_path):
+@pytest.fixture
+def five_per_page(tmp_path, monkeypatch):
+    """A config with gallery pages of 5, for the server the test starts next."""
+    config = tmp_path / "five_per_page.yaml"
+    config.write_text("images:\n  gallery_page_size: 5\n")
+    monkeypatch.setenv("WORKBENCH_CONFIG", str(config))
+
+
+def test_training_data_pages_add_refresh_filter_sort(five_per_page, app_server, page, scored_photo_folder,
+                                                     workbench_env, run_cli, tmp_path, output_dir):
     data_dir = Path(workbench_env["WORKBENCH_DATA_DIR"])
     run_cli("import", scored_photo_folder)
     page.goto(app_server)
     open_tab(page, "Training data")
-    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(6)
+    thumbnails = page.locator("#data-gallery button.thumbnail-item")
+    expect(page.locator("#data-page-label")).to_contain_text("Page 1 of 2 · 6 images")
+    expect(thumbnails).to_have_count(5)
+    page.locator("#data-next-page").click()
+    expect(page.locator("#data-page-label")).to_contain_text("Page 2 of 2")
+    expect(thumbnails).to_have_count(1)
+    expect(page.locator("#data-gallery")).to_contain_text("85_chelsea.jpg")
+    page.locator("#data-prev-page").click()
+    expect(thumbnails).to_have_count(5)
 
     # another writer (here: the store used directly, as the CLI would) changes the disk
     from workbench.dataset import ScoreStore
@@ -216,12 +239,14 @@ def test_training_data_add_refresh_filter_sort(page, app_server, scored_photo_fo
     page.locator("#data-add-button").click()
     expect(page.locator("#data-status")).to_contain_text("Added new shot.png")
     assert disk_scores(data_dir)["new shot.png"] == 33
-    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(7)
+    expect(page.locator("#data-page-label")).to_contain_text("Page 1 of 2 · 7 images")
 
     # filter by score range and sort high to low
     page.locator("#data-min-score input").fill("60")
     page.locator("#data-min-score input").press("Enter")
-    expect(page.locator("#data-gallery button.thumbnail-item")).to_have_count(3)
+    expect(thumbnails).to_have_count(3)
+    expect(page.locator("#data-page-label")).to_contain_text("3 images (of 7; the filter hides the rest)")
     page.locator("#data-sort input").click()
     page.get_by_role("option", name="Score, high to low").click()
     expect(page.locator("#data-gallery .caption-label").first).to_have_text("85 · 85_chelsea.jpg")
+    page.screenshot(path=str(output_dir / "training_data_filtered.png"), full_page=True)

@@ -52,7 +52,7 @@ def build(settings: Settings) -> None:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
         undo = gr.Button("↶ Undo delete", elem_id="data-undo")
     with gr.Accordion("Add an image", open=False, elem_id="data-add"):
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             upload = gr.File(label="Upload an image", file_types=["image"], elem_id="data-add-file",
                              height=120, scale=3)
             existing = gr.Textbox(label="…or the name of a file already in the data folder",

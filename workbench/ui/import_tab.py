@@ -121,7 +121,7 @@ def build(settings: Settings) -> None:
 
     def save_all(current, progress=gr.Progress()):
         if current is None or not current.names:
-            return "Nothing to save: preview a folder or uploaded files first."
+            return "Nothing to save yet: preview a folder or uploaded files first, and let the preview finish."
         try:
             report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
         except ScoreError as exc:

@@ -153,12 +153,11 @@ class LabelledGallery:
                 self.preview, self.name, self.score]
 
     def show(self, page: Any, selected: int | None = None) -> tuple:
-        """Values for :attr:`page_outputs`: draw ``page`` and select ``selected``."""
+        """Values for :attr:`page_outputs`: draw ``page`` and select ``selected`` (default: the first)."""
         items = page.items if page is not None else []
-        if selected is not None and not items:
-            selected = None
-        elif selected is not None:
-            selected = min(max(selected, 0), len(items) - 1)
+        # Always select something on a non-empty page: the browser keeps its own
+        # highlight when told "no selection", which would then point at a stale image.
+        selected = None if not items else min(max(selected or 0, 0), len(items) - 1)
         gallery = gr.Gallery(value=[(str(i.thumbnail or placeholder_image(self.settings)), caption(i))
                                     for i in items], selected_index=selected)
         rows = [[i.filename, format_score(i.score)] for i in items]
