@@ -105,13 +105,20 @@ def metrics_markdown(metrics: Mapping[str, float], heading: str = "") -> str:
     return (f"{heading}\n\n" if heading else "") + "\n".join((head, rule, values))
 
 
-def comparison_frame(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Cross-validation results (one mapping per model, keys as in the ``compare`` JSON) best SRCC first."""
+def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None = None) -> pd.DataFrame:
+    """Cross-validation results (one mapping per model, keys as in the ``compare`` JSON), best SRCC first.
+
+    With ``baseline`` (a model among the results) a ``srcc_gain`` column says how
+    much better than it each model ranks the photos.
+    """
     frame = pd.DataFrame(list(results))
     if frame.empty:
         return frame
     if "srcc" in frame:
         frame = frame.sort_values("srcc", ascending=False, na_position="last", ignore_index=True)
+        if baseline is not None and baseline in set(frame["model"]):
+            reference = frame.loc[frame["model"] == baseline, "srcc"].iloc[0]
+            frame.insert(frame.columns.get_loc("srcc") + 1, f"srcc_gain_over_{baseline}", frame["srcc"] - reference)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return _rounded(frame)
 

@@ -22,7 +22,8 @@ from workbench.training.reporting import (comparison_frame, format_duration, met
 log = logging.getLogger(__name__)
 
 # Fast families a first comparison should show; ridge is the baseline every comparison keeps.
-DEFAULT_COMPARE = ("ridge", "svr", "hgb", "head")
+BASELINE = "ridge"
+DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
 def bar_html(fraction: float, text: str, *, failed: bool = False) -> str:
@@ -36,7 +37,8 @@ def bar_html(fraction: float, text: str, *, failed: bool = False) -> str:
 # ------------------------------------------------------------------ compare
 def build_compare_panel(settings: Settings, stop_flags) -> None:
     gr.Markdown("Cross-validate several families on **the same folds** of your labelled photos: every model "
-                "is fitted K times and judged on the fold it did not see. Features are computed once per backbone.")
+                "is fitted K times and judged on the fold it did not see. Features are computed once per backbone; "
+                f"**{BASELINE}** is always included as the baseline.")
     with gr.Row(equal_height=True):
         families = gr.CheckboxGroup(list(FAMILIES), value=[f for f in DEFAULT_COMPARE if f in FAMILIES],
                                     label="Families", scale=3, elem_id="compare-families")
@@ -60,8 +62,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         flag = stop_flags.start(request.session_hash, "compare")
         yield gr.Button(interactive=False), gr.Button(interactive=True), bar_html(0, "Starting…"), None, None, None
         try:
-            if not chosen:
-                raise ValueError("choose at least one family to compare")
+            chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
             for event in compare(chosen, settings, backbone=backbone_name, folds=int(k), seed=int(seed_value),
                                  stop=flag):
@@ -71,10 +72,14 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                 elif isinstance(event, Notice) and event.level == "warning":
                     gr.Warning(event.message)
                 elif isinstance(event, Finished):
-                    frame = comparison_frame(event.result.to_json()["results"] if event.result else [])
-                    note = "Stopped: the table shows the models finished so far." if event.stopped else \
-                        f"Done in {format_duration(time.monotonic() - started)}."
-                    yield gr.skip(), gr.skip(), bar_html(1, note), frame, frame, frame
+                    report = event.result.to_json() if event.result else {"results": []}
+                    frame = comparison_frame(report["results"], baseline=BASELINE)
+                    note = "Stopped: the table shows the models finished so far." if event.stopped else (
+                        f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
+                        f"{report['folds']} folds, features of {report['backbone']}.")
+                    order = list(frame["model"]) if len(frame) else None
+                    yield (gr.skip(), gr.skip(), bar_html(1, note), frame, gr.BarPlot(frame, sort=order),
+                           gr.BarPlot(frame, sort=order))
         except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
             yield gr.skip(), gr.skip(), bar_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
         except Exception as exc:  # a bug: say so, details in the server log
