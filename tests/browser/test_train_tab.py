@@ -140,3 +140,63 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
     for run_id in (ridge_id, head.run_id):
         expect(page.locator("#runs-table")).to_contain_text(run_id)
     page.screenshot(path=str(output_dir / "runs_panel.png"), full_page=True)
+
+
+def eventually(check, timeout: float = 30.0):
+    """Poll ``check()`` until it returns something truthy (the disk follows the page a moment later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness_set, app_server, settings,
+                                                                 output_dir):
+    store = RunStore(settings.models_dir)
+    page.goto(app_server)
+    page.get_by_role("tab", name="Train", exact=True).click()
+
+    # compare svr against the baseline on 3 folds (ridge is put back in even when unticked)
+    page.get_by_role("tab", name="Compare families", exact=True).click()
+    families = page.locator("#compare-families")
+    for name in ("ridge", "hgb", "head"):
+        families.get_by_label(name, exact=True).uncheck()
+    page.locator("#compare-folds input").fill("3")
+    page.locator("#compare-start").click()
+    expect(page.locator("#compare-progress")).to_contain_text("3 folds", timeout=FINISH_TIMEOUT)
+    table = page.locator("#compare-table")
+    for text in ("svr", "ridge", "srcc_gain_over_ridge"):
+        expect(table).to_contain_text(text)
+    expect(page.locator("#compare-srcc g.mark-rect path")).to_have_count(2)
+    page.screenshot(path=str(output_dir / "compare_panel.png"), full_page=True)
+    assert store.list() == []  # a comparison stores no runs
+
+    # one run to look after
+    page.get_by_role("tab", name="Train a model", exact=True).click()
+    choose_family(page, "ridge")
+    page.locator("#train-start").click()
+    wait_until_done(page, "Finished")
+    (run,) = store.list()
+
+    page.get_by_role("tab", name="Runs", exact=True).click()
+    page.locator("#runs-table [role=gridcell]", has_text=run.run_id).first.click()
+    expect(page.locator("#runs-details")).to_contain_text(run.run_id)
+    expect(page.locator("#runs-details")).to_contain_text("SRCC")
+
+    page.get_by_label("Display name").fill("brightness baseline")
+    page.locator("#runs-rename").click()
+    assert eventually(lambda: store.get(run.run_id).display_name == "brightness baseline")
+    expect(page.locator("#runs-table")).to_contain_text("brightness baseline")
+
+    page.get_by_label("Notes").fill("crops of the package photos, scored by brightness")
+    page.locator("#runs-annotate").click()
+    assert eventually(lambda: store.get(run.run_id).notes.startswith("crops of the package photos"))
+
+    page.locator("#runs-delete").click()
+    page.locator("#runs-delete-confirm").click()
+    assert eventually(lambda: store.list() == [])
+    expect(page.locator("#runs-table")).not_to_contain_text(run.run_id)
+    assert not (settings.models_dir / run.run_id).exists()
+    page.screenshot(path=str(output_dir / "runs_after_delete.png"), full_page=True)

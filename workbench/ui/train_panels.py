@@ -44,7 +44,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                                     label="Families", scale=3, elem_id="compare-families")
         backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, label="Backbone",
                                scale=2, elem_id="compare-backbone")
-        folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100)
+        folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100,
+                          elem_id="compare-folds")
         seed = gr.Number(settings.seed, label="Seed", precision=0, min_width=100)
     with gr.Row():
         start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")

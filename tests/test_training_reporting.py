@@ -1,0 +1,93 @@
+"""What the Train tab shows, computed without Gradio: live training state, curves, tables."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from workbench.events import EpochEnd, Finished, Notice, Progress
+from workbench.training.reporting import (TrainingMonitor, comparison_frame, curve_frame, format_duration,
+                                          leaderboard_place, metrics_markdown, overlay_figure, runs_frame, thin)
+
+
+def test_monitor_follows_a_run_from_features_to_a_stopped_result():
+    monitor = TrainingMonitor()
+    monitor.add(Notice("efficientnet_lite0: weights from package"))
+    monitor.add(Progress(10, 40, "efficientnet_lite0: 12 images/s", eta=3.4))
+    assert monitor.phase == "preparing" and monitor.fraction == 0.25
+    assert "12 images/s" in monitor.status_line() and "3 s left" in monitor.status_line()
+    for epoch in range(1, 6):
+        monitor.add(EpochEnd(epoch, 1.0 / epoch, 1.5 / epoch, {"srcc": 0.1 * epoch, "mae": 9.0, "seconds": 0.1},
+                             total_epochs=20))
+    assert monitor.fraction == pytest.approx(5 / 20)
+    assert monitor.eta is not None and monitor.eta >= 0
+    assert monitor.latest_metrics == {"srcc": pytest.approx(0.5), "mae": 9.0}  # not "seconds"
+    line = monitor.status_line()
+    assert line.startswith("Training: epoch 5 / 20") and "validation loss 0.3" in line
+    frame = monitor.curve()
+    assert len(frame) == 10 and set(frame["curve"]) == {"train", "validation"}
+    monitor.add(Finished("a run", stopped=True))
+    assert monitor.finished and monitor.stopped and monitor.result == "a run"
+    assert "marked stopped" in monitor.status_line()
+    assert len(monitor.notices) == 1
+
+
+def test_a_stop_before_anything_was_learnt_says_no_run_was_saved():
+    monitor = TrainingMonitor()
+    monitor.add(Finished(None, stopped=True))
+    assert "no run was saved" in monitor.status_line()
+
+
+def test_curve_frame_skips_missing_losses_and_thins_long_histories():
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": None if e % 2 else float("nan")} for e in range(1, 1001)]
+    full = curve_frame(history)
+    assert list(full["curve"].unique()) == ["train"] and len(full) == 1000  # None and NaN dropped
+    thinned = curve_frame(history, max_epochs=100)
+    assert len(thinned) <= 101 and thinned["epoch"].iloc[-1] == 1000  # the last epoch is always kept
+    assert thin(history, None) == history
+    empty = curve_frame([])
+    assert list(empty.columns) == ["epoch", "loss", "curve"] and empty.empty
+
+
+def _row(run_id, srcc, name=None):
+    return {"run_id": run_id, "name": name or run_id, "family": "ridge", "backbone": "efficientnet_lite0",
+            "weights": "package", "status": "complete", "n_images": 48, "srcc": srcc, "plcc": 0.5, "krcc": 0.4,
+            "mae": 10.123456, "rmse": 12.0, "r2": 0.3, "accuracy": 0.8, "fit_seconds": 0.0123,
+            "created": "2026-11-21T18:00:00+00:00", "notes": ""}
+
+
+def test_runs_table_and_leaderboard_place():
+    rows = [_row("b", 0.71, name="best one"), _row("a", 0.52), _row("c", None)]
+    frame = runs_frame(rows)
+    assert list(frame["rank"]) == [1, 2, 3] and frame["mae"].iloc[0] == 10.123
+    assert leaderboard_place(rows, "b") == "**1st of 3** stored runs by held-out SRCC."
+    assert leaderboard_place(rows, "a").startswith("**2nd of 3**") and "best one, 0.710" in leaderboard_place(rows, "a")
+    assert "not in the run store" in leaderboard_place(rows, "zzz")
+
+
+def test_comparison_frame_ranks_by_srcc_and_measures_the_gain_over_the_baseline():
+    results = [{"model": "ridge", "srcc": 0.40, "mae": 10.0, "fit_seconds": 0.01},
+               {"model": "svr", "srcc": 0.55, "mae": 9.0, "fit_seconds": 0.02},
+               {"model": "hgb", "srcc": 0.10, "mae": 12.0, "fit_seconds": 0.5}]
+    frame = comparison_frame(results, baseline="ridge")
+    assert list(frame["model"]) == ["svr", "ridge", "hgb"] and list(frame["rank"]) == [1, 2, 3]
+    assert list(frame["srcc_gain_over_ridge"]) == pytest.approx([0.15, 0.0, -0.3])
+    assert comparison_frame([]).empty
+    assert "srcc_gain_over_ridge" not in comparison_frame(results[1:], baseline="ridge")
+
+
+def test_small_formatters():
+    assert format_duration(None) == "" and format_duration(math.inf) == ""
+    assert format_duration(4.4) == "4 s" and format_duration(75) == "1 min 15 s"
+    assert format_duration(3 * 3600 + 60) == "3 h 01 min"
+    table = metrics_markdown({"srcc": 0.7123, "mae": 8.0, "seconds": 3.0}, "Held out")
+    assert table.startswith("Held out") and "| SRCC | MAE |" in table and "0.712" in table and "seconds" not in table
+    assert metrics_markdown({}) == ""
+
+
+def test_overlay_figure_draws_a_line_per_curve_and_names_runs_without_one():
+    fig = overlay_figure({"head run": {"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4], "val_loss": [1.2, 0.8, None]},
+                          "ridge run": {"epoch": [], "train_loss": [], "val_loss": []}})
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 and "ridge run" in ax.get_title(loc="left")
+    assert not overlay_figure({}).axes[0].lines
