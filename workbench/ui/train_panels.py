@@ -26,7 +26,8 @@ BASELINE = "ridge"
 DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
-def bar_html(fraction: float, text: str, *, failed: bool = False) -> str:
+def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
+    """A plain progress bar with a line of text; Gradio's own progress overlay would hide the live plots."""
     colour = "#c0392b" if failed else "#4f7cac"
     width = max(0.0, min(fraction, 1.0)) * 100
     return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
@@ -50,7 +51,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
     with gr.Row():
         start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="compare-stop")
-    progress = gr.HTML(bar_html(0, "Not started."), elem_id="compare-progress")
+    progress = gr.HTML(progress_html(0, "Not started."), elem_id="compare-progress")
     table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
                          elem_id="compare-table")
     with gr.Row():
@@ -61,7 +62,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
 
     def run_comparison(chosen: list[str], backbone_name: str, k: float, seed_value: float, request: gr.Request):
         flag = stop_flags.start(request.session_hash, "compare")
-        yield gr.Button(interactive=False), gr.Button(interactive=True), bar_html(0, "Starting…"), None, None, None
+        yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), None, None, None
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -69,7 +70,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                                  stop=flag):
                 if isinstance(event, Progress):
                     eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
-                    yield gr.skip(), gr.skip(), bar_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 3
+                    yield gr.skip(), gr.skip(), progress_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 3
                 elif isinstance(event, Notice) and event.level == "warning":
                     gr.Warning(event.message)
                 elif isinstance(event, Finished):
@@ -79,13 +80,13 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                         f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     order = list(frame["model"]) if len(frame) else None
-                    yield (gr.skip(), gr.skip(), bar_html(1, note), frame, gr.BarPlot(frame, sort=order),
+                    yield (gr.skip(), gr.skip(), progress_html(1, note), frame, gr.BarPlot(frame, sort=order),
                            gr.BarPlot(frame, sort=order))
         except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
-            yield gr.skip(), gr.skip(), bar_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
+            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
         except Exception as exc:  # a bug: say so, details in the server log
             log.exception("comparison failed")
-            yield gr.skip(), gr.skip(), bar_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 3
+            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 3
         finally:
             stop_flags.finish(request.session_hash, "compare", flag)
 
@@ -131,6 +132,7 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
     store = RunStore(settings.models_dir)
     gr.Markdown("Every stored run with its held-out metrics, best SRCC first. Click a row to edit it; pick "
                 "several runs to overlay their loss curves.")
+    empty = gr.Markdown(visible=False, elem_id="runs-empty")
     table = gr.Dataframe(interactive=False, max_height=360,
                          label="Stored runs", elem_id="runs-table")
     refresh_button = gr.Button("Refresh", size="sm")
@@ -158,9 +160,11 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
         choices = run_choices(rows)
         ids = {r["run_id"] for r in rows}
         keep = selected if selected in ids else None
-        return runs_frame(rows), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices, value=keep)
+        note = gr.Markdown(f"No stored runs in `{settings.models_dir}` yet: train one in *Train a model*.",
+                           visible=not rows)
+        return runs_frame(rows), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices, value=keep), note
 
-    outputs = [table, overlay_pick, run]
+    outputs = [table, overlay_pick, run, empty]
     refresh_button.click(refresh, run, outputs)
     gr.on(None, refresh, None, outputs)  # on every page load: runs may have been stored by the CLI meanwhile
     def overlay_runs(run_ids: list[str] | None):

@@ -9,7 +9,6 @@ and draw what it returns.
 """
 from __future__ import annotations
 
-import html
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ from workbench.training.reporting import (LEADERBOARD_COLUMNS, TrainingMonitor, 
                                           leaderboard_place, metrics_markdown, runs_frame)
 from workbench.training import TooFewImages, TrainingError, check_weights, train
 from workbench.ui import train_panels
+from workbench.ui.train_panels import progress_html
 
 TITLE = "Train"
 log = logging.getLogger(__name__)
@@ -89,15 +89,6 @@ def family_label(name: str) -> str:
     return f"{name} (recommended)" if name == DEFAULT_FAMILY else name
 
 
-def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
-    """A plain progress bar; Gradio's own overlay would hide the live plot."""
-    colour = "#c0392b" if failed else "#4f7cac"
-    width = max(0.0, min(fraction, 1.0)) * 100
-    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
-            f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
-            f'<div style="margin-top:4px" data-fraction="{fraction:.3f}">{html.escape(text)}</div>')
-
-
 def weights_message(family: str, backbone: str, random_weights: bool, settings: Settings) -> tuple[str, bool]:
     """(Markdown about where the weights come from, whether the random-weights box must be offered)."""
     try:
@@ -107,7 +98,10 @@ def weights_message(family: str, backbone: str, random_weights: bool, settings: 
                 f"*Train on random weights* below (the results would mean nothing).", True)
     lines = []
     for notice in notices:
-        icon = f"{WARN} **RANDOM WEIGHTS**" if "RANDOM" in notice.message else (WARN if notice.level == "warning" else OK)
+        if notice.level == "warning":
+            icon = f"{WARN} **RANDOM WEIGHTS**" if random_weights else WARN
+        else:
+            icon = OK
         lines.append(f"{icon} {notice.message}")
     return "\n\n".join(lines) or f"{OK} This family reads the pixels itself.", random_weights
 
@@ -130,7 +124,6 @@ def curve_note(name: str) -> str:
     if FAMILIES[name].capabilities.iterative:
         return ""
     return f"{INFO} {name} is fitted in one step, so there is no loss curve to watch; its metrics appear below."
-
 
 
 # --------------------------------------------------------------- the panel
