@@ -14,7 +14,7 @@ from workbench.dataset import (
 )
 from workbench.dataset.session import table_changes
 from workbench.images import ImageError
-from workbench.ui.widgets import LabelledGallery, histogram_figure, table_rows
+from workbench.ui.widgets import LabelledGallery, histogram, table_rows
 
 TITLE = "Training data"
 
@@ -76,7 +76,7 @@ def build(settings: Settings) -> None:
         names = [item.filename for item in page.items]
         selected = names.index(keep) if keep in names else index
         summary = summarize(store)
-        return (*view.show(page, selected), summary_line(summary), histogram_figure(summary.histogram), status)
+        return (*view.show(page, selected), summary_line(summary), histogram(summary.histogram), status)
 
     def refresh_view(*query):
         return render(query)
@@ -141,7 +141,9 @@ def build(settings: Settings) -> None:
     # Build runs inside the app's gr.Tab: opening the tab re-reads the disk, so an
     # import saved in the Import tab (or by the CLI) shows up without a click.
     if isinstance(tab := gr.context.Context.block, gr.Tab):
-        tab.select(refresh_view, query_inputs, everything, show_progress="hidden")
+        # The bar plot ignores data that lands while its tab is still hidden: send it again once shown.
+        tab.select(refresh_view, query_inputs, everything, show_progress="hidden").then(
+            lambda: histogram(summarize(store).histogram), None, view.histogram, show_progress="hidden")
     gr.on([refresh.click, sort.change, unlabelled_first.change, only_unlabelled.change,
            min_score.submit, max_score.submit], refresh_view, query_inputs, everything)
     state = [view.page, view.selected, *query_inputs]

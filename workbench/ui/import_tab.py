@@ -9,7 +9,7 @@ from workbench.config import Settings
 from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.events import Progress, drain
-from workbench.ui.widgets import LabelledGallery, histogram_figure, table_rows
+from workbench.ui.widgets import LabelledGallery, histogram, table_rows
 
 TITLE = "Import"
 
@@ -80,7 +80,7 @@ def build(settings: Settings) -> None:
         page = None if current is None else current.page(
             page_no, settings.gallery_page_size, settings.thumbnails_dir, settings.thumbnail_size)
         bins = [] if current is None else current.summary().histogram
-        return (current, *view.show(page, selected), summary_line(current), histogram_figure(bins), status)
+        return (current, *view.show(page, selected), summary_line(current), histogram(bins), status)
 
     def scan(previous, source, pattern_text, progress=gr.Progress()):
         if not source:
