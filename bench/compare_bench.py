@@ -92,7 +92,8 @@ def main() -> None:
 
     # 2. the comparison itself (features from the cache, the same folds for everyone)
     tick = time.perf_counter()
-    report = drain(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed, data=data))
+    report = drain(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed, data=data),
+                   lambda e: print(f"  {e.message}", flush=True) if getattr(e, "message", "").count("fold") else None)
     wall = time.perf_counter() - tick
     y = data.scores
     mean_mae = np.mean([compute_metrics(y[te], np.full(len(te), y[tr].mean()))["mae"]

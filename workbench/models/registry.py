@@ -132,6 +132,8 @@ class Family:
     # Networks a family builds from its own config, with no pretrained weights
     # anywhere (name -> description); only trained with random weights, knowingly.
     private_backbones: dict[str, str] = field(default_factory=dict)
+    # Cap on BLAS/OpenMP threads while fitting (None: the libraries' own choice).
+    max_threads: int | None = None
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -196,9 +198,12 @@ def fit_streaming(family: Family, estimator: Any, X: Any, y: Any, X_val: Any = N
     Workbench estimators stream through their own ``fit_events``; scikit-learn
     estimators through the family's ``stream`` function; others fit in one go.
     """
-    if hasattr(estimator, "fit_events"):
-        yield from estimator.fit_events(X, y, X_val, y_val, stop=stop)
-    elif family.stream is not None and X_val is not None:
-        yield from family.stream(estimator, X, y, X_val, y_val, stop)
-    else:
-        estimator.fit(X, y)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=family.max_threads):
+        if hasattr(estimator, "fit_events"):
+            yield from estimator.fit_events(X, y, X_val, y_val, stop=stop)
+        elif family.stream is not None and X_val is not None:
+            yield from family.stream(estimator, X, y, X_val, y_val, stop)
+        else:
+            estimator.fit(X, y)

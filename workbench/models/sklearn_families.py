@@ -58,10 +58,10 @@ def build_svr(C: float, epsilon: float, kernel: str, gamma: float, *, seed: int,
 
 # --------------------------------------------------------------------- rf
 RF_PARAMS = [
-    Param("n_estimators", int, 300, "number of trees", low=10, high=5000),
+    Param("n_estimators", int, 200, "number of trees", low=10, high=5000),
     Param("max_depth", int, 0, "deepest tree; 0 = unlimited", low=0, high=200),
-    Param("min_samples_leaf", int, 2, "fewest images in a leaf", low=1, high=100),
-    Param("max_features", float, 0.1, "fraction of features tried at each split", low=0.001, high=1.0),
+    Param("min_samples_leaf", int, 3, "fewest images in a leaf", low=1, high=100),
+    Param("max_features", float, 0.03, "fraction of features tried at each split", low=0.001, high=1.0),
 ]
 
 
@@ -103,8 +103,8 @@ GBR_PARAMS = [
     Param("n_estimators", int, 300, "boosting stages", low=1, high=10000),
     Param("learning_rate", float, 0.05, "shrinkage of each stage", low=1e-4, high=1.0, log=True),
     Param("max_depth", int, 3, "depth of each tree", low=1, high=20),
-    Param("subsample", float, 0.8, "fraction of images per stage (stochastic boosting)", low=0.05, high=1.0),
-    Param("max_features", float, 0.1, "fraction of features tried at each split", low=0.001, high=1.0),
+    Param("subsample", float, 0.5, "fraction of images per stage (stochastic boosting)", low=0.05, high=1.0),
+    Param("max_features", float, 0.05, "fraction of features tried at each split", low=0.001, high=1.0),
 ]
 
 
@@ -150,23 +150,26 @@ HGB_PARAMS = [
     Param("max_leaf_nodes", int, 15, "leaves per tree", low=2, high=1000),
     Param("l2_regularization", float, 1.0, "L2 penalty on leaf values", low=0.0, high=1e4),
     Param("max_features", float, 0.3, "fraction of features tried at each split", low=0.001, high=1.0),
+    Param("max_bins", int, 64, "histogram bins per feature (fewer: faster)", low=2, high=255, advanced=True),
 ]
 
 
+# One OpenMP thread: on a busy 2-core machine its spin-waiting threads made a fit 30x slower.
 @register_family("hgb", "Histogram gradient boosting: the fast boosting variant.",
-                 params=HGB_PARAMS, capabilities=FEATURES_ONLY)
+                 params=HGB_PARAMS, capabilities=FEATURES_ONLY, max_threads=1)
 def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regularization: float,
-              max_features: float, *, seed: int, context: Any = None):
+              max_features: float, max_bins: int, *, seed: int, context: Any = None):
     return HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=learning_rate,
                                          max_leaf_nodes=max_leaf_nodes, l2_regularization=l2_regularization,
-                                         max_features=max_features, early_stopping=False, random_state=seed)
+                                         max_features=max_features, max_bins=max_bins, early_stopping=False,
+                                         random_state=seed)
 
 
 # --------------------------------------------------------------- stacking
 STACKING_PARAMS = [
     Param("inner_folds", int, 3, "cross-validation folds that produce the meta-learner's inputs", low=2, high=10),
     Param("meta_alpha", float, 1.0, "L2 penalty of the ridge meta-learner", low=1e-6, high=1e6, log=True),
-    Param("n_estimators", int, 150, "trees in the forest and stages in the boosting members", low=10, high=5000),
+    Param("n_estimators", int, 100, "trees in the forest and stages in the boosting members", low=10, high=5000),
 ]
 
 
