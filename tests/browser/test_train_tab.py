@@ -200,3 +200,53 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
     expect(page.locator("#runs-table")).not_to_contain_text(run.run_id)
     assert not (settings.models_dir / run.run_id).exists()
     page.screenshot(path=str(output_dir / "runs_after_delete.png"), full_page=True)
+
+
+def start_long_head(page: Page) -> None:
+    page.get_by_role("tab", name="Train", exact=True).click()
+    choose_family(page, "head")
+    form = page.locator("#train-params-head")
+    form.get_by_label("epochs").fill("5000")
+    form.get_by_text("Settings of head").click()
+    form.get_by_label("patience").fill("0")
+    page.locator("#train-start").click()
+    expect(page.locator("#train-stop")).to_be_enabled()
+
+
+def wait_for_epochs(page: Page, beyond: float) -> float:
+    """Wait until the loss plot shows an epoch beyond ``beyond``; return the epoch shown."""
+    deadline = time.monotonic() + FINISH_TIMEOUT / 1000
+    while time.monotonic() < deadline:
+        epoch, _ = plotted_epochs(page)
+        if epoch > beyond:
+            return epoch
+        time.sleep(0.3)
+    raise AssertionError(f"the loss plot stayed at epoch {beyond}: {page.inner_text('#train-progress')}")
+
+
+def test_stop_in_one_browser_tab_leaves_the_other_tab_training(page, browser, brightness_set, app_server, settings):
+    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    other.set_default_timeout(30_000)
+    try:
+        page.goto(app_server)
+        other.goto(app_server)
+        start_long_head(page)
+        start_long_head(other)
+        wait_for_epochs(page, 0)
+        wait_for_epochs(other, 0)
+
+        other.locator("#train-stop").click()
+        wait_until_done(other, "Stopped")
+        # the first tab's training did not hear the other tab's Stop: it keeps learning
+        expect(page.locator("#train-stop")).to_be_enabled()
+        shown = wait_for_epochs(page, 0)
+        wait_for_epochs(page, shown)
+        assert [m.status for m in RunStore(settings.models_dir).list()] == ["stopped"]
+
+        page.locator("#train-stop").click()
+        wait_until_done(page, "Stopped")
+        runs = RunStore(settings.models_dir).list()
+        assert len(runs) == 2 and {m.status for m in runs} == {"stopped"}
+        assert len({m.run_id for m in runs}) == 2
+    finally:
+        other.context.close()
