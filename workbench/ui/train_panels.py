@@ -48,6 +48,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100,
                           elem_id="compare-folds")
         seed = gr.Number(settings.seed, label="Seed", precision=0, min_width=100)
+    gr.on(None, lambda: gr.Dropdown(choices=backbone_choices(settings)), None, backbone)  # fresh weight status
     with gr.Row():
         start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="compare-stop")

@@ -207,6 +207,11 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
 
     gr.on([backbone.change, random_weights.change], check_backbone, [family, backbone, random_weights],
           [weights_info, random_weights])
+    # On every page load: weights placed in the weights folder since the server started count now.
+    # (no inputs, or it would also run on every change of them; the form is at its defaults on load)
+    gr.on(None, lambda: (gr.Dropdown(choices=backbone_choices(settings)),
+                         *check_backbone(DEFAULT_FAMILY, settings.default_backbone, False)),
+          None, [backbone, weights_info, random_weights])
 
     all_controls = [c for pairs in controls.values() for _, c in pairs]
     outputs = [start, stop, progress, loss_plot, live, notes, result_box, held_out, place, scatter, leaderboard]
