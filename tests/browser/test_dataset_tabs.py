@@ -239,12 +239,26 @@ def test_training_data_pages_add_refresh_filter_sort(five_per_page, app_server, 
     page.locator("#data-add-button").click()
     expect(page.locator("#data-status")).to_contain_text("Added new shot.png")
     assert disk_scores(data_dir)["new shot.png"] == 33
+    expect(page.locator("#data-add-score input")).to_have_value("")  # the form is ready for the next one
+
+    # or name a file already in the data folder; a name reaching outside it is refused
+    before = (data_dir / "scores.csv").read_bytes()
+    page.locator("#data-add-name input").fill("../shoot/85_chelsea.jpg")
+    page.locator("#data-add-score input").fill("50")
+    page.locator("#data-add-button").click()
+    expect(page.locator("#data-status")).to_contain_text("Nothing was changed")
+    assert (data_dir / "scores.csv").read_bytes() == before
+    page.locator("#data-add-name input").fill("63_china.jpg")
+    page.locator("#data-add-score input").fill("66")
+    page.locator("#data-add-button").click()
+    expect(page.locator("#data-status")).to_contain_text("Saved score 66 for 63_china.jpg")
+    assert disk_scores(data_dir)["63_china.jpg"] == 66
     expect(page.locator("#data-page-label")).to_contain_text("Page 1 of 2 · 7 images")
 
     # filter by score range and sort high to low
     page.locator("#data-min-score input").fill("60")
     page.locator("#data-min-score input").press("Enter")
-    expect(thumbnails).to_have_count(3)
+    expect(thumbnails).to_have_count(3)  # 85, 72 and 66
     expect(page.locator("#data-page-label")).to_contain_text("3 images (of 7; the filter hides the rest)")
     page.locator("#data-sort input").click()
     page.get_by_role("option", name="Score, high to low").click()

@@ -151,6 +151,8 @@ def build(settings: Settings) -> None:
     view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
     delete.click(edit(delete_entry), state, everything, show_progress="hidden")
     undo.click(edit(undo_delete, needs_selection=False), state, everything, show_progress="hidden")
-    add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything)
+    add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(
+        lambda status: (None, "", "") if status.startswith("✓") else (gr.skip(),) * 3,  # empty the form once added
+        view.status, [upload, existing, add_score], show_progress="hidden")
     view.previous_page.click(turn(-1), [view.page, *query_inputs], everything, show_progress="hidden")
     view.next_page.click(turn(+1), [view.page, *query_inputs], everything, show_progress="hidden")
