@@ -4,9 +4,12 @@ Features of two backbones that see different things are concatenated: NIMA's
 MobileNet trained on AVA (what photographers rate) and the chosen ImageNet
 backbone (what is in the picture). On that, an ensemble averages a ridge whose
 penalty is tuned by efficient leave-one-out CV (RidgeCV) and an RBF SVR on
-standardised targets. The figures behind this choice are in
-``bench/compare_bench.py`` (SAVOIAS, 5-fold CV). When NIMA's weights cannot be
-found, auto says so and uses the chosen backbone alone.
+standardised targets. Measured by ``bench/compare_bench.py`` (SAVOIAS, 1,218
+photos, 5-fold CV, seed 42): SRCC 0.827 / PLCC 0.818 / MAE 10.8 against ridge on
+efficientnet_lite0 alone 0.786 / 0.783 / 11.6; NIMA features alone with ridge
+gave 0.72, SVR on both 0.828 but a worse PLCC and MAE than the average. When
+NIMA's weights cannot be found, auto uses the chosen backbone alone (the
+weights notice says which backbones were used).
 """
 from __future__ import annotations
 
