@@ -72,4 +72,5 @@ def launch(settings: Settings) -> None:
 
     app = create_server(settings)
     print(f"Aesthetic Workbench on http://{settings.host}:{settings.port}  (Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # Open browser tabs keep streaming connections; do not let Ctrl+C wait on them for long.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=3)
