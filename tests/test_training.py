@@ -279,3 +279,13 @@ def test_missing_swin_weights_are_reported_before_training(brightness_settings):
         check_weights("swin_moe", brightness_settings)
     with pytest.raises(TrainingError):
         next(iter(train("swin_moe", brightness_settings)))
+
+
+def test_auto_says_when_it_falls_back_to_one_backbone(brightness_settings):
+    from workbench.training import check_weights
+
+    # brightness_settings' weights folder holds no NIMA file unless the SAVOIAS tests linked it there
+    settings = brightness_settings.replace(weights_dir=brightness_settings.models_dir / "no-weights")
+    notices = check_weights("auto", settings)
+    assert any("NIMA's weights are not available" in n.message for n in notices)
+    assert get_family("auto").feature_backbones("efficientnet_lite0", settings) == ("efficientnet_lite0",)

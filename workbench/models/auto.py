@@ -41,6 +41,13 @@ def auto_backbones(chosen: str, settings: Any = None) -> tuple[str, ...]:
     return (NIMA, chosen)
 
 
+def auto_input_note(chosen: str, settings: Any = None) -> str | None:
+    if chosen != NIMA and NIMA not in auto_backbones(chosen, settings):
+        return (f"auto: NIMA's weights are not available, so it uses {chosen} features alone (place "
+                f"nima_mobilenet_aesthetic_ava.hdf5 in the weights folder for the stronger two-backbone recipe)")
+    return None
+
+
 AUTO_PARAMS = [
     Param("svr_C", float, 3.0, "SVR regularisation (inverse)", low=1e-3, high=1e4, log=True),
     Param("svr_weight", float, 0.5, "share of the SVR in the average (the rest: ridge)", low=0.0, high=1.0),
@@ -50,7 +57,7 @@ AUTO_PARAMS = [
 @register_family("auto", "The best recipe found on real photo sets: NIMA (AVA) + ImageNet features, "
                  "an ensemble of a tuned ridge and an SVR. The default.",
                  params=AUTO_PARAMS, capabilities=Capabilities(needs_features=True),
-                 feature_backbones=auto_backbones)
+                 feature_backbones=auto_backbones, input_note=auto_input_note)
 def build_auto(svr_C: float, svr_weight: float, *, seed: int, context: Any = None):
     ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
     svr = TransformedTargetRegressor(regressor=make_pipeline(StandardScaler(), SVR(C=svr_C, epsilon=0.1)),

@@ -132,6 +132,9 @@ class Family:
     # Networks a family builds from its own config, with no pretrained weights
     # anywhere (name -> description); only trained with random weights, knowingly.
     private_backbones: dict[str, str] = field(default_factory=dict)
+    # Optional ``(chosen, settings) -> str | None``: what the person should know about the inputs
+    # this family will use (e.g. auto falling back to one backbone), shown before training.
+    input_note: Callable[[str, Any], str | None] | None = None
     # Cap on BLAS/OpenMP threads while fitting (None: the libraries' own choice).
     max_threads: int | None = None
 

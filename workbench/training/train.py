@@ -41,6 +41,9 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
     family = get_family(family) if isinstance(family, str) else family
     chosen = resolve_backbone(family, backbone, settings)
     notices = []
+    note = family.input_note(chosen, settings) if family.input_note is not None else None
+    if note:
+        notices.append(Notice(note, level="warning"))
     for name in family.feature_backbones(chosen, settings):
         if name in family.private_backbones and not random_weights:
             raise TrainingError(f"{name} is {family.private_backbones[name]}: it has no pretrained weights, "
