@@ -96,6 +96,9 @@ def weights_message(family: str, backbone: str, random_weights: bool, settings: 
     except TrainingError as exc:
         return (f"{STOP} **Pretrained weights are missing.** {exc}\n\nTraining stops here unless you tick "
                 f"*Train on random weights* below (the results would mean nothing).", True)
+    except Exception as exc:  # a bug in the check must not take the whole app down: show it, log it
+        log.exception("checking the weights of %s on %s failed", family, backbone)
+        return f"{STOP} **Could not check where the weights come from:** {exc}", False
     lines = []
     for notice in notices:
         if notice.level == "warning":
@@ -174,10 +177,9 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="train-progress")
     notes = gr.Markdown("", elem_id="train-notices")
     one_step = gr.Markdown(curve_note(DEFAULT_FAMILY), elem_id="train-curve-note")
-    with gr.Row():
+    with gr.Row(visible=FAMILIES[DEFAULT_FAMILY].capabilities.iterative) as curve_row:
         loss_plot = gr.LinePlot(live_curve(empty_curve_frame()), x="epoch", y="loss", color="curve", height=320,
-                                title="Loss per epoch (lower is better)", elem_id="train-loss-plot", scale=3,
-                                visible=FAMILIES[DEFAULT_FAMILY].capabilities.iterative)
+                                title="Loss per epoch (lower is better)", elem_id="train-loss-plot", scale=3)
         live = gr.Markdown("", elem_id="train-live-metrics", min_height=80)
     with gr.Column(visible=False) as result_box:
         with gr.Row():
@@ -196,10 +198,10 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
         message, offer_random = weights_message(name, new_backbone, allow_random, settings)
         return ([gr.Column(visible=n == name) for n in panels]
                 + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
-                   gr.LinePlot(visible=fam.capabilities.iterative), curve_note(name)])
+                   gr.Row(visible=fam.capabilities.iterative), curve_note(name)])
 
     family.change(choose_family, [family, backbone, random_weights],
-                  [*panels.values(), family_info, backbone, weights_info, random_weights, loss_plot, one_step])
+                  [*panels.values(), family_info, backbone, weights_info, random_weights, curve_row, one_step])
 
     def check_backbone(name: str, chosen_backbone: str, allow_random: bool):
         message, offer_random = weights_message(name, chosen_backbone, allow_random, settings)
