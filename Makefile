@@ -51,6 +51,9 @@ bench: setup-dev
 	$(PY) bench/dataset_bench.py
 	$(PY) bench/extract_bench.py
 	$(PY) bench/compare_bench.py
+	$(PY) bench/predict_bench.py
+	$(PY) bench/data_tab_bench.py
+	$(PY) bench/train_tab_bench.py
 
 clean-venv:
 	rm -rf $(VENV)
