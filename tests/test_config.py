@@ -59,3 +59,10 @@ def test_relative_paths_resolve_from_the_project_root(tmp_path, monkeypatch):
     user = tmp_path / "rel.yaml"
     user.write_text("paths:\n  data_dir: my_photos\n")
     assert load_settings(user).data_dir == PROJECT_ROOT / "my_photos"
+
+
+def test_typed_relative_paths_resolve_from_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", "labelled")
+    assert load_settings().data_dir == tmp_path / "labelled"
+    assert load_settings(models_dir="runs").models_dir == tmp_path / "runs"

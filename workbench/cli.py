@@ -14,9 +14,12 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 import argparse
 import importlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
+
+import yaml
 
 from workbench.config import Settings, load_settings
 
@@ -85,17 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(
-            args.config,
-            data_dir=args.data_dir,
-            models_dir=args.models_dir,
-            weights_dir=args.weights_dir,
-            cache_dir=args.cache_dir,
-        )
+        try:
+            settings = load_settings(
+                args.config,
+                data_dir=args.data_dir,
+                models_dir=args.models_dir,
+                weights_dir=args.weights_dir,
+                cache_dir=args.cache_dir,
+            )
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise CommandError(f"configuration: {exc}") from exc
         document = COMMANDS[args.command].run(args, settings)
     except CommandError as exc:
         if getattr(args, "json", False):
@@ -106,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if args.json:
-        json.dump(document, sys.stdout, indent=2, default=str, ensure_ascii=False)
+        # NaN is not JSON: a non-finite metric is printed as null, never as a bare NaN token.
+        json.dump(_finite(document), sys.stdout, indent=2, default=str, ensure_ascii=False, allow_nan=False)
         sys.stdout.write("\n")
     return 0

@@ -114,14 +114,14 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
     return loaded
 
 
-def _resolve_path(value: Any) -> Path:
+def _resolve_path(value: Any, base: Path) -> Path:
     path = Path(os.path.expanduser(str(value)))
-    return path if path.is_absolute() else (PROJECT_ROOT / path)
+    return path if path.is_absolute() else (base / path)
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name in _PATH_FIELDS:
-        return _resolve_path(value)
+        return Path(value)
     default = Settings.__dataclass_fields__[name].default
     if isinstance(default, bool):
         return str(value).lower() in {"1", "true", "yes", "on"}
@@ -145,11 +145,12 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
                 name = _FIELD_OF.get((section, key))
                 if name is None:
                     raise ValueError(f"{path}: unknown setting {section}.{key}")
-                values[name] = value
-    for env_name, section_key in ENV_OVERRIDES.items():
-        if os.environ.get(env_name):
-            values[_FIELD_OF[section_key]] = os.environ[env_name]
-    values.update({k: v for k, v in overrides.items() if v is not None})
+                # Paths in config files are relative to the project; typed ones (env, flags) to the current folder.
+                values[name] = _resolve_path(value, PROJECT_ROOT) if name in _PATH_FIELDS else value
+    typed = {_FIELD_OF[key]: os.environ[env] for env, key in ENV_OVERRIDES.items() if os.environ.get(env)}
+    typed.update({k: v for k, v in overrides.items() if v is not None})
+    for name, value in typed.items():
+        values[name] = _resolve_path(value, Path.cwd()) if name in _PATH_FIELDS else value
     coerced = {name: _coerce(name, value) for name, value in values.items()}
     if coerced["score_min"] >= coerced["score_max"]:
         raise ValueError("scores.min must be below scores.max")
