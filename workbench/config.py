@@ -44,7 +44,7 @@ class Settings:
     gallery_page_size: int = 48
     host: str = "127.0.0.1"
     port: int = 7860
-    max_upload_mb: float = 50.0
+    max_upload_mb: float = 500.0
     default_backbone: str = "efficientnet_lite0"
     batch_size: int = 16
     num_workers: int = 2
