@@ -173,6 +173,27 @@ def test_adding_refuses_a_non_image_and_a_bad_score_before_writing(store):
     assert not (store.data_dir / "n.jpg").exists()
 
 
+def test_an_image_with_an_unlisted_suffix_gets_its_formats_suffix_or_is_refused(store, tmp_path):
+    from workbench.images import ImageError
+
+    # A JPEG uploaded as .dat (or with no suffix) is saved as .jpg, so the data folder lists it.
+    shot = store.add_image(jpeg_bytes(11, (96, 96)), "shot.dat", score=40)
+    assert shot.copied and shot.filename == "shot.jpg"
+    assert store.get("shot.jpg").score == 40 and store.problems() == []
+    bare = tmp_path / "bare"
+    bare.write_bytes(jpeg_bytes(12, (96, 96)))
+    assert store.add_images([(bare, "bare", 55)])[0].filename == "bare.jpg"
+    assert "bare.jpg" in store.image_files()
+    # An icon Pillow can read but the data folder does not list: refused, nothing written.
+    icon = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(icon, format="ICO", sizes=[(64, 64)])
+    with pytest.raises(ImageError, match="ICO images are not supported"):
+        store.add_image(icon.getvalue(), "logo.ico", score=50)
+    result = store.add_images([(io.BytesIO(icon.getvalue()), "logo.ico", 50)])[0]
+    assert not result.copied and "ICO images are not supported" in result.error
+    assert not list(store.data_dir.glob("logo*")) and "logo.ico" not in read_csv(store.csv_path)
+
+
 def test_fingerprint_follows_content_and_scores(store):
     store.set_score("a.jpg", 50)
     first = store.fingerprint()
@@ -213,6 +234,20 @@ def test_undo_never_overwrites_a_new_file_with_the_same_name(store):
     restored = store.undo_delete()
     assert restored.filename == "a (1).jpg" and restored.score == 85
     assert (store.data_dir / "a.jpg").read_bytes() == b"new"
+
+
+def test_undo_with_its_trashed_file_removed_says_so_and_older_deletions_still_come_back(store):
+    store.set_score("a.jpg", 20)
+    store.delete("a.jpg")
+    store.delete("b.jpg")
+    for leftover in (store.data_dir / ".trash").rglob("b.jpg"):
+        leftover.unlink()  # someone emptied part of the trash by hand
+    with pytest.raises(FileNotFoundError, match="b.jpg cannot be restored"):
+        store.undo_delete()
+    restored = store.undo_delete()  # the missing one was dropped, not retried forever
+    assert restored.filename == "a.jpg" and restored.score == 20
+    assert (store.data_dir / "a.jpg").is_file() and not list((store.data_dir / ".trash").rglob("a.jpg"))
+    assert store.undo_delete() is None
 
 
 # ------------------------------------------------- several processes at once

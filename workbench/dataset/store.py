@@ -35,7 +35,11 @@ from workbench.dataset.scores import ScoreError, format_range, validate_score
 from workbench.fsutil import (
     UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, safe_child,
 )
-from workbench.images import DEFAULT_MAX_PIXELS, check_image, content_hash, is_supported
+from PIL import Image
+
+from workbench.images import (
+    DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, check_image, content_hash, is_supported,
+)
 
 __all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
 
@@ -73,6 +77,38 @@ class AddResult:
 class _Row:
     score: str  # as written in the file; "" when unlabelled
     text: str = ""
+
+
+# Pillow format -> the suffix a file of that format gets when its own name has an unsupported one.
+_FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp",
+                    "TIFF": ".tif", "GIF": ".gif", "HEIF": ".heic"}
+
+
+def _detected_format(source) -> str:
+    """Pillow's name for the format of ``source`` (path or BytesIO), from its header."""
+    if isinstance(source, io.BytesIO):
+        source = io.BytesIO(source.getvalue())
+    with Image.open(source) as image:
+        return image.format or "unknown"
+
+
+def supported_name(name: str, image_format: str) -> str:
+    """``name`` with a suffix the data folder lists: its own when supported, else its format's.
+
+    A photo uploaded as ``shot.dat`` (or with no suffix) that is really a JPEG
+    becomes ``shot.jpg``; raises :class:`ImageError` when the format itself
+    (ICO, AVIF, ...) is one the data folder does not list, since the copy would
+    otherwise be invisible.
+    """
+    if is_supported(name):
+        return name
+    suffix = _FORMAT_SUFFIXES.get(image_format)
+    if suffix not in SUPPORTED_EXTENSIONS:
+        listed = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise ImageError(f"{name}: {image_format} images are not supported in the training set "
+                         f"(convert it to one of {listed})")
+    stem = name.rpartition(".")[0] if "." in name else name
+    return (stem or "image") + suffix
 
 
 def _csv_number(value: float) -> str:
@@ -306,14 +342,15 @@ class ScoreStore:
         else:
             score = None
         if isinstance(source, (bytes, bytearray)):
-            check_image(bytes(source), self.max_pixels)
+            info = check_image(bytes(source), self.max_pixels)
             data = bytes(source)
         elif isinstance(source, (str, Path)):
-            check_image(source, self.max_pixels)
+            info = check_image(source, self.max_pixels)
             data = None
         else:
             data = source.read()
-            check_image(data, self.max_pixels)
+            info = check_image(data, self.max_pixels)
+        name = supported_name(sanitize_name(name), info.format)  # refuse before anything is written
         return self.add_images([(io.BytesIO(data) if data is not None else Path(source), name, score, text)])[0]
 
     def add_images(self, items: list[tuple]) -> list[AddResult]:
@@ -350,7 +387,15 @@ class ScoreStore:
                         rows.setdefault(duplicate, _Row("")).score = _csv_number(score)
                     results.append(AddResult(duplicate, copied=False, duplicate_of=duplicate, score_applied=applied))
                     continue
-                clean = sanitize_name(name)
+                try:
+                    clean = sanitize_name(name)
+                    if not is_supported(clean):
+                        clean = supported_name(clean, _detected_format(io.BytesIO(data) if data is not None
+                                                                       else source))
+                except (ImageError, OSError) as exc:
+                    results.append(AddResult(name, copied=False, error=str(exc) if isinstance(exc, ImageError)
+                                             else f"not an image this workbench can read ({exc})"))
+                    continue
                 final = unique_name(clean, taken)
                 try:
                     while True:
@@ -406,7 +451,12 @@ class ScoreStore:
         return bool(self._read_undo())
 
     def undo_delete(self) -> Entry | None:
-        """Restore the most recent deletion (under a new name if the old one was taken); None if none."""
+        """Restore the most recent deletion (under a new name if the old one was taken); None if none.
+
+        Raises ``FileNotFoundError`` when the trashed copy was removed meanwhile;
+        that deletion is then dropped from the undo stack, so the next undo
+        restores the one before it.
+        """
         with self._editing() as rows:
             stack = self._read_undo()
             if not stack:
@@ -417,8 +467,15 @@ class ScoreStore:
                 trashed = self.data_dir / record["trashed"]
                 if not trashed.resolve().is_relative_to(self.trash_dir.resolve()):
                     raise UnsafePath(f"undo record points outside {self.trash_dir}")
+                if not trashed.is_file():
+                    atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
+                    raise FileNotFoundError(
+                        f"{name} cannot be restored: its copy in the trash ({record['trashed']}) was removed. "
+                        f"That deletion was dropped from the undo list"
+                        + ("; undo again to restore the one before it." if stack else "."))
                 name = unique_name(name, {n.casefold() for n in (*self.image_files(), *rows)})
-                os.link(trashed, self.path_of(name))  # fails rather than overwrite
+                # A copy, not os.link: works on disks without hard links (FAT/exFAT); never overwrites.
+                copy_file_exclusive(trashed, self.path_of(name))
                 trashed.unlink()
                 try:
                     trashed.parent.rmdir()
