@@ -220,3 +220,73 @@ def test_write_csv_for_a_run_without_distributions(trained, tmp_path):
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     assert list(rows[0]) == ["path", "score"] and len(rows) == 48
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
+
+
+# ------------------------------------------------- broken runs, bad numbers
+def test_an_unsafe_id_is_not_found_and_a_damaged_manifest_says_so(settings):
+    with pytest.raises(ScorerUnavailable) as caught:
+        load_scorer("../x", settings)
+    assert caught.value.not_found and "not a run id" in str(caught.value)
+    for name, text in {"garbled": "{not json", "empty": "{}", "listed": "[1, 2]"}.items():
+        folder = settings.models_dir / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(text, encoding="utf-8")
+        with pytest.raises(ScorerUnavailable) as caught:
+            load_scorer(name, settings)
+        assert not caught.value.not_found and f"run {name} cannot be loaded" in str(caught.value)
+
+
+def test_a_foreign_model_class_is_refused_as_unavailable(trained, tmp_path):
+    """A run folder whose safetensors file names a class the workbench never writes."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from workbench.fsutil import file_sha256
+    from workbench.runs import RunStore
+
+    settings, _, _ = trained
+    (head,) = [m for m in RunStore(settings.models_dir).list() if m.family == "nima_head"]
+    runs = tmp_path / "runs"
+    shutil.copytree(settings.models_dir / head.run_id, runs / "foreign")
+    manifest_path = runs / "foreign" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["model_format"] == "safetensors"
+    model = runs / "foreign" / manifest["model_file"]
+    save_file({"w": torch.zeros(2)}, str(model), metadata={"workbench": json.dumps({"class": "os.system"})})
+    manifest["model_sha256"] = file_sha256(model)  # a consistent but foreign run
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ScorerUnavailable) as caught:
+        load_scorer("foreign", settings.replace(models_dir=runs))
+    assert not caught.value.not_found and "unknown model class 'os.system'" in str(caught.value)
+
+
+def test_a_non_finite_threshold_is_refused(trained):
+    settings, ridge, _ = trained
+    scorer = load_scorer(ridge.run_id, settings)
+    for bad in (float("nan"), float("inf"), "-inf"):
+        with pytest.raises(ValueError, match="finite"):
+            drain(score_images([settings.data_dir], scorer, settings, threshold=bad))
+
+
+def test_a_nan_score_is_listed_as_an_error_after_the_scored_photos(trained):
+    """The real ridge run, with one prediction turned into NaN as a diverged model gives."""
+    import dataclasses
+
+    settings, ridge, _ = trained
+    scorer = load_scorer(ridge.run_id, settings)
+
+    def one_nan(paths, settings, stop=None):
+        for event in scorer.predict_chunk(paths, settings, stop=stop):
+            if isinstance(event, Finished):
+                event.result.scores[1] = np.nan
+            yield event
+
+    poisoned = dataclasses.replace(scorer, predict_chunk=one_nan)
+    names = sorted(p["filename"] for p in ridge.predictions)[:6]
+    result = drain(score_images([settings.data_dir / n for n in names], poisoned, settings))
+    assert len(result.scored) == 5 and [r.path for r in result.failed] == [str(settings.data_dir / names[1])]
+    assert result.rows[-1].error == "the model produced no finite score" and result.rows[-1].score is None
+    assert [r.score for r in result.scored] == sorted((r.score for r in result.scored), reverse=True)
+    assert "nan" not in csv_text(result).lower()

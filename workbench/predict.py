@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,7 +35,26 @@ CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so 
 
 
 class ScorerUnavailable(Exception):
-    """The chosen scorer cannot be loaded (no such run, missing weights); says why."""
+    """The chosen scorer cannot be loaded or run (no such run, a damaged or foreign run,
+    missing weights); says why. ``not_found`` is true when no run has that id (or the id
+    is not a run id at all), so callers can tell "no such thing" (HTTP 404) from "broken"."""
+
+    def __init__(self, message: str, *, not_found: bool = False):
+        super().__init__(message)
+        self.not_found = not_found
+
+
+NO_FINITE_SCORE = "the model produced no finite score"
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """``threshold`` as a float, or ValueError for NaN/infinity (every photo would be "bad")."""
+    if threshold is None:
+        return None
+    value = float(threshold)
+    if not math.isfinite(value):
+        raise ValueError(f"the threshold must be a finite number, not {threshold!r}")
+    return value
 
 
 @dataclass
@@ -219,17 +239,23 @@ def _weights_note(manifest) -> str:
 
 
 def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
+    from workbench.backbones import WeightsUnavailable
     from workbench.models import get_family
     from workbench.runs import RunCorrupt, RunNotFound, load_run
+    from workbench.training.persist import UnsafeModel
 
     try:
         run = load_run(run_id, settings)
+        capabilities = get_family(run.manifest.family).capabilities
     except RunNotFound as exc:
-        raise ScorerUnavailable(f"{exc}. Train one in the Train tab, or use '{NIMA_ID}' (ready, no training).") from None
-    except RunCorrupt as exc:
+        raise ScorerUnavailable(f"{exc}. Train one in the Train tab, or use '{NIMA_ID}' (ready, no training).",
+                                not_found=True) from None
+    except (RunCorrupt, UnsafeModel, WeightsUnavailable) as exc:
         raise ScorerUnavailable(f"run {run_id} cannot be loaded: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged manifest.json
+        raise ScorerUnavailable(f"run {run_id} cannot be loaded: its manifest or model file is damaged "
+                                f"({type(exc).__name__}: {exc})") from None
     manifest = run.manifest
-    capabilities = get_family(manifest.family).capabilities
     cached_target: list = []
 
     def gradcam_target():
@@ -338,10 +364,15 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
     """Score files and folders; yields Progress/Notice, ends with ``Finished(BatchResult)``.
 
     Broken images become rows with an ``error`` and the rest is scored. On Stop
-    the result holds what was scored so far and ``stopped`` is true.
+    the result holds what was scored so far and ``stopped`` is true. Raises
+    ValueError for a NaN or infinite ``threshold`` and ScorerUnavailable when the
+    model's backbone weights are gone (deleted after training, cache cold).
     """
+    from workbench.backbones import WeightsUnavailable
+
+    threshold = check_threshold(threshold)
+    threshold = scorer.default_threshold if threshold is None else threshold
     paths, missing = expand_inputs(inputs)
-    threshold = scorer.default_threshold if threshold is None else float(threshold)
     rows = [ScoreRow(path=p, error=reason) for p, reason in missing.items()]
     total, stopped = len(paths), False
     yield Progress(0, total, f"scoring {total} image(s) with {scorer.id}")
@@ -351,20 +382,23 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
             break
         chunk = paths[offset:offset + CHUNK]
         predictions = None
-        for event in scorer.predict_chunk(chunk, settings, stop=stop):
-            if isinstance(event, Finished):
-                predictions, stopped = event.result, event.stopped
-            elif isinstance(event, Progress):
-                done = offset + int(event.fraction * len(chunk))  # the chunk's own units -> images overall
-                yield Progress(done, total, event.message, event.rate, event.eta)
-            else:
-                yield event
+        try:
+            for event in scorer.predict_chunk(chunk, settings, stop=stop):
+                if isinstance(event, Finished):
+                    predictions, stopped = event.result, event.stopped
+                elif isinstance(event, Progress):
+                    done = offset + int(event.fraction * len(chunk))  # the chunk's own units -> images overall
+                    yield Progress(done, total, event.message, event.rate, event.eta)
+                else:
+                    yield event
+        except WeightsUnavailable as exc:
+            raise ScorerUnavailable(f"{scorer.id} cannot score: {exc}") from None
         if predictions is not None:
             rows.extend(_rows_of(predictions, scorer, threshold))
         yield Progress(offset + len(chunk), total, f"scored {offset + len(chunk)} of {total}")
         if stopped:
             break
-    scored = sorted((r for r in rows if r.error is None), key=lambda r: -r.score)
+    scored = sorted((r for r in rows if r.error is None), key=lambda r: -r.score)  # all finite (_rows_of)
     failed = [r for r in rows if r.error is not None]
     if failed:
         yield Notice(f"{len(failed)} file(s) could not be scored; each is listed with its reason", level="warning")
@@ -377,6 +411,9 @@ def _rows_of(predictions, scorer: Scorer, threshold: float) -> list[ScoreRow]:
     dists, spreads = predictions.distributions, predictions.spreads
     for i, path in enumerate(predictions.paths):
         score = float(predictions.scores[i])
+        if not math.isfinite(score):  # NaN would sort anywhere and count as "bad"; list it with the failures
+            rows.append(ScoreRow(path=str(path), error=NO_FINITE_SCORE))
+            continue
         rows.append(ScoreRow(
             path=str(path), score=score,
             std=float(spreads[i]) if spreads is not None else None,
