@@ -10,8 +10,8 @@ Callbacks only call ``workbench.predict`` and ``workbench.describe``.
 from __future__ import annotations
 
 import html
+import logging
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -21,12 +21,13 @@ from matplotlib.figure import Figure
 
 from workbench.config import Settings
 from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
-from workbench.events import Finished, Progress, StopFlag
+from workbench.events import Finished, Progress
 from workbench.images import ImageError, thumbnail
 from workbench.predict import (
     BatchResult, ScoreRow, Scorer, ScorerUnavailable, cached_scorer, csv_text, default_scorer_id, explain,
-    score_images, scorer_choices,
+    score_images, score_one, scorer_choices,
 )
+from workbench.ui.widgets import StopFlags, progress_html
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -36,26 +37,8 @@ INTRO = """Score new photos. The ready **nima** scorer (trained on the AVA photo
 training; a run you trained scores on your own scale. Drop one photo for a close look, or many to cull a shoot."""
 
 
-class _StopFlags:
-    """One StopFlag per browser session (an Event cannot live in gr.State)."""
-
-    def __init__(self) -> None:
-        self._flags: dict[str, StopFlag] = {}
-        self._lock = threading.Lock()
-
-    def start(self, session: str) -> StopFlag:
-        with self._lock:
-            self._flags[session] = flag = StopFlag()
-        return flag
-
-    def stop(self, session: str) -> None:
-        with self._lock:
-            flag = self._flags.get(session)
-        if flag is not None:
-            flag.set()
-
-
-STOP_FLAGS = _StopFlags()
+STOP_FLAGS = StopFlags()
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------- formatting
@@ -99,13 +82,6 @@ def distribution_figure(row: ScoreRow, scorer: Scorer) -> Figure | None:
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
-
-
-def progress_html(fraction: float, text: str) -> str:
-    width = max(0.0, min(fraction, 1.0)) * 100
-    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
-            f'<div style="background:#4f7cac;width:{width:.1f}%;height:10px"></div></div>'
-            f'<div style="margin-top:4px">{html.escape(text)}</div>')
 
 
 def results_table(result: BatchResult) -> pd.DataFrame:
@@ -230,13 +206,8 @@ def build(settings: Settings) -> None:
         if not path:
             return "", None, None, None, ""
         scorer = _scorer(chosen)
-        row = drain_one(scorer, path, limit)
+        row = score_one(path, scorer, settings, threshold=limit)
         return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
-
-    def drain_one(scorer: Scorer, path: str, limit: float) -> ScoreRow:
-        from workbench.events import drain
-
-        return drain(score_images([path], scorer, settings, threshold=limit)).rows[0]
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
@@ -258,7 +229,7 @@ def build(settings: Settings) -> None:
         if not path:
             return "Choose a photo first."
         scorer = _scorer(chosen)
-        row = drain_one(scorer, path, limit)
+        row = score_one(path, scorer, settings, threshold=limit)
         if row.error is not None:
             return f"⚠ {html.escape(row.error)}"
         llm = LLMConfig.from_settings(settings, base_url=url or None, model=name or None, api_key=key or None,
@@ -270,25 +241,35 @@ def build(settings: Settings) -> None:
         return f"{caption}\n\n**Critique** (score {row.score:.2f}):\n\n{critique}"
 
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
+        """Yields (progress, gallery, table, csv, shown); ``shown`` is (the batch's scorer id, its gallery rows)."""
         inputs = list(files or []) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
         if not inputs:
             yield progress_html(0, "Add photos or type a folder first."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        scorer = _scorer(chosen)
-        flag = STOP_FLAGS.start(request.session_hash or "")
-        last, result = 0.0, None
-        for event in score_images(inputs, scorer, settings, stop=flag, threshold=limit):
-            if isinstance(event, Progress) and time.monotonic() - last > UPDATE_EVERY:
-                last = time.monotonic()
-                yield (progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}"),
-                       gr.skip(), gr.skip(), gr.skip(), gr.skip())
-            elif isinstance(event, Finished):
-                result = event.result
-        word = "Stopped" if result.stopped else "Done"
-        text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
-        items, shown = gallery_items(result, settings)
-        yield (progress_html(1.0, text), items, results_table(result),
-               csv_file(result) if result.rows else None, shown)
+        session = request.session_hash or ""
+        flag = STOP_FLAGS.start(session, "score")
+        try:
+            scorer = cached_scorer(chosen, settings)
+            last, result = 0.0, None
+            for event in score_images(inputs, scorer, settings, stop=flag, threshold=limit):
+                if isinstance(event, Progress) and time.monotonic() - last > UPDATE_EVERY:
+                    last = time.monotonic()
+                    yield (progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}"),
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                elif isinstance(event, Finished):
+                    result = event.result
+            word = "Stopped" if result.stopped else "Done"
+            text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
+            items, shown = gallery_items(result, settings)
+            yield (progress_html(1.0, text), items, results_table(result),
+                   csv_file(result) if result.rows else None, (result.scorer_id, shown))
+        except (ScorerUnavailable, ValueError) as exc:  # the person can fix these: say what to do
+            yield progress_html(1, f"Could not score: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
+            log.exception("scoring %d input(s) with %s failed", len(inputs), chosen)
+            yield progress_html(1, f"Scoring failed: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        finally:
+            STOP_FLAGS.finish(session, "score", flag)
 
     def open_page():
         chosen = default_scorer_id(settings)
@@ -296,14 +277,18 @@ def build(settings: Settings) -> None:
         return gr.Dropdown(choices=scorer_choices(settings), value=chosen), info, slider
 
     def stop_batch(request: gr.Request) -> None:
-        STOP_FLAGS.stop(request.session_hash or "")
+        STOP_FLAGS.stop(request.session_hash or "", "score")
 
-    def pick(shown: list[ScoreRow] | None, chosen: str, alpha: float, event: gr.SelectData):
-        if not shown or event.index is None or event.index >= len(shown):
+    def pick(shown: tuple[str, list[ScoreRow]] | None, alpha: float, event: gr.SelectData):
+        batch_scorer, rows = shown or (None, [])
+        if not rows or event.index is None or event.index >= len(rows):
             return "Click a photo for its Grad-CAM overlay.", None, None
-        row = shown[event.index]
-        found = explain(row.path, _scorer(chosen), settings)
+        row = rows[event.index]
         title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
+        try:  # the scorer that scored this batch, whatever the dropdown shows now
+            found = explain(row.path, cached_scorer(batch_scorer, settings), settings)
+        except (ImageError, ScorerUnavailable) as exc:  # e.g. the photo was moved since it was scored
+            return f"{title}  \n⚠ {html.escape(str(exc))}", None, None
         if found.heatmap is None:
             return f"{title}  \nℹ {html.escape(found.reason)}", found.image, found
         return title, found.overlay(alpha), found
@@ -329,7 +314,7 @@ def build(settings: Settings) -> None:
     start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
                 concurrency_limit=2)
     stop.click(stop_batch, None, None, queue=False)
-    gallery.select(pick, [shown_rows, scorer_id, picked_opacity], [picked, picked_overlay, picked_explanation])
+    gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
     _on_page_open(open_page, [scorer_id, scorer_info, threshold])
 

@@ -1,7 +1,6 @@
 """The Compare and Runs panels of the Train tab (split from train_tab.py to keep both readable)."""
 from __future__ import annotations
 
-import html
 import logging
 import time
 from dataclasses import dataclass
@@ -18,21 +17,13 @@ from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import TooFewImages, TrainingError, compare
 from workbench.training.reporting import (comparison_frame, format_duration, metrics_markdown, overlay_figure,
                                           runs_frame)
+from workbench.ui.widgets import progress_html
 
 log = logging.getLogger(__name__)
 
 # Fast families a first comparison should show; ridge is the baseline every comparison keeps.
 BASELINE = "ridge"
 DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
-
-
-def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
-    """A plain progress bar with a line of text; Gradio's own progress overlay would hide the live plots."""
-    colour = "#c0392b" if failed else "#4f7cac"
-    width = max(0.0, min(fraction, 1.0)) * 100
-    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
-            f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
-            f'<div style="margin-top:4px">{html.escape(text)}</div>')
 
 
 # ------------------------------------------------------------------ compare
@@ -61,7 +52,12 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s)", height=280,
                                elem_id="compare-time")
 
-    def run_comparison(chosen: list[str], backbone_name: str, k: float, seed_value: float, request: gr.Request):
+    def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
+                       request: gr.Request):
+        if k is None or seed_value is None:  # an emptied gr.Number sends None
+            yield (gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds and a seed.", failed=True),
+                   *[gr.skip()] * 3)
+            return
         flag = stop_flags.start(request.session_hash, "compare")
         yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), None, None, None
         try:
@@ -189,7 +185,13 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
     run.change(show_run, run, [details, name, notes])
 
     def pick_row(frame: pd.DataFrame, evt: gr.SelectData):
-        return frame.iloc[evt.index[0]]["run_id"]
+        # evt.row_value, not frame.iloc[evt.index[0]]: once the person sorts the table, the clicked
+        # row's index is its place on screen while ``frame`` keeps the original order (gradio#10702).
+        row = evt.row_value or []
+        column = list(frame.columns).index("run_id") if "run_id" in frame.columns else None
+        if column is None or column >= len(row) or not row[column]:
+            return gr.skip()  # a click on an empty table
+        return str(row[column])
 
     table.select(pick_row, table, run)
 

@@ -10,7 +10,6 @@ and draw what it returns.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import gradio as gr
@@ -19,14 +18,13 @@ from PIL import Image
 
 from workbench.backbones import WeightsUnavailable, backbone_choices
 from workbench.config import Settings
-from workbench.events import StopFlag
 from workbench.models import DEFAULT_FAMILY, FAMILIES, BadParameter, Param, UnknownFamily
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows
 from workbench.training.reporting import (LEADERBOARD_COLUMNS, TrainingMonitor, empty_curve_frame,
                                           leaderboard_place, metrics_markdown, runs_frame)
 from workbench.training import TooFewImages, TrainingError, check_weights, train
 from workbench.ui import train_panels
-from workbench.ui.train_panels import progress_html
+from workbench.ui.widgets import StopFlags, progress_html
 
 TITLE = "Train"
 log = logging.getLogger(__name__)
@@ -40,32 +38,6 @@ USER_ERRORS = (TrainingError, TooFewImages, BadParameter, WeightsUnavailable, Un
 UPDATE_EVERY = 0.25  # seconds between live updates sent to the browser
 PLOT_EPOCHS = 250  # longer histories are thinned for the live plot (same shape, fewer SVG points)
 OK, WARN, STOP, INFO = "✔", "⚠", "✖", "ℹ"  # glyphs every system font has (no colour emoji needed)
-
-
-class StopFlags:
-    """The StopFlag of each browser session's running job (an Event cannot live in gr.State)."""
-
-    def __init__(self) -> None:
-        self._flags: dict[tuple[str, str], StopFlag] = {}
-        self._lock = threading.Lock()
-
-    def start(self, session: str, job: str) -> StopFlag:
-        flag = StopFlag()
-        with self._lock:
-            self._flags[(session, job)] = flag
-        return flag
-
-    def stop(self, session: str, job: str) -> bool:
-        with self._lock:
-            flag = self._flags.get((session, job))
-        if flag is not None:
-            flag.set()
-        return flag is not None
-
-    def finish(self, session: str, job: str, flag: StopFlag) -> None:
-        with self._lock:
-            if self._flags.get((session, job)) is flag:
-                del self._flags[(session, job)]
 
 
 STOP_FLAGS = StopFlags()

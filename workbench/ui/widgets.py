@@ -10,10 +10,15 @@ only draws pages and turns clicks into indices.
 A "page" is any object shaped like :class:`workbench.dataset.GalleryPage`:
 ``items`` (each with ``filename``, ``score``, ``path``, ``thumbnail``), ``page``,
 ``pages`` and ``total``.
+
+Also the small pieces several tabs share: :class:`StopFlags` (Stop buttons) and
+:func:`progress_html` (a progress bar that does not cover the live plots).
 """
 from __future__ import annotations
 
+import html
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,11 +29,55 @@ from PIL import Image
 
 from workbench.config import Settings
 from workbench.dataset.scores import format_score
+from workbench.events import StopFlag
 from workbench.fsutil import atomic_write_bytes
 from workbench.images import ImageError, thumbnail
 
 TABLE_HEADERS = ["filename", "score"]
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
+
+
+class StopFlags:
+    """The StopFlag of each browser session's running job (an Event cannot live in gr.State).
+
+    Call :meth:`start` when a job begins and :meth:`finish` in its ``finally``, so
+    the table holds running jobs only.
+    """
+
+    def __init__(self) -> None:
+        self._flags: dict[tuple[str, str], StopFlag] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str, job: str) -> StopFlag:
+        flag = StopFlag()
+        with self._lock:
+            self._flags[(session, job)] = flag
+        return flag
+
+    def stop(self, session: str, job: str) -> bool:
+        with self._lock:
+            flag = self._flags.get((session, job))
+        if flag is not None:
+            flag.set()
+        return flag is not None
+
+    def finish(self, session: str, job: str, flag: StopFlag) -> None:
+        with self._lock:
+            if self._flags.get((session, job)) is flag:  # not a newer job of the same session
+                del self._flags[(session, job)]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._flags)
+
+
+def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
+    """A plain progress bar with a line of text; Gradio's own progress overlay would hide the live plots."""
+    colour = "#c0392b" if failed else "#4f7cac"
+    width = max(0.0, min(fraction, 1.0)) * 100
+    return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
+            f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
+            f'<div style="margin-top:4px">{html.escape(text)}</div>')
 
 
 def caption(item: Any) -> str:
