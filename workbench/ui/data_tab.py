@@ -13,6 +13,7 @@ from workbench.dataset import (
     GalleryQuery, ScoreError, ScoreStore, UnsafePath, format_score, gallery_page, summarize,
 )
 from workbench.dataset.session import table_changes
+from workbench.fsutil import LockTimeout
 from workbench.images import ImageError
 from workbench.ui.widgets import LabelledGallery, histogram, table_rows
 
@@ -21,8 +22,9 @@ TITLE = "Training data"
 # label shown in the dropdown -> GalleryQuery.sort
 SORT_ORDERS = {"File name": "name", "Score, low to high": "score", "Score, high to low": "score_desc"}
 
-# What a failed edit can raise; each message is written for a person.
-EDIT_ERRORS = (ScoreError, ImageError, UnsafePath, KeyError, FileNotFoundError)
+# What a failed edit can raise; each message is written for a person (OSError: a full disk, no
+# permission; LockTimeout: another writer, e.g. the CLI, held data/ too long).
+EDIT_ERRORS = (ScoreError, ImageError, UnsafePath, KeyError, LockTimeout, OSError)
 
 
 def summary_line(summary) -> str:
@@ -125,6 +127,8 @@ def build(settings: Settings) -> None:
     def add_entry(page, name, file, typed_name, typed_score):
         if file:
             result = store.add_image(file, Path(file).name, score=typed_score or None)
+            if result.error:  # unreadable or not copied: nothing was written
+                raise ImageError(f"{Path(file).name}: {result.error}")
             if not result.copied:
                 return f"{Path(file).name} is already in the training set as {result.duplicate_of}.", None
             return f"Added {result.filename}.", result.filename

@@ -9,6 +9,7 @@ from workbench.config import Settings
 from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.events import Progress, drain
+from workbench.fsutil import LockTimeout
 from workbench.ui.widgets import LabelledGallery, histogram, table_rows
 
 TITLE = "Import"
@@ -46,6 +47,12 @@ def report_text(report) -> str:
     return text
 
 
+def close_session(session: ImportSession | None) -> None:
+    """Gradio calls this when a browser session's state is dropped (about an hour after its tab closed)."""
+    if session is not None:
+        session.close()  # deletes the files extracted from uploaded zips
+
+
 def show_progress(progress: gr.Progress, event) -> None:
     if isinstance(event, Progress):
         progress((event.done, event.total), desc=event.message, unit="images")
@@ -53,7 +60,8 @@ def show_progress(progress: gr.Progress, event) -> None:
 
 def build(settings: Settings) -> None:
     gr.Markdown(INTRO)
-    session = gr.State(None)
+    # A new scan closes the session it replaces; the last one of a tab is closed when Gradio drops its state.
+    session = gr.State(None, delete_callback=close_session)
     with gr.Tabs():
         with gr.Tab("Folder on this computer", id="import-source-folder"):
             with gr.Row(equal_height=True):
@@ -62,8 +70,8 @@ def build(settings: Settings) -> None:
                 scan_folder = gr.Button("Preview folder", variant="primary", elem_id="import-scan-folder",
                                         scale=1)
         with gr.Tab("Upload from this browser", id="import-source-upload"):
-            uploads = gr.File(label="Images or a .zip (several at once)", file_count="multiple",
-                              elem_id="import-upload", height=140)
+            uploads = gr.File(label=f"Images or a .zip (several at once, at most {settings.max_upload_mb:g} MB each)",
+                              file_count="multiple", elem_id="import-upload", height=140)
             scan_upload = gr.Button("Preview uploaded files", variant="primary", elem_id="import-scan-upload")
     pattern = gr.Textbox(label="Custom file-name pattern (optional)", info=PATTERN_HELP,
                          placeholder=settings.filename_pattern or "default rule", elem_id="import-pattern",
@@ -124,7 +132,7 @@ def build(settings: Settings) -> None:
             return "Nothing to save yet: preview a folder or uploaded files first, and let the preview finish."
         try:
             report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
-        except ScoreError as exc:
+        except (ScoreError, LockTimeout, OSError) as exc:  # a bad score, the CLI writing too, a full disk
             return f"⚠️ {exc} Nothing was copied."
         return report_text(report_)
 
