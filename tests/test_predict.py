@@ -290,3 +290,23 @@ def test_a_nan_score_is_listed_as_an_error_after_the_scored_photos(trained):
     assert result.rows[-1].error == "the model produced no finite score" and result.rows[-1].score is None
     assert [r.score for r in result.scored] == sorted((r.score for r in result.scored), reverse=True)
     assert "nan" not in csv_text(result).lower()
+
+
+def test_a_run_whose_backbone_weights_are_gone_is_unavailable_when_scoring(trained, tmp_path):
+    """The run's backbone has no weights here and the feature cache is cold: a reason, not a traceback."""
+    import json
+
+    settings, ridge, _ = trained
+    runs = tmp_path / "runs"
+    shutil.copytree(settings.models_dir / ridge.run_id, runs / "moved")
+    manifest_path = runs / "moved" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["backbones"], manifest["backbone"] = ["resnet50"], "resnet50"  # as if trained where its weights were
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    (tmp_path / "cache").mkdir()
+    elsewhere = settings.replace(models_dir=runs, cache_dir=tmp_path / "cache", weights_dir=tmp_path)
+    scorer = load_scorer("moved", elsewhere)
+    with pytest.raises(ScorerUnavailable) as caught:
+        drain(score_images([settings.data_dir], scorer, elsewhere))
+    assert f"{ridge.run_id} cannot score" in str(caught.value) and "resnet50" in str(caught.value)
+    assert not caught.value.not_found
