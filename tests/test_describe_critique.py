@@ -180,6 +180,15 @@ def test_no_server_says_so():
     assert "No server answers" in str(caught.value) and SECRET not in str(caught.value)
 
 
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:11434v1", "htp://127.0.0.1:11434/v1", "127.0.0.1:11434/v1"])
+def test_a_mistyped_base_url_says_it_is_not_a_valid_url(base_url):
+    config = LLMConfig(base_url=base_url, model="llava", api_key=SECRET, max_retries=0)
+    with pytest.raises(CritiqueError) as caught:
+        ask(config)
+    assert f"The LLM base URL '{base_url}' is not a valid URL" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
 def test_unconfigured_client_explains_how_to_configure(settings, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     config = LLMConfig.from_settings(settings.replace(llm_base_url="", llm_model=""))

@@ -223,6 +223,11 @@ class CritiqueClient:
                 last = attempt == attempts
                 try:
                     response = client.post(cfg.endpoint, json=payload, headers=headers)
+                except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # InvalidURL is no HTTPError
+                    raise CritiqueError(cfg.redact(
+                        f"The LLM base URL {cfg.base_url!r} is not a valid URL ({exc}). It should look like "
+                        "http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1."
+                    )) from None
                 except httpx.ConnectError:
                     raise CritiqueError(
                         f"No server answers at {cfg.base_url} (connection refused). Is it running? "
