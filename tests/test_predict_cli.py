@@ -45,6 +45,18 @@ def test_unknown_run_is_a_clear_error(workbench_env, run_cli, scored_photo_folde
     assert proc.returncode == 2 and "no run 'no-such-run'" in proc.stderr
 
 
+def test_a_damaged_run_or_a_nan_threshold_is_a_clear_error(nima_env, run_cli, scored_photo_folder):
+    damaged = Path(nima_env["WORKBENCH_MODELS_DIR"]) / "damaged"
+    damaged.mkdir()
+    (damaged / "manifest.json").write_text("{not json", encoding="utf-8")
+    proc = run_cli("predict", "damaged", scored_photo_folder, check=False)
+    assert proc.returncode == 2 and "run damaged cannot be loaded" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    for bad in ("nan", "inf"):
+        proc = run_cli("predict", "nima", scored_photo_folder, "--threshold", bad, check=False)
+        assert proc.returncode == 2 and "finite number" in proc.stderr and "bad" not in proc.stdout
+
+
 def test_describe_with_a_chat_server(nima_env, run_cli, scored_photo_folder, monkeypatch):
     server = ChatServer()
     server.script = [{"status": 200, "body": completion("Lovely whiskers; crop tighter.")}]

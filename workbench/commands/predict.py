@@ -10,6 +10,7 @@ for distribution models, + ``error``); ``--json`` prints
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -23,18 +24,22 @@ from workbench.predict import BatchResult, ScorerUnavailable, default_scorer_id,
 
 
 def _drive(events, show_bar: bool):
-    """Run the scoring generator: a tqdm bar and notices on stderr; return the BatchResult."""
+    """Run the scoring generator: a tqdm bar and notices on stderr; return the BatchResult.
+    A scorer that cannot run (its backbone weights gone) is a CommandError, not a traceback."""
     result = None
     with tqdm(desc="scoring", unit="img", file=sys.stderr, dynamic_ncols=True, leave=False,
               disable=not show_bar) as bar:
-        for event in events:
-            if isinstance(event, Progress):
-                bar.total, bar.n = event.total, event.done
-                bar.refresh()
-            elif isinstance(event, Notice):
-                bar.write(f"{event.level}: {event.message}", file=sys.stderr)
-            elif isinstance(event, Finished):
-                result = event.result
+        try:
+            for event in events:
+                if isinstance(event, Progress):
+                    bar.total, bar.n = event.total, event.done
+                    bar.refresh()
+                elif isinstance(event, Notice):
+                    bar.write(f"{event.level}: {event.message}", file=sys.stderr)
+                elif isinstance(event, Finished):
+                    result = event.result
+        except ScorerUnavailable as exc:
+            raise CommandError(str(exc)) from None
     return result
 
 
@@ -49,7 +54,18 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="images or folders (searched recursively)")
     parser.add_argument("--csv", metavar="OUT", help="also write the results to this CSV file")
-    parser.add_argument("--threshold", type=float, help="good/bad threshold (default: the scorer's own)")
+    parser.add_argument("--threshold", type=_finite_float, help="good/bad threshold (default: the scorer's own)")
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a number, but not nan/inf (which would make every photo "bad")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
 
 
 def _document(result: BatchResult, scorer) -> dict:
