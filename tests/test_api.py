@@ -96,6 +96,16 @@ def check_an_unknown_run_is_404_and_docs_describe_the_endpoint(server, photos):
     assert httpx.get(f"{server}/api/docs", timeout=30).status_code == 200
 
 
+def check_an_unsafe_run_id_is_404_and_a_nan_threshold_422(server, photos):
+    files = [("files", ("a.jpg", jpeg_bytes(photos["chelsea"]), "image/jpeg"))]
+    response = httpx.post(f"{server}/api/score", files=files, data={"run": "../x"}, timeout=120)
+    assert response.status_code == 404 and "not a run id" in response.json()["detail"]
+    for bad in ("nan", "inf", "-Infinity"):
+        response = httpx.post(f"{server}/api/score", files=files, data={"threshold": bad}, timeout=120)
+        assert response.status_code == 422, response.text
+        assert "finite number" in response.json()["detail"]
+
+
 def test_score_endpoint(server, photos):
     """One app start (about half a minute on two cores) serves every check."""
     check_scores_several_images_with_distributions(server, photos)
@@ -103,6 +113,7 @@ def test_score_endpoint(server, photos):
     check_a_non_image_is_rejected_with_a_reason_per_file(server, photos)
     check_an_oversized_upload_is_refused_with_413(server)
     check_an_unknown_run_is_404_and_docs_describe_the_endpoint(server, photos)
+    check_an_unsafe_run_id_is_404_and_a_nan_threshold_422(server, photos)
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -10,6 +10,7 @@ or with httpx: ``httpx.post(url, files=[("files", open("a.jpg", "rb"))], data={"
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Annotated, Callable
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field
 from workbench.config import Settings
 from workbench.events import drain
 from workbench.images import SUPPORTED_EXTENSIONS, ImageError, check_image
-from workbench.predict import NIMA_ID, ScorerUnavailable, cached_scorer, default_scorer_id, score_images
+from workbench.predict import ScorerUnavailable, cached_scorer, default_scorer_id, score_images
 
 _FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif",
                   "HEIF": ".heic", "MPO": ".jpg"}
@@ -103,7 +104,8 @@ def router(settings: Settings) -> APIRouter:
         responses={413: {"description": "the upload is over server.max_upload_mb"},
                    415: {"description": "a file is not a readable image; `detail.files` lists each with its reason"},
                    404: {"description": "no stored run with that id"},
-                   503: {"description": "the scorer's weights are missing; `detail` says which file to place"}},
+                   422: {"description": "the threshold is not a finite number"},
+                   503: {"description": "the scorer cannot be used (weights missing, run damaged); `detail` says why"}},
     )
     def score(
         files: Annotated[list[UploadFile], File(description="one or more images (JPEG, PNG, WebP, HEIC, ...)")],
@@ -118,6 +120,8 @@ def router(settings: Settings) -> APIRouter:
         image nothing is scored and the answer is 415 listing each bad file with
         its reason.
         """
+        if threshold is not None and not math.isfinite(threshold):  # "nan"/"inf" parse as floats
+            raise HTTPException(422, f"threshold must be a finite number, not {threshold!r}")
         uploads = [(f.filename or f"file{i}", f.file.read()) for i, f in enumerate(files)]
         formats, rejected = [], []
         for name, data in uploads:
@@ -132,14 +136,17 @@ def router(settings: Settings) -> APIRouter:
         try:
             scorer = cached_scorer(scorer_id, settings)
         except ScorerUnavailable as exc:
-            raise HTTPException(404 if scorer_id != NIMA_ID and "no run" in str(exc) else 503, str(exc)) from None
+            raise HTTPException(404 if exc.not_found else 503, str(exc)) from None
         with tempfile.TemporaryDirectory(prefix="workbench-api-") as folder:
             # our own file names: an uploaded name never becomes a path
             paths = [Path(folder) / f"{i:05d}{_suffix_for(name, fmt)}"
                      for i, ((name, _), fmt) in enumerate(zip(uploads, formats))]
             for path, (_, data) in zip(paths, uploads):
                 path.write_bytes(data)
-            result = drain(score_images(paths, scorer, settings, threshold=threshold))
+            try:
+                result = drain(score_images(paths, scorer, settings, threshold=threshold))
+            except ScorerUnavailable as exc:  # e.g. a feature run whose backbone weights were deleted
+                raise HTTPException(503, str(exc)) from None
         by_path = {row.path: row for row in result.rows}
         results = []
         for path, (name, _) in zip(paths, uploads):
