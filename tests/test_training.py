@@ -289,3 +289,45 @@ def test_auto_says_when_it_falls_back_to_one_backbone(brightness_settings):
     notices = check_weights("auto", settings)
     assert any("NIMA's weights are not available" in n.message for n in notices)
     assert get_family("auto").feature_backbones("efficientnet_lite0", settings) == ("efficientnet_lite0",)
+
+
+def test_a_diverging_loss_stops_training_with_a_clear_message():
+    import torch
+
+    from workbench.models.torch_loop import fit_loop
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(64, 8)), dtype=torch.float32)
+    y = x @ torch.ones(8) * 30 + 50
+    module = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(module.parameters(), lr=1e6)  # far too large: the loss overflows
+    loop = fit_loop(module, optimizer, lambda epoch: [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)],
+                    lambda m, xb, yb: torch.mean((m(xb).squeeze(1) - yb) ** 2), None,
+                    epochs=50, patience=0, stop=None, device=torch.device("cpu"))
+    with pytest.raises(TrainingError, match="training diverged .* lower the learning rate"):
+        list(loop)
+
+
+def test_non_finite_predictions_are_refused_rather_than_saved():
+    from workbench.training.train import finite_predictions
+
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(score_min=0.0, score_max=100.0)  # the two settings it reads
+    np.testing.assert_array_equal(finite_predictions("ridge", [-5.0, 50.0, 120.0], settings), [0, 50, 100])
+    with pytest.raises(TrainingError, match=r"ridge diverged: 1 of 3 predictions are NaN or infinite"):
+        finite_predictions("ridge", [1.0, float("nan"), 2.0], settings)
+
+
+def test_stop_during_a_torch_familys_last_fold_does_not_report_it_as_complete(savoias_settings):
+    drain(train("ridge", savoias_settings))  # features cached, so the timer below lands in the head's fit
+    stop = StopFlag()
+    events = []
+    for event in compare(["ridge", "head"], savoias_settings, folds=3, seed=7, stop=stop,
+                         params={"head": {"epochs": 5000, "patience": 0}}):
+        events.append(event)
+        if getattr(event, "message", "").startswith("head: fold 2/3"):
+            threading.Timer(0.5, stop.set).start()  # lands while fold 3 trains
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.stopped and finished.result.stopped
+    assert [r.model for r in finished.result.results] == ["ridge"]  # the half-trained head is not listed

@@ -40,6 +40,15 @@ def seeded_generator(seed: int) -> torch.Generator:
     return g
 
 
+def _diverged(which: str, loss: float, epoch: int) -> Exception:
+    """The error that ends a run whose loss blew up; the weights are useless, so nothing is saved."""
+    from workbench.training.train import TrainingError  # imported here: training imports this module
+
+    shown = "NaN" if math.isnan(loss) else "infinite" if math.isinf(loss) else "finite, but predictions are not"
+    return TrainingError(f"training diverged in epoch {epoch} ({which} loss is {shown}) — "
+                         f"lower the learning rate and train again; no run was saved")
+
+
 def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
              train_batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
              step_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
@@ -76,7 +85,10 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
             else:
                 loss.backward()
                 optimizer.step()
-            total += float(loss.detach()) * len(y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise _diverged("training", value, epoch)
+            total += value * len(y)
             count += len(y)
         if result.stopped and count == 0:
             break  # the stop came before this epoch learnt anything
@@ -85,6 +97,8 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
         if evaluate is not None:
             with torch.no_grad():
                 val_loss, y_true, y_pred = evaluate(module)
+            if not math.isfinite(val_loss) or not np.all(np.isfinite(y_pred)):
+                raise _diverged("validation", val_loss, epoch)
             metrics = quick_metrics(y_true, y_pred)
         else:
             val_loss, metrics = None, {}

@@ -18,7 +18,9 @@ from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
 from workbench.training.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, kfold, stratified_split
-from workbench.training.train import check_weights, clip_scores, inputs_for, resolve_backbone
+from workbench.training.train import (
+    TrainingError, check_weights, finite_predictions, inputs_for, resolve_backbone,
+)
 
 
 @dataclass
@@ -117,19 +119,29 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         context = FitContext(settings=settings, backbone=resolve_backbone(fam, backbone, settings),
                              random_weights=random_weights, score_min=settings.score_min,
                              score_max=settings.score_max)
-        per_fold, seconds = [], []
+        per_fold, seconds, failed = [], [], None
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
             if stop is not None and stop.is_set():
                 break
             estimator = fam.make(values, seed=seed, context=context)
             tick = time.perf_counter()
-            _fit_fold(fam, estimator, X, y, train_idx, seed, stop)
-            seconds.append(time.perf_counter() - tick)
-            predictions = clip_scores(estimator.predict(X[test_idx]), settings)
+            try:
+                _fit_fold(fam, estimator, X, y, train_idx, seed, stop)
+                if stop is not None and stop.is_set():
+                    break  # the fit ended early: a half-trained fold must not be scored as a result
+                seconds.append(time.perf_counter() - tick)
+                predictions = finite_predictions(fam.name, estimator.predict(X[test_idx]), settings)
+            except TrainingError as exc:  # diverged: this family drops out, the others still compare
+                failed = str(exc)
+                break
             per_fold.append(compute_metrics(y[test_idx], predictions, score_min=settings.score_min,
                                             score_max=settings.score_max, threshold=threshold))
             done += 1
             yield Progress(done, total, f"{fam.name}: fold {k}/{folds} SRCC {per_fold[-1]['srcc']:.3f}")
+        if failed is not None:
+            done += folds - len(per_fold)
+            yield Notice(f"{fam.name} left out of the comparison: {failed}", level="warning")
+            continue
         if len(per_fold) < folds:
             break  # stopped: report only families with every fold done
         mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}

@@ -65,6 +65,16 @@ def clip_scores(scores: np.ndarray, settings) -> np.ndarray:
     return np.clip(np.asarray(scores, dtype=np.float64), settings.score_min, settings.score_max)
 
 
+def finite_predictions(family: str, scores, settings) -> np.ndarray:
+    """Clipped ``scores``; raises TrainingError when any is NaN/inf (a diverged model is never saved)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise TrainingError(f"{family} diverged: {int(np.sum(~np.isfinite(scores)))} of {scores.size} "
+                            f"predictions are NaN or infinite — lower the learning rate (or regularise more) "
+                            f"and train again; no run was saved")
+    return clip_scores(scores, settings)
+
+
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
                stop: StopFlag | None, random_weights: bool) -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
@@ -158,7 +168,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
         return
 
     weights = weights or getattr(estimator, "weights_", {})  # image families load their backbone themselves
-    predictions = clip_scores(estimator.predict(X[split.test]), settings)
+    predictions = finite_predictions(fam.name, estimator.predict(X[split.test]), settings)
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     metrics = compute_metrics(y[split.test], predictions, score_min=settings.score_min,
                               score_max=settings.score_max, threshold=threshold)
