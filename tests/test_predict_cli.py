@@ -57,6 +57,24 @@ def test_a_damaged_run_or_a_nan_threshold_is_a_clear_error(nima_env, run_cli, sc
         assert proc.returncode == 2 and "finite number" in proc.stderr and "bad" not in proc.stdout
 
 
+def test_a_run_whose_backbone_weights_are_gone_is_a_clear_error(workbench_env, run_cli, photos, tmp_path):
+    """A ridge run moved to a machine without its backbone's weights (and a cold feature cache)."""
+    from training_fixtures import make_brightness_set
+    from workbench.config import load_settings
+    from workbench.events import drain
+    from workbench.training import train
+
+    data = make_brightness_set(photos, Path(workbench_env["WORKBENCH_DATA_DIR"]), n=24)
+    ridge = drain(train("ridge", load_settings(data_dir=data)))
+    manifest_path = Path(workbench_env["WORKBENCH_MODELS_DIR"]) / ridge.run_id / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["backbones"], manifest["backbone"] = ["resnet50"], "resnet50"  # no resnet50 weights here
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    proc = run_cli("predict", ridge.run_id, data, check=False)
+    assert proc.returncode == 2 and f"{ridge.run_id} cannot score" in proc.stderr and "resnet50" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_describe_with_a_chat_server(nima_env, run_cli, scored_photo_folder, monkeypatch):
     server = ChatServer()
     server.script = [{"status": 200, "body": completion("Lovely whiskers; crop tighter.")}]
