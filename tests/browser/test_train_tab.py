@@ -19,7 +19,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from workbench.dataset import ScoreStore
-from workbench.runs import RunStore
+from workbench.runs import RunStore, leaderboard_rows
 
 pytestmark = pytest.mark.browser
 
@@ -140,6 +140,19 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
     for run_id in (ridge_id, head.run_id):
         expect(page.locator("#runs-table")).to_contain_text(run_id)
     page.screenshot(path=str(output_dir / "runs_panel.png"), full_page=True)
+
+    # Sort the table so the best run is shown second, then click it: the run picked must be the one
+    # clicked, not the one at that row of the unsorted table (gradio#10702).
+    best, other = (row["run_id"] for row in leaderboard_rows(RunStore(settings.models_dir)))
+    table = page.locator("#runs-table")
+    header = table.locator("thead th", has_text="run_id").first
+    header.hover()
+    header.get_by_role("button", name="Open cell menu").click()
+    page.get_by_text("Sort ascending" if best > other else "Sort descending", exact=True).click()
+    expect(table.locator("tbody tr").first).to_contain_text(other)
+    table.locator("[role=gridcell]", has_text=best).first.click()
+    expect(page.locator("#runs-details")).to_contain_text(best)
+    expect(page.locator("#runs-details")).not_to_contain_text(other)
 
 
 def eventually(check, timeout: float = 30.0):
