@@ -331,3 +331,17 @@ def test_stop_during_a_torch_familys_last_fold_does_not_report_it_as_complete(sa
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.stopped and finished.result.stopped
     assert [r.model for r in finished.result.results] == ["ridge"]  # the half-trained head is not listed
+
+
+def test_hgb_on_a_tiny_set_scales_its_leaves_and_does_not_predict_a_constant(brightness_settings):
+    from workbench.models.sklearn_families import leaf_size_for
+
+    assert leaf_size_for(None) == 20 and leaf_size_for(10_000) == 20 and leaf_size_for(36) == 2
+    manifest = drain(train("hgb", brightness_settings, params={"max_iter": 60}))  # 48 images, ~36 to fit on
+    assert manifest.params["min_samples_leaf"] == 0  # "scale with the set", recorded as chosen
+    _, pred = _held_out(manifest)
+    assert np.ptp(pred) > 1.0
+    assert manifest.metrics["srcc"] > 0
+    _beats_mean_on_brightness(manifest, brightness_settings)
+    fixed = drain(train("hgb", brightness_settings, params={"max_iter": 60, "min_samples_leaf": 20}))
+    assert np.ptp(_held_out(fixed)[1]) < 1e-6  # the old default: one leaf, a constant

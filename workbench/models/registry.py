@@ -113,6 +113,7 @@ class FitContext:
     random_weights: bool = False
     score_min: float = 0.0
     score_max: float = 100.0
+    n_train: int | None = None  # images the estimator will be fitted on (for size-dependent defaults)
 
 
 @dataclass(frozen=True)

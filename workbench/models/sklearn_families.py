@@ -151,18 +151,26 @@ HGB_PARAMS = [
     Param("l2_regularization", float, 1.0, "L2 penalty on leaf values", low=0.0, high=1e4),
     Param("max_features", float, 0.3, "fraction of features tried at each split", low=0.001, high=1.0),
     Param("max_bins", int, 64, "histogram bins per feature (fewer: faster)", low=2, high=255, advanced=True),
+    Param("min_samples_leaf", int, 0, "fewest images in a leaf; 0 = scale with the training set "
+          "(n/20, between 2 and 20)", low=0, high=1000, advanced=True),
 ]
+
+
+def leaf_size_for(n_train: int | None) -> int:
+    """scikit-learn's 20 suits thousands of images; on 40 it leaves one leaf per tree (a constant)."""
+    return 20 if n_train is None else min(20, max(2, n_train // 20))
 
 
 # One OpenMP thread: on a busy 2-core machine its spin-waiting threads made a fit 30x slower.
 @register_family("hgb", "Histogram gradient boosting: the fast boosting variant.",
                  params=HGB_PARAMS, capabilities=FEATURES_ONLY, max_threads=1)
 def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regularization: float,
-              max_features: float, max_bins: int, *, seed: int, context: Any = None):
+              max_features: float, max_bins: int, min_samples_leaf: int, *, seed: int, context: Any = None):
+    leaf = min_samples_leaf or leaf_size_for(getattr(context, "n_train", None))
     return HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=learning_rate,
                                          max_leaf_nodes=max_leaf_nodes, l2_regularization=l2_regularization,
-                                         max_features=max_features, max_bins=max_bins, early_stopping=False,
-                                         random_state=seed)
+                                         max_features=max_features, max_bins=max_bins, min_samples_leaf=leaf,
+                                         early_stopping=False, random_state=seed)
 
 
 # --------------------------------------------------------------- stacking

@@ -8,7 +8,7 @@ training fold for early stopping; the test fold is never seen while fitting.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -123,7 +123,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
             if stop is not None and stop.is_set():
                 break
-            estimator = fam.make(values, seed=seed, context=context)
+            estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
             tick = time.perf_counter()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx, seed, stop)

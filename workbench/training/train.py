@@ -141,11 +141,11 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     split = stratified_split(data.scores, val_fraction=settings.val_fraction,
                              test_fraction=settings.test_fraction, seed=seed)
     y = data.scores
-    context = FitContext(settings=settings, backbone=chosen, random_weights=random_weights,
-                         score_min=settings.score_min, score_max=settings.score_max)
-    estimator = fam.make(values, seed=seed, context=context)
     iterative = fam.capabilities.iterative
     fit_idx = split.train if iterative else np.concatenate([split.train, split.val])
+    context = FitContext(settings=settings, backbone=chosen, random_weights=random_weights,
+                         score_min=settings.score_min, score_max=settings.score_max, n_train=len(fit_idx))
+    estimator = fam.make(values, seed=seed, context=context)
     yield Notice(f"training {fam.name} on {len(fit_idx)} images"
                  f"{f', validating on {len(split.val)}' if iterative else ''}, testing on {len(split.test)}")
 
