@@ -185,3 +185,15 @@ def test_stop_before_the_first_batch_ends_while_hashing(photo_dir, settings):
     stop.set()
     events = list(extract_features(jpgs(photo_dir), BACKBONE, settings, stop=stop))
     assert events[-1].stopped and events[-1].result.features.shape == (0, 1280)
+
+
+def test_clearing_one_backbone_cannot_reach_outside_the_cache(settings, tmp_path):
+    from workbench.features import clear_cache
+
+    precious = settings.features_cache_dir.parent / "keep-me"
+    precious.mkdir(parents=True, exist_ok=True)
+    (precious / "weights.bin").write_bytes(b"hand-placed")
+    for name in ("..", "../keep-me", str(precious)):
+        with pytest.raises(KeyError, match="unknown backbone"):
+            clear_cache(settings, name)
+    assert (precious / "weights.bin").read_bytes() == b"hand-placed"

@@ -23,6 +23,7 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +111,8 @@ class FeatureCache:
         if not (self.folder / "key.json").exists():
             (self.folder / "key.json").write_text(json.dumps({"key": self.key}) + "\n")
         # Rebuildable data: temp + rename keeps readers from seeing half a file; no fsync needed.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # pid + thread: two jobs of one UI process may cache the same image at once.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
@@ -136,7 +138,8 @@ def clear_cache(settings: Settings, backbone: str | None = None) -> dict:
 
     before = cache_size(settings)
     root = Path(settings.features_cache_dir)
-    target = root / backbone if backbone else root
+    # Only a registered name may pick the folder: "--backbone .." must never reach rmtree.
+    target = root / get_backbone(backbone).name if backbone else root
     if target.is_dir():
         shutil.rmtree(target)
     after = cache_size(settings)

@@ -100,7 +100,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
 
 def _cache_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clear", action="store_true", help="delete every cached feature (rebuilt on demand)")
-    parser.add_argument("--backbone", default=None, metavar="NAME", help="with --clear: only this backbone's features")
+    parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
+                        help="with --clear: only this backbone's features")
 
 
 @command("cache", "Show the size of the feature cache, or clear it.", _cache_arguments)
