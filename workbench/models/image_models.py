@@ -140,16 +140,25 @@ class ImageRegressorBase(BaseEstimator, RegressorMixin):
         drain(self.fit_events(X, y, X_val, y_val))
         return self
 
-    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+    def _start_fit(self, y) -> torch.device:
+        """Learn the target scaling from ``y`` and build a freshly seeded network; return the device."""
         y = np.asarray(y, dtype=np.float64)
         self.y_mean_, self.y_std_ = float(y.mean()), float(y.std() + 1e-9)
-        device = pick_device()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.net_, self.input_spec_, self.weights_ = self._build_network(pretrained=True)
+        return pick_device()
+
+    def _target_tensor(self, y) -> torch.Tensor:
+        """Scores [N] -> standardised float32 targets [N, 1] (the network learns z-scores)."""
+        y = np.asarray(y, dtype=np.float64)
+        return torch.from_numpy(((y - self.y_mean_) / self.y_std_).astype(np.float32))[:, None]
+
+    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+        device = self._start_fit(y)
         self.net_.to(device)
         images = self._load_uint8(list(X))
-        targets = torch.from_numpy(((y - self.y_mean_) / self.y_std_).astype(np.float32))[:, None]
+        targets = self._target_tensor(y)
         generator = seeded_generator(self.seed)
         batch_size = self.batch_size
 
@@ -166,7 +175,7 @@ class ImageRegressorBase(BaseEstimator, RegressorMixin):
         if X_val is not None and len(X_val):
             val_images = self._load_uint8(list(X_val))
             y_val = np.asarray(y_val, dtype=np.float64)
-            val_targets = torch.from_numpy(((y_val - self.y_mean_) / self.y_std_).astype(np.float32))[:, None]
+            val_targets = self._target_tensor(y_val)
 
             def evaluate(net):
                 out = self._forward_batches(val_images, device)

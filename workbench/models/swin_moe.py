@@ -24,7 +24,7 @@ from workbench.models.finetune import backbone_network
 from workbench.models.heads import torch_estimator
 from workbench.models.image_models import AUGMENTATIONS, ImageRegressorBase, PixelRegressor
 from workbench.models.registry import Capabilities, Param, register_family
-from workbench.models.torch_loop import LoopResult, fit_loop, pick_device, seeded_generator
+from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 
 SWIN_MICRO = "swin_micro"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -111,17 +111,12 @@ class SwinMoERegressor(ImageRegressorBase):
             yield from super().fit_events(X, y, X_val, y_val, stop=stop)
             return
         # Frozen: the backbone sees every image once; only the MoE head trains, on those features.
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_, self.y_std_ = float(y.mean()), float(y.std() + 1e-9)
-        device = pick_device()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.net_, self.input_spec_, self.weights_ = self._build_network(pretrained=True)
+        device = self._start_fit(y)
         for p in self.net_.backbone.parameters():
             p.requires_grad_(False)
         self.net_.to(device).eval()
         features = self._features(list(X), device)
-        targets = torch.from_numpy(((y - self.y_mean_) / self.y_std_).astype(np.float32))[:, None].to(device)
+        targets = self._target_tensor(y).to(device)
         generator = seeded_generator(self.seed)
         head = self.net_.head
 
@@ -135,7 +130,7 @@ class SwinMoERegressor(ImageRegressorBase):
         if X_val is not None and len(X_val):
             val_features = self._features(list(X_val), device)
             y_val = np.asarray(y_val, dtype=np.float64)
-            val_targets = torch.from_numpy(((y_val - self.y_mean_) / self.y_std_).astype(np.float32))[:, None]
+            val_targets = self._target_tensor(y_val)
 
             def evaluate(module):
                 out = module(val_features).float().cpu()
