@@ -98,14 +98,7 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
     expect(page.locator("#train-scatter img")).to_be_visible()
 
     # head: many epochs and no early stopping, so it is still learning while we watch
-    choose_family(page, "head")
-    expect(page.locator("#train-loss-plot")).to_be_visible()
-    form = page.locator("#train-params-head")
-    set_number(form.get_by_label("epochs"), "3000")
-    form.get_by_text("Settings of head").click()
-    set_number(form.get_by_label("patience"), "0")
-    page.locator("#train-start").click()
-    expect(page.locator("#train-stop")).to_be_enabled()
+    start_long_head(page, epochs=3000)
 
     seen: list[tuple[float, int]] = []  # (highest epoch plotted, points) while training runs
     deadline = time.monotonic() + FINISH_TIMEOUT / 1000
@@ -224,11 +217,13 @@ def set_number(field, value: str) -> None:
     expect(field).to_have_value(value)
 
 
-def start_long_head(page: Page) -> None:
+def start_long_head(page: Page, epochs: int = 5000) -> None:
+    """Start a head with many epochs and no early stopping, so it is still learning while we watch."""
     page.get_by_role("tab", name="Train", exact=True).click()
     choose_family(page, "head")
+    expect(page.locator("#train-loss-plot")).to_be_visible()
     form = page.locator("#train-params-head")
-    set_number(form.get_by_label("epochs"), "5000")
+    set_number(form.get_by_label("epochs"), str(epochs))
     form.get_by_text("Settings of head").click()
     set_number(form.get_by_label("patience"), "0")
     page.locator("#train-start").click()
