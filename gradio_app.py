@@ -1,6 +1,8 @@
 """Launch the Aesthetic Workbench UI: ``python gradio_app.py [--port N]``."""
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import argparse
 
 from workbench.config import load_settings

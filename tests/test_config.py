@@ -1,6 +1,5 @@
 """Settings come from configs/default.yaml, then WORKBENCH_CONFIG, then the
 environment, then explicit overrides."""
-from pathlib import Path
 
 import pytest
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import threading
 
 import numpy as np
 import pytest
-
 from training_fixtures import SUBSET_SIZE, copy_savoias_subset, make_brightness_set, settings_for
+
 from workbench.events import EpochEnd, Finished, Notice, StopFlag, drain
 from workbench.models import FAMILIES, get_family
 from workbench.runs import RunStore, load_run
@@ -309,9 +311,9 @@ def test_a_diverging_loss_stops_training_with_a_clear_message():
 
 
 def test_non_finite_predictions_are_refused_rather_than_saved():
-    from workbench.training.train import finite_predictions
-
     from types import SimpleNamespace
+
+    from workbench.training.train import finite_predictions
 
     settings = SimpleNamespace(score_min=0.0, score_max=100.0)  # the two settings it reads
     np.testing.assert_array_equal(finite_predictions("ridge", [-5.0, 50.0, 120.0], settings), [0, 50, 100])

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import argparse
 import importlib
 import json
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from workbench.config import Settings, load_settings
+from workbench.errors import WorkbenchError
 
 COMMAND_MODULES = (
     "workbench.commands.dataset",
@@ -31,8 +35,8 @@ COMMAND_MODULES = (
 )
 
 
-class CommandError(Exception):
-    """A failure the person can act on; printed without a traceback (exit 2)."""
+class CommandError(WorkbenchError):
+    """A failure of the command line's own arguments; printed without a traceback (exit 2)."""
 
 
 @dataclass
@@ -62,17 +66,14 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 def _load_command_modules() -> None:
     for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # an area not built yet
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
     parser = argparse.ArgumentParser(
-        prog="python -m workbench",
+        # `workbench` when run as the installed command, `python -m workbench` otherwise
+        prog="workbench" if Path(sys.argv[0]).name == "workbench" else "python -m workbench",
         description="Aesthetic Workbench: label photos, train and compare score predictors, score new photos.",
     )
     parser.add_argument("--data-dir", help="labelled set folder (default: data/, env WORKBENCH_DATA_DIR)")
@@ -113,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, yaml.YAMLError) as exc:
             raise CommandError(f"configuration: {exc}") from exc
         document = COMMANDS[args.command].run(args, settings)
-    except CommandError as exc:
+    # every error a person can act on (and the file system's: a full disk, a missing folder) is
+    # printed without a traceback; anything else is a bug and keeps its traceback
+    except (WorkbenchError, OSError) as exc:
         if getattr(args, "json", False):
             print(json.dumps({"error": str(exc)}))
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from workbench.config import Settings
+from workbench.errors import BadInput, WorkbenchError
 from workbench.events import Finished, Notice, Progress, StopFlag
 from workbench.explain import Explanation, explain  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
@@ -34,7 +35,7 @@ NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
 CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so far
 
 
-class ScorerUnavailable(Exception):
+class ScorerUnavailable(WorkbenchError):
     """The chosen scorer cannot be loaded or run (no such run, a damaged or foreign run,
     missing weights); says why. ``not_found`` is true when no run has that id (or the id
     is not a run id at all), so callers can tell "no such thing" (HTTP 404) from "broken"."""
@@ -53,7 +54,7 @@ def check_threshold(threshold: float | None) -> float | None:
         return None
     value = float(threshold)
     if not math.isfinite(value):
-        raise ValueError(f"the threshold must be a finite number, not {threshold!r}")
+        raise BadInput(f"the threshold must be a finite number, not {threshold!r}")
     return value
 
 
@@ -328,7 +329,7 @@ def default_scorer_id(settings: Settings) -> str:
 
 def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
     """(label, id) pairs, best run first, NIMA last: for dropdowns."""
-    from workbench.runs import leaderboard_rows, RunStore
+    from workbench.runs import RunStore, leaderboard_rows
 
     choices = []
     for row in leaderboard_rows(RunStore(settings.models_dir), "srcc"):

@@ -53,16 +53,35 @@ Summary and the Training-data gallery (summary.py)
         thumbnail | None, error | None)], page, pages, total, total_all)``: thumbnails cached per content + size.
     ``query_entries(store.entries(), query) -> list[Entry]``: the same filter/sort for the table (all pages).
 """
+from workbench.dataset.importer import (
+    ImportPreview,
+    ImportReport,
+    PreviewItem,
+    Skipped,
+    import_into_store,
+    scan_source,
+    scan_source_events,
+)
 from workbench.dataset.scores import (
-    ParsedScore, ScoreError, ScoreRule, format_score, parse_filename_score, validate_score,
+    ParsedScore,
+    ScoreError,
+    ScoreRule,
+    format_score,
+    parse_filename_score,
+    validate_score,
 )
 from workbench.dataset.store import AddResult, Entry, ScoreStore, UnsafePath
-from workbench.dataset.importer import (
-    ImportPreview, ImportReport, PreviewItem, Skipped, import_into_store, scan_source, scan_source_events,
-)
 from workbench.dataset.summary import (
-    DatasetSummary, GalleryItem, GalleryPage, GalleryQuery, HistogramBin, ScoreSummary,
-    gallery_page, query_entries, summarize, summarize_scores,
+    DatasetSummary,
+    GalleryItem,
+    GalleryPage,
+    GalleryQuery,
+    HistogramBin,
+    ScoreSummary,
+    gallery_page,
+    query_entries,
+    summarize,
+    summarize_scores,
 )
 
 __all__ = [

@@ -25,7 +25,13 @@ from workbench.dataset.scores import ScoreError, ScoreRule, format_score
 from workbench.dataset.store import ScoreStore, sanitize_name, unique_name
 from workbench.events import Finished, Progress, StopFlag, drain
 from workbench.images import (
-    DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, is_supported, load_image, read_info, thumbnail,
+    DEFAULT_MAX_PIXELS,
+    SUPPORTED_EXTENSIONS,
+    ImageError,
+    is_supported,
+    load_image,
+    read_info,
+    thumbnail,
 )
 
 # Limits for zips, whose headers may lie about sizes (zip bombs).

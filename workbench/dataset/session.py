@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from workbench.config import Settings
-from workbench.dataset.scores import ScoreError, format_score, validate_score
-from workbench.events import Finished, StopFlag, drain
 from workbench.dataset.importer import ImportPreview, import_into_store, scan_source_events
+from workbench.dataset.scores import ScoreError, format_score, validate_score
 from workbench.dataset.summary import ScoreSummary, summarize_scores
+from workbench.errors import NotFound
+from workbench.events import Finished, StopFlag, drain
 from workbench.images import ImageError, thumbnail
 
 
@@ -143,7 +144,7 @@ class ImportSession:
     def set_score(self, name: str, value: Any) -> float:
         """Set one typed score; ScoreError (nothing changed) when it is not a valid score."""
         if name not in self._by_name:
-            raise KeyError(f"{name} is not in this import")
+            raise NotFound(f"{name} is not in this import")
         score = validate_score(value, self.score_min, self.score_max)
         self.scores[name] = score
         return score

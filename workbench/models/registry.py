@@ -16,15 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from workbench.errors import BadInput, NotFound
 from workbench.events import EpochEnd, StopFlag
 
 
-class UnknownFamily(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; people read this one
-        return self.args[0]
+class UnknownFamily(NotFound):
+    """A model family name that is not registered; the message lists the names."""
 
 
-class BadParameter(ValueError):
+class BadParameter(BadInput):
     """A hyper-parameter value outside its type, range or choices."""
 
 

@@ -13,16 +13,20 @@ from typing import Any, Iterator
 
 import numpy as np
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import (GradientBoostingRegressor, HistGradientBoostingRegressor,
-                              RandomForestRegressor, StackingRegressor)
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+    StackingRegressor,
+)
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from workbench.events import EpochEnd, StopFlag
-from workbench.models.registry import Capabilities, Param, register_family
 from workbench.metrics import quick_metrics
+from workbench.models.registry import Capabilities, Param, register_family
 
 FEATURES_ONLY = Capabilities(needs_features=True)
 STREAMED = Capabilities(needs_features=True, iterative=True)

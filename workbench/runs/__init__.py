@@ -27,8 +27,16 @@ from __future__ import annotations
 
 from workbench.runs.inference import ImagePredictions, LoadedRun, load_run
 from workbench.runs.persist import UnsafeModel
-from workbench.runs.store import (MANIFEST, RunCorrupt, RunManifest, RunNotFound, RunStore, leaderboard_rows,
-                                  loss_curves, package_versions)
+from workbench.runs.store import (
+                                  MANIFEST,
+                                  RunCorrupt,
+                                  RunManifest,
+                                  RunNotFound,
+                                  RunStore,
+                                  leaderboard_rows,
+                                  loss_curves,
+                                  package_versions,
+)
 
 __all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "UnsafeModel", "ImagePredictions", "LoadedRun",
            "load_run", "leaderboard_rows", "loss_curves", "package_versions", "MANIFEST"]

@@ -33,9 +33,9 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
 Stored runs, their leaderboard rows and loss curves: ``workbench.runs``.
 Families and their hyper-parameters (for building controls): ``workbench.models``.
 """
+from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES, compute_metrics
 from workbench.training.compare import CompareReport, FamilyResult, compare
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.metrics import METRIC_NAMES, HIGHER_IS_BETTER, compute_metrics
 from workbench.training.splits import MIN_IMAGES, Split, TooFewImages, kfold, stratified_split
 from workbench.training.train import TrainingError, check_weights, train
 

@@ -13,13 +13,18 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from workbench.errors import BadInput
 from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.metrics import compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, kfold, stratified_split
 from workbench.training.train import (
-    TrainingError, check_weights, finite_predictions, inputs_for, resolve_backbone,
+    TrainingError,
+    check_weights,
+    finite_predictions,
+    inputs_for,
+    resolve_backbone,
 )
 
 
@@ -74,7 +79,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     started = time.perf_counter()
     fams = [get_family(name) for name in families]
     if not fams:
-        raise ValueError("choose at least one model family to compare")
+        raise BadInput("choose at least one model family to compare")
     folds = settings.folds if folds is None else int(folds)
     seed = settings.seed if seed is None else int(seed)
     data = labelled_set(settings) if data is None else data

@@ -14,12 +14,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from workbench.events import EpochEnd, Finished, Notice, Progress, StopFlag
-from workbench.models.registry import Family, FitContext, fit_streaming, get_family
 from workbench.errors import TrainingError
+from workbench.events import EpochEnd, Finished, Notice, Progress, StopFlag
 from workbench.features import feature_matrix
-from workbench.training.data import LabelledSet, labelled_set
 from workbench.metrics import compute_metrics, good_threshold
+from workbench.models.registry import Family, FitContext, fit_streaming, get_family
+from workbench.training.data import LabelledSet, labelled_set
 from workbench.training.splits import check_enough, stratified_split
 
 
@@ -191,8 +191,8 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
     import json
 
     from workbench.fsutil import file_sha256
-    from workbench.runs.store import RunManifest, package_versions
     from workbench.runs.persist import save_model
+    from workbench.runs.store import RunManifest, package_versions
     from workbench.training.plots import loss_curve_png, scatter_png
 
     now = datetime.now(timezone.utc)
