@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from workbench.config import Settings, load_settings
+from workbench.config import Settings, add_setting_flags, settings_from_args
 from workbench.errors import WorkbenchError
 
 COMMAND_MODULES = (
@@ -32,6 +30,7 @@ COMMAND_MODULES = (
     "workbench.commands.models",
     "workbench.commands.train",
     "workbench.commands.predict",
+    "workbench.commands.serve",
 )
 
 
@@ -76,11 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="workbench" if Path(sys.argv[0]).name == "workbench" else "python -m workbench",
         description="Aesthetic Workbench: label photos, train and compare score predictors, score new photos.",
     )
-    parser.add_argument("--data-dir", help="labelled set folder (default: data/, env WORKBENCH_DATA_DIR)")
-    parser.add_argument("--models-dir", help="trained runs folder (default: trained_models_storage/, env WORKBENCH_MODELS_DIR)")
-    parser.add_argument("--weights-dir", help="local pretrained weights folder (env WORKBENCH_WEIGHTS_DIR)")
-    parser.add_argument("--cache-dir", help="thumbnail and feature cache folder (env WORKBENCH_CACHE_DIR)")
-    parser.add_argument("--config", help="a YAML file overriding configs/default.yaml (env WORKBENCH_CONFIG)")
+    add_setting_flags(parser)  # --data-dir, --models-dir, ... --config: declared with the settings
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -103,16 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        try:
-            settings = load_settings(
-                args.config,
-                data_dir=args.data_dir,
-                models_dir=args.models_dir,
-                weights_dir=args.weights_dir,
-                cache_dir=args.cache_dir,
-            )
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            raise CommandError(f"configuration: {exc}") from exc
+        settings = settings_from_args(args)  # a bad configuration is a ConfigError (a WorkbenchError)
         document = COMMANDS[args.command].run(args, settings)
     # every error a person can act on (and the file system's: a full disk, a missing folder) is
     # printed without a traceback; anything else is a bug and keeps its traceback

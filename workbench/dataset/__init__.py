@@ -29,7 +29,7 @@ The store (store.py): ``data/`` + ``data/scores.csv``, every write atomic under 
 
 Import (importer.py): Tab 1 and ``python -m workbench import``
     ``preview = scan_source(source, pattern="", score_min=0, score_max=100, max_pixels=...,
-                            staging_dir=None, thumbnails_dir=None, thumbnail_size=256, stop=None)``
+                            staging_dir=None, thumbnails_dir=None, thumbnail_size=256, stop=NEVER_STOP)``
         ``source``: a folder path, a .zip path, or a list of uploaded paths or (original_name, path) pairs
         (a .zip among them is opened, zip-slip safe). ``scan_source_events(...)`` is the same as a generator of
         ``Progress`` ending with ``Finished(ImportPreview)`` (for a progress bar).

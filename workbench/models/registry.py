@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from workbench.errors import BadInput, NotFound
-from workbench.events import EpochEnd, StopFlag
+from workbench.events import NEVER_STOP, EpochEnd, StopFlag
 
 
 class UnknownFamily(NotFound):
@@ -195,7 +195,7 @@ def get_family(name: str) -> Family:
 
 
 def fit_streaming(family: Family, estimator: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = None,
-                  stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+                  stop: StopFlag = NEVER_STOP) -> Iterator[EpochEnd]:
     """Fit ``estimator`` yielding EpochEnd events where the family can stream them.
 
     Workbench estimators stream through their own ``fit_events``; scikit-learn

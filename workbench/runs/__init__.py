@@ -15,7 +15,7 @@ API summary (what the UI, the CLI and predict.py call)::
     run = load_run(run_id, settings) -> LoadedRun    checks the model file's sha256 first
     run.manifest                                     RunManifest (run_id, family, backbone, score_min, score_max,
                                                      metrics, predictions=[{filename, true, pred}], history, ...)
-    run.predict_images(paths, settings, stop=None)   generator: Progress/Notice ..., then
+    run.predict_images(paths, settings, stop=NEVER_STOP)  generator: Progress/Notice ..., then
                                                      Finished(ImagePredictions(paths, scores [N],
                                                      distributions [N,10] | None, errors {path: reason}))
     run.gradcam_target() -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
