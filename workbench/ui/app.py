@@ -58,13 +58,19 @@ def create_server(settings: Settings) -> FastAPI:
         if module is not None:
             app.include_router(module.router(settings))
     blocks = build_blocks(settings).queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.data_dir), str(settings.cache_dir)],
         server_name=settings.host, server_port=settings.port,
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         footer_links=["api"],
     )
+    # Gradio checks that a file named in an event came from an upload only for a
+    # Blocks that has "launched" (processing_utils._check_allowed returns early
+    # otherwise), and mount_gradio_app never sets the flag: without this line any
+    # event taking a file copies whatever absolute path a request names.
+    blocks.has_launched = True
+    return app
 
 
 def launch(settings: Settings) -> None:

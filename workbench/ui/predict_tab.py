@@ -27,7 +27,7 @@ from workbench.predict import (
     BatchResult, ScoreRow, Scorer, ScorerUnavailable, cached_scorer, csv_text, default_scorer_id, explain,
     score_images, score_one, scorer_choices,
 )
-from workbench.ui.widgets import StopFlags, progress_html
+from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -205,13 +205,14 @@ def build(settings: Settings) -> None:
     def score_photo(chosen: str, limit: float, path: str | None):
         if not path:
             return "", None, None, None, ""
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
             return None, None, "Choose a photo first."
+        path = received_file(path, settings)
         try:
             result = explain(path, _scorer(chosen), settings)
         except ImageError as exc:
@@ -228,7 +229,7 @@ def build(settings: Settings) -> None:
 
         if not path:
             return "Choose a photo first."
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         if row.error is not None:
             return f"⚠ {html.escape(row.error)}"
@@ -242,7 +243,7 @@ def build(settings: Settings) -> None:
 
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
         """Yields (progress, gallery, table, csv, shown); ``shown`` is (the batch's scorer id, its gallery rows)."""
-        inputs = list(files or []) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
+        inputs = received_files(files, settings) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
         if not inputs:
             yield progress_html(0, "Add photos or type a folder first."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return

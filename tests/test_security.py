@@ -1,0 +1,183 @@
+"""Hostile requests against the real app over raw HTTP on loopback.
+
+Every Gradio event whose inputs carry files is found from the app's own
+``/config`` (so an event added later is covered without touching this file) and
+sent a ``FileData`` naming a file outside the workbench's folders. Nothing of
+that file may come back in the reply, nor land in Gradio's upload folder, the
+cache or ``data/``.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from conftest import start_app, stop_app
+from workbench.fsutil import UnsafePath, require_inside
+
+FOLDERS = {"WORKBENCH_DATA_DIR": "data", "WORKBENCH_MODELS_DIR": "runs", "WORKBENCH_WEIGHTS_DIR": "weights",
+           "WORKBENCH_CACHE_DIR": "cache", "GRADIO_TEMP_DIR": "gradio"}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """One server (its folders under ``root``) and two secrets outside them: a text file and a real PNG."""
+    root = tmp_path_factory.mktemp("security")
+    env = {}
+    for name, folder in FOLDERS.items():
+        (root / folder).mkdir()
+        env[name] = str(root / folder)
+    outside = root / "outside"
+    outside.mkdir()
+    marker = f"SECRET-{uuid.uuid4().hex}"
+    (outside / "secret.txt").write_text(marker + "\n")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", marker)
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(outside / "secret.png", pnginfo=info)
+    proc, url = start_app(env, root / "server.log")
+    try:
+        yield {"url": url, "root": root, "marker": marker.encode(), "env": env,
+               "secrets": [outside / "secret.txt", outside / "secret.png"]}
+    finally:
+        stop_app(proc)
+
+
+def file_components() -> set[str]:
+    """Config type names of the Gradio components whose values carry files (FileData)."""
+    found = set()
+    for name, cls in vars(gr.components).items():
+        if inspect.isclass(cls) and issubclass(cls, gr.components.Component) and not inspect.isabstract(cls):
+            try:
+                if "FileData" in json.dumps(cls().api_info()):
+                    found.add(cls().get_block_name())
+            except Exception:  # a component that needs arguments cannot be probed: not used here
+                continue
+    return found
+
+
+def file_payload(component: dict, path: Path):
+    """The value a browser would send for ``component`` holding ``path``."""
+    data = {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+    kind, props = component["type"], component.get("props", {})
+    if kind == "gallery":
+        return [{"image": data, "caption": None}]
+    if props.get("file_count") in ("multiple", "directory"):
+        return [data]
+    return data
+
+
+def file_events(url: str) -> list[tuple[dict, dict]]:
+    """(dependency, components by id) for each event with a file-carrying input."""
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    components = {c["id"]: c for c in config["components"]}
+    kinds = file_components()
+    events = [d for d in config["dependencies"] if any(components[i]["type"] in kinds for i in d["inputs"])]
+    return [(d, components) for d in events]
+
+
+def call_event(url: str, dependency: dict, components: dict, secret: Path) -> str:
+    """Run one event through the queue as the browser does; return everything the server streamed back."""
+    kinds = file_components()
+    data = []
+    for i in dependency["inputs"]:
+        component = components[i]
+        if component["type"] in kinds:
+            data.append(file_payload(component, secret))
+        elif component["type"] == "state":
+            data.append(None)
+        else:
+            data.append(component.get("props", {}).get("value"))
+    session = uuid.uuid4().hex
+    target = dependency["targets"][0][0] if dependency["targets"] else None
+    join = httpx.post(f"{url}/gradio_api/queue/join", timeout=30, json={
+        "data": data, "fn_index": dependency["id"], "session_hash": session, "event_data": None,
+        "trigger_id": target})
+    if join.status_code != 200:
+        return join.text
+    streamed = []
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+                      timeout=120) as response:
+        for line in response.iter_lines():
+            streamed.append(line)
+            if "process_completed" in line:
+                break
+    return "\n".join(streamed)
+
+
+def files_holding(folder: Path, marker: bytes) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and marker in p.read_bytes()]
+
+
+def test_every_file_event_is_found(hostile):
+    names = {d["api_name"] for d, _ in file_events(hostile["url"])}
+    # The events the probe found leaking; more may be added, none may disappear from the check unnoticed.
+    assert {"score_photo", "explain_photo", "describe", "score_many"} <= names, names
+    assert len(names) >= 7, names
+
+
+@pytest.mark.parametrize("secret_index", [0, 1], ids=["text", "png"])
+def test_no_event_reads_a_file_outside_the_workbench(hostile, secret_index):
+    secret = hostile["secrets"][secret_index]
+    marker, root, url = hostile["marker"], hostile["root"], hostile["url"]
+    data_before = sorted(p.name for p in (root / "data").rglob("*"))
+    for dependency, components in file_events(url):
+        reply = call_event(url, dependency, components, secret)
+        name = dependency["api_name"]
+        assert marker.decode() not in reply, f"{name} sent the secret back"
+        for served in set(part.split('"')[0] for part in reply.split("/gradio_api/file=")[1:]):
+            body = httpx.get(f"{url}/gradio_api/file={served}", timeout=30).content
+            assert marker not in body, f"{name}: /gradio_api/file={served} serves the secret"
+        for folder in ("gradio", "cache", "data"):
+            leaked = files_holding(root / folder, marker)
+            assert not leaked, f"{name} copied {secret.name} into {folder}/: {leaked}"
+    assert sorted(p.name for p in (root / "data").rglob("*")) == data_before, "something landed in data/"
+
+
+def test_a_real_upload_still_reaches_the_training_set(hostile, photos):
+    """The lock must not shut out the browser: upload first, then the Add action copies it into data/."""
+    url, root = hostile["url"], hostile["root"]
+    buffer = io.BytesIO()
+    Image.fromarray(photos["rocket"]).save(buffer, format="JPEG", quality=90)
+    uploaded = httpx.post(f"{url}/gradio_api/upload", files=[("files", ("rocket_up.jpg", buffer.getvalue()))],
+                          timeout=60).json()
+    assert len(uploaded) == 1 and Path(uploaded[0]).is_relative_to(root / "gradio")
+    add = next((d, c) for d, c in file_events(url)
+               if any(c[i]["props"].get("elem_id") == "data-add-file" for i in d["inputs"]))
+    reply = call_event(url, *add, Path(uploaded[0]))
+    assert '"success": true' in reply.replace('"success":true', '"success": true'), reply[-2000:]
+    assert (root / "data" / "rocket_up.jpg").is_file()
+
+
+def test_require_inside_refuses_outside_paths_and_links_out(tmp_path):
+    inside, outside = tmp_path / "inside", tmp_path / "outside"
+    inside.mkdir(), outside.mkdir()
+    (outside / "secret.txt").write_text("x")
+    (inside / "ok.jpg").write_bytes(b"x")
+    os.symlink(outside / "secret.txt", inside / "link.jpg")
+    assert require_inside(inside / "ok.jpg", [inside]) == (inside / "ok.jpg").resolve()
+    for hostile_path in (outside / "secret.txt", inside / "link.jpg", f"{inside}/../outside/secret.txt", "",
+                         "x\x00y", 5):
+        with pytest.raises(UnsafePath):
+            require_inside(hostile_path, [inside])
+
+
+def test_callbacks_refuse_paths_outside_the_workbench(settings, tmp_path):
+    """The second lock, behind Gradio's: the guard every path-taking callback calls."""
+    from workbench.ui.widgets import received_file, received_files
+
+    (tmp_path / "secret.txt").write_text("x")
+    with pytest.raises(gr.Error, match="secret.txt: refused"):
+        received_file(str(tmp_path / "secret.txt"), settings)
+    with pytest.raises(gr.Error):
+        received_files([str(settings.data_dir / "fine.jpg"), "/etc/passwd"], settings)
+    assert received_file(str(settings.cache_dir / "a.jpg"), settings) == str((settings.cache_dir / "a.jpg").resolve())
