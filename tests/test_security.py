@@ -12,6 +12,8 @@ import inspect
 import io
 import json
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from PIL import Image, PngImagePlugin
 from conftest import start_app, stop_app
 from workbench.fsutil import UnsafePath, require_inside
 
+BODY_TIMEOUT_S = 2
 FOLDERS = {"WORKBENCH_DATA_DIR": "data", "WORKBENCH_MODELS_DIR": "runs", "WORKBENCH_WEIGHTS_DIR": "weights",
            "WORKBENCH_CACHE_DIR": "cache", "GRADIO_TEMP_DIR": "gradio"}
 
@@ -36,6 +39,8 @@ def hostile(tmp_path_factory):
     for name, folder in FOLDERS.items():
         (root / folder).mkdir()
         env[name] = str(root / folder)
+    (root / "config.yaml").write_text(f"server:\n  body_timeout_s: {BODY_TIMEOUT_S}\n")
+    env["WORKBENCH_CONFIG"] = str(root / "config.yaml")
     outside = root / "outside"
     outside.mkdir()
     marker = f"SECRET-{uuid.uuid4().hex}"
@@ -181,3 +186,65 @@ def test_callbacks_refuse_paths_outside_the_workbench(settings, tmp_path):
     with pytest.raises(gr.Error):
         received_files([str(settings.data_dir / "fine.jpg"), "/etc/passwd"], settings)
     assert received_file(str(settings.cache_dir / "a.jpg"), settings) == str((settings.cache_dir / "a.jpg").resolve())
+
+
+# ------------------------------------------------------------- DNS rebinding
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}",
+                                  "192.168.1.5:{port}", "", "localhost:notaport"])
+def test_a_foreign_host_header_is_refused(hostile, host):
+    url = hostile["url"]
+    port = url.rsplit(":", 1)[1]
+    for method, path in (("GET", "/"), ("GET", "/config"), ("POST", "/api/score")):
+        response = httpx.request(method, url + path, headers={"Host": host.format(port=port)}, timeout=30)
+        assert response.status_code == 421, (method, path, response.status_code)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "LOCALHOST:{port}"])
+def test_the_names_of_this_server_are_answered(hostile, host):
+    url = hostile["url"]
+    response = httpx.get(url + "/config", headers={"Host": host.format(port=url.rsplit(":", 1)[1])}, timeout=30)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1.evil.example:{port}", "null",
+                                    "http://127.0.0.1:1", "file://", "http://localhost"])
+def test_a_cross_site_post_is_refused(hostile, origin, photos):
+    url = hostile["url"]
+    origin = origin.format(port=url.rsplit(":", 1)[1])
+    buffer = io.BytesIO()
+    Image.fromarray(photos["rocket"]).save(buffer, format="JPEG")
+    before = sorted(p.name for p in (hostile["root"] / "gradio").rglob("*"))
+    score = httpx.post(f"{url}/api/score", headers={"Origin": origin}, timeout=30,
+                       files=[("files", ("a.jpg", buffer.getvalue(), "image/jpeg"))])
+    upload = httpx.post(f"{url}/gradio_api/upload", headers={"Origin": origin}, timeout=30,
+                        files=[("files", ("a.jpg", buffer.getvalue(), "image/jpeg"))])
+    join = httpx.post(f"{url}/gradio_api/queue/join", headers={"Origin": origin}, timeout=30,
+                      json={"data": [], "fn_index": 0, "session_hash": "x"})
+    assert [score.status_code, upload.status_code, join.status_code] == [403, 403, 403]
+    assert "not accepted" in score.json()["detail"]
+    assert sorted(p.name for p in (hostile["root"] / "gradio").rglob("*")) == before
+
+
+def test_a_post_from_the_workbench_page_itself_is_served(hostile):
+    url = hostile["url"]
+    port = url.rsplit(":", 1)[1]
+    for origin in (url, f"http://localhost:{port}"):
+        response = httpx.post(f"{url}/gradio_api/upload", headers={"Origin": origin}, timeout=30,
+                              files=[("files", ("note.txt", b"hello", "text/plain"))])
+        assert response.status_code == 200, response.text
+
+
+# ------------------------------------------------------------ stalled bodies
+def test_a_body_that_stops_arriving_times_out(hostile):
+    """Content-Length promises 1000 bytes, 10 come: 408 and a closed connection, not a socket held for ever."""
+    port = int(hostile["url"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=BODY_TIMEOUT_S + 20) as conn:
+        conn.sendall(b"POST /api/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                     b"boundary=x\r\nContent-Length: 1000\r\n\r\n--x\r\nabcd")
+        started = time.monotonic()
+        received = b""
+        while chunk := conn.recv(65536):  # returns b"" once the server closes the connection
+            received += chunk
+        waited = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert BODY_TIMEOUT_S - 0.5 <= waited < BODY_TIMEOUT_S + 10

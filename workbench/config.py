@@ -45,6 +45,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     max_upload_mb: float = 500.0
+    body_timeout_s: float = 30.0
+    scoring_workers: int = 2
+    scoring_queue: int = 4
     default_backbone: str = "efficientnet_lite0"
     batch_size: int = 16
     num_workers: int = 2
@@ -88,6 +91,9 @@ _FIELD_OF: dict[tuple[str, str], str] = {
     ("server", "host"): "host",
     ("server", "port"): "port",
     ("server", "max_upload_mb"): "max_upload_mb",
+    ("server", "body_timeout_s"): "body_timeout_s",
+    ("server", "scoring_workers"): "scoring_workers",
+    ("server", "scoring_queue"): "scoring_queue",
     ("features", "default_backbone"): "default_backbone",
     ("features", "batch_size"): "batch_size",
     ("features", "num_workers"): "num_workers",

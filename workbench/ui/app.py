@@ -11,6 +11,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from workbench.config import Settings
+from workbench.ui.http_guard import HostGuard
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
 TAB_MODULES = (
@@ -53,6 +54,7 @@ def build_blocks(settings: Settings) -> gr.Blocks:
 
 def create_server(settings: Settings) -> FastAPI:
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
         module = _optional_import(name)
         if module is not None:
