@@ -142,7 +142,10 @@ class RunStore:
         return sorted(runs, key=lambda m: (m.created, m.run_id), reverse=True)
 
     def _read(self, path: Path) -> RunManifest:
-        return RunManifest.from_json(json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+        manifest = RunManifest.from_json(json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+        # A run is its folder: one renamed or copied (to share it) is used by its folder name.
+        manifest.run_id = path.name
+        return manifest
 
     def get(self, run_id: str) -> RunManifest:
         return self._read(self.folder(run_id))

@@ -14,6 +14,9 @@ Layout::
     data/.trash/<id>/...   deleted images; data/.trash/undo.json is the undo stack
     data/.hashes.json      content hashes keyed by name + size + mtime (for duplicates and fingerprints)
     data/.scores.lock      the lock file
+
+File names are kept exactly as they are on disk (a leading space included):
+``scores.csv`` is a record of names, not a spreadsheet, so no cell is altered.
 """
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ from PIL import Image
 from workbench.images import (
     DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, check_image, content_hash, is_supported,
 )
+
+# The csv module refuses fields over 128 KiB; a long ``text`` annotation is legitimate.
+csv.field_size_limit(2**31 - 1)
 
 __all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
 
@@ -166,7 +172,7 @@ class ScoreStore:
             if not record or i_name >= len(record) or not record[i_name].strip():
                 continue
             get = lambda i: record[i].strip() if i is not None and i < len(record) else ""  # noqa: E731
-            rows[record[i_name].strip()] = _Row(get(i_score), get(i_text))
+            rows[record[i_name]] = _Row(get(i_score), get(i_text))  # the exact name: " a.jpg" is a file too
         return rows
 
     @staticmethod
