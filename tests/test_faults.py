@@ -66,3 +66,104 @@ def test_a_run_is_found_by_its_folder_when_renamed_or_copied(settings):
         assert run.manifest.run_id == run_id
         assert run.model.predict(X[100:]).tolist() == pytest.approx(pred.tolist())
     assert RunStore(settings.models_dir).best().run_id in ids
+
+
+def _import_killed_at_copy(data, kill_at: int, n: int) -> None:
+    """In a forked child: import ``n`` scored photos and SIGKILL itself while linking copy ``kill_at``
+    (its temp file written, the name not yet taken), as a kill from outside would."""
+    import io
+    import multiprocessing
+    import os
+    import signal
+
+    def child():
+        from workbench import fsutil
+
+        real_link, calls = os.link, []
+
+        def link(src, dst):
+            calls.append(dst)
+            if len(calls) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_link(src, dst)
+
+        fsutil.os.link = link  # this forked child's module only
+        store = ScoreStore(data, 0, 100)
+        store.add_images([(io.BytesIO(jpeg_bytes(100 + i)), f"p{i:02d}.jpg", 10 + i) for i in range(n)])
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == -signal.SIGKILL
+
+
+def test_a_killed_import_is_reconciled_by_the_next_write(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _import_killed_at_copy(data, kill_at=6, n=10)
+    copied = sorted(p.name for p in data.glob("p*.jpg"))
+    assert copied == [f"p{i:02d}.jpg" for i in range(5)]
+    assert list(data.glob(".*.tmp")), "the kill should have left the sixth copy's temp file"
+    store = ScoreStore(data, 0, 100)
+    assert all(store.get(name).score is None for name in copied)  # the state the probe found
+    store.recover()  # what the app does on start; any import or edit does the same first
+    assert [(e.filename, e.score) for e in store.entries()] == [(f"p{i:02d}.jpg", 10 + i) for i in range(5)]
+    assert not list(data.glob(".*.tmp")) and not (data / ".import-journal.jsonl").exists()
+
+
+def test_the_next_import_reconciles_too_and_keeps_its_own_rows(tmp_path):
+    import io
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _import_killed_at_copy(data, kill_at=3, n=4)
+    store = ScoreStore(data, 0, 100)
+    store.add_images([(io.BytesIO(jpeg_bytes(7)), "new.jpg", 99)])
+    assert {e.filename: e.score for e in store.entries()} == {"p00.jpg": 10, "p01.jpg": 11, "new.jpg": 99}
+    assert not list(data.glob(".*.tmp"))
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_half_saved_runs_are_removed_unless_still_being_written(settings):
+    import multiprocessing
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from workbench.runs import OWNER_FILE, RunStore
+
+    store = RunStore(settings.models_dir)
+
+    def killed_save():  # a training process SIGKILLed while its run is being written
+        run_id, partial = store.reserve("20260101-000000-ridge-x")
+        (partial / "model.skops").write_bytes(b"x" * 1000)
+        os.kill(os.getpid(), 9)
+
+    proc = multiprocessing.get_context("fork").Process(target=killed_save)
+    proc.start()
+    proc.join(30)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for name, owner in (("live", live.pid), ("dead", _dead_pid())):
+            (settings.models_dir / f".partial-{name}").mkdir()
+            (settings.models_dir / f".partial-{name}" / OWNER_FILE).write_text(str(owner))
+        old = settings.models_dir / ".partial-deleting-old"
+        old.mkdir()
+        os.utime(old, (time.time() - 3600, time.time() - 3600))
+        (settings.models_dir / ".partial-deleting-now").mkdir()  # another process deleting a run right now
+        removed = store.remove_debris()
+        assert sorted(removed) == [".partial-20260101-000000-ridge-x", ".partial-dead", ".partial-deleting-old"]
+        left = sorted(p.name for p in settings.models_dir.iterdir())
+        assert left == [".partial-deleting-now", ".partial-live"]
+    finally:
+        live.kill()
+        live.wait()

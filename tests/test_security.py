@@ -49,12 +49,31 @@ def hostile(tmp_path_factory):
     info.add_text("comment", marker)
     pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(outside / "secret.png", pnginfo=info)
+    leave_debris(root)
     proc, url = start_app(env, root / "server.log")
     try:
         yield {"url": url, "root": root, "marker": marker.encode(), "env": env,
                "secrets": [outside / "secret.txt", outside / "secret.png"]}
     finally:
         stop_app(proc)
+
+
+def leave_debris(root: Path) -> None:
+    """What SIGKILLed processes leave (see test_faults.py for the kills themselves): a photo copied by an
+    import whose rows were never written, a temp file of the next copy, a half-saved run."""
+    data = root / "data"
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(data / "killed.jpg")
+    (data / ".import-journal.jsonl").write_text('{"name": "killed.jpg", "score": "42", "text": ""}\n{"na')
+    (data / ".next.jpg.k2j3h4.tmp").write_bytes(b"half")
+    (root / "runs" / ".partial-20260101-000000-ridge-x").mkdir()
+    (root / "runs" / ".partial-20260101-000000-ridge-x" / ".owner").write_text("999999999")
+
+
+def test_start_puts_right_what_killed_processes_left(hostile):
+    data = hostile["root"] / "data"
+    assert "killed.jpg,42" in (data / "scores.csv").read_text()
+    assert not (data / ".import-journal.jsonl").exists() and not list(data.glob(".*.tmp"))
+    assert not list((hostile["root"] / "runs").glob(".partial-*"))
 
 
 def file_components() -> set[str]:

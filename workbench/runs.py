@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -43,6 +44,8 @@ from workbench.training.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
+OWNER_FILE = ".owner"  # in a partial folder: the id of the process writing it
+_STARTED = time.time()  # a partial folder older than this process and without a live owner is debris
 
 
 class RunNotFound(KeyError):
@@ -174,6 +177,20 @@ class RunStore:
         os.replace(folder, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def remove_debris(self) -> list[str]:
+        """Delete the ``.partial-*`` folders of saves and deletions that were killed; return their names.
+
+        A folder whose writer is still running (another process training now) is kept.
+        """
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for path in self.root.glob(f"{PARTIAL_PREFIX}*"):
+            if path.is_dir() and not _still_written(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
+
     def best(self, metric: str = "srcc") -> RunManifest | None:
         if metric not in HIGHER_IS_BETTER:
             raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_NAMES)}")
@@ -196,12 +213,14 @@ class RunStore:
                 partial.mkdir()  # atomic: two trainings cannot both get it
             except FileExistsError:
                 continue
+            (partial / OWNER_FILE).write_text(str(os.getpid()))
             return run_id, partial
         raise RuntimeError(f"cannot find a free run id for {base_id} in {self.root}")
 
     def commit(self, partial: Path, run_id: str) -> Path:
         """Make a fully written partial folder a run (one rename: all or nothing)."""
         final = self.root / run_id
+        (partial / OWNER_FILE).unlink(missing_ok=True)
         os.rename(partial, final)
         try:
             fd = os.open(self.root, os.O_RDONLY)
@@ -212,6 +231,22 @@ class RunStore:
         except OSError:
             pass
         return final
+
+
+def _still_written(partial: Path) -> bool:
+    try:
+        pid = int((partial / OWNER_FILE).read_text())
+    except (OSError, ValueError):  # no owner recorded (killed before it was written, or a deletion)
+        return partial.stat().st_mtime >= _STARTED
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, Any]]:

@@ -52,7 +52,22 @@ def build_blocks(settings: Settings) -> gr.Blocks:
     return blocks
 
 
+def recover(settings: Settings) -> None:
+    """Put right what a killed process left: rows of a killed import, temp files, half-saved runs."""
+    from workbench.dataset import ScoreStore
+    from workbench.fsutil import LockTimeout
+    from workbench.runs import RunStore
+
+    try:
+        ScoreStore.from_settings(settings).recover()
+    except (LockTimeout, OSError) as exc:  # e.g. the CLI importing right now: it reconciles itself
+        log.warning("data folder not checked at start: %s", exc)
+    for name in RunStore(settings.models_dir).remove_debris():
+        log.info("removed %s, left by a run save or deletion that was killed", name)
+
+
 def create_server(settings: Settings) -> FastAPI:
+    recover(settings)
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
