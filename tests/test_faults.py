@@ -167,3 +167,30 @@ def test_half_saved_runs_are_removed_unless_still_being_written(settings):
     finally:
         live.kill()
         live.wait()
+
+
+def test_the_predict_download_neutralises_formulas_and_the_cli_csv_keeps_paths():
+    import csv
+    import io
+
+    from workbench.predict import BatchResult, ScoreRow, csv_text
+    from workbench.ui.predict_tab import csv_file
+
+    result = BatchResult(rows=[ScoreRow(path="=HYPERLINK(\"http://x\")", score=-1.5),
+                               ScoreRow(path="@SUM(A1).jpg", score=2.0), ScoreRow(path="+1.jpg", score=3.0),
+                               ScoreRow(path="-2.jpg", error="-bad"), ScoreRow(path="ok.jpg", score=4.0)],
+                         scorer_id="x", scale=(1.0, 10.0), threshold=5.0)
+    with open(csv_file(result), encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert [r[0] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'@SUM(A1).jpg", "'+1.jpg", "'-2.jpg", "ok.jpg"]
+    assert rows[1][1] == "-1.5000" and rows[4][-1] == "'-bad"  # numbers stay numbers
+    exact = list(csv.reader(io.StringIO(csv_text(result))))
+    assert [r[0] for r in exact[1:]] == ["=HYPERLINK(\"http://x\")", "@SUM(A1).jpg", "+1.jpg", "-2.jpg", "ok.jpg"]
+
+
+def test_messages_about_uploaded_bytes_name_the_file():
+    from workbench.images import ImageError, check_image
+
+    for data in (b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 40):
+        with pytest.raises(ImageError, match=r"^holiday\.jpg: "):
+            check_image(data, name="holiday.jpg")

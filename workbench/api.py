@@ -126,7 +126,7 @@ def router(settings: Settings) -> APIRouter:
         formats, rejected = [], []
         for name, data in uploads:
             try:
-                formats.append(check_image(data, settings.max_pixels).format)
+                formats.append(check_image(data, settings.max_pixels, name=name).format)
             except ImageError as exc:
                 rejected.append(RejectedFile(filename=name, error=str(exc)))
         if rejected:
@@ -152,8 +152,8 @@ def router(settings: Settings) -> APIRouter:
         for path, (name, _) in zip(paths, uploads):
             row = by_path[str(path)]
             if row.error is not None:  # readable above, yet the model could not use it
-                raise HTTPException(422, {"message": "a file could not be scored",
-                                          "files": [{"filename": name, "error": row.error}]})
+                raise HTTPException(422, {"message": f"{name} could not be scored",  # our temp name -> theirs
+                                          "files": [{"filename": name, "error": row.error.replace(path.name, name)}]})
             results.append(ImageScore(filename=name, score=row.score, std=row.std, distribution=row.distribution,
                                       percentile=row.percentile, verdict=row.verdict))
         return ScoreResponse(scorer=scorer.id, scale=scorer.scale, threshold=result.threshold,

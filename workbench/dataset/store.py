@@ -404,14 +404,14 @@ class ScoreStore:
         else:
             score = None
         if isinstance(source, (bytes, bytearray)):
-            info = check_image(bytes(source), self.max_pixels)
+            info = check_image(bytes(source), self.max_pixels, name=name)
             data = bytes(source)
         elif isinstance(source, (str, Path)):
-            info = check_image(source, self.max_pixels)
+            info = check_image(source, self.max_pixels, name=name)
             data = None
         else:
             data = source.read()
-            info = check_image(data, self.max_pixels)
+            info = check_image(data, self.max_pixels, name=name)
         name = supported_name(sanitize_name(name), info.format)  # refuse before anything is written
         return self.add_images([(io.BytesIO(data) if data is not None else Path(source), name, score, text)])[0]
 

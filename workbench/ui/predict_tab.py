@@ -114,7 +114,7 @@ def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[s
 def csv_file(result: BatchResult) -> str:
     folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
     path = folder / "scores.csv"
-    path.write_text(csv_text(result), encoding="utf-8")
+    path.write_text(csv_text(result, for_spreadsheet=True), encoding="utf-8")  # opened in spreadsheets
     return str(path)
 
 
