@@ -139,7 +139,8 @@ def test_half_saved_runs_are_removed_unless_still_being_written(settings):
     import sys
     import time
 
-    from workbench.runs import OWNER_FILE, RunStore
+    from workbench.runs import RunStore
+    from workbench.runs.store import OWNER_FILE
 
     store = RunStore(settings.models_dir)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.fsutil import file_sha256
+from workbench.runs.store import RunCorrupt
 
 SKOPS_FILE = "model.skops"
 TORCH_FILE = "model.safetensors"
@@ -92,8 +93,6 @@ def load_model(folder: Path, manifest, settings) -> Any:
     Raises RunCorrupt ("this run is damaged: ...") for anything that stops the
     file being read as what the manifest says, UnsafeModel for foreign types.
     """
-    from workbench.runs import RunCorrupt
-
     def damaged(reason: str) -> RunCorrupt:
         return RunCorrupt(f"this run is damaged: run {manifest.run_id}: {reason}")
 
