@@ -130,3 +130,20 @@ def test_the_api_and_the_ui_say_damaged(damaged_run, app_server, photos):  # the
     components[choose["inputs"][0]] = {**components[choose["inputs"][0]], "props": {"value": run_id}}
     reply = call_event(app_server, choose, components, None)
     assert DAMAGED in reply and "model.safetensors" in reply
+
+
+@pytest.mark.parametrize("field, value", [("score_max", None), ("good_threshold", ""), ("weights", True),
+                                          ("split", None), ("score_min", 100.0), ("history", [1, 2])])
+def test_a_manifest_with_a_wrong_type_is_damaged_not_a_crash_later(settings, field, value):
+    """Found by tests/test_fuzz.py: these loaded, then failed inside scoring with TypeError/AttributeError."""
+    from workbench.predict import ScorerUnavailable, load_scorer
+
+    store, manifest, _ = _stored_run(settings, "ridge")
+    folder = store.folder(manifest.run_id)
+    data = json.loads((folder / "manifest.json").read_text())
+    data[field] = value
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ScorerUnavailable, match=f"{DAMAGED}: manifest.json") as caught:
+        load_scorer(manifest.run_id, settings)
+    assert field in str(caught.value) or "score_min" in str(caught.value)
+    assert manifest.run_id not in [m.run_id for m in store.list()]  # not offered as a run either
