@@ -13,6 +13,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from workbench.config import Settings
+from workbench.ui.http_guard import HostGuard
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
 TAB_MODULES = (
@@ -42,18 +43,40 @@ def build_blocks(settings: Settings) -> gr.Blocks:
     return blocks
 
 
+def recover(settings: Settings) -> None:
+    """Put right what a killed process left: rows of a killed import, temp files, half-saved runs."""
+    from workbench.dataset import ScoreStore
+    from workbench.fsutil import LockTimeout
+    from workbench.runs import RunStore
+
+    try:
+        ScoreStore.from_settings(settings).recover()
+    except (LockTimeout, OSError) as exc:  # e.g. the CLI importing right now: it reconciles itself
+        log.warning("data folder not checked at start: %s", exc)
+    for name in RunStore(settings.models_dir).remove_debris():
+        log.info("removed %s, left by a run save or deletion that was killed", name)
+
+
 def create_server(settings: Settings) -> FastAPI:
+    recover(settings)
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
         app.include_router(importlib.import_module(name).router(settings))
     blocks = build_blocks(settings).queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.data_dir), str(settings.cache_dir)],
         server_name=settings.host, server_port=settings.port,
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         footer_links=["api"],
     )
+    # Gradio checks that a file named in an event came from an upload only for a
+    # Blocks that has "launched" (processing_utils._check_allowed returns early
+    # otherwise), and mount_gradio_app never sets the flag: without this line any
+    # event taking a file copies whatever absolute path a request names.
+    blocks.has_launched = True
+    return app
 
 
 def launch(settings: Settings) -> None:

@@ -19,7 +19,7 @@ from workbench.dataset import (
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
-from workbench.ui.widgets import LabelledGallery, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, histogram, received_file, table_rows
 
 TITLE = "Training data"
 
@@ -122,6 +122,7 @@ def build(settings: Settings) -> None:
 
     def add_entry(page, name, file, typed_name, typed_score):
         if file:
+            file = received_file(file, settings)
             result = store.add_image(file, Path(file).name, score=typed_score or None)
             if result.error:  # unreadable or not copied: nothing was written
                 raise ImageError(f"{Path(file).name}: {result.error}")

@@ -10,7 +10,7 @@ from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
-from workbench.ui.widgets import LabelledGallery, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, histogram, received_files, table_rows
 
 TITLE = "Import"
 
@@ -142,7 +142,9 @@ def build(settings: Settings) -> None:
 
     scan_folder.click(scan, [session, folder, pattern], everything)
     folder.submit(scan, [session, folder, pattern], everything)
-    scan_upload.click(scan, [session, uploads, pattern], everything)
+    scan_upload.click(lambda previous, files, pattern_text, progress=gr.Progress():
+                      scan(previous, received_files(files, settings), pattern_text, progress),
+                      [session, uploads, pattern], everything)
     view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
                       show_progress="hidden")
     view.table.input(save_table, [session, view.page, view.selected, view.table], everything,

@@ -37,7 +37,7 @@ from workbench.predict import (
     score_one,
     scorer_choices,
 )
-from workbench.ui.widgets import StopFlags, progress_html
+from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -124,7 +124,7 @@ def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[s
 def csv_file(result: BatchResult) -> str:
     folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
     path = folder / "scores.csv"
-    path.write_text(csv_text(result), encoding="utf-8")
+    path.write_text(csv_text(result, for_spreadsheet=True), encoding="utf-8")  # opened in spreadsheets
     return str(path)
 
 
@@ -215,13 +215,14 @@ def build(settings: Settings) -> None:
     def score_photo(chosen: str, limit: float, path: str | None):
         if not path:
             return "", None, None, None, ""
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
             return None, None, "Choose a photo first."
+        path = received_file(path, settings)
         try:
             result = explain(path, _scorer(chosen), settings)
         except ImageError as exc:
@@ -238,7 +239,7 @@ def build(settings: Settings) -> None:
 
         if not path:
             return "Choose a photo first."
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         if row.error is not None:
             return f"⚠ {html.escape(row.error)}"
@@ -253,7 +254,7 @@ def build(settings: Settings) -> None:
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
         """Yields updates of progress, gallery, table, download and shown_rows (the batch's scorer id and
         its gallery rows)."""
-        inputs = list(files or []) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
+        inputs = received_files(files, settings) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
         if not inputs:
             yield {progress: progress_html(0, "Add photos or type a folder first.")}
             return

@@ -30,7 +30,7 @@ from PIL import Image
 from workbench.config import Settings
 from workbench.dataset.scores import format_score
 from workbench.events import StopFlag
-from workbench.fsutil import atomic_write_bytes
+from workbench.fsutil import UnsafePath, atomic_write_bytes, require_inside
 from workbench.images import ImageError, thumbnail
 
 TABLE_HEADERS = ["filename", "score"]
@@ -78,6 +78,24 @@ def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
     return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
             f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
             f'<div style="margin-top:4px">{html.escape(text)}</div>')
+
+
+def received_file(path: str, settings: Settings) -> str:
+    """``path`` if it names a file in Gradio's upload folder, the cache or ``data/``; else a gr.Error.
+
+    Every callback that gets a path from the browser passes it through here:
+    Gradio checks uploads too (app.create_server), this is the second lock.
+    """
+    from gradio.utils import get_upload_folder
+
+    try:
+        return str(require_inside(path, (get_upload_folder(), settings.cache_dir, settings.data_dir)))
+    except UnsafePath as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def received_files(paths: Sequence[str] | None, settings: Settings) -> list[str]:
+    return [received_file(path, settings) for path in paths or []]
 
 
 def caption(item: Any) -> str:
