@@ -124,10 +124,6 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def bytes_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def safe_child(folder: str | Path, name: str) -> Path:
     """``folder / name`` when that stays inside ``folder``; else raise :class:`UnsafePath`.
 

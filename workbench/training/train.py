@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -148,8 +147,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     for event in fit_streaming(fam, estimator, X[fit_idx], y[fit_idx],
                                X[split.val] if iterative else None, y[split.val] if iterative else None,
                                stop=stop):
-        history.append({"epoch": event.epoch, "train_loss": event.train_loss, "val_loss": event.val_loss,
-                        **event.metrics})
+        history.append(event.record())
         yield event
     fit_seconds = time.perf_counter() - started
     stopped = stop.is_set()
@@ -212,9 +210,3 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return manifest
-
-
-def run_folder(settings, run_id: str) -> Path:
-    from workbench.runs.store import RunStore
-
-    return RunStore(settings.models_dir).folder(run_id)
