@@ -145,9 +145,9 @@ def choose_pairs(names: Sequence[str], comparisons: Sequence[Comparison], k: int
     if len(names) < 2:
         return []
     index = {n: i for i, n in enumerate(names)}
-    if fit is None:
-        fit = pairwise_scores(comparisons, {}, 0.0, 1.0, names=names)
-    at = {n: i for i, n in enumerate(fit.names)}
+    if fit is None and comparisons:  # fitted on the compared photos only: the others are at the prior
+        fit = pairwise_scores(comparisons, {}, 0.0, 1.0)
+    at = {n: i for i, n in enumerate(fit.names)} if fit is not None else {}
     theta = np.array([fit.strength[at[n]] if n in at else 0.0 for n in names])
     var = np.array([fit.theta_std[at[n]] ** 2 if n in at else 1.0 / (2 * ALPHA) for n in names])
     seen = np.zeros(len(names))

@@ -18,6 +18,7 @@ from workbench.config import Settings
 TAB_MODULES = (
     "workbench.ui.import_tab",
     "workbench.ui.data_tab",
+    "workbench.ui.label_tab",
     "workbench.ui.train_tab",
     "workbench.ui.predict_tab",
 )
