@@ -18,7 +18,12 @@ from workbench.dataset.ratings import StarMapping
 from workbench.dataset.xmp import Rating
 from workbench.errors import BadInput
 from workbench.fsutil import atomic_write_text, file_lock
-from workbench.labelling.pairwise import choose_pairs, pairwise_scores
+from workbench.labelling.pairwise import (
+    choose_pairs,
+    comparison_labelled,
+    label_from_comparisons,
+    pairwise_scores,
+)
 
 UNDO_NAME = ".label_undo.json"
 UNDO_LOCK = ".label_undo.lock"
@@ -40,14 +45,16 @@ class LabelDesk:
 
     # ------------------------------------------------------------- the queue
     def queue(self, order: list[str] | None = None) -> list[dict]:
-        """Every photo as ``{"filename", "score"}``: unlabelled first (by name), then the labelled ones.
+        """Every photo as ``{"filename", "score", "from_comparisons"}``: unlabelled first (by name), then the labelled ones.
 
         ``order`` (e.g. from :func:`workbench.labelling.suggest.suggest`) puts those photos first, in that order.
         """
         entries = self.store.entries()
         rank = {name: i for i, name in enumerate(order or [])}
         entries.sort(key=lambda e: (rank.get(e.filename, len(rank)), e.score is not None, e.filename))
-        return [{"filename": e.filename, "score": e.score} for e in entries]
+        from_pairs = comparison_labelled(self.store)
+        return [{"filename": e.filename, "score": e.score, "from_comparisons": e.filename in from_pairs}
+                for e in entries]
 
     # ---------------------------------------------------------- one label
     def _undo_path(self) -> Path:
@@ -114,6 +121,13 @@ class LabelDesk:
 
     def compare(self, left: str, right: str, outcome: str) -> None:
         self.comparisons.add(left, right, outcome)
+
+    def labels_from_comparisons(self) -> str:
+        """Save Bradley–Terry scores as labels (photos with their own score anchor them); says what was done."""
+        fit, written = label_from_comparisons(self.store, self.comparisons.all())
+        if fit is None:
+            return "No comparisons yet: compare some pairs first."
+        return f"{len(written)} labels from {len(self.comparisons)} comparisons, placed by {fit.how}."
 
     def undo_comparison(self) -> dict | None:
         undone = self.comparisons.undo()

@@ -28,6 +28,7 @@ HTML = """
     <button class="wb-mode" data-mode="pairs">Compare pairs</button>
     <label>Suggestions from <select class="wb-run"><option value="">no run</option></select></label>
     <button class="wb-suggest">Order: most useful first</button>
+    <button class="wb-apply">Use comparisons as labels</button>
     <span class="wb-status" role="status"></span>
   </div>
   <div class="wb-rate">
@@ -91,7 +92,8 @@ function drawRate(t0) {
   if (!item) { $('.wb-caption').textContent = 'No photos in the training set yet: import some first.'; return; }
   shown($('.wb-photo'), item.filename, t0);
   const sug = state.suggestions[item.filename];
-  $('.wb-caption').textContent = `${state.index + 1} / ${state.items.length} · ${item.filename} · score: ${fmt(item.score)}`
+  const origin = item.from_comparisons ? ' (from comparisons)' : '';
+  $('.wb-caption').textContent = `${state.index + 1} / ${state.items.length} · ${item.filename} · score: ${fmt(item.score)}${origin}`
     + (sug !== undefined ? ` · suggestion ${fmt(sug)} (Enter accepts)` : '');
   for (let k = 1; k <= 3; k++) preload((state.items[state.index + k] || {}).filename);
   preload((state.items[state.index - 1] || {}).filename);
@@ -143,6 +145,7 @@ function rateKey(ev, t0) {
   const item = state.items[state.index];
   if (!item) return false;
   const name = item.filename;
+  if ('012345'.includes(ev.key) || ev.key === 'Enter') item.from_comparisons = false;  // the person's own now
   if (ev.key >= '1' && ev.key <= '5') {
     const stars = Number(ev.key); item.score = state.starScores[stars - 1];
     save(() => call('label_stars', {filename: name, stars}), `${name} ${'★'.repeat(stars)}`).then(s => { item.score = s; });
@@ -198,6 +201,16 @@ document.addEventListener('keydown', (ev) => {
 });
 element.querySelectorAll('.wb-mode').forEach(b => b.addEventListener('click', () => { setMode(b.dataset.mode); root.focus(); }));
 $('.wb-run').addEventListener('change', () => { state.suggestions = {}; drawRate(); root.focus(); });
+$('.wb-apply').addEventListener('click', async () => {
+  try {
+    status(await call('label_apply_comparisons'));
+    const fresh = await call('label_start');
+    const byName = new Map(fresh.items.map(i => [i.filename, i]));
+    state.items.forEach(i => Object.assign(i, byName.get(i.filename) || {}));
+    drawRate();
+  } catch (e) { status('Not saved: ' + (e.message || e)); }
+  root.focus();
+});
 $('.wb-suggest').addEventListener('click', async () => {
   status('ranking the unlabelled photos (features are computed once)…');
   try {
@@ -262,8 +275,11 @@ def build(settings: Settings) -> None:
     def label_undo_comparison() -> dict | None:
         return desk.undo_comparison()
 
+    def label_apply_comparisons() -> str:
+        return desk.labels_from_comparisons()
+
     functions = [label_start, label_stars, label_accept, label_clear, label_undo, label_predictions,
-                 label_suggested_order, label_pairs, label_compare, label_undo_comparison]
+                 label_suggested_order, label_pairs, label_compare, label_undo_comparison, label_apply_comparisons]
     gr.HTML(HTML, css_template=CSS, js_on_load=JS, server_functions=[_shown_errors(f) for f in functions],
             elem_id="label-desk")
 
