@@ -27,6 +27,7 @@ from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, Finished, StopFlag
 
 MIN_LABELS = 5
+DIMS = 16  # principal components the signals work in (bench/labelling_bench.py chose it on SAVOIAS)
 
 
 def committee_disagreement(X_labelled: np.ndarray, y: np.ndarray, X_pool: np.ndarray, *, members: int = 8,
@@ -56,15 +57,28 @@ def _min_sq_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def rank_for_labelling(X_labelled: np.ndarray, y: np.ndarray, X_pool: np.ndarray, n: int, *, members: int = 8,
-                       seed: int = 0) -> tuple[list[int], np.ndarray]:
-    """Indices into ``X_pool`` to label next (best first) and the committee disagreement of every pool row."""
+                       seed: int = 0, dims: int | None = DIMS, committee_space: str = "reduced",
+                       ) -> tuple[list[int], np.ndarray]:
+    """Indices into ``X_pool`` to label next (best first) and the committee disagreement of every pool row.
+
+    ``dims``: both signals work on the first ``dims`` principal components of
+    all the photos, whitened (None: every feature, standardised); ``committee_space``
+    "full" fits the committee on every feature instead.
+    """
     if len(X_pool) == 0 or n <= 0:
         return [], np.zeros(len(X_pool))
     X_all = np.concatenate([X_labelled, X_pool]) if len(X_labelled) else X_pool
     mean, std = X_all.mean(0), X_all.std(0) + 1e-6
-    L, P = (X_labelled - mean) / std if len(X_labelled) else X_labelled, (X_pool - mean) / std
+    full_L, full_P = (X_labelled - mean) / std, (X_pool - mean) / std
+    L, P = full_L, full_P
+    if dims is not None and dims < min(X_all.shape):  # principal components of the raw features, then whitened
+        _, _, vt = np.linalg.svd(X_all - mean, full_matrices=False)
+        basis = vt[:dims].T
+        scale = ((X_all - mean) @ basis).std(0) + 1e-9
+        L, P = ((X_labelled - mean) @ basis) / scale, ((X_pool - mean) @ basis) / scale
     if len(y) >= MIN_LABELS:
-        spread = committee_disagreement(L, np.asarray(y, float), P, members=members, seed=seed)
+        cL, cP = (full_L, full_P) if committee_space == "full" else (L, P)
+        spread = committee_disagreement(cL, np.asarray(y, float), cP, members=members, seed=seed)
         weight = spread / spread.max() if spread.max() > 0 else np.ones(len(P))
     else:
         spread, weight = np.zeros(len(P)), np.ones(len(P))

@@ -77,7 +77,7 @@ async function call(fn, args) {
 }
 const state = {mode: 'rate', items: [], index: 0, pairs: [], suggestions: {}, dataDir: '', starScores: [],
                range: [0, 100]};
-window.__wbLabel = {latency: [], saves: 0, state};
+window.__wbLabel = {latency: [], saveMs: [], saves: 0, state};
 function status(text) { $('.wb-status').textContent = text; }
 function shown(img, name, t0) {
   img.src = url(name);
@@ -132,7 +132,11 @@ async function loadPairs() { state.pairs = await call('label_pairs'); drawPairs(
 let chain = Promise.resolve();  // saves reach the server one after the other, in key order
 function save(call, what) {
   const done = chain.then(async () => {
-    try { const r = await call(); window.__wbLabel.saves++; status('saved: ' + what); return r; }
+    const t = performance.now();
+    try {
+      const r = await call(); window.__wbLabel.saves++; window.__wbLabel.saveMs.push(performance.now() - t);
+      status('saved: ' + what); return r;
+    }
     catch (e) { status('NOT saved: ' + (e.message || e)); throw e; }
   });
   chain = done.catch(() => {});
