@@ -24,7 +24,6 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 import httpx  # noqa: E402
-
 from conftest import start_app, stop_app  # noqa: E402
 from test_load import big_png, memory_mb  # noqa: E402
 

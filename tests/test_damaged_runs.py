@@ -3,14 +3,13 @@ manifest says (wrong format, relabelled, shapes that disagree) is reported as
 damaged, the same way in the engine, the API, the CLI and the UI, and no code runs."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import json
 import pickle
 
 import pytest
-
 from test_runs import _stored_run
+
+from workbench import compat  # noqa: F401
 from workbench.fsutil import file_sha256
 from workbench.runs import RunCorrupt, load_run
 
@@ -113,7 +112,6 @@ def test_the_api_and_the_ui_say_damaged(damaged_run, app_server, photos):  # the
 
     import httpx
     from PIL import Image
-
     from test_security import call_event
 
     run_id = damaged_run

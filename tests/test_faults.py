@@ -2,13 +2,12 @@
 round-trip exactly, long annotations, runs found by their folder."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import shutil
 
 import pytest
-
 from test_store import jpeg_bytes
+
+from workbench import compat  # noqa: F401
 from workbench.dataset import ScoreStore
 
 
@@ -53,6 +52,7 @@ def test_import_and_dataset_work_with_a_long_text_in_scores_csv(tmp_path, run_cl
 
 def test_a_run_is_found_by_its_folder_when_renamed_or_copied(settings):
     from test_runs import X, _stored_run
+
     from workbench.runs import RunStore, load_run
 
     store, manifest, pred = _stored_run(settings, "ridge")

@@ -10,8 +10,6 @@ valid table of files that exist. ``make test`` runs a few cases per target
 """
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import atexit
 import collections
 import csv
@@ -28,11 +26,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-from PIL import Image
-
 from conftest import SHARED_DIR, package_photos, start_app, stop_app
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
 from test_security import FOLDERS, call_event, file_events
+
+from workbench import compat  # noqa: F401
 
 EXAMPLES = int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "15"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -270,8 +270,9 @@ def test_fuzz_import_writes_only_into_data_and_keeps_scores_csv_valid(entries, a
 # ------------------------------------------------------------ the run loader
 @pytest.fixture(scope="module")
 def stored_run(tmp_path_factory):
-    from workbench.config import load_settings
     from test_runs import _stored_run
+
+    from workbench.config import load_settings
 
     root = tmp_path_factory.mktemp("fuzz-runs")
     paths = {name: root / folder for name, folder in FOLDERS.items() if name.startswith("WORKBENCH")}

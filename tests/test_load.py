@@ -10,9 +10,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import start_app, stop_app
+from PIL import Image
 
 SIDE = 6000  # 36 megapixels: ~108 MB decoded as RGB, a ~100 KB PNG on the wire
 # The server's peak resident memory may grow by at most this much over its idle size while four

@@ -21,9 +21,9 @@ import gradio as gr
 import httpx
 import numpy as np
 import pytest
+from conftest import start_app, stop_app
 from PIL import Image, PngImagePlugin
 
-from conftest import start_app, stop_app
 from workbench.fsutil import UnsafePath, require_inside
 
 BODY_TIMEOUT_S = 2

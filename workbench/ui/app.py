@@ -28,15 +28,6 @@ API_MODULES = ("workbench.api",)
 log = logging.getLogger(__name__)
 
 
-def _optional_import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # an area not built yet
-        if exc.name != module:
-            raise
-        return None
-
-
 def build_blocks(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Aesthetic Workbench") as blocks:
         gr.Markdown(
@@ -46,9 +37,7 @@ def build_blocks(settings: Settings) -> gr.Blocks:
         )
         with gr.Tabs():
             for name in TAB_MODULES:
-                module = _optional_import(name)
-                if module is None:
-                    continue
+                module = importlib.import_module(name)
                 with gr.Tab(module.TITLE, id=name.rsplit(".", 1)[-1]):
                     module.build(settings)
     return blocks
@@ -74,9 +63,7 @@ def create_server(settings: Settings) -> FastAPI:
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
-        module = _optional_import(name)
-        if module is not None:
-            app.include_router(module.router(settings))
+        app.include_router(importlib.import_module(name).router(settings))
     blocks = build_blocks(settings).queue(default_concurrency_limit=4)
     app = gr.mount_gradio_app(
         app, blocks, path="/",

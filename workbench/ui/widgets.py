@@ -245,16 +245,19 @@ class LabelledGallery:
     def _wire_selection(self) -> None:
         select_outputs = [self.selected, self.preview, self.name, self.score]
 
+        def select(page, index: int | None) -> dict:
+            return dict(zip(select_outputs, (index, *self._selection(page, index))))
+
         def on_click(page, evt: gr.SelectData):
-            return (evt.index, *self._selection(page, evt.index))
+            return select(page, evt.index)
 
         def step(delta: int):
             def move(page, index):
                 if page is None or not page.items:
-                    return (None, *self._selection(page, None), gr.skip())
+                    return select(page, None)
                 index = 0 if index is None else (index + delta) % len(page.items)
                 # setting selected_index only highlights; the browser fires select on clicks alone
-                return (index, *self._selection(page, index), gr.Gallery(selected_index=index))
+                return {**select(page, index), self.gallery: gr.Gallery(selected_index=index)}
             return move
 
         self.gallery.select(on_click, [self.page], select_outputs, show_progress="hidden")
