@@ -28,12 +28,11 @@ $(PY):
 # without a GPU: make run TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_INDEX ?=
 # Last, the package itself, editable: .venv/bin/workbench is then the same as `python -m workbench`.
-# Its dependencies are the ones just installed; setuptools is already there to build it (venv seeds it
-# before Python 3.12, torch requires it from 3.12 on).
+# Its dependencies are the ones just installed (--no-deps); pip builds it with setuptools (pyproject.toml).
 $(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PIP) $(TORCH_INDEX) torch==2.13.0 torchvision==0.28.0
 	$(PIP) -r requirements.txt
-	$(PIP) --no-deps --no-build-isolation -e .
+	$(PIP) --no-deps -e .
 	touch $@
 
 $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
