@@ -10,11 +10,11 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup setup-dev browser bench clean-venv help
+.PHONY: run test setup setup-dev browser metadata-tools bench clean-venv help
 
 help:
 	@echo "make run    - set up .venv and launch the workbench on http://127.0.0.1:7860"
-	@echo "make test   - set up .venv (+ chromium for browser tests) and run pytest"
+	@echo "make test   - set up .venv (+ chromium, exiftool, exiv2 for tests) and run pytest"
 	@echo "make bench  - run the benchmarks in bench/ (slow; prints figures)"
 
 # Debian/Ubuntu ship venv separately; install it when it is missing.
@@ -47,11 +47,17 @@ browser:
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium present: $$(command -v chromium)"; \
 	else $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; fi
 
+# The XMP tests read what the workbench writes with two independent readers, Debian's exiftool and exiv2
+# (the workbench itself needs neither: pyexiv2 ships its own exiv2).
+metadata-tools:
+	@if command -v exiftool >/dev/null 2>&1 && command -v exiv2 >/dev/null 2>&1; then echo "exiftool and exiv2 present"; \
+	else $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends libimage-exiftool-perl exiv2; fi
+
 run: setup
 	$(PY) gradio_app.py
 
 # ruff first (lint and import order, configured in pyproject.toml): seconds, before a ~10 min suite
-test: setup-dev
+test: setup-dev metadata-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
