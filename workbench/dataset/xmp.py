@@ -174,6 +174,38 @@ def read_rating(image: str | Path, sidecars: Iterable[Path] | None = None) -> Ra
     return from_exif if from_exif.usable else None
 
 
+TEXT_TAGS = ("Xmp.dc.title", "Xmp.dc.description", "Xmp.dc.subject", "Xmp.lr.hierarchicalSubject")
+
+
+def _plain(value) -> list[str]:
+    """exiv2 gives a lang-alt as {'lang="x-default"': text}, a bag as a list, a simple value as a string."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [str(value).strip()] if value is not None and str(value).strip() else []
+
+
+def read_text(image: str | Path, sidecars: Iterable[Path] | None = None) -> str | None:
+    """Title, description and keywords a photo manager wrote (sidecar first, then embedded), or None.
+
+    Keywords are joined with commas ("portrait, golden hour"); unreadable
+    metadata is skipped, as for ratings.
+    """
+    image = Path(image)
+    for source in [*(sidecars if sidecars is not None else sidecar_paths(image)), image]:
+        try:
+            xmp = _read_file(source)[0]
+        except (MetadataError, OSError):
+            continue
+        title, description = _plain(xmp.get(TEXT_TAGS[0])), _plain(xmp.get(TEXT_TAGS[1]))
+        keywords = _plain(xmp.get(TEXT_TAGS[2])) or [k.split("|")[-1] for k in _plain(xmp.get(TEXT_TAGS[3]))]
+        parts = [*title, *description] + ([", ".join(keywords)] if keywords else [])
+        if parts:
+            return ". ".join(parts)
+    return None
+
+
 def read_sidecar(path: str | Path) -> dict:
     """Every XMP tag of a sidecar (``{"Xmp.xmp.Rating": "4", ...}``); for tests and the curious."""
     return _read_file(Path(path))[0]

