@@ -69,6 +69,7 @@ class ScoreRow:
     percentile: float | None = None  # 0-100 among the training set's scores
     verdict: str | None = None  # "good" | "bad"
     error: str | None = None
+    text_source: str | None = None  # image+text runs: where the photo's text came from, "none" when it had none
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Scorer:
     gradcam_target: Callable[[], tuple | None]
     not_explainable_reason: str = ""
     bin_centres: list[float] | None = None  # the score each distribution bin stands for (distribution models)
+    uses_text: bool = False  # an image+text run: predict_chunk also takes ``texts`` (file name -> text)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Grad-CAM hooks are per model
 
     def percentile(self, score: float) -> float | None:
@@ -273,7 +275,9 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
         scale=(float(manifest.score_min), float(manifest.score_max)),
         default_threshold=float(manifest.good_threshold), has_distribution=capabilities.distribution,
         weights_note=_weights_note(manifest), reference_scores=_reference_scores(manifest, settings),
-        predict_chunk=lambda paths, settings, stop=NEVER_STOP: run.predict_images(paths, settings, stop=stop),
+        predict_chunk=lambda paths, settings, stop=NEVER_STOP, texts=None: run.predict_images(
+            paths, settings, stop=stop, texts=texts),
+        uses_text=capabilities.needs_text,
         gradcam_target=gradcam_target,
         not_explainable_reason=(
             "" if capabilities.explainable else
@@ -361,8 +365,12 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], dict[str, s
 
 
 def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Settings, *,
-                 stop: StopFlag = NEVER_STOP, threshold: float | None = None) -> Iterator[Any]:
+                 stop: StopFlag = NEVER_STOP, threshold: float | None = None,
+                 texts: dict[str, str] | None = None) -> Iterator[Any]:
     """Score files and folders; yields Progress/Notice, ends with ``Finished(BatchResult)``.
+
+    ``texts`` (file name -> text typed for that photo) is read by image+text
+    runs only; other scorers say so once and score from the pixels.
 
     Broken images become rows with an ``error`` and the rest is scored. On Stop
     the result holds what was scored so far and ``stopped`` is true. Raises
@@ -375,6 +383,9 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
     threshold = scorer.default_threshold if threshold is None else threshold
     paths, missing = expand_inputs(inputs)
     rows = [ScoreRow(path=p, error=reason) for p, reason in missing.items()]
+    extra = {"texts": texts} if scorer.uses_text else {}
+    if texts and not scorer.uses_text:
+        yield Notice(f"{scorer.id} scores from the image alone: the text given is not used", level="warning")
     total, stopped = len(paths), False
     yield Progress(0, total, f"scoring {total} image(s) with {scorer.id}")
     for offset in range(0, total, CHUNK):
@@ -384,7 +395,7 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
         chunk = paths[offset:offset + CHUNK]
         predictions = None
         try:
-            for event in scorer.predict_chunk(chunk, settings, stop=stop):
+            for event in scorer.predict_chunk(chunk, settings, stop=stop, **extra):
                 if isinstance(event, Finished):
                     predictions, stopped = event.result, event.stopped
                 elif isinstance(event, Progress):
@@ -410,6 +421,7 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
 def _rows_of(predictions, scorer: Scorer, threshold: float) -> list[ScoreRow]:
     rows = [ScoreRow(path=str(path), error=reason) for path, reason in predictions.errors.items()]
     dists, spreads = predictions.distributions, predictions.spreads
+    found = getattr(predictions, "texts", None)
     for i, path in enumerate(predictions.paths):
         score = float(predictions.scores[i])
         if not math.isfinite(score):  # NaN would sort anywhere and count as "bad"; list it with the failures
@@ -420,22 +432,26 @@ def _rows_of(predictions, scorer: Scorer, threshold: float) -> list[ScoreRow]:
             std=float(spreads[i]) if spreads is not None else None,
             distribution=[float(v) for v in dists[i]] if dists is not None else None,
             percentile=scorer.percentile(score), verdict=scorer.verdict(score, threshold),
+            text_source=None if found is None else (found[i].source or "none"),
         ))
     return rows
 
 
 def score_one(image_path: str | Path, scorer: Scorer, settings: Settings, *,
-              threshold: float | None = None) -> ScoreRow:
-    """One photo's row (``error`` set when it cannot be read)."""
+              threshold: float | None = None, text: str | None = None) -> ScoreRow:
+    """One photo's row (``error`` set when it cannot be read); ``text``: typed for an image+text run."""
     from workbench.events import drain
 
-    return drain(score_images([image_path], scorer, settings, threshold=threshold)).rows[0]
+    texts = {Path(image_path).name: text} if text and text.strip() else None
+    return drain(score_images([image_path], scorer, settings, threshold=threshold, texts=texts)).rows[0]
 
 
 def csv_columns(result: BatchResult) -> list[str]:
     columns = ["path", "score"]
     if result.has_distribution:
         columns += ["std"] + [f"p{i}" for i in range(1, 11)]
+    if any(r.text_source is not None for r in result.rows):
+        columns.append("text_source")
     if result.failed:
         columns.append("error")
     return columns
@@ -463,7 +479,8 @@ def csv_text(result: BatchResult, *, for_spreadsheet: bool = False) -> str:
     writer.writerow(columns)
     for row in result.rows:
         values = {"path": text_cell(str(row.path)), "score": "" if row.score is None else f"{row.score:.4f}",
-                  "std": "" if row.std is None else f"{row.std:.4f}", "error": text_cell(row.error or "")}
+                  "std": "" if row.std is None else f"{row.std:.4f}", "error": text_cell(row.error or ""),
+                  "text_source": row.text_source or ""}
         for i in range(10):
             values[f"p{i + 1}"] = f"{row.distribution[i]:.5f}" if row.distribution else ""
         writer.writerow([values[c] for c in columns])

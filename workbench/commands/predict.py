@@ -33,6 +33,24 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stars", choices=STAR_METHODS, default=None,
                         help="how scores become 1-5 stars: thresholds = five equal parts of the scorer's scale, "
                              "percentile = each fifth of this batch by rank (default: ratings.stars_out)")
+    parser.add_argument("--text", action="append", metavar="[FILE=]TEXT", default=[],
+                        help="text for image+text runs (multimodal_*): 'IMG_1.jpg=golden hour portrait' for one "
+                             "photo, or a plain text for every photo given; repeatable. Without it a photo's text "
+                             "comes from scores.csv, its XMP keywords/title/description, or a cached caption")
+
+
+def typed_texts(values: list[str], paths: list[str]) -> dict[str, str] | None:
+    """``--text`` values -> file name -> text; 'NAME.jpg=text' is for one photo, anything else for all given."""
+    from workbench.images import is_supported
+
+    texts: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if sep and is_supported(name.strip()) and rest.strip():
+            texts[Path(name.strip()).name] = rest.strip()
+        elif value.strip():
+            texts.update({Path(p).name: value.strip() for p in paths if not Path(p).is_dir()})
+    return texts or None
 
 
 def _finite_float(text: str) -> float:
@@ -59,8 +77,9 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
     if not args.json:
         print(f"{scorer.id}: scale {scorer.scale[0]:g}-{scorer.scale[1]:g}; {scorer.weights_note}", file=sys.stderr)
     folders = any(Path(p).is_dir() for p in args.paths)
-    result = result_of(score_images(args.paths, scorer, settings, threshold=args.threshold), "scoring", unit="img",
-                       bars=folders or len(args.paths) > 1)
+    texts = typed_texts(args.text, args.paths)
+    result = result_of(score_images(args.paths, scorer, settings, threshold=args.threshold, texts=texts),
+                       "scoring", unit="img", bars=folders or len(args.paths) > 1)
     if not result.rows:
         raise CommandError(f"no images found in {', '.join(args.paths)}")
     if args.csv:
@@ -76,7 +95,8 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
         for row in result.rows:
             if row.error is None:
                 spread = f" ± {row.std:.2f}" if row.std is not None else ""
-                print(f"{row.score:8.3f}{spread}  {row.verdict:<4}  {row.path}")
+                note = "" if row.text_source is None else f"  [text: {row.text_source}]"
+                print(f"{row.score:8.3f}{spread}  {row.verdict:<4}  {row.path}{note}")
             else:
                 print(f"{'-':>8}  {'':<4}  {row.path}  ({row.error})")
         print(f"{len(result.scored)} scored, {len(result.failed)} could not be scored; good from "

@@ -158,8 +158,9 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
 
 
 def _input_key(fam, chosen: str, settings) -> tuple:
-    if fam.capabilities.needs_features:
-        return ("features", tuple(fam.feature_backbones(chosen, settings)))
+    if fam.capabilities.needs_features:  # image+text families read the same features plus a text block
+        kind = "features+text" if fam.capabilities.needs_text else "features"
+        return (kind, tuple(fam.feature_backbones(chosen, settings)))
     return ("images", (chosen,))
 
 

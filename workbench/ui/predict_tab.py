@@ -72,6 +72,10 @@ def row_markdown(row: ScoreRow, scorer: Scorer, threshold: float) -> str:
         lines.append(f"Higher than **{row.percentile:.0f}%** of the training set's scores")
     else:
         lines.append("No percentile: this scorer was not trained on your photos")
+    if row.text_source == "none":
+        lines.append("This photo had **no text**: scored from the image alone")
+    elif row.text_source is not None:
+        lines.append(f"Text used: from {html.escape(row.text_source)}")
     return "  \n".join(lines)
 
 
@@ -146,6 +150,10 @@ def build(settings: Settings) -> None:
             photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
                              elem_id="predict-photo")
             with gr.Column():
+                photo_text = gr.Textbox(label="Text for this photo (image+text runs only)", lines=2,
+                                        placeholder="keywords, a title, a note… empty: its scores.csv text, XMP "
+                                                    "keywords/title/description or cached caption, if any",
+                                        elem_id="predict-text")
                 verdict = gr.Markdown(elem_id="predict-result")
                 distribution = gr.Plot(label="Predicted score distribution", elem_id="predict-distribution")
         with gr.Accordion("Why this score? (Grad-CAM)", open=False):
@@ -219,11 +227,11 @@ def build(settings: Settings) -> None:
         ids = [value for _, value in options]
         return gr.Dropdown(choices=options, value=chosen if chosen in ids else default_scorer_id(settings))
 
-    def score_photo(chosen: str, limit: float, path: str | None):
+    def score_photo(chosen: str, limit: float, path: str | None, text: str = ""):
         if not path:
             return "", None, None, None, ""
         path, scorer = received_file(path, settings), _scorer(chosen)
-        row = score_one(path, scorer, settings, threshold=limit)
+        row = score_one(path, scorer, settings, threshold=limit, text=text)
         return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
@@ -329,13 +337,13 @@ def build(settings: Settings) -> None:
             raise gr.Error(str(exc)) from None
 
     # --------------------------------------------------------------- wiring
+    one_photo = [scorer_id, threshold, photo, photo_text]
     scorer_id.change(load, scorer_id, [scorer_info, threshold]).then(
-        score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation, explain_note])
+        score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
     gr.on([refresh.click], refresh_choices, scorer_id, scorer_id)
-    photo.change(score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation,
-                                                              explain_note])
-    threshold.release(score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation,
-                                                                   explain_note])
+    gr.on([photo.change, photo_text.submit], score_photo, one_photo,
+          [verdict, distribution, overlay, explanation, explain_note])
+    threshold.release(score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
     explain_button.click(explain_photo, [scorer_id, photo, opacity], [overlay, explanation, explain_note])
     opacity.change(reblend, [explanation, opacity], overlay, show_progress="hidden")
     describe_button.click(describe, [scorer_id, threshold, photo, want_caption, send_image, language, base_url,
