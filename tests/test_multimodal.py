@@ -116,3 +116,19 @@ def test_multimodal_family_trains_reports_and_reloads_identically(family, params
     assert again.texts[0].source == "typed" and len(again.scores) == len(paths)
     assert all(np.isfinite(finished.scores)) and all(f.source is None for f in finished.texts if not f.text)
     assert len(empty) == sum(1 for f in finished.texts if f.source is None)
+
+
+def test_clip_prompt_view_runs_on_a_tiny_random_clip():
+    """The CLIP-IQA prompt path, on random weights: shapes, probabilities, determinism. Accuracy: not measured."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from workbench.backbones.clip_prompts import PROMPT_PAIRS, prompt_features, tiny_random_clip
+    from workbench.backbones.text import text_weight_status
+
+    tokenizer = AutoTokenizer.from_pretrained(text_weight_status().path.parent, local_files_only=True)
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    first = prompt_features(tiny_random_clip(tokenizer, seed=0), images)
+    assert first.shape == (3, len(PROMPT_PAIRS)) and np.all((first > 0) & (first < 1))
+    assert np.array_equal(first, prompt_features(tiny_random_clip(tokenizer, seed=0), images))
+    assert not np.allclose(first[0], first[1])  # the image matters
