@@ -150,8 +150,11 @@ def test_backbones_command_reports_each_source(run_cli, workbench_env, nima_weig
     (Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name).symlink_to(nima_weights)
     proc = run_cli("backbones", "--json")
     rows = {row["name"]: row for row in json.loads(proc.stdout)}
-    assert set(rows) == set(BACKBONES)
+    from workbench.backbones.text import TEXT_BACKBONES
+
+    assert set(rows) == set(BACKBONES) | set(TEXT_BACKBONES)
     assert rows["efficientnet_lite0"]["weights"] == "package" and rows["efficientnet_lite0"]["default"]
+    assert rows["minilm_l6"]["weights"] == "package" and rows["minilm_l6"]["feature_dim"] == 384
     assert rows["nima_mobilenet"]["weights"] == "local file"
     assert rows["inception_v3"]["input_size"] == 299 and rows["vgg16"]["feature_dim"] == 4096
     assert rows["clip_vit_l14"]["weights"] in {"unavailable", "download"}

@@ -132,3 +132,39 @@ def test_clip_prompt_view_runs_on_a_tiny_random_clip():
     assert first.shape == (3, len(PROMPT_PAIRS)) and np.all((first > 0) & (first < 1))
     assert np.array_equal(first, prompt_features(tiny_random_clip(tokenizer, seed=0), images))
     assert not np.allclose(first[0], first[1])  # the image matters
+
+
+SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Evening walk</rdf:li></rdf:Alt></dc:title>
+<dc:subject><rdf:Bag><rdf:li>portrait</rdf:li><rdf:li>golden hour</rdf:li></rdf:Bag></dc:subject>
+</rdf:Description></rdf:RDF></x:xmpmeta>
+<?xpacket end="w"?>"""
+
+
+def test_text_comes_from_typed_then_scores_csv_then_xmp_then_a_cached_caption(settings, photos, tmp_path):
+    from PIL import Image
+
+    from workbench.commands.predict import typed_texts
+    from workbench.multimodal import coverage_note, remember_caption, texts_for
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    paths = []
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        Image.fromarray(photos["coffee" if name != "c.jpg" else "rocket"]).save(folder / name)
+        paths.append(folder / name)
+    (folder / "b.xmp").write_text(SIDECAR, encoding="utf-8")
+    (folder / "a.xmp").write_text(SIDECAR, encoding="utf-8")  # loses to the typed text
+    remember_caption(folder / "c.jpg", "a rocket on a launch pad", settings)
+    found = texts_for(paths, settings, typed={"a.jpg": "typed"}, table={"d.jpg": "from the table"})
+    assert [(f.text, f.source) for f in found] == [
+        ("typed", "typed"), ("Evening walk. portrait, golden hour", "XMP"),
+        ("a rocket on a launch pad", "caption"), ("from the table", "scores.csv")]
+    assert texts_for([folder / "c.jpg"], settings, use_captions=False)[0].source is None
+    assert coverage_note(found[:1] + texts_for([folder / "c.jpg"], settings, use_captions=False)) == \
+        "1 of 2 photos have text (typed 1); 1 have none and are scored from the image alone"
+    assert typed_texts(["b.jpg=night = city", "for all"], ["x/a.jpg", "x/b.jpg"]) == \
+        {"b.jpg": "night = city", "a.jpg": "for all"}
+    assert typed_texts(["b.jpg=night = city"], ["x/b.jpg"]) == {"b.jpg": "night = city"}

@@ -30,6 +30,13 @@ def backbones_command(args: argparse.Namespace, settings: Settings) -> list[dict
             "weights": status.source, "detail": status.detail, "weights_id": status.weights_id,
             "default": name == settings.default_backbone, "description": spec.description,
         })
+    from workbench.backbones.text import TEXT_BACKBONES, text_weight_status
+
+    for name, spec in TEXT_BACKBONES.items():  # text backbones: what the image+text families embed text with
+        status = text_weight_status(name)
+        rows.append({"name": name, "input_size": "text", "feature_dim": spec.dim, "weights": status.source,
+                     "detail": status.detail, "weights_id": status.weights_id, "default": False,
+                     "description": spec.description})
     if not args.json:
         print(f"Weights folder: {settings.weights_dir}")
         print(f"{'backbone':<20} {'input':>5} {'dim':>5}  weights")

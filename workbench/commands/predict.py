@@ -44,13 +44,14 @@ def typed_texts(values: list[str], paths: list[str]) -> dict[str, str] | None:
     from workbench.images import is_supported
 
     texts: dict[str, str] = {}
+    one: dict[str, str] = {}  # a photo's own text wins over a text for all, whatever the order given
     for value in values:
         name, sep, rest = value.partition("=")
         if sep and is_supported(name.strip()) and rest.strip():
-            texts[Path(name.strip()).name] = rest.strip()
+            one[Path(name.strip()).name] = rest.strip()
         elif value.strip():
             texts.update({Path(p).name: value.strip() for p in paths if not Path(p).is_dir()})
-    return texts or None
+    return {**texts, **one} or None
 
 
 def _finite_float(text: str) -> float:
