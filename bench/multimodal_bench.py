@@ -142,7 +142,7 @@ def main() -> None:
         for name, srcc, mae in rows:
             delta = np.array(srcc) - base
             shown = "" if name == "ridge" else f"{delta.mean():+.3f} ± {delta.std():.3f}"
-            print(f"{name:<20}{np.mean(srcc):>8.3f}{np.std(srcc):>8.3f}{mae:>8.2f}{shown:>28}")
+            print(f"{name:<20}{np.mean(srcc):>8.3f}{np.std(srcc):>8.3f}{mae:>8.2f}{shown:>28}", flush=True)
 
 
 if __name__ == "__main__":

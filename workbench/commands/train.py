@@ -122,7 +122,8 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def default_compare_families() -> list[str]:
     from workbench.models import FAMILIES
-    return [f.name for f in FAMILIES.values() if f.capabilities.needs_features]
+    # image+text families are compared when named (--models multimodal_concat,...): without text they add time only
+    return [f.name for f in FAMILIES.values() if f.capabilities.needs_features and not f.capabilities.needs_text]
 
 
 @command("compare", "Cross-validate several model families on the same folds and print a leaderboard.",
