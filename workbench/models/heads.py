@@ -132,7 +132,7 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         self.loop_ = LoopResult()
         yield from fit_loop(self.module_, optimizer, batches, lambda m, xb, yb: self._loss(m(xb), yb),
                             evaluate, epochs=self.epochs, patience=self.patience, stop=stop,
-                            device=torch.device("cpu"), result=self.loop_)
+                            device=torch.device("cpu"), result=self.loop_, seed=self.seed)
         self.stopped_ = self.loop_.stopped
 
     # -- predicting

@@ -106,7 +106,8 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     names = [str(p) for p in data.paths if str(p) in common]
     data = data.subset([i for i, p in enumerate(data.paths) if str(p) in common])
     check_enough(len(data))
-    fold_indices = kfold(data.scores, folds=folds, seed=seed)
+    keys = np.array(data.content_keys())
+    fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys)
     y = data.scores
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     results: list[FamilyResult] = []
@@ -126,7 +127,8 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
             tick = time.perf_counter()
             try:
-                _fit_fold(fam, estimator, X, y, train_idx, seed, stop)
+                _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
+                          seed, stop, keys)
                 if stop is not None and stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
@@ -162,11 +164,12 @@ def _input_key(fam, chosen: str, settings) -> tuple:
     return ("images", (chosen,))
 
 
-def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag | None) -> None:
-    """Fit on one training fold; torch families early-stop on a validation slice of it."""
+def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag | None, keys) -> None:
+    """Fit on one training fold (``train_idx`` in content-key order, so the rows a model sees never
+    follow the listing order); torch families early-stop on a validation slice of it."""
     if fam.capabilities.torch:
-        inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed) \
-            if len(train_idx) >= 20 else None
+        inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed,
+                                 keys=keys[train_idx]) if len(train_idx) >= 20 else None
         if inner is not None:
             fit_part, val_part = train_idx[inner.train], train_idx[inner.val]
             for _ in fit_streaming(fam, estimator, X[fit_part], y[fit_part], X[val_part], y[val_part], stop=stop):

@@ -65,10 +65,27 @@ def _stratified_take(bins: np.ndarray, fraction: float, rng: np.random.Generator
     return chosen
 
 
+def canonical_order(keys, n: int) -> np.ndarray:
+    """Positions [n] sorted by ``keys`` (identity without keys): the order splits are drawn in."""
+    if keys is None:
+        return np.arange(n)
+    keys = [str(k) for k in keys]
+    if len(keys) != n:
+        raise ValueError(f"{len(keys)} keys for {n} scores")
+    return np.array(sorted(range(n), key=lambda i: (keys[i], i)), dtype=np.int64)
+
+
 def stratified_split(scores, *, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                     seed: int = 42) -> Split:
-    """Train/val/test indices of ``scores`` [N], stratified by score quantiles, reproducible by ``seed``."""
+                     seed: int = 42, keys=None) -> Split:
+    """Train/val/test indices of ``scores`` [N], stratified by score quantiles, reproducible by ``seed``.
+
+    With ``keys`` [N] (content hashes) the split does not depend on the order of ``scores``.
+    """
     scores = np.asarray(scores, dtype=np.float64)
+    if keys is not None:
+        order = canonical_order(keys, len(scores))
+        inner = stratified_split(scores[order], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        return Split(*(np.sort(order[part]) for part in (inner.train, inner.val, inner.test)))
     n = len(scores)
     check_enough(n)
     rng = np.random.default_rng(seed)
@@ -81,9 +98,15 @@ def stratified_split(scores, *, val_fraction: float = 0.15, test_fraction: float
     return Split(train=train, val=val, test=test)
 
 
-def kfold(scores, *, folds: int = 5, seed: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``folds`` (train, test) index pairs stratified by score quantiles; same seed, same folds."""
+def kfold(scores, *, folds: int = 5, seed: int = 42, keys=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` (train, test) index pairs stratified by score quantiles; same seed, same folds.
+
+    With ``keys`` [N] (content hashes) the folds do not depend on the order of ``scores``.
+    """
     scores = np.asarray(scores, dtype=np.float64)
+    if keys is not None:
+        order = canonical_order(keys, len(scores))
+        return [(np.sort(order[tr]), np.sort(order[te])) for tr, te in kfold(scores[order], folds=folds, seed=seed)]
     n = len(scores)
     check_enough(n)
     if folds < 2:

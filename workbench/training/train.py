@@ -138,11 +138,13 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
             yield event
     X, data, weights, skipped = inputs
     check_enough(len(data))
+    keys = np.array(data.content_keys())
     split = stratified_split(data.scores, val_fraction=settings.val_fraction,
-                             test_fraction=settings.test_fraction, seed=seed)
+                             test_fraction=settings.test_fraction, seed=seed, keys=keys)
     y = data.scores
     iterative = fam.capabilities.iterative
     fit_idx = split.train if iterative else np.concatenate([split.train, split.val])
+    fit_idx = fit_idx[np.argsort(keys[fit_idx], kind="stable")]  # rows in content order, never listing order
     context = FitContext(settings=settings, backbone=chosen, random_weights=random_weights,
                          score_min=settings.score_min, score_max=settings.score_max, n_train=len(fit_idx))
     estimator = fam.make(values, seed=seed, context=context)
