@@ -15,11 +15,14 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
 from workbench.backbones.registry import (
     BACKBONES,
+    FEATURE_VIEWS,
     PREPROCESSING_VERSION,
     BackboneSpec,
     ImageTransform,
     LoadedBackbone,
+    MultiLevel,
     backbone_choices,
+    check_view,
     get_backbone,
     load_backbone,
     make_transform,
@@ -36,7 +39,7 @@ from workbench.backbones import zoo  # noqa: E402,F401
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 __all__ = [
-    "BACKBONES", "DEFAULT_BACKBONE", "PREPROCESSING_VERSION", "BackboneSpec", "ImageTransform", "LoadedBackbone",
+    "BACKBONES", "DEFAULT_BACKBONE", "FEATURE_VIEWS", "MultiLevel", "check_view", "PREPROCESSING_VERSION", "BackboneSpec", "ImageTransform", "LoadedBackbone",
     "WeightSource", "WeightStatus", "WeightsUnavailable", "backbone_choices", "get_backbone", "load_backbone",
     "make_transform", "register_backbone", "weight_status",
 ]

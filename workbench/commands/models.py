@@ -13,7 +13,7 @@ import sys
 
 from tqdm import tqdm
 
-from workbench.backbones import BACKBONES, WeightsUnavailable, weight_status
+from workbench.backbones import BACKBONES, FEATURE_VIEWS, WeightsUnavailable, weight_status
 from workbench.cli import CommandError, command
 from workbench.config import Settings
 from workbench.events import Finished, Notice, Progress
@@ -51,6 +51,8 @@ def _features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="use random, untrained weights (tests only: the features mean nothing)")
     parser.add_argument("--labelled-only", action="store_true", help="only the images that carry a score")
+    parser.add_argument("--features", choices=list(FEATURE_VIEWS), default="pooled",
+                        help="feature view: " + "; ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()))
 
 
 @command("features", "Extract and cache backbone features for the images of the data set.", _features_arguments)
@@ -69,7 +71,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
     result = None
     try:
         with tqdm(total=len(paths), desc=name, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
-            for event in extract_features(paths, name, settings, random_weights=args.random_weights):
+            for event in extract_features(paths, name, settings, random_weights=args.random_weights,
+                                          view=args.features):
                 if isinstance(event, Progress):
                     bar.total, bar.n = event.total, event.done
                     bar.set_postfix_str(event.message, refresh=True)
@@ -77,10 +80,10 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
                     bar.write(("WARNING: " if event.level == "warning" else "") + event.message, file=sys.stderr)
                 elif isinstance(event, Finished):
                     result = event.result
-    except WeightsUnavailable as exc:
+    except (WeightsUnavailable, ValueError) as exc:
         raise CommandError(str(exc)) from None
     document = {
-        "backbone": name, "weights": result.weights.source, "weights_detail": result.weights.detail,
+        "backbone": name, "features": args.features, "weights": result.weights.source, "weights_detail": result.weights.detail,
         "weights_id": result.weights.weights_id, "random_weights": result.weights.is_random,
         "n_images": len(paths), "n_features": len(result.paths), "feature_dim": int(result.features.shape[1]),
         "cache_hits": result.cache_hits, "computed": result.computed, "seconds": round(result.seconds, 3),

@@ -99,6 +99,14 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _features_option(parser) -> None:
+    from workbench.backbones import FEATURE_VIEWS
+
+    parser.add_argument("--features", choices=list(FEATURE_VIEWS), default=None,
+                        help="feature view: " + "; ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items())
+                        + " (default: pooled; auto chooses its own)")
+
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from workbench.models import FAMILIES, get_family
 
@@ -114,6 +122,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--random-weights", action="store_true",
                          help="train on a RANDOMLY INITIALISED backbone (no pretrained weights); the run is marked")
         sub.add_argument("--seed", type=int, help="split and initialisation seed (default: configs' training.seed)")
+        if family.capabilities.needs_features and family.feature_view is None:
+            _features_option(sub)
         group = sub.add_argument_group(f"{family.name} hyper-parameters")
         for p in family.params:
             help_text = f"{p.help} (default: {p.default})"
@@ -128,7 +138,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def train_json(manifest, run_dir) -> dict[str, Any]:
     return {
         "run_id": manifest.run_id, "status": manifest.status, "family": manifest.family,
-        "backbone": manifest.backbone, "backbones": manifest.backbones, "weights": manifest.weights,
+        "backbone": manifest.backbone, "backbones": manifest.backbones, "features": manifest.feature_view,
+        "weights": manifest.weights,
         "random_weights": manifest.random_weights, "params": manifest.params, "seed": manifest.seed,
         "n_images": manifest.n_images, **{f"n_{part}": len(files) for part, files in manifest.split.items()},
         "metrics": manifest.metrics, **manifest.metrics, "fit_seconds": manifest.fit_seconds,
@@ -147,7 +158,8 @@ def train_command(args: argparse.Namespace, settings: Settings) -> dict:
     try:
         with _StopOnCtrlC(StopFlag()) as stop:
             finished = _drive(train(family.name, settings, backbone=args.backbone, params=params, stop=stop,
-                                    random_weights=args.random_weights, seed=args.seed))
+                                    random_weights=args.random_weights, seed=args.seed,
+                                    features=getattr(args, "features", None)))
     except _user_errors() as exc:
         raise CommandError(str(exc)) from None
     if finished is None or finished.result is None:
@@ -173,6 +185,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, help="cross-validation folds (default: configs' training.folds)")
     parser.add_argument("--seed", type=int, help="fold seed (default: configs' training.seed)")
     parser.add_argument("--random-weights", action="store_true", help="use a RANDOMLY INITIALISED backbone")
+    _features_option(parser)
 
 
 def default_compare_families() -> list[str]:
@@ -191,14 +204,15 @@ def compare_command(args: argparse.Namespace, settings: Settings) -> dict:
     try:
         with _StopOnCtrlC(StopFlag()) as stop:
             finished = _drive(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed,
-                                      stop=stop, random_weights=args.random_weights))
+                                      stop=stop, random_weights=args.random_weights, features=args.features))
     except (*_user_errors(), ValueError) as exc:
         raise CommandError(str(exc)) from None
     if finished is None or finished.result is None:
         raise CommandError("stopped before any family finished")
     report = finished.result
     if not args.json:
-        print(f"{report.folds}-fold cross-validation on {report.n_images} images, backbone {report.backbone}"
+        print(f"{report.folds}-fold cross-validation on {report.n_images} images, backbone {report.backbone} "
+              f"({report.features} features)"
               f"{' (RANDOM WEIGHTS)' if report.random_weights else ''}")
         print(f"{'model':<12}{'SRCC':>8}{'PLCC':>8}{'MAE':>8}{'RMSE':>8}{'R2':>8}{'fit s':>9}")
         for r in report.leaderboard():

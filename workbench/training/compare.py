@@ -19,7 +19,7 @@ from workbench.training.data import LabelledSet, labelled_set
 from workbench.training.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, kfold, stratified_split
 from workbench.training.train import (
-    TrainingError, check_weights, finite_predictions, inputs_for, resolve_backbone,
+    TrainingError, check_view_of, check_weights, finite_predictions, inputs_for, resolve_backbone,
 )
 
 
@@ -35,6 +35,7 @@ class FamilyResult:
     accuracy: float
     fit_seconds: float  # mean per fold
     srcc_std: float = 0.0  # across folds
+    features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
 
 
@@ -47,6 +48,7 @@ class CompareReport:
     results: list[FamilyResult]
     weights: dict[str, dict] = field(default_factory=dict)
     random_weights: bool = False
+    features: str = "pooled"  # the view asked for (a family such as auto may use its own: see its result)
     wall_seconds: float = 0.0
     stopped: bool = False
 
@@ -63,11 +65,12 @@ class CompareReport:
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
             seed: int | None = None, stop: StopFlag | None = None, random_weights: bool = False,
-            params: dict[str, dict] | None = None, data: LabelledSet | None = None
-            ) -> Iterator[Progress | Notice | Finished]:
+            params: dict[str, dict] | None = None, data: LabelledSet | None = None,
+            features: str | None = None) -> Iterator[Progress | Notice | Finished]:
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
 
-    ``params`` optionally maps a family to hyper-parameter overrides. A Stop
+    ``params`` optionally maps a family to hyper-parameter overrides; ``features`` is
+    the feature view ("pooled" or "multilevel"; ``auto`` chooses its own). A Stop
     ends after the current fold with the families finished so far
     (``Finished(report, stopped=True)``).
     """
@@ -89,10 +92,13 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     inputs: dict[tuple, Any] = {}
     weights: dict[str, dict] = {}
     for fam in fams:
-        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings)
+        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings, features)
         if key in inputs:
             continue
-        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights):
+        for name in key[1] if key[0] == "features" else ():
+            check_view_of(name, key[2])
+        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights,
+                                view=key[2]):
             if isinstance(event, Finished):
                 if event.stopped:
                     yield Finished(None, stopped=True)
@@ -113,7 +119,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     results: list[FamilyResult] = []
     total, done = len(fams) * folds, 0
     for fam in fams:
-        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings), settings)]
+        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings), settings, features)]
         row_of = {str(p): i for i, p in enumerate(kept.paths)}
         X = X_all[[row_of[n] for n in names]]
         values = fam.resolve_params((params or {}).get(fam.name))
@@ -148,20 +154,23 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             break  # stopped: report only families with every fold done
         mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}
         results.append(FamilyResult(model=fam.name, **mean, fit_seconds=float(np.mean(seconds)),
+                                    features=_input_key(fam, resolve_backbone(fam, backbone, settings), settings,
+                                                        features)[2],
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
         yield Notice(f"{fam.name}: SRCC {mean['srcc']:.3f}, MAE {mean['mae']:.2f}, "
                      f"fit {np.mean(seconds):.2f} s per fold")
     stopped = bool(stop is not None and stop.is_set())
     report = CompareReport(n_images=len(data), backbone=chosen, folds=folds, seed=seed, results=results,
-                           weights=weights, random_weights=random_weights,
+                           weights=weights, random_weights=random_weights, features=features or "pooled",
                            wall_seconds=time.perf_counter() - started, stopped=stopped)
     yield Finished(report, stopped=stopped)
 
 
-def _input_key(fam, chosen: str, settings) -> tuple:
+def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:
     if fam.capabilities.needs_features:
-        return ("features", tuple(fam.feature_backbones(chosen, settings)))
-    return ("images", (chosen,))
+        backbones = tuple(fam.feature_backbones(chosen, settings))
+        return ("features", backbones, fam.view_for(features, backbones))
+    return ("images", (chosen,), "pixels")
 
 
 def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag | None, keys) -> None:

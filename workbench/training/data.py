@@ -87,8 +87,8 @@ def weights_record(status) -> dict:
 
 
 def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag | None = None,
-                   random_weights: bool = False) -> Iterator[Progress | Notice | Finished]:
-    """Yield the extraction events of each backbone, then ``Finished(FeatureMatrix)``.
+                   random_weights: bool = False, view: str = "pooled") -> Iterator[Progress | Notice | Finished]:
+    """Yield the extraction events of each backbone (in feature ``view``), then ``Finished(FeatureMatrix)``.
 
     Ends with ``Finished(None, stopped=True)`` if stopped during extraction.
     """
@@ -98,7 +98,7 @@ def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *,
     blocks, errors, weights = [], {}, {}
     for name in backbones:
         result = None
-        for event in extract_features(paths, name, settings, stop=stop, random_weights=random_weights):
+        for event in extract_features(paths, name, settings, stop=stop, random_weights=random_weights, view=view):
             if isinstance(event, Finished):
                 result = event.result
                 if event.stopped:

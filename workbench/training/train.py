@@ -61,6 +61,16 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
     return notices
 
 
+def check_view_of(backbone: str, view: str) -> None:
+    """TrainingError (a message, not a traceback) when ``backbone`` has no such feature view."""
+    from workbench.backbones import check_view, get_backbone
+
+    try:
+        check_view(get_backbone(backbone), view)
+    except (KeyError, ValueError) as exc:
+        raise TrainingError(str(exc).strip("'\"")) from None
+
+
 def clip_scores(scores: np.ndarray, settings) -> np.ndarray:
     return np.clip(np.asarray(scores, dtype=np.float64), settings.score_min, settings.score_max)
 
@@ -76,11 +86,12 @@ def finite_predictions(family: str, scores, settings) -> np.ndarray:
 
 
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
-               stop: StopFlag | None, random_weights: bool) -> Iterator[Any]:
+               stop: StopFlag | None, random_weights: bool, view: str = "pooled") -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
     if family.capabilities.needs_features:
         matrix = None
-        for event in feature_matrix(data.paths, backbones, settings, stop=stop, random_weights=random_weights):
+        for event in feature_matrix(data.paths, backbones, settings, stop=stop, random_weights=random_weights,
+                                    view=view):
             if isinstance(event, Finished):
                 if event.stopped:
                     yield event
@@ -107,8 +118,12 @@ def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], se
 
 def train(family: str, settings, *, backbone: str | None = None, params: dict[str, Any] | None = None,
           stop: StopFlag | None = None, random_weights: bool = False, seed: int | None = None,
-          data: LabelledSet | None = None) -> Iterator[Progress | EpochEnd | Notice | Finished]:
+          data: LabelledSet | None = None, features: str | None = None
+          ) -> Iterator[Progress | EpochEnd | Notice | Finished]:
     """Train ``family`` and store the run; ends with ``Finished(RunManifest, stopped)``.
+
+    ``features`` is the feature view ("pooled" or "multilevel"; families such as
+    ``auto`` choose their own), recorded in the run so predicting uses the same.
 
     ``params`` overrides the family's defaults (validated); ``data`` defaults
     to the labelled images of ``settings.data_dir``. A Stop during feature
@@ -127,8 +142,11 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights):
         yield notice
 
+    view = fam.view_for(features, backbones) if fam.capabilities.needs_features else "pooled"
+    for name in backbones if fam.capabilities.needs_features else ():
+        check_view_of(name, view)
     inputs = None
-    for event in inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights):
+    for event in inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights, view=view):
         if isinstance(event, Finished):
             if event.stopped:
                 yield Finished(None, stopped=True)
@@ -178,7 +196,8 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     store = RunStore(settings.models_dir)
     manifest = _write_run(
         store, fam, estimator, settings,
-        backbone=chosen, backbones=list(backbones), weights=weights, random_weights=random_weights,
+        backbone=chosen, backbones=list(backbones), feature_view=view, weights=weights,
+        random_weights=random_weights,
         params=values, seed=seed, status="stopped" if stopped else "complete",
         data_fingerprint=data.fingerprint, n_images=len(data),
         split={part: [names[i] for i in getattr(split, part)] for part in ("train", "val", "test")},
