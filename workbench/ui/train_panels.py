@@ -27,6 +27,15 @@ DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
 # ------------------------------------------------------------------ compare
+def feature_view_control(elem_id: str) -> gr.Radio:
+    """Which features of the backbone a model learns from (auto always takes multilevel where it can)."""
+    from workbench.backbones import FEATURE_VIEWS
+
+    return gr.Radio([(name, name) for name in FEATURE_VIEWS], value="pooled", label="Features",
+                    info=" · ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()) + " (auto chooses its own)",
+                    elem_id=elem_id)
+
+
 def build_compare_panel(settings: Settings, stop_flags) -> None:
     gr.Markdown("Cross-validate several families on **the same folds** of your labelled photos: every model "
                 "is fitted K times and judged on the fold it did not see. Features are computed once per backbone; "
@@ -39,6 +48,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100,
                           elem_id="compare-folds")
         seed = gr.Number(settings.seed, label="Seed", precision=0, min_width=100)
+    features = feature_view_control("compare-features")
     gr.on(None, lambda: gr.Dropdown(choices=backbone_choices(settings)), None, backbone)  # fresh weight status
     with gr.Row():
         start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")
@@ -53,7 +63,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                                elem_id="compare-time")
 
     def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
-                       request: gr.Request):
+                       view: str, request: gr.Request):
         if k is None or seed_value is None:  # an emptied gr.Number sends None
             yield (gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds and a seed.", failed=True),
                    *[gr.skip()] * 3)
@@ -64,7 +74,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
             for event in compare(chosen, settings, backbone=backbone_name, folds=int(k), seed=int(seed_value),
-                                 stop=flag):
+                                 stop=flag, features=view):
                 if isinstance(event, Progress):
                     eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
                     yield gr.skip(), gr.skip(), progress_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 3
@@ -91,7 +101,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         stop_flags.stop(request.session_hash, "compare")
         return gr.Button("Stopping…", interactive=False)
 
-    start.click(run_comparison, [families, backbone, folds, seed],
+    start.click(run_comparison, [families, backbone, folds, seed, features],
                 [start, stop, progress, table, srcc_plot, time_plot], show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
