@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from workbench.config import load_settings  # noqa: E402
 from workbench.events import drain  # noqa: E402
 from workbench.training import LabelledSet, compare, compute_metrics, kfold  # noqa: E402
-from workbench.training.data import feature_matrix  # noqa: E402
+from workbench.features import feature_matrix  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -85,7 +85,8 @@ def test_compare_measures_the_same_on_a_sorted_and_a_shuffled_listing(two_listin
 def test_an_estimator_fitted_on_rows_sorted_by_score_predicts_as_well(two_listings, family):
     """Below compare's content ordering: the estimators themselves (inner CV, validation split,
     minibatches) must not depend on row order. Same training photos, rows sorted by score or shuffled."""
-    from workbench.training.data import feature_matrix, labelled_set
+    from workbench.features import feature_matrix
+    from workbench.training.data import labelled_set
 
     settings = two_listings["shuffled"]
     data = labelled_set(settings)

@@ -12,7 +12,7 @@ import pytest
 from workbench.models import get_family
 from workbench.runs import RunCorrupt, RunNotFound, RunStore, leaderboard_rows, load_run, loss_curves
 from workbench.training import compute_metrics, kfold, stratified_split
-from workbench.training.persist import UnsafeModel, load_model, save_model
+from workbench.runs.persist import UnsafeModel, load_model, save_model
 from workbench.training.train import _write_run
 
 RNG = np.random.default_rng(0)

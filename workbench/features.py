@@ -355,3 +355,54 @@ def features_for(
 
     return drain(extract_features(paths, backbone, settings, stop=stop, random_weights=random_weights, view=view),
                  on_event)
+
+
+# ------------------------------------------------ features of several backbones
+@dataclass
+class FeatureMatrix:
+    X: np.ndarray  # [N_ok, sum of feature dims] float32
+    keep: np.ndarray  # indices into the input paths that every backbone could read
+    errors: dict[str, str] = field(default_factory=dict)  # path -> reason
+    weights: dict[str, dict] = field(default_factory=dict)  # backbone -> {source, detail, weights_id}
+
+
+def weights_record(status) -> dict:
+    return {"source": status.source, "detail": status.detail, "weights_id": status.weights_id}
+
+
+def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag | None = None,
+                   random_weights: bool = False, view: str = "pooled") -> Iterator[Progress | Notice | Finished]:
+    """Concatenate the cached features (in ``view``) of one or more backbones (``auto`` uses several),
+    dropping images any backbone could not read, and saying which.
+
+    Yields the extraction events of each backbone, then ``Finished(FeatureMatrix)``.
+
+    Ends with ``Finished(None, stopped=True)`` if stopped during extraction.
+    """
+    paths = [Path(p) for p in paths]
+    blocks, errors, weights = [], {}, {}
+    for name in backbones:
+        result = None
+        for event in extract_features(paths, name, settings, stop=stop, random_weights=random_weights, view=view):
+            if isinstance(event, Finished):
+                result = event.result
+                if event.stopped:
+                    yield Finished(None, stopped=True)
+                    return
+            else:
+                yield event
+        if stop is not None and stop.is_set():
+            yield Finished(None, stopped=True)
+            return
+        weights[name] = weights_record(result.weights)
+        errors.update(result.errors)
+        row_of = {str(p): i for i, p in enumerate(result.paths)}
+        blocks.append((row_of, np.asarray(result.features, dtype=np.float32)))
+    keep = [i for i, p in enumerate(paths) if all(str(p) in row_of for row_of, _ in blocks)]
+    X = np.concatenate([feats[[row_of[str(paths[i])] for i in keep]] for row_of, feats in blocks], axis=1) \
+        if keep else np.zeros((0, sum(f.shape[1] for _, f in blocks)), dtype=np.float32)
+    if errors:
+        yield Notice(f"{len(errors)} image(s) could not be read and are left out: "
+                     + "; ".join(f"{Path(p).name}: {why}" for p, why in list(errors.items())[:5])
+                     + (" ..." if len(errors) > 5 else ""), level="warning")
+    yield Finished(FeatureMatrix(X=X, keep=np.array(keep, dtype=np.int64), errors=errors, weights=weights))

@@ -242,7 +242,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
     from workbench.backbones import WeightsUnavailable
     from workbench.models import get_family
     from workbench.runs import RunCorrupt, RunNotFound, load_run
-    from workbench.training.persist import UnsafeModel
+    from workbench.runs.persist import UnsafeModel
 
     try:
         run = load_run(run_id, settings)

@@ -15,7 +15,7 @@ def backbone_network(name: str, settings, *, pretrained: bool, random_weights: b
     """(trainable feature model, backbone spec, weights record) of a registered backbone."""
     from workbench.backbones import get_backbone, load_backbone
     from workbench.backbones.registry import feature_model
-    from workbench.training.data import weights_record
+    from workbench.features import weights_record
 
     spec = get_backbone(name)
     if pretrained or random_weights:

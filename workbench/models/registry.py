@@ -203,8 +203,7 @@ def register_family(name: str, description: str, *, params: list[Param] | tuple[
 
 
 def get_family(name: str) -> Family:
-    from workbench import models  # noqa: F401  (importing the package registers every family)
-
+    # every family is registered: importing this module first ran workbench/models/__init__.py
     try:
         return FAMILIES[name]
     except KeyError:

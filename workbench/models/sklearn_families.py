@@ -23,7 +23,7 @@ from sklearn.svm import SVR
 
 from workbench.events import EpochEnd, StopFlag
 from workbench.models.registry import Capabilities, Param, register_family
-from workbench.training.metrics import quick_metrics
+from workbench.metrics import quick_metrics
 
 FEATURES_ONLY = Capabilities(needs_features=True)
 STREAMED = Capabilities(needs_features=True, iterative=True)

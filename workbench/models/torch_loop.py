@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.errors import TrainingError
 from workbench.events import EpochEnd, StopFlag
-from workbench.training.metrics import quick_metrics
+from workbench.metrics import quick_metrics
 
 
 @dataclass
@@ -42,8 +43,6 @@ def seeded_generator(seed: int) -> torch.Generator:
 
 def _diverged(which: str, loss: float, epoch: int) -> Exception:
     """The error that ends a run whose loss blew up; the weights are useless, so nothing is saved."""
-    from workbench.training.train import TrainingError  # imported here: training imports this module
-
     shown = "NaN" if math.isnan(loss) else "infinite" if math.isinf(loss) else "finite, but predictions are not"
     return TrainingError(f"training diverged in epoch {epoch} ({which} loss is {shown}) — "
                          f"lower the learning rate and train again; no run was saved")

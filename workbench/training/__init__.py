@@ -35,7 +35,7 @@ Families and their hyper-parameters (for building controls): ``workbench.models`
 """
 from workbench.training.compare import CompareReport, FamilyResult, compare
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.metrics import METRIC_NAMES, HIGHER_IS_BETTER, compute_metrics
+from workbench.metrics import METRIC_NAMES, HIGHER_IS_BETTER, compute_metrics
 from workbench.training.splits import MIN_IMAGES, Split, TooFewImages, kfold, stratified_split
 from workbench.training.train import TrainingError, check_weights, train
 

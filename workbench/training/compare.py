@@ -16,7 +16,7 @@ import numpy as np
 from workbench.events import Finished, Notice, Progress, StopFlag
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.metrics import compute_metrics, good_threshold
+from workbench.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, kfold, stratified_split
 from workbench.training.train import (
     TrainingError, check_view_of, check_weights, finite_predictions, inputs_for, resolve_backbone,

@@ -16,13 +16,11 @@ import numpy as np
 
 from workbench.events import EpochEnd, Finished, Notice, Progress, StopFlag
 from workbench.models.registry import Family, FitContext, fit_streaming, get_family
-from workbench.training.data import LabelledSet, feature_matrix, labelled_set
-from workbench.training.metrics import compute_metrics, good_threshold
+from workbench.errors import TrainingError
+from workbench.features import feature_matrix
+from workbench.training.data import LabelledSet, labelled_set
+from workbench.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, stratified_split
-
-
-class TrainingError(Exception):
-    """A reason training cannot start that the person can fix (shown without a traceback)."""
 
 
 def resolve_backbone(family: Family, backbone: str | None, settings) -> str:
@@ -130,7 +128,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     extraction or before anything was learnt ends with ``Finished(None, stopped=True)``;
     a Stop during fitting keeps the best model so far as a run marked "stopped".
     """
-    from workbench.runs import RunStore
+    from workbench.runs.store import RunStore
 
     fam = get_family(family)
     values = fam.resolve_params(params)
@@ -214,8 +212,8 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
     import json
 
     from workbench.fsutil import file_sha256
-    from workbench.runs import RunManifest, package_versions
-    from workbench.training.persist import save_model
+    from workbench.runs.store import RunManifest, package_versions
+    from workbench.runs.persist import save_model
     from workbench.training.plots import loss_curve_png, scatter_png
 
     now = datetime.now(timezone.utc)
@@ -245,6 +243,6 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
 
 
 def run_folder(settings, run_id: str) -> Path:
-    from workbench.runs import RunStore
+    from workbench.runs.store import RunStore
 
     return RunStore(settings.models_dir).folder(run_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.fsutil import file_sha256
+from workbench.runs.store import RunCorrupt
 
 SKOPS_FILE = "model.skops"
 TORCH_FILE = "model.safetensors"
@@ -88,8 +89,6 @@ def _json_default(value: Any) -> Any:
 
 def load_model(folder: Path, manifest, settings) -> Any:
     """The fitted estimator of a run, after checking its file against the manifest's sha256."""
-    from workbench.runs import RunCorrupt
-
     if manifest.model_file not in (SKOPS_FILE, TORCH_FILE):
         raise RunCorrupt(f"run {manifest.run_id}: unexpected model file name {manifest.model_file!r}")
     path = folder / manifest.model_file

@@ -1,6 +1,7 @@
-"""Scoring new images with a loaded run, and its differentiable path for Grad-CAM."""
+"""A stored run loaded for scoring: its images' scores, and its differentiable path for Grad-CAM."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -9,14 +10,47 @@ import torch
 from torch import nn
 
 from workbench.events import Finished, Notice, StopFlag
+from workbench.features import feature_matrix
+from workbench.models import get_family
+from workbench.runs.persist import load_model
+from workbench.runs.store import RunManifest, RunStore
+
+
+@dataclass
+class ImagePredictions:
+    paths: list[Path]  # the images that could be scored, in input order
+    scores: np.ndarray  # [N] in the run's score units
+    distributions: np.ndarray | None = None  # [N, 10] for distribution families
+    errors: dict[str, str] = field(default_factory=dict)  # path -> reason, for the rest
+    spreads: np.ndarray | None = None  # [N] std of the distribution, score units
+
+
+def load_run(run_id: str, settings) -> "LoadedRun":
+    """Load a stored run for prediction; raises RunNotFound, RunCorrupt (hash mismatch) or UnsafeModel."""
+    store = RunStore(settings.models_dir)
+    folder = store.folder(run_id)
+    manifest = store._read(folder)
+    model = load_model(folder, manifest, settings)
+    return LoadedRun(manifest=manifest, model=model, folder=folder, settings=settings)
+
+
+@dataclass
+class LoadedRun:
+    manifest: RunManifest
+    model: Any
+    folder: Path
+    settings: Any = None
+
+    def predict_images(self, paths: Sequence[str | Path], settings, *,
+                       stop: StopFlag | None = None) -> Iterator[Any]:
+        yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop)
+
+    def gradcam_target(self):
+        return gradcam_target(self)
 
 
 def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag | None = None) -> Iterator[Any]:
     """Events, then ``Finished(ImagePredictions)``; unreadable images land in ``errors``."""
-    from workbench.models import get_family
-    from workbench.runs import ImagePredictions
-    from workbench.training.data import feature_matrix
-
     manifest = run.manifest
     family = get_family(manifest.family)
     paths = [Path(p) for p in paths]
@@ -81,7 +115,6 @@ def gradcam_target(run):
     SVR and multi-backbone ensembles have no gradient to pixels: None.
     """
     from workbench.backbones import load_backbone
-    from workbench.models import get_family
 
     if hasattr(run.model, "gradcam_target"):
         return run.model.gradcam_target()

@@ -1,24 +1,4 @@
-"""Trained runs on disk: ``trained_models_storage/<date-time>-<family>-<backbone>/``.
-
-API summary (what the UI, the CLI and predict.py call)::
-
-    store = RunStore(settings.models_dir)
-    store.list() -> list[RunManifest]            newest first; half-written folders are never listed
-    store.get(run_id) -> RunManifest             raises RunNotFound
-    store.rename(run_id, display_name)           a display name kept in the manifest (the folder stays)
-    store.annotate(run_id, notes)                free-text notes kept in the manifest
-    store.delete(run_id)
-    store.best(metric="srcc") -> RunManifest | None   highest srcc/plcc/krcc/r2/accuracy, lowest mae/rmse
-    leaderboard_rows(store, metric="srcc") -> list[dict]   one flat row per run for a table
-    loss_curves(store, run_ids) -> {run_id: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}
-
-    run = load_run(run_id, settings) -> LoadedRun    checks the model file's sha256 first
-    run.manifest                                     RunManifest (run_id, family, backbone, score_min, score_max,
-                                                     metrics, predictions=[{filename, true, pred}], history, ...)
-    run.predict_images(paths, settings, stop=None)   generator: Progress/Notice ..., then
-                                                     Finished(ImagePredictions(paths, scores [N],
-                                                     distributions [N,10] | None, errors {path: reason}))
-    run.gradcam_target() -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
+"""Trained runs on disk: listing, looking up, renaming, annotating, deleting, reserving and committing.
 
 A run folder holds ``manifest.json``, the model (``model.safetensors`` for
 PyTorch families, ``model.skops`` for scikit-learn ones: loading either can not
@@ -33,13 +13,10 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
-from workbench.events import StopFlag
 from workbench.fsutil import UnsafePath, atomic_write_text, file_sha256, safe_child
-from workbench.training.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
@@ -237,45 +214,5 @@ def loss_curves(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, 
     return curves
 
 
-# -------------------------------------------------------------- loading
-@dataclass
-class ImagePredictions:
-    paths: list[Path]  # the images that could be scored, in input order
-    scores: np.ndarray  # [N] in the run's score units
-    distributions: np.ndarray | None = None  # [N, 10] for distribution families
-    errors: dict[str, str] = field(default_factory=dict)  # path -> reason, for the rest
-    spreads: np.ndarray | None = None  # [N] std of the distribution, score units
-
-
-def load_run(run_id: str, settings) -> "LoadedRun":
-    """Load a stored run for prediction; raises RunNotFound, RunCorrupt (hash mismatch) or UnsafeModel."""
-    from workbench.training.persist import load_model
-
-    store = RunStore(settings.models_dir)
-    folder = store.folder(run_id)
-    manifest = store._read(folder)
-    model = load_model(folder, manifest, settings)
-    return LoadedRun(manifest=manifest, model=model, folder=folder, settings=settings)
-
-
-@dataclass
-class LoadedRun:
-    manifest: RunManifest
-    model: Any
-    folder: Path
-    settings: Any = None
-
-    def predict_images(self, paths: Sequence[str | Path], settings, *,
-                       stop: StopFlag | None = None) -> Iterator[Any]:
-        from workbench.training.predict import predict_images
-
-        yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop)
-
-    def gradcam_target(self):
-        from workbench.training.predict import gradcam_target
-
-        return gradcam_target(self)
-
-
-__all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "ImagePredictions", "LoadedRun", "load_run",
-           "leaderboard_rows", "loss_curves", "package_versions"]
+__all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "leaderboard_rows", "loss_curves",
+           "package_versions", "MANIFEST"]

@@ -1,0 +1,34 @@
+"""Trained runs: ``trained_models_storage/<date-time>-<family>-<backbone>/``.
+
+API summary (what the UI, the CLI and predict.py call)::
+
+    store = RunStore(settings.models_dir)
+    store.list() -> list[RunManifest]            newest first; half-written folders are never listed
+    store.get(run_id) -> RunManifest             raises RunNotFound
+    store.rename(run_id, display_name)           a display name kept in the manifest (the folder stays)
+    store.annotate(run_id, notes)                free-text notes kept in the manifest
+    store.delete(run_id)
+    store.best(metric="srcc") -> RunManifest | None   highest srcc/plcc/krcc/r2/accuracy, lowest mae/rmse
+    leaderboard_rows(store, metric="srcc") -> list[dict]   one flat row per run for a table
+    loss_curves(store, run_ids) -> {run_id: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}
+
+    run = load_run(run_id, settings) -> LoadedRun    checks the model file's sha256 first
+    run.manifest                                     RunManifest (run_id, family, backbone, score_min, score_max,
+                                                     metrics, predictions=[{filename, true, pred}], history, ...)
+    run.predict_images(paths, settings, stop=None)   generator: Progress/Notice ..., then
+                                                     Finished(ImagePredictions(paths, scores [N],
+                                                     distributions [N,10] | None, errors {path: reason}))
+    run.gradcam_target() -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
+
+The package: ``store`` (the folders and their manifests), ``persist`` (saving and
+loading fitted models without unpickling), ``inference`` (a loaded run scoring images).
+"""
+from __future__ import annotations
+
+from workbench.runs.inference import ImagePredictions, LoadedRun, load_run
+from workbench.runs.persist import UnsafeModel
+from workbench.runs.store import (MANIFEST, RunCorrupt, RunManifest, RunNotFound, RunStore, leaderboard_rows,
+                                  loss_curves, package_versions)
+
+__all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "UnsafeModel", "ImagePredictions", "LoadedRun",
+           "load_run", "leaderboard_rows", "loss_curves", "package_versions", "MANIFEST"]
