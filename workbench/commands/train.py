@@ -221,6 +221,51 @@ def compare_command(args: argparse.Namespace, settings: Settings) -> dict:
     return report.to_json()
 
 
+# ---------------------------------------------------------- learning curve
+def _curve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="ridge", help="comma-separated families (default: ridge)")
+    parser.add_argument("--backbone", help="feature extractor (default: the configured default backbone)")
+    parser.add_argument("--folds", type=int, help="cross-validation folds (default: configs' training.folds)")
+    parser.add_argument("--seed", type=int, help="fold seed (default: configs' training.seed)")
+    parser.add_argument("--repeats", type=int, default=3, help="draws of the labelled photos per size (default: 3)")
+    parser.add_argument("--sizes", help="comma-separated label counts (default: 10,25,50,100,200,... up to all)")
+    parser.add_argument("--random-weights", action="store_true", help="use a RANDOMLY INITIALISED backbone")
+    _features_option(parser)
+
+
+@command("learning-curve", "Would more labels help? Cross-validated SRCC at growing numbers of labelled "
+         "photos, with a projection for doubling them. JSON: one model -> {n_images, model, points: "
+         "[{n_labels, srcc_mean, srcc_std}], projection}; several -> {curves: [...]}.", _curve_arguments)
+def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.training.learning_curve import DEFAULT_SIZES, learning_curve
+
+    families = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        sizes = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else DEFAULT_SIZES
+    except ValueError:
+        raise CommandError(f"--sizes must be whole numbers separated by commas, got {args.sizes!r}") from None
+    try:
+        with _StopOnCtrlC(StopFlag()) as stop:
+            finished = _drive(learning_curve(families, settings, backbone=args.backbone, folds=args.folds,
+                                             seed=args.seed, repeats=args.repeats, sizes=sizes, stop=stop,
+                                             features=args.features, random_weights=args.random_weights))
+    except (*_user_errors(), ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    if finished is None or not finished.result:
+        raise CommandError("stopped before any curve was finished")
+    curves = finished.result
+    if not args.json:
+        for curve in curves:
+            print(f"{curve.model} ({curve.features} features), {curve.folds}-fold CV on {curve.n_images} photos, "
+                  f"{curve.repeats} draws per size")
+            print(f"{'labels':>8}{'SRCC':>8}{'±':>7}")
+            for p in curve.points:
+                print(f"{p.n_labels:>8}{p.srcc_mean:>8.3f}{p.srcc_std:>7.3f}")
+            print(curve.projection["sentence"])
+    documents = [c.to_json() for c in curves]
+    return documents[0] if len(documents) == 1 else {"curves": documents}
+
+
 # -------------------------------------------------------------------- runs
 def _runs_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")

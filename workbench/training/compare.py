@@ -88,30 +88,17 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                                     random_weights=random_weights):
             yield notice
 
-    # inputs once per distinct input kind (a backbone set, or raw images), shared by the families
-    inputs: dict[tuple, Any] = {}
-    weights: dict[str, dict] = {}
-    for fam in fams:
-        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings, features)
-        if key in inputs:
-            continue
-        for name in key[1] if key[0] == "features" else ():
-            check_view_of(name, key[2])
-        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights,
-                                view=key[2]):
-            if isinstance(event, Finished):
-                if event.stopped:
-                    yield Finished(None, stopped=True)
-                    return
-                inputs[key] = event.result
-                weights.update(event.result[2])
-            else:
+    gathered = None
+    for event in gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
+                               random_weights=random_weights):
+        if isinstance(event, Finished):
+            if event.stopped:
                 yield event
-    # the images every input kind could read: the same rows, the same folds for everyone
-    common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
-    names = [str(p) for p in data.paths if str(p) in common]
-    data = data.subset([i for i, p in enumerate(data.paths) if str(p) in common])
-    check_enough(len(data))
+                return
+            gathered = event.result
+        else:
+            yield event
+    inputs, weights, data, names = gathered
     keys = np.array(data.content_keys())
     fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys)
     y = data.scores
@@ -164,6 +151,40 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                            weights=weights, random_weights=random_weights, features=features or "pooled",
                            wall_seconds=time.perf_counter() - started, stopped=stopped)
     yield Finished(report, stopped=stopped)
+
+
+def gather_inputs(fams, data: LabelledSet, backbone: str | None, settings, *, features: str | None,
+                  stop: StopFlag | None, random_weights: bool) -> Iterator[Any]:
+    """Each distinct input kind once (a backbone set in a view, or raw images), shared by the families.
+
+    Events, then ``Finished((inputs by _input_key, weights, data every kind could read, their paths))``,
+    or ``Finished(None, stopped=True)``.
+    """
+    # inputs once per distinct input kind (a backbone set, or raw images), shared by the families
+    inputs: dict[tuple, Any] = {}
+    weights: dict[str, dict] = {}
+    for fam in fams:
+        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings, features)
+        if key in inputs:
+            continue
+        for name in key[1] if key[0] == "features" else ():
+            check_view_of(name, key[2])
+        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights,
+                                view=key[2]):
+            if isinstance(event, Finished):
+                if event.stopped:
+                    yield Finished(None, stopped=True)
+                    return
+                inputs[key] = event.result
+                weights.update(event.result[2])
+            else:
+                yield event
+    # the images every input kind could read: the same rows, the same folds for everyone
+    common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
+    names = [str(p) for p in data.paths if str(p) in common]
+    data = data.subset([i for i, p in enumerate(data.paths) if str(p) in common])
+    check_enough(len(data))
+    yield Finished((inputs, weights, data, names))
 
 
 def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:

@@ -109,6 +109,8 @@ def build(settings: Settings) -> None:
             trained = build_train_panel(settings)
         with gr.Tab("Compare families", id="train-compare"):
             train_panels.build_compare_panel(settings, STOP_FLAGS)
+        with gr.Tab("Would more labels help?", id="train-curve"):
+            train_panels.build_learning_curve_panel(settings, STOP_FLAGS)
         with gr.Tab("Runs", id="train-runs"):
             runs_panel = train_panels.build_runs_panel(settings)
     trained.then(runs_panel.refresh, None, runs_panel.outputs)
