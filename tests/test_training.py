@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import threading
 
 import numpy as np
 import pytest
-
 from training_fixtures import SUBSET_SIZE, copy_savoias_subset, make_brightness_set, settings_for
-from workbench.events import EpochEnd, Finished, Notice, StopFlag, drain
+
+from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, StopFlag, drain
 from workbench.models import FAMILIES, get_family
 from workbench.runs import RunStore, load_run
 from workbench.training import TooFewImages, TrainingError, compare, train
@@ -181,8 +183,8 @@ def test_compare_uses_the_same_folds_and_reports_every_family(savoias_settings):
     report = drain(compare(families, savoias_settings, folds=3, seed=7, params={"head": {"epochs": 20}}))
     assert [r.model for r in report.results] == families
     assert report.n_images == SUBSET_SIZE and report.folds == 3
-    for r in report.results:
-        assert len(r.folds) == 3 and -1 <= r.srcc <= 1 and r.mae > 0 and r.fit_seconds >= 0
+    for r in report.results:  # every family ranks the photos the person's way round, in a measurable time
+        assert len(r.folds) == 3 and r.srcc > 0.2 and r.mae > 0 and r.fit_seconds > 0, (r.model, r.srcc)
     again = drain(compare(["ridge"], savoias_settings, folds=3, seed=7))
     assert again.results[0].folds == report.results[0].folds  # same seed, same folds, same numbers
     doc = report.to_json()
@@ -211,6 +213,40 @@ def brightness_settings(photos, tmp_path, session_dirs):
 def _beats_mean_on_brightness(manifest, settings) -> None:
     true, pred = _held_out(manifest)
     assert np.mean(np.abs(true - pred)) < _mean_baseline_mae(manifest, settings)
+
+
+@pytest.fixture
+def lite0_only(brightness_settings, tmp_path):
+    """The brightness set with no weights folder content: efficientnet_lite0 from its package, nothing from
+    ../shared (whatever the SAVOIAS tests linked into the session's weights folder)."""
+    (tmp_path / "no-weights").mkdir()
+    return brightness_settings.replace(weights_dir=tmp_path / "no-weights")
+
+
+@pytest.mark.parametrize("family", FEATURE_FAMILIES)
+def test_feature_family_learns_brightness_from_package_weights_and_reloads(family, lite0_only):
+    """The core loop without ../shared: extract, train, store, reload, predict the same."""
+    events = list(train(family, lite0_only, params=FAST.get(family)))
+    manifest = events[-1].result
+    assert manifest.status == "complete" and manifest.backbones == ["efficientnet_lite0"]
+    assert manifest.weights["efficientnet_lite0"]["source"] == "package"
+    _beats_mean_on_brightness(manifest, lite0_only)
+    assert manifest.metrics["srcc"] > 0.5  # brighter crops are ranked higher
+    run = load_run(manifest.run_id, lite0_only)
+    paths = [lite0_only.data_dir / n for n in manifest.split["test"]]
+    result = drain(run.predict_images(paths, lite0_only))
+    assert [p.name for p in result.paths] == manifest.split["test"]
+    np.testing.assert_allclose(result.scores, _held_out(manifest)[1], rtol=0, atol=1e-6)
+
+
+def test_compare_ranks_brightness_with_package_weights(lite0_only):
+    report = drain(compare(["ridge", "svr", "head"], lite0_only, folds=3, seed=7, params={"head": {"epochs": 20}}))
+    assert [r.model for r in report.results] == ["ridge", "svr", "head"] and report.n_images == 48
+    for r in report.results:
+        assert len(r.folds) == 3 and r.srcc > 0.3, (r.model, r.srcc)  # every model ranks brighter higher
+        assert r.mae < 30 and r.fit_seconds > 0
+    by_srcc, by_mae = [r.srcc for r in report.leaderboard("srcc")], [r.mae for r in report.leaderboard("mae")]
+    assert by_srcc == sorted(by_srcc, reverse=True) and by_mae == sorted(by_mae)  # best first, either way
 
 
 def test_finetune_learns_brightness_and_reloads_identically(brightness_settings):
@@ -303,15 +339,15 @@ def test_a_diverging_loss_stops_training_with_a_clear_message():
     optimizer = torch.optim.SGD(module.parameters(), lr=1e6)  # far too large: the loss overflows
     loop = fit_loop(module, optimizer, lambda epoch: [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)],
                     lambda m, xb, yb: torch.mean((m(xb).squeeze(1) - yb) ** 2), None,
-                    epochs=50, patience=0, stop=None, device=torch.device("cpu"))
+                    epochs=50, patience=0, stop=NEVER_STOP, device=torch.device("cpu"))
     with pytest.raises(TrainingError, match="training diverged .* lower the learning rate"):
         list(loop)
 
 
 def test_non_finite_predictions_are_refused_rather_than_saved():
-    from workbench.training.train import finite_predictions
-
     from types import SimpleNamespace
+
+    from workbench.training.train import finite_predictions
 
     settings = SimpleNamespace(score_min=0.0, score_max=100.0)  # the two settings it reads
     np.testing.assert_array_equal(finite_predictions("ridge", [-5.0, 50.0, 120.0], settings), [0, 50, 100])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generator
 
 
 @dataclass
@@ -37,6 +37,10 @@ class EpochEnd:
     metrics: dict[str, float] = field(default_factory=dict)
     total_epochs: int | None = None
 
+    def record(self) -> dict[str, Any]:
+        """The epoch as one row of a run's ``history``: epoch, train_loss, val_loss and the metrics."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "val_loss": self.val_loss, **self.metrics}
+
 
 @dataclass
 class Notice:
@@ -56,6 +60,29 @@ class Finished:
 
 class StopFlag(threading.Event):
     """A stop request shared between a job and whoever may cancel it."""
+
+
+class _NeverSet(StopFlag):
+    def set(self) -> None:
+        raise RuntimeError("NEVER_STOP is the shared default: give the job its own StopFlag to stop it")
+
+
+# The default ``stop`` of every job: jobs check ``stop.is_set()`` without asking whether there is a flag.
+NEVER_STOP: StopFlag = _NeverSet()
+
+
+def relay(events) -> Generator[Any, None, Finished | None]:
+    """Yield a sub-job's events except its ``Finished``, which it returns::
+
+        finished = yield from relay(extract_features(...))
+    """
+    finished = None
+    for event in events:  # to the end: a job may still tidy up after its Finished
+        if isinstance(event, Finished):
+            finished = event
+        else:
+            yield event
+    return finished
 
 
 def drain(events, on_event=None):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import hashlib
 import json
 import os
@@ -46,7 +48,7 @@ from workbench.backbones import (
 )
 from workbench.backbones.weights import random_weights_id
 from workbench.config import Settings
-from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
 from workbench.fsutil import file_sha256
 from workbench.images import ImageError, load_image
 
@@ -200,7 +202,7 @@ def extract_features(
     backbone: BackboneArg,
     settings: Settings,
     *,
-    stop: StopFlag | None = None,
+    stop: StopFlag = NEVER_STOP,
     random_weights: bool = False,
     view: str = "pooled",
 ) -> Iterator[Progress | Notice | Finished]:
@@ -225,7 +227,7 @@ def extract_features(
     digests: list[str | OSError] = []
     with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
         for start in range(0, total, HASH_CHUNK):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 empty = FeatureResult(np.zeros((0, dim), np.float32), [], {}, status, spec.name)
                 yield Finished(empty, stopped=True)
                 return
@@ -298,7 +300,7 @@ def extract_features(
     yield Finished(result, stopped=stopped)
 
 
-def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag | None,
+def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag,
                  view: str = "pooled"):
     """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
     device = device_for_inference()
@@ -313,7 +315,7 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 
-def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag | None):
+def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
     size = loaded.spec.input_size
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
@@ -325,7 +327,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
     started, count = time.perf_counter(), 0
     with torch.inference_mode():
         for indices, images, reasons in loader:
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 yield Finished(None, stopped=True)
                 return
             ok = [i for i, reason in enumerate(reasons) if not reason]
@@ -345,7 +347,7 @@ def features_for(
     backbone: BackboneArg,
     settings: Settings,
     *,
-    stop: StopFlag | None = None,
+    stop: StopFlag = NEVER_STOP,
     random_weights: bool = False,
     on_event=None,
     view: str = "pooled",
@@ -370,7 +372,7 @@ def weights_record(status) -> dict:
     return {"source": status.source, "detail": status.detail, "weights_id": status.weights_id}
 
 
-def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag | None = None,
+def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag = NEVER_STOP,
                    random_weights: bool = False, view: str = "pooled") -> Iterator[Progress | Notice | Finished]:
     """Concatenate the cached features (in ``view``) of one or more backbones (``auto`` uses several),
     dropping images any backbone could not read, and saying which.
@@ -382,18 +384,12 @@ def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *,
     paths = [Path(p) for p in paths]
     blocks, errors, weights = [], {}, {}
     for name in backbones:
-        result = None
-        for event in extract_features(paths, name, settings, stop=stop, random_weights=random_weights, view=view):
-            if isinstance(event, Finished):
-                result = event.result
-                if event.stopped:
-                    yield Finished(None, stopped=True)
-                    return
-            else:
-                yield event
-        if stop is not None and stop.is_set():
+        finished = yield from relay(extract_features(paths, name, settings, stop=stop, random_weights=random_weights,
+                                                     view=view))
+        if finished.stopped or stop.is_set():
             yield Finished(None, stopped=True)
             return
+        result = finished.result
         weights[name] = weights_record(result.weights)
         errors.update(result.errors)
         row_of = {str(p): i for i, p in enumerate(result.paths)}

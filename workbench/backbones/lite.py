@@ -17,7 +17,7 @@ import timm
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv
 from torch import nn
 
-from workbench.backbones.registry import HALF, register_backbone
+from workbench.backbones.registry import HALF, register_backbone, timm_features
 from workbench.backbones.weights import StateDict, WeightSource
 
 _STEM_HEAD = {
@@ -81,17 +81,12 @@ def _lite_sources(n: int, file_hash: str, timm_hash: str) -> tuple[WeightSource,
     )
 
 
-def _features(model: nn.Module) -> nn.Module:
-    model.reset_classifier(0)
-    return model
-
-
 def _stages(channels: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
     """The seven block stages, then the 1x1 head conv (after its BN + ReLU6): the pooled view's own input."""
     return tuple((f"blocks.{i}", c) for i, c in enumerate(channels)) + (("bn2", 1280),)
 
 
-_COMMON = dict(feature_dim=1280, mean=HALF, std=HALF, interpolation="bicubic", to_features=_features,
+_COMMON = dict(feature_dim=1280, mean=HALF, std=HALF, interpolation="bicubic", to_features=timm_features,
                gradcam_layer="bn2")
 _LITE0_STAGES = _stages((16, 24, 40, 80, 112, 192, 320))
 

@@ -31,6 +31,7 @@ from workbench.backbones.weights import (
     source_url,
     weights_id_of,
 )
+from workbench.errors import BadInput, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.config import Settings
@@ -43,7 +44,8 @@ HALF = (0.5, 0.5, 0.5)
 # of every feature-cache key, so stale features are never reused.
 PREPROCESSING_VERSION = "squash-resize-v2"
 
-_RESAMPLE = {
+# interpolation name (BackboneSpec.interpolation) -> Pillow filter
+RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -91,9 +93,9 @@ FEATURE_VIEWS = {
 
 def check_view(spec: "BackboneSpec", view: str) -> None:
     if view not in FEATURE_VIEWS:
-        raise ValueError(f"unknown feature view {view!r}; choose one of: {', '.join(FEATURE_VIEWS)}")
+        raise BadInput(f"unknown feature view {view!r}; choose one of: {', '.join(FEATURE_VIEWS)}")
     if view == "multilevel" and not spec.stage_taps:
-        raise ValueError(f"{spec.name} declares no stage taps, so it has no multilevel view; use --features pooled")
+        raise BadInput(f"{spec.name} declares no stage taps, so it has no multilevel view; use --features pooled")
 
 
 class MultiLevel(nn.Module):
@@ -147,7 +149,7 @@ def get_backbone(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
+        raise NotFound(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
 
 
 # --------------------------------------------------------------- transform
@@ -161,7 +163,7 @@ class ImageTransform:
 
     def __init__(self, size: int, mean, std, interpolation: str) -> None:
         self.size = size
-        self.resample = _RESAMPLE[interpolation]
+        self.resample = RESAMPLE[interpolation]
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
@@ -179,6 +181,12 @@ def make_transform(spec: BackboneSpec) -> ImageTransform:
 
 
 # ------------------------------------------------------------------ loading
+def timm_features(model: nn.Module) -> nn.Module:
+    """A timm classifier as a feature extractor: its pooled features, no classifier."""
+    model.reset_classifier(0)
+    return model
+
+
 class L2Normalized(nn.Module):
     """Wraps a feature model so its output rows have unit length."""
 
@@ -222,10 +230,6 @@ class LoadedBackbone:
         if not self.spec.gradcam_layer:
             return None
         return operator.attrgetter(self.spec.gradcam_layer)(self.model)
-
-    @property
-    def cache_key(self) -> str:
-        return f"{self.spec.name}|{self.weights.weights_id}|{PREPROCESSING_VERSION}"
 
 
 def weight_status(name: str, settings: "Settings", *, check_online: bool = True) -> WeightStatus:

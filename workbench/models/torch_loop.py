@@ -58,7 +58,7 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
              train_batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
              step_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
              evaluate: Callable[[nn.Module], tuple[float, np.ndarray, np.ndarray]] | None,
-             *, epochs: int, patience: int, stop: StopFlag | None, device: torch.device,
+             *, epochs: int, patience: int, stop: StopFlag, device: torch.device,
              amp: bool = False, result: LoopResult | None = None, seed: int | None = None,
              start_counts: bool = False) -> Iterator[EpochEnd]:
     """Train ``module`` for up to ``epochs``, yielding one EpochEnd per epoch.
@@ -108,7 +108,7 @@ def _fit_loop(module, optimizer, train_batches, step_loss, evaluate, *, epochs, 
         total, count = 0.0, 0
         started = time.perf_counter()
         for x, y in train_batches(epoch):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 result.stopped = True
                 break
             optimizer.zero_grad(set_to_none=True)
@@ -140,8 +140,9 @@ def _fit_loop(module, optimizer, train_batches, step_loss, evaluate, *, epochs, 
             val_loss, metrics = None, {}
         metrics["seconds"] = time.perf_counter() - started
         result.epochs_run = epoch
-        result.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, **metrics})
-        yield EpochEnd(epoch, train_loss, val_loss, metrics, total_epochs=epochs)
+        event = EpochEnd(epoch, train_loss, val_loss, metrics, total_epochs=epochs)
+        result.history.append(event.record())
+        yield event
         score = val_loss if val_loss is not None else -epoch  # no validation: keep the latest
         if score < result.best_val_loss:
             result.best_val_loss, result.best_epoch = score, epoch

@@ -13,13 +13,19 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.errors import BadInput
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
+from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, kfold, stratified_split
 from workbench.training.train import (
-    TrainingError, check_view_of, check_weights, finite_predictions, inputs_for, resolve_backbone,
+    TrainingError,
+    check_view_of,
+    check_weights,
+    finite_predictions,
+    inputs_for,
+    resolve_backbone,
 )
 
 
@@ -59,12 +65,11 @@ class CompareReport:
         return data
 
     def leaderboard(self, metric: str = "srcc") -> list[FamilyResult]:
-        reverse = metric not in ("mae", "rmse")
-        return sorted(self.results, key=lambda r: getattr(r, metric), reverse=reverse)
+        return sorted(self.results, key=lambda r: getattr(r, metric), reverse=HIGHER_IS_BETTER[metric])
 
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
-            seed: int | None = None, stop: StopFlag | None = None, random_weights: bool = False,
+            seed: int | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
             params: dict[str, dict] | None = None, data: LabelledSet | None = None,
             features: str | None = None) -> Iterator[Progress | Notice | Finished]:
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
@@ -77,7 +82,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     started = time.perf_counter()
     fams = [get_family(name) for name in families]
     if not fams:
-        raise ValueError("choose at least one model family to compare")
+        raise BadInput("choose at least one model family to compare")
     folds = settings.folds if folds is None else int(folds)
     seed = settings.seed if seed is None else int(seed)
     data = labelled_set(settings) if data is None else data
@@ -88,17 +93,12 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                                     random_weights=random_weights):
             yield notice
 
-    gathered = None
-    for event in gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
-                               random_weights=random_weights):
-        if isinstance(event, Finished):
-            if event.stopped:
-                yield event
-                return
-            gathered = event.result
-        else:
-            yield event
-    inputs, weights, data, names = gathered
+    finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
+                                              random_weights=random_weights))
+    if finished.stopped:
+        yield Finished(None, stopped=True)
+        return
+    inputs, weights, data, names = finished.result
     keys = np.array(data.content_keys())
     fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys)
     y = data.scores
@@ -115,14 +115,14 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                              score_max=settings.score_max)
         per_fold, seconds, failed = [], [], None
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 break
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
             tick = time.perf_counter()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
                           seed, stop, keys)
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
                 predictions = finite_predictions(fam.name, estimator.predict(X[test_idx]), settings)
@@ -146,7 +146,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
         yield Notice(f"{fam.name}: SRCC {mean['srcc']:.3f}, MAE {mean['mae']:.2f}, "
                      f"fit {np.mean(seconds):.2f} s per fold")
-    stopped = bool(stop is not None and stop.is_set())
+    stopped = stop.is_set()
     report = CompareReport(n_images=len(data), backbone=chosen, folds=folds, seed=seed, results=results,
                            weights=weights, random_weights=random_weights, features=features or "pooled",
                            wall_seconds=time.perf_counter() - started, stopped=stopped)
@@ -154,7 +154,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
 
 
 def gather_inputs(fams, data: LabelledSet, backbone: str | None, settings, *, features: str | None,
-                  stop: StopFlag | None, random_weights: bool) -> Iterator[Any]:
+                  stop: StopFlag, random_weights: bool) -> Iterator[Any]:
     """Each distinct input kind once (a backbone set in a view, or raw images), shared by the families.
 
     Events, then ``Finished((inputs by _input_key, weights, data every kind could read, their paths))``,
@@ -169,16 +169,13 @@ def gather_inputs(fams, data: LabelledSet, backbone: str | None, settings, *, fe
             continue
         for name in key[1] if key[0] == "features" else ():
             check_view_of(name, key[2])
-        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights,
-                                view=key[2]):
-            if isinstance(event, Finished):
-                if event.stopped:
-                    yield Finished(None, stopped=True)
-                    return
-                inputs[key] = event.result
-                weights.update(event.result[2])
-            else:
-                yield event
+        finished = yield from relay(inputs_for(fam, data, key[1], settings, stop=stop,
+                                               random_weights=random_weights, view=key[2]))
+        if finished.stopped:
+            yield Finished(None, stopped=True)
+            return
+        inputs[key] = finished.result
+        weights.update(finished.result[2])
     # the images every input kind could read: the same rows, the same folds for everyone
     common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
     names = [str(p) for p in data.paths if str(p) in common]
@@ -194,7 +191,7 @@ def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:
     return ("images", (chosen,), "pixels")
 
 
-def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag | None, keys) -> None:
+def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag, keys) -> None:
     """Fit on one training fold (``train_idx`` in content-key order, so the rows a model sees never
     follow the listing order); torch families early-stop on a validation slice of it."""
     if fam.capabilities.torch:

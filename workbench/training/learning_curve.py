@@ -21,7 +21,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.errors import BadInput
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
 from workbench.models.registry import FitContext, get_family
 from workbench.training.compare import _fit_fold, _input_key, gather_inputs
 from workbench.training.data import LabelledSet, labelled_set
@@ -101,15 +102,15 @@ def _draw(train_idx: np.ndarray, y: np.ndarray, keys: np.ndarray, n: int, rng: n
 
 def learning_curve(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
                    seed: int | None = None, repeats: int = 3, sizes: Sequence[int] = DEFAULT_SIZES,
-                   features: str | None = None, stop: StopFlag | None = None, random_weights: bool = False,
+                   features: str | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
                    data: LabelledSet | None = None) -> Iterator[Progress | Notice | Finished]:
     """One LearningCurve per family, ending with ``Finished([LearningCurve, ...])`` (see the module doc)."""
     started = time.perf_counter()
     fams = [get_family(name) for name in families]
     if not fams:
-        raise ValueError("choose at least one model family")
+        raise BadInput("choose at least one model family")
     if repeats < 1:
-        raise ValueError("repeats must be at least 1")
+        raise BadInput("repeats must be at least 1")
     folds = settings.folds if folds is None else int(folds)
     seed = settings.seed if seed is None else int(seed)
     data = labelled_set(settings) if data is None else data
@@ -118,17 +119,12 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
         for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
                                     random_weights=random_weights):
             yield notice
-    gathered = None
-    for event in gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
-                               random_weights=random_weights):
-        if isinstance(event, Finished):
-            if event.stopped:
-                yield event
-                return
-            gathered = event.result
-        else:
-            yield event
-    inputs, _, data, names = gathered
+    finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
+                                              random_weights=random_weights))
+    if finished.stopped:
+        yield Finished(None, stopped=True)
+        return
+    inputs, _, data, names = finished.result
     keys = np.array(data.content_keys())
     y = data.scores
     fold_indices = kfold(y, folds=folds, seed=seed, keys=keys)
@@ -152,7 +148,7 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
                 rng = np.random.default_rng([seed, n, r])
                 scores = []
                 for train_idx, test_idx in fold_indices:
-                    if stop is not None and stop.is_set():
+                    if stop.is_set():
                         yield Finished(curves, stopped=True)
                         return
                     chosen = _draw(train_idx, y, keys, n, rng)

@@ -180,8 +180,7 @@ class TrainingMonitor:
         if self._first_epoch_at is None:
             self._first_epoch_at, self._first_epoch = now, event.epoch
         self.phase = "training"
-        self.history.append({"epoch": event.epoch, "train_loss": event.train_loss, "val_loss": event.val_loss,
-                             **event.metrics})
+        self.history.append(event.record())
         self.latest_metrics = {k: v for k, v in event.metrics.items() if k in METRIC_LABELS}
         total = event.total_epochs
         self.fraction = min(event.epoch / total, 1.0) if total else 0.0

@@ -11,14 +11,14 @@ import pandas as pd
 
 from workbench.backbones import backbone_choices
 from workbench.config import Settings
+from workbench.errors import WorkbenchError
 from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
-from workbench.training import TooFewImages, TrainingError, compare
+from workbench.training import compare
+from workbench.training.reporting import comparison_frame, format_duration, metrics_markdown, overlay_figure, runs_frame
 from workbench.training.learning_curve import learning_curve
 from workbench.training.reporting import learning_curve_figure
-from workbench.training.reporting import (comparison_frame, format_duration, metrics_markdown, overlay_figure,
-                                          runs_frame)
 from workbench.ui.widgets import progress_html
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                     state = "Stopped." if event.stopped else "Done."
                     yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
                            learning_curve_figure(curves), words, pd.DataFrame(rows).round(3))
-        except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
+        except WorkbenchError as exc:
             yield gr.skip(), gr.skip(), progress_html(1, f"Could not draw the curve: {exc}", failed=True), \
                 *[gr.skip()] * 3
         except Exception as exc:  # a bug: say so, details in the server log
@@ -149,7 +149,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                     order = list(frame["model"]) if len(frame) else None
                     yield (gr.skip(), gr.skip(), progress_html(1, note), frame, gr.BarPlot(frame, sort=order),
                            gr.BarPlot(frame, sort=order))
-        except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
+        except WorkbenchError as exc:
             yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
         except Exception as exc:  # a bug: say so, details in the server log
             log.exception("comparison failed")
