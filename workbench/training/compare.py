@@ -18,7 +18,8 @@ from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, r
 from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import check_enough, kfold, stratified_split
+from workbench.training.splits import (DUPLICATE_COSINE, check_enough, group_summary, kfold,
+                                       near_duplicate_groups, stratified_split)
 from workbench.training.train import (
     TrainingError,
     check_view_of,
@@ -55,6 +56,7 @@ class CompareReport:
     weights: dict[str, dict] = field(default_factory=dict)
     random_weights: bool = False
     features: str = "pooled"  # the view asked for (a family such as auto may use its own: see its result)
+    near_duplicates: dict = field(default_factory=dict)  # {groups, photos_in_shared_groups, merged, threshold}
     wall_seconds: float = 0.0
     stopped: bool = False
 
@@ -71,11 +73,12 @@ class CompareReport:
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
             seed: int | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
             params: dict[str, dict] | None = None, data: LabelledSet | None = None,
-            features: str | None = None) -> Iterator[Progress | Notice | Finished]:
+            features: str | None = None, grouped: bool = True) -> Iterator[Progress | Notice | Finished]:
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
 
     ``params`` optionally maps a family to hyper-parameter overrides; ``features`` is
-    the feature view ("pooled" or "multilevel"; ``auto`` chooses its own). A Stop
+    the feature view ("pooled" or "multilevel"; ``auto`` chooses its own). With ``grouped``
+    (the default) near-duplicate photos stay in one fold (``splits.near_duplicate_groups``). A Stop
     ends after the current fold with the families finished so far
     (``Finished(report, stopped=True)``).
     """
@@ -100,7 +103,11 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         return
     inputs, weights, data, names = finished.result
     keys = np.array(data.content_keys())
-    fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys)
+    groups, group_info = duplicate_groups(inputs, names) if grouped else (None, None)
+    if group_info and group_info["merged"]:
+        yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
+                     f"({group_info['merged']} merged); each group stays within one fold")
+    fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys, groups=groups)
     y = data.scores
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     results: list[FamilyResult] = []
@@ -121,7 +128,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             tick = time.perf_counter()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
-                          seed, stop, keys)
+                          seed, stop, keys, groups)
                 if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
@@ -149,6 +156,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     stopped = stop.is_set()
     report = CompareReport(n_images=len(data), backbone=chosen, folds=folds, seed=seed, results=results,
                            weights=weights, random_weights=random_weights, features=features or "pooled",
+                           near_duplicates=group_info or {},
                            wall_seconds=time.perf_counter() - started, stopped=stopped)
     yield Finished(report, stopped=stopped)
 
@@ -191,12 +199,24 @@ def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:
     return ("images", (chosen,), "pixels")
 
 
-def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag, keys) -> None:
+def duplicate_groups(inputs: dict, names: list[str]) -> tuple[np.ndarray | None, dict | None]:
+    """Near-duplicate groups (cosine >= DUPLICATE_COSINE of centred features) from the first feature
+    input, rows in ``names`` order; (None, None) when every family reads pixels."""
+    for key, (X_all, kept, _, _) in inputs.items():
+        if key[0] == "features":
+            row_of = {str(p): i for i, p in enumerate(kept.paths)}
+            groups = near_duplicate_groups(X_all[[row_of[n] for n in names]])
+            return groups, {**group_summary(groups), "threshold": DUPLICATE_COSINE}
+    return None, None
+
+
+def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag, keys, groups=None) -> None:
     """Fit on one training fold (``train_idx`` in content-key order, so the rows a model sees never
     follow the listing order); torch families early-stop on a validation slice of it."""
     if fam.capabilities.torch:
         inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed,
-                                 keys=keys[train_idx]) if len(train_idx) >= 20 else None
+                                 keys=keys[train_idx], groups=None if groups is None else groups[train_idx]) \
+            if len(train_idx) >= 20 else None
         if inner is not None:
             fit_part, val_part = train_idx[inner.train], train_idx[inner.val]
             for _ in fit_streaming(fam, estimator, X[fit_part], y[fit_part], X[val_part], y[val_part], stop=stop):

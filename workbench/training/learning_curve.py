@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
 from workbench.models.registry import FitContext, get_family
-from workbench.training.compare import _fit_fold, _input_key, gather_inputs
+from workbench.training.compare import _fit_fold, _input_key, duplicate_groups, gather_inputs
 from workbench.training.data import LabelledSet, labelled_set
 from workbench.training.splits import check_enough, kfold, score_bins
 from workbench.training.train import TrainingError, check_weights, resolve_backbone
@@ -127,7 +127,8 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
     inputs, _, data, names = finished.result
     keys = np.array(data.content_keys())
     y = data.scores
-    fold_indices = kfold(y, folds=folds, seed=seed, keys=keys)
+    groups, _ = duplicate_groups(inputs, names)
+    fold_indices = kfold(y, folds=folds, seed=seed, keys=keys, groups=groups)
     steps = label_sizes(min(len(tr) for tr, _ in fold_indices), sizes)
     total, done = len(fams) * ((len(steps) - 1) * repeats + 1) * folds, 0
     curves = []
@@ -154,7 +155,7 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
                     chosen = _draw(train_idx, y, keys, n, rng)
                     estimator = fam.make(values, seed=seed + r, context=replace(context, n_train=len(chosen)))
                     try:
-                        _fit_fold(fam, estimator, X, y, chosen, seed + r, stop, keys)
+                        _fit_fold(fam, estimator, X, y, chosen, seed + r, stop, keys, groups)
                     except (TrainingError, ValueError) as exc:  # e.g. a model that needs more images
                         yield Notice(f"{fam.name} at {n} labels: {exc}", level="warning")
                         scores = []

@@ -19,7 +19,7 @@ from workbench.features import feature_matrix
 from workbench.metrics import compute_metrics, good_threshold
 from workbench.models.registry import Family, FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import check_enough, stratified_split
+from workbench.training.splits import check_enough, near_duplicate_groups, stratified_split
 
 
 def resolve_backbone(family: Family, backbone: str | None, settings) -> str:
@@ -147,8 +147,10 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     X, data, weights, skipped = inputs
     check_enough(len(data))
     keys = np.array(data.content_keys())
+    # near-duplicates (bursts, the same photo exported twice) stay in one part: see splits.near_duplicate_groups
+    groups = near_duplicate_groups(X) if fam.capabilities.needs_features else None
     split = stratified_split(data.scores, val_fraction=settings.val_fraction,
-                             test_fraction=settings.test_fraction, seed=seed, keys=keys)
+                             test_fraction=settings.test_fraction, seed=seed, keys=keys, groups=groups)
     y = data.scores
     iterative = fam.capabilities.iterative
     fit_idx = split.train if iterative else np.concatenate([split.train, split.val])
