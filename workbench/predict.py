@@ -441,15 +441,29 @@ def csv_columns(result: BatchResult) -> list[str]:
     return columns
 
 
-def csv_text(result: BatchResult) -> str:
-    """The CSV contract: path,score (+ std,p1..p10 for distribution models) (+ error)."""
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` with a leading ``'`` if a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_text(result: BatchResult, *, for_spreadsheet: bool = False) -> str:
+    """The CSV contract: path,score (+ std,p1..p10 for distribution models) (+ error).
+
+    ``for_spreadsheet`` (the UI's download): text cells that a spreadsheet would run
+    as formulas get a leading ``'``; the CLI's --csv keeps paths exact for scripts.
+    """
+    text_cell = spreadsheet_safe if for_spreadsheet else str
     columns = csv_columns(result)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in result.rows:
-        values = {"path": row.path, "score": "" if row.score is None else f"{row.score:.4f}",
-                  "std": "" if row.std is None else f"{row.std:.4f}", "error": row.error or ""}
+        values = {"path": text_cell(str(row.path)), "score": "" if row.score is None else f"{row.score:.4f}",
+                  "std": "" if row.std is None else f"{row.std:.4f}", "error": text_cell(row.error or "")}
         for i in range(10):
             values[f"p{i + 1}"] = f"{row.distribution[i]:.5f}" if row.distribution else ""
         writer.writerow([values[c] for c in columns])

@@ -13,11 +13,13 @@ import gradio as gr
 from fastapi import FastAPI
 
 from workbench.config import Settings
+from workbench.ui.http_guard import HostGuard
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
 TAB_MODULES = (
     "workbench.ui.import_tab",
     "workbench.ui.data_tab",
+    "workbench.ui.label_tab",
     "workbench.ui.train_tab",
     "workbench.ui.predict_tab",
 )
@@ -25,15 +27,6 @@ TAB_MODULES = (
 API_MODULES = ("workbench.api",)
 
 log = logging.getLogger(__name__)
-
-
-def _optional_import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # an area not built yet
-        if exc.name != module:
-            raise
-        return None
 
 
 def build_blocks(settings: Settings) -> gr.Blocks:
@@ -45,28 +38,47 @@ def build_blocks(settings: Settings) -> gr.Blocks:
         )
         with gr.Tabs():
             for name in TAB_MODULES:
-                module = _optional_import(name)
-                if module is None:
-                    continue
+                module = importlib.import_module(name)
                 with gr.Tab(module.TITLE, id=name.rsplit(".", 1)[-1]):
                     module.build(settings)
     return blocks
 
 
+def recover(settings: Settings) -> None:
+    """Put right what a killed process left: rows of a killed import, temp files, half-saved runs."""
+    from workbench.dataset import ScoreStore
+    from workbench.fsutil import LockTimeout
+    from workbench.runs import RunStore
+
+    try:
+        # a short wait: a long CLI import holding the lock reconciles by itself
+        ScoreStore(settings.data_dir, settings.score_min, settings.score_max, lock_timeout=3.0).recover()
+    except (LockTimeout, OSError) as exc:
+        log.warning("data folder not checked at start: %s", exc)
+    for name in RunStore(settings.models_dir).remove_debris():
+        log.info("removed %s, left by a run save or deletion that was killed", name)
+
+
 def create_server(settings: Settings) -> FastAPI:
+    recover(settings)
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
-        module = _optional_import(name)
-        if module is not None:
-            app.include_router(module.router(settings))
+        app.include_router(importlib.import_module(name).router(settings))
     blocks = build_blocks(settings).queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.data_dir), str(settings.cache_dir)],
         server_name=settings.host, server_port=settings.port,
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         footer_links=["api"],
     )
+    # Gradio checks that a file named in an event came from an upload only for a
+    # Blocks that has "launched" (processing_utils._check_allowed returns early
+    # otherwise), and mount_gradio_app never sets the flag: without this line any
+    # event taking a file copies whatever absolute path a request names.
+    blocks.has_launched = True
+    return app
 
 
 def launch(settings: Settings) -> None:

@@ -16,10 +16,11 @@ from workbench.dataset import (
     gallery_page,
     summarize,
 )
+from workbench.dataset.ratings import write_star_ratings
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
-from workbench.ui.widgets import LabelledGallery, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, histogram, received_file, table_rows
 
 TITLE = "Training data"
 
@@ -48,6 +49,7 @@ def build(settings: Settings) -> None:
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
         undo = gr.Button("↶ Undo delete", elem_id="data-undo")
+        write_xmp = gr.Button("Write labels to XMP sidecars", elem_id="data-write-xmp")
     with gr.Accordion("Add an image", open=False, elem_id="data-add"):
         with gr.Row(equal_height=False):
             upload = gr.File(label="Upload an image", file_types=["image"], elem_id="data-add-file",
@@ -73,7 +75,8 @@ def build(settings: Settings) -> None:
         names = [item.filename for item in page.items]
         selected = names.index(keep) if keep in names else index
         summary = summarize(store)
-        return (*view.show(page, selected), summary_line(summary), histogram(summary.histogram), status)
+        return dict(zip(everything, (*view.show(page, selected), summary_line(summary), histogram(summary.histogram),
+                                     status)))
 
     def refresh_view(*query):
         return render(query)
@@ -85,7 +88,7 @@ def build(settings: Settings) -> None:
             query, extra = args[:len(query_inputs)], args[len(query_inputs):]
             name = view.selected_filename(page, selected)
             if needs_selection and name is None:
-                return (*[gr.skip()] * (len(everything) - 1), "Select an image first.")
+                return {view.status: "Select an image first."}
             page_no = page.page if page is not None else 0
             try:
                 confirmation, keep = action(page, name, *extra)
@@ -93,7 +96,7 @@ def build(settings: Settings) -> None:
                 gr.Warning(str(exc), duration=6)
                 return render(query, page_no, name, selected, f"⚠️ {exc} Nothing was changed.")
             if confirmation is None:
-                return (*[gr.skip()] * len(everything),)
+                return {view.status: gr.skip()}  # nothing to show
             gr.Info(confirmation, duration=3)
             return render(query, page_no, keep, selected, f"✓ {confirmation}")
         return callback
@@ -121,6 +124,7 @@ def build(settings: Settings) -> None:
 
     def add_entry(page, name, file, typed_name, typed_score):
         if file:
+            file = received_file(file, settings)
             result = store.add_image(file, Path(file).name, score=typed_score or None)
             if result.error:  # unreadable or not copied: nothing was written
                 raise ImageError(f"{Path(file).name}: {result.error}")
@@ -131,6 +135,12 @@ def build(settings: Settings) -> None:
         if not typed_name:
             raise BadInput("Upload an image or type the name of a file in the data folder.")
         return save_score(page, typed_name, typed_score)
+
+    def write_labels(page, name):  # stars by fixed fifths: the inverse of how imported stars become scores
+        done = write_star_ratings(store.labelled(), "thresholds", store.score_min, store.score_max,
+                                  new_sidecar=settings.new_sidecar)
+        failed = f" {len(done.failed)} could not be written: {done.failed[0][1]}" if done.failed else ""
+        return f"Wrote stars for {len(done.stars)} labelled photos into XMP sidecars next to them.{failed}", name
 
     def turn(delta):
         return lambda page, *query: render(query, (page.page if page else 0) + delta)
@@ -150,8 +160,10 @@ def build(settings: Settings) -> None:
     view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
     delete.click(edit(delete_entry), state, everything, show_progress="hidden")
     undo.click(edit(undo_delete, needs_selection=False), state, everything, show_progress="hidden")
+    write_xmp.click(edit(write_labels, needs_selection=False), state, everything, show_progress="hidden")
+    # empty the form once the photo was added
     add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(
-        lambda status: (None, "", "") if status.startswith("✓") else (gr.skip(),) * 3,  # empty the form once added
+        lambda status: {upload: None, existing: "", add_score: ""} if status.startswith("✓") else {upload: gr.skip()},
         view.status, [upload, existing, add_score], show_progress="hidden")
     view.previous_page.click(turn(-1), [view.page, *query_inputs], everything, show_progress="hidden")
     view.next_page.click(turn(+1), [view.page, *query_inputs], everything, show_progress="hidden")

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from workbench.config import Settings
+from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
 from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
@@ -37,7 +38,7 @@ from workbench.predict import (
     score_one,
     scorer_choices,
 )
-from workbench.ui.widgets import StopFlags, progress_html
+from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -124,7 +125,7 @@ def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[s
 def csv_file(result: BatchResult) -> str:
     folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
     path = folder / "scores.csv"
-    path.write_text(csv_text(result), encoding="utf-8")
+    path.write_text(csv_text(result, for_spreadsheet=True), encoding="utf-8")  # opened in spreadsheets
     return str(path)
 
 
@@ -193,6 +194,12 @@ def build(settings: Settings) -> None:
                                           elem_id="predict-picked-overlay")
         table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
         download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
+        with gr.Row(equal_height=True):  # photo managers (Lightroom, darktable...) read these sidecars
+            stars_by = gr.Radio(list(STAR_METHODS), value=settings.stars_out, label="Stars by",
+                                info="thresholds: five equal parts of the scale; percentile: fifths of this batch",
+                                elem_id="predict-stars-by", scale=2)
+            write_xmp = gr.Button("Write stars to XMP sidecars (folder photos)", elem_id="predict-write-xmp", scale=1)
+        xmp_note = gr.Markdown(elem_id="predict-xmp-note")
 
     explanation, picked_explanation, shown_rows = gr.State(None), gr.State(None), gr.State(None)
 
@@ -215,13 +222,14 @@ def build(settings: Settings) -> None:
     def score_photo(chosen: str, limit: float, path: str | None):
         if not path:
             return "", None, None, None, ""
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
             return None, None, "Choose a photo first."
+        path = received_file(path, settings)
         try:
             result = explain(path, _scorer(chosen), settings)
         except ImageError as exc:
@@ -238,7 +246,7 @@ def build(settings: Settings) -> None:
 
         if not path:
             return "Choose a photo first."
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         if row.error is not None:
             return f"⚠ {html.escape(row.error)}"
@@ -251,10 +259,11 @@ def build(settings: Settings) -> None:
         return f"{caption}\n\n**Critique** (score {row.score:.2f}):\n\n{critique}"
 
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
-        """Yields (progress, gallery, table, csv, shown); ``shown`` is (the batch's scorer id, its gallery rows)."""
-        inputs = list(files or []) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
+        """Yields updates of progress, gallery, table, download and shown_rows (the batch's scorer id and
+        its gallery rows)."""
+        inputs = received_files(files, settings) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
         if not inputs:
-            yield progress_html(0, "Add photos or type a folder first."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {progress: progress_html(0, "Add photos or type a folder first.")}
             return
         session = request.session_hash or ""
         flag = STOP_FLAGS.start(session, "score")
@@ -264,20 +273,19 @@ def build(settings: Settings) -> None:
             for event in score_images(inputs, scorer, settings, stop=flag, threshold=limit):
                 if isinstance(event, Progress) and time.monotonic() - last > UPDATE_EVERY:
                     last = time.monotonic()
-                    yield (progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}"),
-                           gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                    yield {progress: progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}")}
                 elif isinstance(event, Finished):
                     result = event.result
             word = "Stopped" if result.stopped else "Done"
             text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
             items, shown = gallery_items(result, settings)
-            yield (progress_html(1.0, text), items, results_table(result),
-                   csv_file(result) if result.rows else None, (result.scorer_id, shown))
+            yield {progress: progress_html(1.0, text), gallery: items, table: results_table(result),
+                   download: csv_file(result) if result.rows else None, shown_rows: (result.scorer_id, shown)}
         except WorkbenchError as exc:  # the person can fix these: say what to do
-            yield progress_html(1, f"Could not score: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {progress: progress_html(1, f"Could not score: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
             log.exception("scoring %d input(s) with %s failed", len(inputs), chosen)
-            yield progress_html(1, f"Scoring failed: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {progress: progress_html(1, f"Scoring failed: {exc}", failed=True)}
         finally:
             STOP_FLAGS.finish(session, "score", flag)
 
@@ -303,6 +311,17 @@ def build(settings: Settings) -> None:
             return f"{title}  \nℹ {html.escape(found.reason)}", found.image, found
         return title, found.overlay(alpha), found
 
+    def write_sidecars(shown: tuple[str, list[ScoreRow]] | None, method: str, typed_folder: str) -> str:
+        batch_scorer, rows = shown or (None, [])
+        root = Path(typed_folder.strip()).expanduser().resolve() if typed_folder and typed_folder.strip() else None
+        items = [(r.path, r.score) for r in rows if root is not None and Path(r.path).resolve().is_relative_to(root)]
+        if not items:
+            return "Score a folder first: sidecars go next to the photos in it (uploads are only copies)."
+        done = write_star_ratings(items, method, *cached_scorer(batch_scorer, settings).scale,
+                                  new_sidecar=settings.new_sidecar)
+        failed = "".join(f"\n- ⚠ {html.escape(str(p))}: {html.escape(e)}" for p, e in done.failed)
+        return f"Wrote {len(done.written)} XMP sidecars (stars by {method}) in `{root}`.{failed}"
+
     def _scorer(chosen: str) -> Scorer:
         try:
             return cached_scorer(chosen, settings)
@@ -324,6 +343,7 @@ def build(settings: Settings) -> None:
     start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
                 concurrency_limit=2)
     stop.click(stop_batch, None, None, queue=False)
+    write_xmp.click(write_sidecars, [shown_rows, stars_by, folder], xmp_note)
     gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
     _on_page_open(open_page, [scorer_id, scorer_info, threshold])

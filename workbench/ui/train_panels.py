@@ -125,11 +125,11 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
     def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
                        view: str, request: gr.Request):
         if k is None or seed_value is None:  # an emptied gr.Number sends None
-            yield (gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds and a seed.", failed=True),
-                   *[gr.skip()] * 3)
+            yield {progress: progress_html(0, "Enter the number of folds and a seed.", failed=True)}
             return
         flag = stop_flags.start(request.session_hash, "compare")
-        yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), None, None, None
+        yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True),
+               progress: progress_html(0, "Starting…"), table: None, srcc_plot: None, time_plot: None}
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -137,7 +137,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                                  stop=flag, features=view):
                 if isinstance(event, Progress):
                     eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
-                    yield gr.skip(), gr.skip(), progress_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 3
+                    yield {progress: progress_html(event.fraction, f"{event.message}{eta}")}
                 elif isinstance(event, Notice) and event.level == "warning":
                     gr.Warning(event.message)
                 elif isinstance(event, Finished):
@@ -147,13 +147,13 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                         f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     order = list(frame["model"]) if len(frame) else None
-                    yield (gr.skip(), gr.skip(), progress_html(1, note), frame, gr.BarPlot(frame, sort=order),
-                           gr.BarPlot(frame, sort=order))
+                    yield {progress: progress_html(1, note), table: frame, srcc_plot: gr.BarPlot(frame, sort=order),
+                           time_plot: gr.BarPlot(frame, sort=order)}
         except WorkbenchError as exc:
-            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
+            yield {progress: progress_html(1, f"Comparison could not run: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, details in the server log
             log.exception("comparison failed")
-            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 3
+            yield {progress: progress_html(1, f"Comparison failed: {exc}", failed=True)}
         finally:
             stop_flags.finish(request.session_hash, "compare", flag)
 
