@@ -63,7 +63,8 @@ def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEV
     low, high = manifest.score_min, manifest.score_max
     if family.capabilities.needs_features:
         finished = yield from relay(feature_matrix(paths, manifest.backbones, settings, stop=stop,
-                                                   random_weights=manifest.random_weights))
+                                                   random_weights=manifest.random_weights,
+                                                   view=manifest.feature_view))
         if finished.stopped:
             yield Finished(None, stopped=True)
             return
@@ -82,8 +83,12 @@ def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEV
         return
     found = None
     if family.capabilities.needs_text:
-        from workbench.multimodal import coverage_note, store_texts, with_text_block
+        from workbench.multimodal import coverage_note, store_texts, text_weights_record, with_text_block
 
+        then, now = manifest.weights.get("text", {}), text_weights_record()
+        if then and then.get("weights_id") != now["weights_id"]:
+            yield Notice(f"text encoder: the weights found now ({now['detail']}) differ from those this run was "
+                         f"trained with ({then.get('detail')}); its scores may be off", level="warning")
         X, found = with_text_block(X, ok, settings, typed=texts, table=store_texts(settings))
         yield Notice(coverage_note(found), level="info" if all(f.text for f in found) else "warning")
     scores = np.clip(run.model.predict(X), low, high)
@@ -135,7 +140,12 @@ def gradcam_target(run):
     backbone = load_backbone(run.manifest.backbones[0], run.settings, random_weights=run.manifest.random_weights)
     for p in backbone.model.parameters():
         p.requires_grad_(True)  # Grad-CAM needs gradients flowing through the feature maps
-    module = ScoreFromPixels(backbone.model, head).eval()
+    features = backbone.model
+    if getattr(run.manifest, "feature_view", "pooled") == "multilevel":
+        from workbench.backbones import MultiLevel
+
+        features = MultiLevel(backbone.model, backbone.spec.stage_taps)  # the same vector the head was fitted on
+    module = ScoreFromPixels(features, head).eval()
     return module, backbone.gradcam_layer, backbone.transform
 
 

@@ -7,7 +7,7 @@ from ``workbench.features.feature_matrix``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +19,7 @@ class LabelledSet:
     paths: list[Path]
     scores: np.ndarray  # [N] float64, in the person's score units
     fingerprint: str = ""
+    _keys: list[str] | None = field(default=None, repr=False, compare=False)
     texts: list[str | None] | None = None  # per image (scores.csv text column); None: not gathered
 
     def __len__(self) -> int:
@@ -27,7 +28,31 @@ class LabelledSet:
     def subset(self, keep: Sequence[int]) -> "LabelledSet":
         keep = list(keep)
         texts = None if self.texts is None else [self.texts[i] for i in keep]
-        return LabelledSet([self.paths[i] for i in keep], self.scores[keep], self.fingerprint, texts)
+        keys = [self._keys[i] for i in keep] if self._keys is not None else None
+        return LabelledSet([self.paths[i] for i in keep], self.scores[keep], self.fingerprint, keys,
+                           texts=texts)
+
+    def content_keys(self) -> list[str]:
+        """One key per photo from its bytes (SHA-256; unreadable files by name), computed once.
+
+        Splits and folds are drawn in the order of these keys, so renaming or
+        re-listing the same photos (e.g. names that start with the score, which
+        lists them sorted by score) never changes which photos are held out.
+        """
+        if self._keys is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from workbench.fsutil import file_sha256
+
+            def key(path: Path) -> str:
+                try:
+                    return file_sha256(path)
+                except OSError:
+                    return f"unreadable:{path.name}"
+
+            with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
+                self._keys = list(pool.map(key, self.paths))
+        return self._keys
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[Path, float]], fingerprint: str = "") -> "LabelledSet":
