@@ -288,7 +288,7 @@ def test_swin_micro_refuses_to_pretend_it_has_weights(brightness_settings):
 
 def test_every_family_is_registered_with_typed_defaults():
     assert list(FAMILIES)[0] == "auto"
-    assert set(FEATURE_FAMILIES) | {"finetune", "swin_moe"} == set(FAMILIES)
+    assert set(FEATURE_FAMILIES) | {"finetune", "swin_moe", "multimodal_concat", "multimodal_moe"} == set(FAMILIES)
     for family in FAMILIES.values():
         defaults = family.resolve_params(None)
         for p in family.params:
