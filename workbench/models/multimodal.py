@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
-from workbench.models.heads import torch_estimator
+from workbench.models.heads import MLP, RIDGE_ALPHAS, torch_estimator
 from workbench.models.registry import Capabilities, Param, register_family
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 from workbench.multimodal import BLOCK_DIM
@@ -63,22 +63,30 @@ def build_multimodal_concat(regressor: str, alpha: float, C: float, *, seed: int
 
 
 # ------------------------------------------------------------- moe
-def _expert(in_dim: int, hidden: int, dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(in_dim, hidden), nn.GELU(),
-                         nn.Dropout(dropout), nn.Linear(hidden, 1))
+GATE_START = 3.0  # initial gate logit of the image expert: text must earn its weight on validation
 
 
 class ModalityMoE(nn.Module):
-    """(image [N, Di], text [N, Dt], has_text [N]) -> (score [N], gate [N, 3], experts [N, 3])."""
+    """(image [N, Di], text [N, Dt], has_text [N]) -> (score [N], gate [N, 3], experts [N, 3]).
+
+    It starts as ridge on the image: the image expert is an MLP beside a linear path set to ridge
+    (its hidden path starting at zero), the text and fusion experts output zero, and the gate
+    leans on the image expert; training (and the validation split) decides whether text adds anything.
+    """
 
     def __init__(self, image_dim: int, text_dim: int, hidden: int, dropout: float, gate_dim: int = 16):
         super().__init__()
-        self.image = _expert(image_dim, hidden, dropout)
-        self.text = _expert(text_dim, hidden, dropout)
-        self.fusion = _expert(image_dim + text_dim, hidden, dropout)
+        self.image = MLP(image_dim, hidden, 1, dropout, skip=True)
+        self.text = MLP(text_dim, hidden, 1, dropout)
+        self.fusion = MLP(image_dim + text_dim, hidden, 1, dropout)
         self.image_summary = nn.Linear(image_dim, gate_dim)
         self.text_summary = nn.Linear(text_dim, gate_dim)
         self.gate = nn.Sequential(nn.Linear(2 * gate_dim + 1, gate_dim), nn.GELU(), nn.Linear(gate_dim, len(EXPERTS)))
+        with torch.no_grad():
+            for expert in (self.text, self.fusion):
+                expert.net[-1].weight.zero_()
+                expert.net[-1].bias.zero_()
+            self.gate[-1].bias.copy_(torch.tensor([GATE_START, 0.0, 0.0]))
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, has_text: torch.Tensor):
         present = has_text[:, None]
@@ -89,7 +97,6 @@ class ModalityMoE(nn.Module):
         mask = torch.cat([torch.ones_like(present), present, present], 1)
         gate = torch.softmax(logits.masked_fill(mask == 0, float("-inf")), dim=1)
         return (gate * experts).sum(1), gate, experts
-
 
 @torch_estimator
 class ModalityMoERegressor(BaseEstimator, RegressorMixin):
@@ -141,6 +148,7 @@ class ModalityMoERegressor(BaseEstimator, RegressorMixin):
             torch.manual_seed(self.seed)
             self.module_ = ModalityMoE(image.shape[1], text.shape[1], self.hidden, self.dropout)
         xt = self._tensors(X)
+        self._start_from_ridge(xt[0].numpy(), ((y - self.y_mean_) / self.y_std_))
         yt = torch.from_numpy(((y - self.y_mean_) / self.y_std_).astype(np.float32))
         generator = seeded_generator(self.seed)
 
@@ -164,9 +172,19 @@ class ModalityMoERegressor(BaseEstimator, RegressorMixin):
                                       weight_decay=self.weight_decay)
         self.loop_ = LoopResult()
         yield from fit_loop(self.module_, optimizer, batches, self._loss, evaluate, epochs=self.epochs,
-                            patience=self.patience, stop=stop, device=torch.device("cpu"), result=self.loop_)
+                            patience=self.patience, stop=stop, device=torch.device("cpu"), result=self.loop_,
+                            seed=self.seed, start_counts=True)
         self.stopped_ = self.loop_.stopped
         self.run_report_ = self.gate_report(X)
+
+    def _start_from_ridge(self, image: np.ndarray, targets: np.ndarray) -> None:
+        """The image expert's linear path := ridge on the standardised image features (as ``head`` starts)."""
+        from sklearn.linear_model import RidgeCV
+
+        ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(image, targets)
+        with torch.no_grad():
+            self.module_.image.linear.weight.copy_(torch.from_numpy(np.ravel(ridge.coef_)[None, :].astype(np.float32)))
+            self.module_.image.linear.bias.fill_(float(np.ravel(ridge.intercept_)[0]))
 
     # -- predicting
     def _scores(self, score: torch.Tensor) -> np.ndarray:
