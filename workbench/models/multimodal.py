@@ -86,6 +86,8 @@ class ModalityMoE(nn.Module):
             for expert in (self.text, self.fusion):
                 expert.net[-1].weight.zero_()
                 expert.net[-1].bias.zero_()
+            # the same start for every photo: random per-photo gate weights reshuffled ridge's ranking
+            self.gate[-1].weight.zero_()
             self.gate[-1].bias.copy_(torch.tensor([GATE_START, 0.0, 0.0]))
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, has_text: torch.Tensor):
