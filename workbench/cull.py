@@ -525,3 +525,35 @@ def send_to_training(items: Sequence[tuple[str | Path, float]], settings: Settin
         yield from import_into_store(preview.items, store, scores=scores, stop=stop, skipped=preview.skipped)
     finally:
         preview.cleanup()
+
+
+# ----------------------------------------------------------------------- CSV
+def csv_columns() -> list[str]:
+    columns = ["path", "score", "group", "status", "stars"]
+    for name in FLAGS:
+        columns += [f"{name}_value", name]
+    return columns + ["error"]
+
+
+def cull_csv_text(result: CullResult, *, for_spreadsheet: bool = False) -> str:
+    """path,score,group,status,stars, each flag's value and yes/no (1/0), error: one row a photo,
+    groups best first, then the photos that could not be culled."""
+    import csv
+    import io
+
+    from workbench.predict import spreadsheet_safe
+
+    text = spreadsheet_safe if for_spreadsheet else str
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(csv_columns())
+    for group in result.groups:
+        for p in group.photos:
+            cells = [text(p.path), "" if p.score is None else f"{p.score:.4f}", group.id, p.status,
+                     stars_of(result, p)]
+            for name in FLAGS:
+                cells += [f"{p.flags[name]['value']:.6g}", int(p.flags[name]["flagged"])]
+            writer.writerow(cells + [""])
+    for path, error in result.errors.items():
+        writer.writerow([text(path)] + [""] * (len(csv_columns()) - 2) + [text(error)])
+    return buffer.getvalue()
