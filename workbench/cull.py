@@ -31,7 +31,7 @@ sets; a flag never drops a photo):
   working size (long side :data:`WORKING_SIZE`), divided by the luminance's own
   variance so that exposure does not move it; flagged below ``blur_threshold``.
   The working size makes it independent of resolution: a 24-MP frame and its
-  2-MP copy measure the same.
+  2-MP copy measure the same (photos smaller than it are measured as they are).
 * ``clipped_highlights`` / ``crushed_shadows``: share of pixels with luminance
   >= 250/255 or <= 5/255, flagged at or above their thresholds.
 * closed eyes: not available. It needs a face and eye-landmark model that works
@@ -130,8 +130,9 @@ def capture_time(path: str | Path) -> float | None:
 
 
 def luminance(image: Image.Image) -> np.ndarray:
-    """Rec. 601 luma in 0-1 at the working size (long side :data:`WORKING_SIZE`)."""
-    scale = WORKING_SIZE / max(image.size)
+    """Rec. 601 luma in 0-1 at the working size (long side :data:`WORKING_SIZE`). A smaller photo is
+    measured as it is: enlarging it would blur it, and flag it for a softness it does not have."""
+    scale = min(1.0, WORKING_SIZE / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
 

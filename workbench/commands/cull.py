@@ -63,7 +63,7 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
     options = CullOptions(similarity=args.similarity, burst_seconds=args.burst_seconds,
                           burst_similarity=args.burst_similarity, blur_threshold=args.blur_threshold,
                           highlight_threshold=args.highlight_threshold, shadow_threshold=args.shadow_threshold,
-                          backbone=args.backbone)
+                          backbone=args.backbone).check()  # before loading a model
     scorer = load_scorer(args.run_id, settings)
     result = result_of(cull(args.paths, scorer, settings, options=options), "culling", unit="img")
     if not result.photos and not result.errors:
