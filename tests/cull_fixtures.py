@@ -60,7 +60,8 @@ def make_shoot(sources: Sequence[Path], folder: Path, *, seed: int = 0, long_sid
     for source in sources:
         with Image.open(source) as image:
             base = image.convert("RGB")
-        base.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+        scale = long_side / max(base.size)  # to the camera's size: enlarged when the source is smaller
+        base = base.resize((round(base.width * scale), round(base.height * scale)), Image.Resampling.LANCZOS)
         size = rng.randint(*burst_sizes) if rng.random() < burst_share else 1
         blurred_at = rng.randrange(size) if size >= 3 else -1
         group = []

@@ -558,3 +558,19 @@ def cull_csv_text(result: CullResult, *, for_spreadsheet: bool = False) -> str:
     for path, error in result.errors.items():
         writer.writerow([text(path)] + [""] * (len(csv_columns()) - 2) + [text(error)])
     return buffer.getvalue()
+
+
+def corrected_scores(result: CullResult, mapping) -> list[tuple[str, float]]:
+    """(path, training score) for the photos the person rated or rejected: stars through ``mapping``
+    (a :class:`workbench.dataset.ratings.StarMapping`, the same one imports use), rejects to its
+    minimum (or left out when rejects are set to be skipped)."""
+    from workbench.dataset.xmp import Rating
+
+    items = []
+    for photo in result.photos:
+        if photo.status != "reject" and not photo.stars:
+            continue
+        score, _ = mapping.score(Rating(photo.stars if photo.stars else None, photo.status == "reject", None, "cull"))
+        if score is not None:
+            items.append((photo.path, score))
+    return items
