@@ -84,8 +84,8 @@ class CullOptions:
     burst_seconds: float = 2.0
     burst_similarity: float = 0.45
     blur_threshold: float = 0.008
-    highlight_threshold: float = 0.10
-    shadow_threshold: float = 0.25
+    highlight_threshold: float = 0.20  # high enough that a white studio background is not a failure
+    shadow_threshold: float = 0.30
     backbone: str | None = None  # None: the settings' default backbone
 
     def check(self) -> "CullOptions":
