@@ -24,6 +24,7 @@ from workbench.cull import (
     write_cull_xmp,
 )
 from workbench.dataset.store import ScoreStore
+from workbench.dataset.xmp import write_rating
 from workbench.events import Finished, Progress, StopFlag, drain
 from workbench.predict import NIMA_ID, load_scorer
 
@@ -137,6 +138,8 @@ def test_copy_never_overwrites_and_move_keeps_one_whole_copy(culled, tmp_path):
     shutil.copytree(Path(picks[0]).parent, source)
     names = [Path(p).name for p in picks]
     originals = {n: (source / n).read_bytes() for n in names}
+    sidecar = source / (Path(names[0]).stem + ".xmp")
+    write_rating(source / names[0], 5)  # a sidecar moves along with its photo
     stop = StopFlag()
     moved_dest = tmp_path / "moved"
     for event in copy_photos([source / n for n in names], moved_dest, move=True, stop=stop):
@@ -149,7 +152,8 @@ def test_copy_never_overwrites_and_move_keeps_one_whole_copy(culled, tmp_path):
         here, there = source / n, moved_dest / n
         assert here.is_file() != there.is_file()
         assert (here if here.is_file() else there).read_bytes() == originals[n]
-    assert not [p for p in moved_dest.iterdir() if p.name not in names]  # no temp files left
+    assert not sidecar.exists() and (moved_dest / sidecar.name).is_file()
+    assert not [p for p in moved_dest.iterdir() if p.name not in names + [sidecar.name]]  # no temp files left
 
 
 def test_a_stopped_cull_keeps_what_was_done(culled):
@@ -206,7 +210,9 @@ def test_cli_contract(culled, run_cli, workbench_env, tmp_path, nima_weights):
     assert set(document) >= {"scorer", "n_photos", "groups", "picks", "rejected", "copied_picks", "xmp"}
     assert document["scorer"] == "nima" and document["n_photos"] == sum(len(g) for g in shoot.groups)
     assert len(document["groups"]) == len(shoot.groups)
-    assert sorted(p.name for p in (tmp_path / "picks").iterdir()) == sorted(Path(p).name for p in document["picks"])
+    copied = sorted(p.name for p in (tmp_path / "picks").glob("*.jpg"))
+    assert copied == sorted(Path(p).name for p in document["picks"])
+    assert sorted(p.stem for p in (tmp_path / "picks").glob("*.xmp")) == [Path(n).stem for n in copied]  # along
     assert len(list(folder.glob("*.xmp"))) == document["n_photos"]
     header, *rows = (tmp_path / "cull.csv").read_text().splitlines()
     assert header.split(",")[:4] == ["path", "score", "group", "status"] and "out_of_focus" in header.split(",")

@@ -444,10 +444,34 @@ def _place(source: Path, folder: Path, move: bool) -> Path:
     raise CullError(f"{source.name}: no free name in {folder}")
 
 
-def copy_photos(paths: Sequence[str | Path], folder: str | Path, *, move: bool = False,
+def _carry_sidecars(source: Path, target: Path, move: bool) -> list[str]:
+    """Copy (move) the XMP sidecars of ``source`` next to ``target``, renamed like it; returns problems."""
+    from workbench.dataset.xmp import sidecar_paths
+    from workbench.fsutil import copy_file_exclusive
+
+    problems = []
+    for sidecar in sidecar_paths(source):
+        by_stem = sidecar.name.casefold() == (source.stem + ".xmp").casefold()
+        new = target.with_name((target.stem if by_stem else target.name) + ".xmp")
+        try:
+            copy_file_exclusive(sidecar, new)
+            shared = by_stem and any(p.suffix.casefold() != ".xmp" and p != source
+                                     for p in source.parent.glob(source.stem + ".*"))
+            if move and not shared:
+                sidecar.unlink()
+        except FileExistsError:
+            problems.append(f"{new.name} exists already; the sidecar was left where it was")
+        except OSError as exc:
+            problems.append(f"{sidecar.name}: {exc.strerror or exc}")
+    return problems
+
+
+def copy_photos(paths: Sequence[str | Path], folder: str | Path, *, move: bool = False, sidecars: bool = True,
                 stop: StopFlag = NEVER_STOP) -> Iterator[Progress | Finished]:
     """Copy (or move) photos into ``folder`` (created if needed), never overwriting; ends with
-    ``Finished(CopyReport)``. Stop is checked between photos, so none is ever left half-copied."""
+    ``Finished(CopyReport)``. Stop is checked between photos, so none is ever left half-copied.
+    ``sidecars``: their XMP sidecars go along, renamed like the photo (a ``stem.xmp`` that another
+    file of the same stem, such as the raw, still shares is copied, not moved)."""
     folder = Path(folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -469,7 +493,11 @@ def copy_photos(paths: Sequence[str | Path], folder: str | Path, *, move: bool =
             if source.resolve().parent == folder.resolve():
                 report.copied[str(source)] = str(source)  # already there: nothing to do
             else:
-                report.copied[str(source)] = str(_place(source, folder, move))
+                target = _place(source, folder, move)
+                report.copied[str(source)] = str(target)
+                problems = _carry_sidecars(source, target, move) if sidecars else []
+                if problems:
+                    report.failed[str(source)] = "; ".join(problems)
         except (OSError, CullError) as exc:
             report.failed[str(source)] = str(exc)
         yield Progress(done + 1, total, f"{verb} {done + 1}/{total} to {folder}")

@@ -73,6 +73,10 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
         from workbench.fsutil import atomic_write_text
 
         atomic_write_text(Path(args.csv), cull_csv_text(result))
+    if args.write_xmp:  # first, so that copies and moves take their sidecars along
+        document["xmp"] = write_cull_xmp(result, new_sidecar=settings.new_sidecar)
+        if not args.json:
+            print(f"XMP: {len(document['xmp']['written'])} sidecars written", file=sys.stderr)
     for key, folder, paths in (("copied_picks", args.copy_picks, result.picks),
                                ("copied_rejects", args.copy_rejects, result.rejected)):
         if folder:
@@ -82,10 +86,6 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
             if not args.json:
                 print(f"{len(report.copied)} photo(s) {'moved' if args.move else 'copied'} to {folder}"
                       + "".join(f"\n  {p}: {e}" for p, e in report.failed.items()), file=sys.stderr)
-    if args.write_xmp:
-        document["xmp"] = write_cull_xmp(result, new_sidecar=settings.new_sidecar)
-        if not args.json:
-            print(f"XMP: {len(document['xmp']['written'])} sidecars written", file=sys.stderr)
     if not args.json:
         _print(result)
         print(f"{len(result.photos)} photos in {len(result.groups)} groups: {len(result.picks)} picks, "
