@@ -200,3 +200,20 @@ def test_predict_write_xmp(workbench_env, photos, tmp_path, capsys):
         assert tags["XMP-aesthetic:Score"] == pytest.approx(row["score"], rel=1e-5)
         assert tags["XMP-xmp:Rating"] == document["xmp"]["stars"][row["path"]]
     assert exiftool_json(folder / "a.xmp")["XMP-dc:Subject"] == "kept"
+    assert "XMP-xmp:Rating" not in exiftool_json(folder / "b.jpg")  # the photos themselves are untouched
+    code, out = run_main(capsys, "predict", run.run_id, folder / "b.jpg", "--write-xmp", "--embed-xmp", "--json")
+    assert code == 0 and exiftool_json(folder / "b.jpg")["XMP-xmp:Rating"] == json.loads(out)["xmp"]["stars"][
+        str(folder / "b.jpg")]
+
+
+def test_embedded_ratings_in_heic_and_tiff(tmp_path, photos):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    pixels = next(iter(photos.values()))
+    Image.fromarray(pixels).save(tmp_path / "phone.heic", quality=80)
+    Image.fromarray(pixels).save(tmp_path / "scan.tif")
+    exiftool("-overwrite_original", "-XMP-xmp:Rating=4", tmp_path / "phone.heic")
+    exiftool("-overwrite_original", "-XMP-xmp:Rating=-1", tmp_path / "scan.tif")
+    assert read_rating(tmp_path / "phone.heic").stars == 4
+    assert read_rating(tmp_path / "scan.tif").rejected
