@@ -113,7 +113,10 @@ def test_ratings_source_choices_and_mapping(workbench_env, shoot, capsys):
     assert (json.loads(out)["labelled"], json.loads(out)["from_ratings"]) == (6, 6)
     assert "85_named.jpg" not in read_scores(data)
     mapping = StarMapping.build(1, 10, "2,4,6,8,10", rejected="skip")
-    assert mapping.score(read_rating(shoot / "lightroom.jpg"))[0] == 8
+    assert mapping.score(read_rating(shoot / "lightroom.jpg")) == (8, "4★ (Red label, XMP sidecar lightroom.xmp)")
+    # digiKam's pick label "rejected" rejects a photo whatever its stars
+    exiftool("-overwrite_original", "-XMP-digiKam:PickLabel=1", "-XMP-xmp:Rating=3", shoot / "darktable.jpg.xmp")
+    assert read_rating(shoot / "darktable.jpg").rejected
     assert mapping.score(read_rating(shoot / "rejected.jpg")) == (None, "skip")
     with pytest.raises(BadInput, match="five scores"):
         StarMapping.build(0, 100, "10,20,30")
