@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from compare_bench import SHARED, savoias  # bench/ is on the path when this script runs
 from scipy.stats import pearsonr, spearmanr
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import VotingRegressor
@@ -30,7 +31,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from compare_bench import SHARED, savoias  # bench/ is on the path when this script runs
 from workbench.config import load_settings
 from workbench.events import drain
 from workbench.features import feature_matrix

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from compare_bench import SHARED, savoias  # bench/ is on the path when this script runs
+
 from workbench.config import load_settings
 from workbench.events import drain
 from workbench.training.learning_curve import learning_curve

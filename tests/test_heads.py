@@ -3,14 +3,13 @@ hundred photos they no longer lose to ridge. Real features: efficientnet_lite0 (
 on the package-photo brightness set."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 from sklearn.linear_model import RidgeCV
-
 from training_fixtures import make_brightness_set, settings_for
+
+from workbench import compat  # noqa: F401
 from workbench.events import drain
 from workbench.features import feature_matrix
 from workbench.models import get_family

@@ -2,15 +2,14 @@
 the points, their band, the projection sentence and the command-line JSON contract."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from training_fixtures import make_brightness_set, settings_for
+
+from workbench import compat  # noqa: F401
 from workbench.events import drain
 from workbench.training import compare
 from workbench.training.learning_curve import CurvePoint, label_sizes, learning_curve, project

@@ -3,15 +3,14 @@ and choose it from the command line. Real photos (the package-photo brightness s
 (efficientnet_lite0 from its package)."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from training_fixtures import make_brightness_set, settings_for
+
+from workbench import compat  # noqa: F401
 from workbench.backbones import get_backbone
 from workbench.events import drain
 from workbench.models import get_family

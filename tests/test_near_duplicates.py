@@ -3,16 +3,14 @@ copies of some of them under other names. Without groups the copies leak across 
 with groups they stay close to the set without copies."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import csv
 import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
-
 from training_fixtures import copy_savoias_subset, settings_for
+
+from workbench import compat  # noqa: F401
 from workbench.events import drain
 from workbench.features import feature_matrix
 from workbench.training import compare, kfold, labelled_set

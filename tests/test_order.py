@@ -9,16 +9,15 @@ numbers, and every feature family must measure the same on both.
 """
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401
-
 import csv
 import shutil
 
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-
 from training_fixtures import make_brightness_set, settings_for
+
+from workbench import compat  # noqa: F401
 from workbench.events import drain
 from workbench.models import get_family
 from workbench.training import compare, kfold, stratified_split

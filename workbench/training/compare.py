@@ -18,8 +18,7 @@ from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, r
 from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import (DUPLICATE_COSINE, check_enough, group_summary, kfold,
-                                       near_duplicate_groups, stratified_split)
+from workbench.training.splits import DUPLICATE_COSINE, check_enough, group_summary, kfold, near_duplicate_groups, stratified_split
 from workbench.training.train import (
     TrainingError,
     check_view_of,

@@ -16,9 +16,15 @@ from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
-from workbench.training.reporting import comparison_frame, format_duration, metrics_markdown, overlay_figure, runs_frame
 from workbench.training.learning_curve import learning_curve
-from workbench.training.reporting import learning_curve_figure
+from workbench.training.reporting import (
+    comparison_frame,
+    format_duration,
+    learning_curve_figure,
+    metrics_markdown,
+    overlay_figure,
+    runs_frame,
+)
 from workbench.ui.widgets import progress_html
 
 log = logging.getLogger(__name__)
