@@ -115,6 +115,8 @@ def build(settings: Settings) -> None:
             trained = build_train_panel(settings)
         with gr.Tab("Compare families", id="train-compare"):
             train_panels.build_compare_panel(settings, STOP_FLAGS)
+        with gr.Tab("Would more labels help?", id="train-curve"):
+            train_panels.build_learning_curve_panel(settings, STOP_FLAGS)
         with gr.Tab("Runs", id="train-runs"):
             runs_panel = train_panels.build_runs_panel(settings)
     trained.then(runs_panel.refresh, None, runs_panel.outputs)
@@ -127,6 +129,7 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
                              elem_id="train-family", scale=1)
         backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, elem_id="train-backbone",
                                label="Backbone (where its weights come from)", scale=2)
+    features = train_panels.feature_view_control("train-features")
     family_info = gr.Markdown(FAMILIES[DEFAULT_FAMILY].description)
     weights_info = gr.Markdown(weights_message(DEFAULT_FAMILY, settings.default_backbone, False, settings)[0],
                                elem_id="train-weights")
@@ -208,7 +211,7 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
         try:
             last = 0.0
             for event in train(name, settings, backbone=values[backbone], params=params, stop=flag,
-                               random_weights=values[random_weights]):
+                               random_weights=values[random_weights], features=values[features]):
                 monitor.add(event)
                 if monitor.finished or time.monotonic() - last >= UPDATE_EVERY:
                     last = time.monotonic()
@@ -255,7 +258,7 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
     # The buttons are reset by a .then, not by the training's last yield: that runs after a late
     # "Stopping…" and before a quick next click on Train, whatever order the messages arrive in.
     stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
-    return start.click(run_training, {family, backbone, random_weights, *all_controls}, outputs,
+    return start.click(run_training, {family, backbone, random_weights, features, *all_controls}, outputs,
                        show_progress="hidden", concurrency_limit=2).then(
         lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None, [start, stop],
         show_progress="hidden")
