@@ -37,6 +37,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text for image+text runs (multimodal_*): 'IMG_1.jpg=golden hour portrait' for one "
                              "photo, or a plain text for every photo given; repeatable. Without it a photo's text "
                              "comes from scores.csv, its XMP keywords/title/description, or a cached caption")
+    parser.add_argument("--embed-xmp", action="store_true",
+                        help="with --write-xmp, also write the rating into each photo file itself (rewrites the photo)")
 
 
 def typed_texts(values: list[str], paths: list[str]) -> dict[str, str] | None:
@@ -85,10 +87,12 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
         raise CommandError(f"no images found in {', '.join(args.paths)}")
     if args.csv:
         write_csv(result, args.csv)
+    if args.embed_xmp and not args.write_xmp:
+        raise CommandError("--embed-xmp only goes with --write-xmp")
     xmp = None
     if args.write_xmp:
         xmp = write_star_ratings([(row.path, row.score) for row in result.scored], args.stars or settings.stars_out,
-                                 *scorer.scale, new_sidecar=settings.new_sidecar)
+                                 *scorer.scale, new_sidecar=settings.new_sidecar, embed=args.embed_xmp)
         if not args.json:
             print(f"XMP: {len(xmp.stars)} photos rated, {len(xmp.written)} sidecars written"
                   + "".join(f"\n  {p}: {e}" for p, e in xmp.failed), file=sys.stderr)

@@ -11,7 +11,9 @@ Where a rating can be (first found wins, :data:`RATING_SOURCES` says the order):
    darktable, digiKam), then one named like its stem (``IMG_1.xmp``: Lightroom,
    Capture One, Bridge, Photo Mechanic); the first is specific to one file,
    the second may be shared by a raw and its JPEG;
-2. XMP embedded in the image (JPEG, TIFF, HEIC, DNG, ...);
+2. XMP embedded in the image (JPEG, TIFF, HEIC, DNG, ...), read by exiv2, or
+   else found as a plain XMP packet in the file (HEIC written by exiftool,
+   whose XMP item exiv2 does not find);
 3. the EXIF ``Rating`` tag (0x4746), else ``RatingPercent`` (0x4749), as
    Windows and some cameras write them. IPTC-IIM defines no rating field, so
    none is read from it.
@@ -164,9 +166,18 @@ def read_rating(image: str | Path, sidecars: Iterable[Path] | None = None) -> Ra
         if rating.usable:
             return rating
     try:
-        xmp, exif = _read_file(image)
-    except (MetadataError, OSError):
+        data = image.read_bytes()
+    except OSError:
         return None
+    try:
+        xmp, exif = _read(data, image.name)
+    except MetadataError:
+        xmp, exif = {}, {}
+    if not xmp and (packet := _xmp_packet(data)):  # e.g. HEIC written by exiftool, which exiv2 does not find
+        try:
+            xmp = _read(packet, image.name)[0]
+        except MetadataError:
+            pass
     embedded = _rating_from(xmp, {}, "XMP embedded in the photo")
     if embedded.usable:
         return embedded
@@ -206,6 +217,13 @@ def read_text(image: str | Path, sidecars: Iterable[Path] | None = None) -> str 
     return None
 
 
+def _xmp_packet(data: bytes) -> bytes | None:
+    """The raw XMP packet stored uncompressed anywhere in a file, as a sidecar would hold it."""
+    start = data.find(b"<x:xmpmeta")
+    end = data.find(b"</x:xmpmeta>", start)
+    return data[start:end + len(b"</x:xmpmeta>")] if start >= 0 and end > start else None
+
+
 def read_sidecar(path: str | Path) -> dict:
     """Every XMP tag of a sidecar (``{"Xmp.xmp.Rating": "4", ...}``); for tests and the curious."""
     return _read_file(Path(path))[0]
@@ -238,18 +256,19 @@ def rating_tags(stars: int, score: float | None) -> dict[str, str]:
 
 
 def write_rating(image: str | Path, stars: int, score: float | None = None, *, new_sidecar: str = "stem",
-                 embed: bool = False) -> list[Path]:
+                 embed: bool = False, extra: Mapping[str, str] | None = None) -> list[Path]:
     """Record ``stars`` (and ``score``) for ``image``; returns the files written.
 
     Every existing sidecar of the photo is updated in place, keeping all its
     other tags; when there is none, one is created: ``stem`` -> ``IMG_1.xmp``
     (Lightroom, Capture One, Bridge), ``name`` -> ``IMG_1.jpg.xmp`` (darktable,
-    digiKam). The image itself is written only with ``embed=True``.
+    digiKam). The image itself is written only with ``embed=True``. ``extra``: more XMP tags
+    to set alongside (the cull writes its pick flag, ``Xmp.xmpDM.pick``, this way).
     """
     image = Path(image)
     if new_sidecar not in ("stem", "name"):
         raise BadInput(f"new_sidecar must be 'stem' or 'name', not {new_sidecar!r}")
-    tags = rating_tags(stars, score)
+    tags = {**rating_tags(stars, score), **(extra or {})}
     if not image.is_file():
         raise MetadataError(f"{image}: no such photo, so no sidecar is written for it")
     targets = sidecar_paths(image) or [image.with_name((image.stem if new_sidecar == "stem" else image.name) + ".xmp")]

@@ -27,6 +27,9 @@ def summary_line(session: ImportSession | None) -> str:
     if session is None:
         return "Nothing scanned yet."
     line = f"**To import — {session.summary().line()}, {len(session.skipped)} skipped.**"
+    rated = sum(item.from_rating for item in session.preview.items)
+    if session.sources:
+        line += f"\n\nScores from: {session.sources} ({rated} from star ratings)."
     if session.skipped:
         reasons = "\n".join(f"- `{s.file}`: {s.reason}" for s in session.skipped[:20])
         more = f"\n- … and {len(session.skipped) - 20} more" if len(session.skipped) > 20 else ""
@@ -37,7 +40,8 @@ def summary_line(session: ImportSession | None) -> str:
 def report_text(report) -> str:
     r = report.to_json()
     text = (f"**Saved.** {r['imported']} images copied into the training set "
-            f"({r['labelled']} labelled, {r['unlabelled']} unlabelled).")
+            f"({r['labelled']} labelled" + (f", {r['from_ratings']} of them from star ratings" if r["from_ratings"] else "")
+            + f", {r['unlabelled']} unlabelled).")
     if r["skipped"]:
         text += f" {len(r['skipped'])} files were skipped:"
         text += "".join(f"\n- `{item['file']}`: {item['reason']}" for item in r["skipped"])
