@@ -120,6 +120,10 @@ def train_command(args: argparse.Namespace, settings: Settings) -> dict:
               f"RMSE {m['rmse']:.2f}  R2 {m['r2']:.3f}  good/bad accuracy {m['accuracy']:.1%}\n  saved in {run_dir}")
         if manifest.random_weights:
             print("  WARNING: trained on RANDOM backbone weights")
+        if "gate_image" in m:  # multimodal_moe: how much the model leaned on text
+            print(f"  gate (average over the training photos): image {m['gate_image']:.2f}, "
+                  f"text {m['gate_text']:.2f}, fusion {m['gate_fusion']:.2f}; "
+                  f"{m.get('text_coverage', 0):.0%} of the photos had text")
     return document
 
 
