@@ -3,7 +3,7 @@
     scorer = load_scorer(default_scorer_id(settings), settings)   # best run by SRCC, else "nima"
     result = drain(score_images(["shoot/"], scorer, settings))    # BatchResult, best first
     write_csv(result, "scores.csv")
-    explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM heatmap, or .reason why not
+    explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM, or occlusion (.method says)
     explanation.overlay(opacity=0.5)                              # PIL image (see workbench/explain.py)
 
 Scores stay on the scorer's own scale: 1-10 for NIMA (good from 5.1, its
@@ -26,7 +26,7 @@ import torch
 
 from workbench.config import Settings
 from workbench.events import Finished, Notice, Progress, StopFlag
-from workbench.explain import Explanation, explain  # noqa: F401  (part of this module's API)
+from workbench.explain import Explanation, explain, gradcam_target_of  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
 
 NIMA_ID = "nima"
@@ -68,6 +68,7 @@ class ScoreRow:
     percentile: float | None = None  # 0-100 among the training set's scores
     verdict: str | None = None  # "good" | "bad"
     error: str | None = None
+    rank: int | None = None  # 1 = best of its batch; None for a file that could not be scored
 
 
 @dataclass
@@ -110,8 +111,7 @@ class Scorer:
     weights_note: str  # where the weights came from, for the UI and CLI
     reference_scores: np.ndarray | None  # the training set's scores, for percentiles
     predict_chunk: Callable[..., Iterator[Any]]
-    gradcam_target: Callable[[], tuple | None]
-    not_explainable_reason: str = ""
+    gradcam_target: Callable[[], tuple | None]  # None: explain() falls back to occlusion sensitivity
     bin_centres: list[float] | None = None  # the score each distribution bin stands for (distribution models)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Grad-CAM hooks are per model
 
@@ -260,7 +260,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
 
     def gradcam_target():
         if not cached_target:
-            cached_target.append(run.gradcam_target())
+            cached_target.append(gradcam_target_of(run))
         return cached_target[0]
 
     bins = None
@@ -273,13 +273,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
         default_threshold=float(manifest.good_threshold), has_distribution=capabilities.distribution,
         weights_note=_weights_note(manifest), reference_scores=_reference_scores(manifest, settings),
         predict_chunk=lambda paths, settings, stop=None: run.predict_images(paths, settings, stop=stop),
-        gradcam_target=gradcam_target,
-        not_explainable_reason=(
-            "" if capabilities.explainable else
-            f"A {manifest.family} run cannot be explained with Grad-CAM: it predicts from cached backbone "
-            f"features with no gradient path back to the pixels (tree ensembles and kernel models work on "
-            f"the feature table, not on the image)."),
-        bin_centres=bins,
+        gradcam_target=gradcam_target, bin_centres=bins,
     )
 
 
@@ -399,6 +393,8 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
         if stopped:
             break
     scored = sorted((r for r in rows if r.error is None), key=lambda r: -r.score)  # all finite (_rows_of)
+    for rank, row in enumerate(scored, start=1):
+        row.rank = rank
     failed = [r for r in rows if r.error is not None]
     if failed:
         yield Notice(f"{len(failed)} file(s) could not be scored; each is listed with its reason", level="warning")
@@ -432,27 +428,40 @@ def score_one(image_path: str | Path, scorer: Scorer, settings: Settings, *,
 
 
 def csv_columns(result: BatchResult) -> list[str]:
+    """The contract columns first (``path,score``), then what the screen shows: std (where the
+    scorer gives one), rank, percentile, verdict, error, and the distribution's bins."""
     columns = ["path", "score"]
+    if any(r.std is not None for r in result.rows):
+        columns.append("std")
+    columns += ["rank", "percentile", "verdict", "error"]
     if result.has_distribution:
-        columns += ["std"] + [f"p{i}" for i in range(1, 11)]
-    if result.failed:
-        columns.append("error")
+        columns += [f"p{i}" for i in range(1, 11)]
     return columns
 
 
-def csv_text(result: BatchResult) -> str:
-    """The CSV contract: path,score (+ std,p1..p10 for distribution models) (+ error)."""
+def csv_text(result: BatchResult, names: dict[str, str] | None = None) -> str:
+    """The batch as CSV (columns: :func:`csv_columns`), best first, failures last.
+
+    ``names`` maps a row's path to what the ``path`` column says instead: the UI
+    passes the person's own file name for an upload, not the server's temporary copy.
+    """
     columns = csv_columns(result)
+    names = names or {}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in result.rows:
-        values = {"path": row.path, "score": "" if row.score is None else f"{row.score:.4f}",
-                  "std": "" if row.std is None else f"{row.std:.4f}", "error": row.error or ""}
+        values = {"path": names.get(row.path, row.path), "score": _num(row.score, 4), "std": _num(row.std, 4),
+                  "rank": "" if row.rank is None else str(row.rank), "percentile": _num(row.percentile, 1),
+                  "verdict": row.verdict or "", "error": row.error or ""}
         for i in range(10):
             values[f"p{i + 1}"] = f"{row.distribution[i]:.5f}" if row.distribution else ""
         writer.writerow([values[c] for c in columns])
     return buffer.getvalue()
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def write_csv(result: BatchResult, path: str | Path) -> Path:

@@ -85,12 +85,19 @@ def distribution_figure(row: ScoreRow, scorer: Scorer) -> Figure | None:
 
 
 def results_table(result: BatchResult) -> pd.DataFrame:
-    rows = []
-    for rank, row in enumerate(result.rows, start=1):
-        rows.append({"rank": rank if row.error is None else None, "file": Path(row.path).name,
-                     "score": _round(row.score, 3), "std": _round(row.std, 3), "percentile": _round(row.percentile, 1),
-                     "verdict": row.verdict or "", "error": row.error or ""})
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    """What the CSV holds, one row per file; no std column for a scorer that gives one score."""
+    rows = [{"rank": row.rank, "file": Path(row.path).name, "score": _round(row.score, 3), "std": _round(row.std, 3),
+             "percentile": _round(row.percentile, 1), "verdict": row.verdict or "", "error": row.error or ""}
+            for row in result.rows]
+    columns = [c for c in TABLE_COLUMNS if c != "std" or any(r.std is not None for r in result.rows)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def display_names(result: BatchResult, uploads: list[str]) -> dict[str, str]:
+    """An uploaded photo by the name it had on the person's computer (Gradio keeps it as the
+    copy's file name); a photo from a typed folder by its full path."""
+    uploaded = {str(Path(u)) for u in uploads}
+    return {row.path: Path(row.path).name for row in result.rows if str(Path(row.path)) in uploaded}
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -111,10 +118,10 @@ def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[s
     return items, shown
 
 
-def csv_file(result: BatchResult) -> str:
+def csv_file(result: BatchResult, names: dict[str, str]) -> str:
     folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
     path = folder / "scores.csv"
-    path.write_text(csv_text(result), encoding="utf-8")
+    path.write_text(csv_text(result, names), encoding="utf-8")
     return str(path)
 
 
@@ -126,7 +133,7 @@ def build(settings: Settings) -> None:
         scorer_id = gr.Dropdown(choices, value=default_scorer_id(settings), label="Scorer",
                                 info="default: your best run by held-out SRCC, else nima", scale=4,
                                 elem_id="predict-scorer")
-        refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=140, elem_id="predict-refresh")
+    picked_by_person = gr.State(False)  # until the person picks, the default follows the run store
     scorer_info = gr.Markdown(elem_id="predict-scorer-info")
     threshold = gr.Slider(1, 10, value=5.1, step=0.01, label="Good from (threshold)", elem_id="predict-threshold")
 
@@ -170,7 +177,7 @@ def build(settings: Settings) -> None:
                                 elem_id="predict-folder")
         with gr.Row():
             start = gr.Button("Score all", variant="primary", elem_id="predict-start")
-            stop = gr.Button("Stop", variant="stop", elem_id="predict-stop")
+            stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="predict-stop")
         progress = gr.HTML(elem_id="predict-progress")
         with gr.Row(equal_height=False):
             gallery = gr.Gallery(label="Best first", columns=5, height=440, allow_preview=False,
@@ -197,17 +204,19 @@ def build(settings: Settings) -> None:
         return scorer_markdown(scorer), gr.Slider(minimum=low, maximum=high, value=scorer.default_threshold,
                                                   step=step)
 
-    def refresh_choices(chosen: str):
+    def refresh_choices(chosen: str, picked: bool):
+        """The run store as it is now; the default follows it until the person picks a scorer."""
         options = scorer_choices(settings)
-        ids = [value for _, value in options]
-        return gr.Dropdown(choices=options, value=chosen if chosen in ids else default_scorer_id(settings))
+        keep = picked and chosen in [value for _, value in options]
+        return gr.Dropdown(choices=options, value=chosen if keep else default_scorer_id(settings))
 
     def score_photo(chosen: str, limit: float, path: str | None):
         if not path:
             return "", None, None, None, ""
         scorer = _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
-        return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
+        figure = distribution_figure(row, scorer)  # none for a single score: hide the empty box
+        return (row_markdown(row, scorer, limit), gr.Plot(figure, visible=figure is not None), None, None, "")
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
@@ -261,8 +270,9 @@ def build(settings: Settings) -> None:
             word = "Stopped" if result.stopped else "Done"
             text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
             items, shown = gallery_items(result, settings)
+            names = display_names(result, list(files or []))
             yield (progress_html(1.0, text), items, results_table(result),
-                   csv_file(result) if result.rows else None, (result.scorer_id, shown))
+                   csv_file(result, names) if result.rows else None, (result.scorer_id, shown))
         except (ScorerUnavailable, ValueError) as exc:  # the person can fix these: say what to do
             yield progress_html(1, f"Could not score: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
@@ -302,7 +312,11 @@ def build(settings: Settings) -> None:
     # --------------------------------------------------------------- wiring
     scorer_id.change(load, scorer_id, [scorer_info, threshold]).then(
         score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation, explain_note])
-    gr.on([refresh.click], refresh_choices, scorer_id, scorer_id)
+    scorer_id.input(lambda: True, None, picked_by_person, show_progress="hidden")
+    # Each time the tab is shown: runs trained, renamed or deleted meanwhile are in the list.
+    shown_tab = gr.context.Context.block
+    if isinstance(shown_tab, gr.Tab):
+        shown_tab.select(refresh_choices, [scorer_id, picked_by_person], scorer_id, show_progress="hidden")
     photo.change(score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation,
                                                               explain_note])
     threshold.release(score_photo, [scorer_id, threshold, photo], [verdict, distribution, overlay, explanation,
@@ -311,8 +325,9 @@ def build(settings: Settings) -> None:
     opacity.change(reblend, [explanation, opacity], overlay, show_progress="hidden")
     describe_button.click(describe, [scorer_id, threshold, photo, want_caption, send_image, language, base_url,
                                      model, api_key], description)
-    start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
-                concurrency_limit=2)
+    start.click(lambda: gr.Button(interactive=True), None, stop, show_progress="hidden").then(
+        score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
+        concurrency_limit=2).then(lambda: gr.Button(interactive=False), None, stop, show_progress="hidden")
     stop.click(stop_batch, None, None, queue=False)
     gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")

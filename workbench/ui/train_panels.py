@@ -27,7 +27,26 @@ DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
 # ------------------------------------------------------------------ compare
-def build_compare_panel(settings: Settings, stop_flags) -> None:
+def bar_update(frame: pd.DataFrame, column: str, order: list[str] | None) -> gr.BarPlot:
+    """Bars whose axis starts at zero (or below, for a negative SRCC): a bar's length is its value,
+    so a model at 0.47 never looks like zero next to one at 0.6."""
+    values = pd.to_numeric(frame[column], errors="coerce").dropna() if column in frame else pd.Series(dtype=float)
+    if values.empty:
+        return gr.BarPlot(frame, sort=order)
+    low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
+    pad = (high - low) * 0.05 or 1.0
+    return gr.BarPlot(frame, sort=order, y_lim=[low - (pad if low < 0 else 0), high + pad])
+
+
+@dataclass
+class ComparePanel:
+    """The "Train the winner" button and what it needs: the (family, backbone) that won."""
+
+    train_winner: gr.Button
+    winner: gr.State
+
+
+def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
     gr.Markdown("Cross-validate several families on **the same folds** of your labelled photos: every model "
                 "is fitted K times and judged on the fold it did not see. Features are computed once per backbone; "
                 f"**{BASELINE}** is always included as the baseline.")
@@ -46,20 +65,23 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="compare-progress")
     table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
                          elem_id="compare-table")
-    with gr.Row():
-        srcc_plot = gr.BarPlot(x="model", y="srcc", title="SRCC (higher is better)", sort="-y", height=280,
-                               elem_id="compare-srcc")
-        time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s)", height=280,
+    train_winner = gr.Button("Train the winner", variant="primary", visible=False, elem_id="compare-train-winner")
+    winner = gr.State(None)  # (family, backbone) of the best SRCC
+    with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
+        srcc_plot = gr.BarPlot(x="model", y="srcc", title="SRCC (higher is better; axis from 0)", sort="-y",
+                               height=280, elem_id="compare-srcc")
+        time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s; axis from 0)", height=280,
                                elem_id="compare-time")
 
     def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
                        request: gr.Request):
         if k is None or seed_value is None:  # an emptied gr.Number sends None
             yield (gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds and a seed.", failed=True),
-                   *[gr.skip()] * 3)
+                   *[gr.skip()] * 6)
             return
         flag = stop_flags.start(request.session_hash, "compare")
-        yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), None, None, None
+        yield (gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), None,
+               gr.skip(), gr.skip(), gr.skip(), None, gr.Button(visible=False))
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -67,7 +89,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                                  stop=flag):
                 if isinstance(event, Progress):
                     eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
-                    yield gr.skip(), gr.skip(), progress_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 3
+                    yield gr.skip(), gr.skip(), progress_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 6
                 elif isinstance(event, Notice) and event.level == "warning":
                     gr.Warning(event.message)
                 elif isinstance(event, Finished):
@@ -77,13 +99,17 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                         f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     order = list(frame["model"]) if len(frame) else None
-                    yield (gr.skip(), gr.skip(), progress_html(1, note), frame, gr.BarPlot(frame, sort=order),
-                           gr.BarPlot(frame, sort=order))
+                    yield (gr.skip(), gr.skip(), progress_html(1, note), frame, bar_update(frame, "srcc", order),
+                           bar_update(frame, "fit_seconds", order))
+                    if order:
+                        best = order[0]
+                        yield (*[gr.skip()] * 6, gr.Row(visible=True), (best, report["backbone"]),
+                               gr.Button(f"Train the winner: {best} on {report['backbone']}", visible=True))
         except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
-            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 3
+            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 6
         except Exception as exc:  # a bug: say so, details in the server log
             log.exception("comparison failed")
-            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 3
+            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 6
         finally:
             stop_flags.finish(request.session_hash, "compare", flag)
 
@@ -92,10 +118,12 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         return gr.Button("Stopping…", interactive=False)
 
     start.click(run_comparison, [families, backbone, folds, seed],
-                [start, stop, progress, table, srcc_plot, time_plot], show_progress="hidden", concurrency_limit=1
+                [start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner],
+                show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
     stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
+    return ComparePanel(train_winner=train_winner, winner=winner)
 
 
 # --------------------------------------------------------------------- runs
@@ -119,8 +147,11 @@ def run_details(settings: Settings, run_id: str | None) -> str:
     weights = "; ".join(f"{name}: {w.get('source', '?')}" for name, w in m.weights.items()) or "—"
     params = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "—"
     random = "\n\n⚠️ **Trained on RANDOM weights: its scores mean nothing.**" if m.random_weights else ""
-    return (f"**{m.name}** · {m.family} on {m.backbone or 'its own network'} · {m.status} · "
-            f"{m.n_images} photos · fitted in {format_duration(m.fit_seconds)}\n\n"
+    took = (f"took {format_duration(m.wall_seconds)} (fitting alone {format_duration(m.fit_seconds)})"
+            if m.wall_seconds is not None else f"fitted in {format_duration(m.fit_seconds)}")
+    why = f" ({m.stop_reason})" if m.stop_reason else ""
+    return (f"**{m.name}** · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
+            f"{m.n_images} photos · {took}\n\n"
             f"Weights: {weights}\n\nSettings: {params}{random}\n\n"
             + metrics_markdown(m.metrics, "Held-out metrics:"))
 
