@@ -294,7 +294,7 @@ SCORER_CACHE_SIZE = 3
 def cached_scorer(scorer_id: str, settings: Settings) -> Scorer:
     """``load_scorer`` remembered for the last few scorers, for the UI and the HTTP
     API where every request would otherwise reload the model. Runs never change
-    after they are written; a deleted one is dropped."""
+    after they are written (but for their display name, read again); a deleted one is dropped."""
     from workbench.runs import RunStore
 
     key = (scorer_id, str(settings.weights_dir), str(settings.models_dir), str(settings.data_dir))
@@ -306,6 +306,11 @@ def cached_scorer(scorer_id: str, settings: Settings) -> Scorer:
         if scorer is None:
             scorer = load_scorer(scorer_id, settings)
             _SCORER_CACHE[key] = scorer
+        elif scorer_id != NIMA_ID:  # renamed since it was loaded? the model is the same, the name is not
+            try:
+                scorer.name = RunStore(settings.models_dir).get(scorer_id).name
+            except Exception:  # an unreadable manifest: keep the name it had
+                pass
             while len(_SCORER_CACHE) > SCORER_CACHE_SIZE:
                 _SCORER_CACHE.popitem(last=False)
         _SCORER_CACHE.move_to_end(key)

@@ -2,9 +2,9 @@
 
 **One photo**: its score on the scorer's scale, percentile among the training
 scores, good/bad at a threshold you set, the distribution for distribution
-models, a Grad-CAM overlay (or why there is none), and an optional caption and
+models, where the model looked (Grad-CAM, or occlusion for models without gradients), and an optional caption and
 critique. **Many photos**: a gallery sorted best first, a table and a CSV, with
-progress and Stop; click a photo in the gallery for its Grad-CAM overlay.
+progress and Stop; click a photo in the gallery to see where the model looked.
 Callbacks only call ``workbench.predict`` and ``workbench.describe``.
 """
 from __future__ import annotations
@@ -144,10 +144,10 @@ def build(settings: Settings) -> None:
             with gr.Column():
                 verdict = gr.Markdown(elem_id="predict-result")
                 distribution = gr.Plot(label="Predicted score distribution", elem_id="predict-distribution")
-        with gr.Accordion("Why this score? (Grad-CAM)", open=False):
+        with gr.Accordion("Why this score? (where the model looked)", open=False):
             explain_button = gr.Button("Show where the model looked", elem_id="predict-explain")
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity", elem_id="predict-opacity")
-            overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=420, elem_id="predict-overlay")
+            overlay = gr.Image(label="Explanation overlay", interactive=False, height=420, elem_id="predict-overlay")
             explain_note = gr.Markdown(elem_id="predict-explain-note")
         with gr.Accordion("Caption and critique (optional)", open=False):
             configured = LLMConfig.from_settings(settings).configured
@@ -183,10 +183,10 @@ def build(settings: Settings) -> None:
             gallery = gr.Gallery(label="Best first", columns=5, height=440, allow_preview=False,
                                  object_fit="cover", interactive=False, elem_id="predict-gallery", scale=3)
             with gr.Column(scale=2):
-                picked = gr.Markdown("Click a photo for its Grad-CAM overlay.", elem_id="predict-picked")
+                picked = gr.Markdown("Click a photo to see where the model looked.", elem_id="predict-picked")
                 picked_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity",
                                            elem_id="predict-picked-opacity")
-                picked_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=360,
+                picked_overlay = gr.Image(label="Explanation overlay", interactive=False, height=360,
                                           elem_id="predict-picked-overlay")
         table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
         download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
@@ -227,7 +227,7 @@ def build(settings: Settings) -> None:
             return None, None, f"⚠ {html.escape(str(exc))}"
         if result.heatmap is None:
             return None, result, f"ℹ {html.escape(result.reason)}"
-        return result.overlay(alpha), result, "Warm colours: the regions that raised the score most."
+        return result.overlay(alpha), result, result.note
 
     def reblend(result, alpha: float):
         return result.overlay(alpha) if result is not None and result.heatmap is not None else gr.skip()
@@ -292,7 +292,7 @@ def build(settings: Settings) -> None:
     def pick(shown: tuple[str, list[ScoreRow]] | None, alpha: float, event: gr.SelectData):
         batch_scorer, rows = shown or (None, [])
         if not rows or event.index is None or event.index >= len(rows):
-            return "Click a photo for its Grad-CAM overlay.", None, None
+            return "Click a photo to see where the model looked.", None, None
         row = rows[event.index]
         title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
         try:  # the scorer that scored this batch, whatever the dropdown shows now
@@ -300,8 +300,8 @@ def build(settings: Settings) -> None:
         except (ImageError, ScorerUnavailable) as exc:  # e.g. the photo was moved since it was scored
             return f"{title}  \n⚠ {html.escape(str(exc))}", None, None
         if found.heatmap is None:
-            return f"{title}  \nℹ {html.escape(found.reason)}", found.image, found
-        return title, found.overlay(alpha), found
+            return f"{title}  \nℹ {html.escape(found.reason)}", None, found
+        return f"{title}  \n{found.note}", found.overlay(alpha), found
 
     def _scorer(chosen: str) -> Scorer:
         try:

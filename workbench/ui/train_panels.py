@@ -99,12 +99,10 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                         f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     order = list(frame["model"]) if len(frame) else None
+                    best = (order[0], report["backbone"]) if order else None
                     yield (gr.skip(), gr.skip(), progress_html(1, note), frame, bar_update(frame, "srcc", order),
-                           bar_update(frame, "fit_seconds", order))
-                    if order:
-                        best = order[0]
-                        yield (*[gr.skip()] * 6, gr.Row(visible=True), (best, report["backbone"]),
-                               gr.Button(f"Train the winner: {best} on {report['backbone']}", visible=True))
+                           bar_update(frame, "fit_seconds", order), gr.Row(visible=bool(order)), best,
+                           gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "", visible=bool(best)))
         except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
             yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 6
         except Exception as exc:  # a bug: say so, details in the server log
@@ -150,7 +148,7 @@ def run_details(settings: Settings, run_id: str | None) -> str:
     took = (f"took {format_duration(m.wall_seconds)} (fitting alone {format_duration(m.fit_seconds)})"
             if m.wall_seconds is not None else f"fitted in {format_duration(m.fit_seconds)}")
     why = f" ({m.stop_reason})" if m.stop_reason else ""
-    return (f"**{m.name}** · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
+    return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
             f"{m.n_images} photos · {took}\n\n"
             f"Weights: {weights}\n\nSettings: {params}{random}\n\n"
             + metrics_markdown(m.metrics, "Held-out metrics:"))

@@ -262,7 +262,8 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         rows = leaderboard_rows(RunStore(settings.models_dir))
         picture = RunStore(settings.models_dir).folder(run.run_id) / "scatter.png"
         why = f": {run.stop_reason}" if run.stop_reason else ""
-        heading = (f"**{run.name}** ({run.status}{why})\n\n**The run's result** — held-out photos it never saw "
+        heading = (f"**{run.name}** · `{run.run_id}` ({run.status}{why})\n\n**The run's result** — held-out "
+                   f"photos it never saw "
                    f"({len(run.predictions)}):")
         return {result_box: gr.Column(visible=True), held_out: metrics_markdown(run.metrics, heading),
                 place: "Place on the leaderboard: " + leaderboard_place(rows, run.run_id),
