@@ -27,9 +27,13 @@ $(PY):
 # TORCH_INDEX picks where torch comes from, e.g. a CPU-only build on a machine
 # without a GPU: make run TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_INDEX ?=
-$(RUNTIME_STAMP): requirements.txt | $(PY)
+# Last, the package itself, editable: .venv/bin/workbench is then the same as `python -m workbench`.
+# Its dependencies are the ones just installed; setuptools is already there to build it (venv seeds it
+# before Python 3.12, torch requires it from 3.12 on).
+$(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PIP) $(TORCH_INDEX) torch==2.13.0 torchvision==0.28.0
 	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
 $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
@@ -47,7 +51,9 @@ browser:
 run: setup
 	$(PY) gradio_app.py
 
+# ruff first (lint and import order, configured in pyproject.toml): seconds, before a ~10 min suite
 test: setup-dev
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 # The SAVOIAS benchmarks read ../shared/datasets (research data that is never

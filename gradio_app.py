@@ -1,27 +1,14 @@
-"""Launch the Aesthetic Workbench UI: ``python gradio_app.py [--port N]``."""
+"""Launch the Aesthetic Workbench UI: ``python gradio_app.py [--port N] [--host H] [--data-dir D] ...``.
+
+The same as ``python -m workbench serve``: one option parser, one launch path.
+"""
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
-import argparse
+# isort: split
 
-from workbench.config import load_settings
-from workbench.ui.app import launch
+import sys
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Start the Aesthetic Workbench in your browser.")
-    parser.add_argument("--host", help="interface to bind (default 127.0.0.1; env WORKBENCH_HOST)")
-    parser.add_argument("--port", type=int, help="port (default 7860; env WORKBENCH_PORT)")
-    parser.add_argument("--data-dir", help="labelled set folder (env WORKBENCH_DATA_DIR)")
-    parser.add_argument("--models-dir", help="trained runs folder (env WORKBENCH_MODELS_DIR)")
-    parser.add_argument("--weights-dir", help="local weights folder (env WORKBENCH_WEIGHTS_DIR)")
-    parser.add_argument("--config", help="YAML file overriding configs/default.yaml")
-    args = parser.parse_args()
-    settings = load_settings(
-        args.config, host=args.host, port=args.port, data_dir=args.data_dir,
-        models_dir=args.models_dir, weights_dir=args.weights_dir,
-    )
-    launch(settings)
-
+from workbench.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -16,25 +16,23 @@ are taken from ../shared/weights through a temporary weights folder unless
 """
 from __future__ import annotations
 
-import sys
+from workbench import compat  # noqa: F401
+
+# isort: split
+
+import argparse
+import csv
+import resource
+import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-from workbench import compat  # noqa: E402,F401
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import resource  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from workbench.config import load_settings  # noqa: E402
-from workbench.events import drain  # noqa: E402
-from workbench.training import LabelledSet, compare, compute_metrics, kfold  # noqa: E402
-from workbench.features import feature_matrix  # noqa: E402
+from workbench.config import load_settings
+from workbench.events import drain
+from workbench.features import feature_matrix
+from workbench.training import LabelledSet, compare, compute_metrics, kfold
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -13,6 +13,10 @@ size and an in-process breakdown. Never asserts on time.
 """
 from __future__ import annotations
 
+from workbench import compat  # noqa: F401
+
+# isort: split
+
 import argparse
 import json
 import os
@@ -23,17 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+import numpy as np
+from PIL import Image
+
+from workbench.config import load_settings
+from workbench.dataset import GalleryQuery, ScoreStore, gallery_page, summarize
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from workbench import compat  # noqa: E402,F401
-
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from workbench.config import load_settings  # noqa: E402
-from workbench.dataset import GalleryQuery, ScoreStore, gallery_page, summarize  # noqa: E402
 
 
 def make_set(data_dir: Path, n: int, rng: np.random.Generator) -> None:

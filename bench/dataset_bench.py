@@ -20,29 +20,32 @@ Prints medians, ratios and the peak resident memory. Never asserts on time.
 """
 from __future__ import annotations
 
+from workbench import compat  # noqa: F401
+
+# isort: split
+
 import argparse
 import io
 import os
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+from PIL import Image
 
-from workbench import compat  # noqa: E402,F401
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from workbench import images  # noqa: E402
-from workbench.dataset import (  # noqa: E402
-    GalleryQuery, ScoreStore, gallery_page, import_into_store, scan_source_events,
+from workbench import images
+from workbench.dataset import (
+    GalleryQuery,
+    ScoreStore,
+    gallery_page,
+    import_into_store,
+    scan_source_events,
 )
-from workbench.events import drain  # noqa: E402
+from workbench.events import drain
 
 SIZE = (4000, 3000)  # 12 megapixels
 

@@ -17,30 +17,29 @@ and its decoding workers). Aims (issue 3): b/a >= 4, b/d >= 0.7, c/a >= 50, RSS 
 """
 from __future__ import annotations
 
+from workbench import compat  # noqa: F401  (first: the torchvision guard)
+
+# isort: split
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
+from multiprocessing import Pool
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+from PIL import Image
 
-from workbench import compat  # noqa: E402,F401  (first: the torchvision guard)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from multiprocessing import Pool  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from workbench.backbones import WeightsUnavailable, load_backbone  # noqa: E402
-from workbench.config import load_settings  # noqa: E402
-from workbench.features import features_for  # noqa: E402
-from workbench.images import load_image  # noqa: E402
+from workbench.backbones import WeightsUnavailable, load_backbone
+from workbench.config import load_settings
+from workbench.features import features_for
+from workbench.images import load_image
 
 WIDTH, HEIGHT = 4000, 3000
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"

@@ -13,23 +13,22 @@ SVG); that is not measured here.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from workbench import compat  # noqa: F401
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# isort: split
 
-from workbench import compat  # noqa: E402,F401
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
 
-import gradio as gr  # noqa: E402
+import argparse
+import math
+import resource
+import time
 
-from workbench.events import EpochEnd  # noqa: E402
-from workbench.training.reporting import TrainingMonitor  # noqa: E402
-from workbench.ui.train_tab import live_curve  # noqa: E402
+import gradio as gr
+
+from workbench.events import EpochEnd
+from workbench.training.reporting import TrainingMonitor
+from workbench.ui.train_tab import live_curve
 
 UPDATE_EVERY_EPOCHS = 25
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import os
 import socket
 import subprocess

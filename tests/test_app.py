@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from conftest import start_app, stop_app
 
 TOP_LEVEL_TABS = ["Import", "Training data", "Train", "Predict"]

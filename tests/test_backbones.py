@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import functools
 import http.server
 import json
@@ -19,7 +21,12 @@ import torch
 from PIL import Image
 
 from workbench.backbones import (
-    BACKBONES, WeightsUnavailable, backbone_choices, get_backbone, load_backbone, weight_status,
+    BACKBONES,
+    WeightsUnavailable,
+    backbone_choices,
+    get_backbone,
+    load_backbone,
+    weight_status,
 )
 from workbench.backbones.lite import lukemelas_to_timm
 from workbench.backbones.weights import package_file, read_state_dict

@@ -1,6 +1,5 @@
 """Settings come from configs/default.yaml, then WORKBENCH_CONFIG, then the
 environment, then explicit overrides."""
-from pathlib import Path
 
 import pytest
 
@@ -66,3 +65,60 @@ def test_typed_relative_paths_resolve_from_the_current_folder(tmp_path, monkeypa
     monkeypatch.setenv("WORKBENCH_DATA_DIR", "labelled")
     assert load_settings().data_dir == tmp_path / "labelled"
     assert load_settings(models_dir="runs").models_dir == tmp_path / "runs"
+
+
+def test_each_setting_is_declared_once_and_the_yaml_agrees(monkeypatch):
+    # the dataclass field names its yaml key and env var; the yaml file holds the same defaults, commented
+    import dataclasses
+
+    import yaml
+
+    from workbench.config import SETTINGS, Settings
+
+    for name in ("WORKBENCH_CONFIG", *[f.metadata["env"] for f in SETTINGS if f.metadata["env"]]):
+        monkeypatch.delenv(name, raising=False)
+    text = DEFAULT_CONFIG.read_text()
+    in_yaml = {(section, key): value for section, entries in yaml.safe_load(text).items()
+               for key, value in entries.items()}
+    declared = {tuple(f.metadata["key"].split(".")): f for f in SETTINGS}
+    assert set(in_yaml) == set(declared)
+    loaded = load_settings()
+    for f in SETTINGS:
+        if f.default is not dataclasses.MISSING:
+            assert getattr(loaded, f.name) == f.default, f"{f.metadata['key']}: yaml and Settings disagree"
+        if f.metadata["env"]:
+            assert f"Env: {f.metadata['env']}" in text or f", {f.metadata['env']}" in text, f.metadata["env"]
+    assert "extra" not in Settings.__dataclass_fields__
+
+
+def test_gradio_app_and_serve_take_the_same_options(tmp_path, monkeypatch):
+    from workbench.cli import build_parser
+    from workbench.config import settings_from_args
+
+    monkeypatch.delenv("WORKBENCH_PORT", raising=False)
+    parser = build_parser()
+    args = parser.parse_args(["serve", "--cache-dir", str(tmp_path / "c"), "--port", "8001"])
+    settings = settings_from_args(args)
+    assert (settings.cache_dir, settings.port) == (tmp_path / "c", 8001)
+    # given before the command's name, a flag is not undone by the command's own (absent) copy
+    assert settings_from_args(parser.parse_args(["--port", "8002", "serve"])).port == 8002
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "gradio_app.py", "--help"], cwd=PROJECT_ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0 and "serve" in shown.stdout
+    for flag in ("--host", "--port", "--data-dir", "--models-dir", "--weights-dir", "--cache-dir", "--config"):
+        assert flag in shown.stdout
+
+
+def test_a_wrong_value_in_a_config_file_is_a_clear_error(tmp_path):
+    from workbench.errors import WorkbenchError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  port: eighty\n")
+    with pytest.raises(WorkbenchError, match="server.port: 'eighty' is not a valid int"):
+        load_settings(bad)
+    bad.write_text("server: [unclosed\n")
+    with pytest.raises(WorkbenchError, match="cannot read the configuration"):
+        load_settings(bad)

@@ -3,8 +3,6 @@ re-expressed in torch give the same scores (so Grad-CAM's gradients flow through
 them), and occlusion sensitivity finds what raised the score of any model."""
 from __future__ import annotations
 
-from workbench import compat  # noqa: F401  (first: the torchvision guard)
-
 import threading
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from workbench import compat  # noqa: F401  (first: the torchvision guard)
 from workbench.events import Finished
 from workbench.explain import OCCLUSION, Explanation, occlusion, torch_predictor
 from workbench.models import get_family

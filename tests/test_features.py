@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import json
 from pathlib import Path
 

@@ -5,14 +5,18 @@ import io
 import shutil
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from workbench.images import (
-    SUPPORTED_EXTENSIONS, ImageError, check_image, load_image, read_info, thumbnail,
+    SUPPORTED_EXTENSIONS,
+    ImageError,
+    check_image,
+    load_image,
+    read_info,
+    thumbnail,
 )
 
 

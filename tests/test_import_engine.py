@@ -9,10 +9,17 @@ import pytest
 from PIL import Image
 
 from workbench.dataset import (
-    GalleryQuery, ScoreError, ScoreStore, gallery_page, import_into_store, query_entries, scan_source,
-    summarize, summarize_scores,
+    GalleryQuery,
+    ScoreError,
+    ScoreStore,
+    gallery_page,
+    import_into_store,
+    importer,
+    query_entries,
+    scan_source,
+    summarize,
+    summarize_scores,
 )
-from workbench.dataset import importer
 from workbench.events import Finished, Progress, StopFlag, drain
 
 

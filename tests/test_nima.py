@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import numpy as np
 import pytest
 import torch

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import csv
 import io
 import shutil
@@ -11,11 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from training_fixtures import make_brightness_set
+
 from workbench.events import Finished, Progress, StopFlag, drain
 from workbench.predict import (
-    NIMA_ID, NIMA_THRESHOLD, ScorerUnavailable, csv_text, default_scorer_id, explain, load_scorer, score_images,
+    NIMA_ID,
+    NIMA_THRESHOLD,
+    ScorerUnavailable,
+    csv_text,
+    default_scorer_id,
+    explain,
+    load_scorer,
+    score_images,
     write_csv,
 )
 from workbench.training import train

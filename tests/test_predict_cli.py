@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 from test_describe_critique import SECRET, ChatServer, completion
 from test_predict import broken_files
@@ -61,6 +60,7 @@ def test_a_damaged_run_or_a_nan_threshold_is_a_clear_error(nima_env, run_cli, sc
 def test_a_run_whose_backbone_weights_are_gone_is_a_clear_error(workbench_env, run_cli, photos, tmp_path):
     """A ridge run moved to a machine without its backbone's weights (and a cold feature cache)."""
     from training_fixtures import make_brightness_set
+
     from workbench.config import load_settings
     from workbench.events import drain
     from workbench.training import train

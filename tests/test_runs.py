@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import json
 
 import numpy as np
@@ -11,8 +13,8 @@ import pytest
 
 from workbench.models import get_family
 from workbench.runs import RunCorrupt, RunNotFound, RunStore, leaderboard_rows, load_run, loss_curves
-from workbench.training import compute_metrics, kfold, stratified_split
 from workbench.runs.persist import UnsafeModel, load_model, save_model
+from workbench.training import compute_metrics, kfold, stratified_split
 from workbench.training.train import _write_run
 
 RNG = np.random.default_rng(0)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import json
 import os
 import signal
@@ -12,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from training_fixtures import copy_savoias_subset, make_brightness_set
+
 from workbench.runs import MANIFEST, RunStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

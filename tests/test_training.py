@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401
 
+# isort: split
+
 import threading
 
 import numpy as np
 import pytest
-
 from training_fixtures import SUBSET_SIZE, copy_savoias_subset, make_brightness_set, settings_for
-from workbench.events import EpochEnd, Finished, Notice, StopFlag, drain
+
+from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, StopFlag, drain
 from workbench.models import FAMILIES, get_family
 from workbench.runs import RunStore, load_run
 from workbench.training import TooFewImages, TrainingError, compare, train
@@ -305,15 +307,15 @@ def test_a_diverging_loss_stops_training_with_a_clear_message():
     optimizer = torch.optim.SGD(module.parameters(), lr=1e6)  # far too large: the loss overflows
     loop = fit_loop(module, optimizer, lambda epoch: [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)],
                     lambda m, xb, yb: torch.mean((m(xb).squeeze(1) - yb) ** 2), None,
-                    epochs=50, patience=0, stop=None, device=torch.device("cpu"))
+                    epochs=50, patience=0, stop=NEVER_STOP, device=torch.device("cpu"))
     with pytest.raises(TrainingError, match="training diverged .* lower the learning rate"):
         list(loop)
 
 
 def test_non_finite_predictions_are_refused_rather_than_saved():
-    from workbench.training.train import finite_predictions
-
     from types import SimpleNamespace
+
+    from workbench.training.train import finite_predictions
 
     settings = SimpleNamespace(score_min=0.0, score_max=100.0)  # the two settings it reads
     np.testing.assert_array_equal(finite_predictions("ridge", [-5.0, 50.0, 120.0], settings), [0, 50, 100])

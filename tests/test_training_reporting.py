@@ -7,8 +7,17 @@ from types import SimpleNamespace
 import pytest
 
 from workbench.events import EpochEnd, Finished, Notice, Progress
-from workbench.training.reporting import (TrainingMonitor, comparison_frame, curve_frame, format_duration,
-                                          leaderboard_place, metrics_markdown, overlay_figure, runs_frame, thin)
+from workbench.training.reporting import (
+    TrainingMonitor,
+    comparison_frame,
+    curve_frame,
+    format_duration,
+    leaderboard_place,
+    metrics_markdown,
+    overlay_figure,
+    runs_frame,
+    thin,
+)
 
 
 def test_monitor_follows_a_run_from_features_to_a_stopped_result():

@@ -5,4 +5,6 @@ The engine. It never imports gradio; the UI (``workbench.ui``), the CLI
 """
 from workbench import compat as _compat  # noqa: F401  (must run before torchvision)
 
+# isort: split
+
 __version__ = "0.1.0"

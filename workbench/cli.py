@@ -11,28 +11,31 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import argparse
 import importlib
 import json
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from workbench.config import Settings, load_settings
+from workbench.config import Settings, add_setting_flags, settings_from_args
+from workbench.errors import WorkbenchError
 
 COMMAND_MODULES = (
     "workbench.commands.dataset",
     "workbench.commands.models",
     "workbench.commands.train",
     "workbench.commands.predict",
+    "workbench.commands.serve",
 )
 
 
-class CommandError(Exception):
-    """A failure the person can act on; printed without a traceback (exit 2)."""
+class CommandError(WorkbenchError):
+    """A failure of the command line's own arguments; printed without a traceback (exit 2)."""
 
 
 @dataclass
@@ -62,24 +65,17 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 def _load_command_modules() -> None:
     for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # an area not built yet
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
     parser = argparse.ArgumentParser(
-        prog="python -m workbench",
+        # `workbench` when run as the installed command, `python -m workbench` otherwise
+        prog="workbench" if Path(sys.argv[0]).name == "workbench" else "python -m workbench",
         description="Aesthetic Workbench: label photos, train and compare score predictors, score new photos.",
     )
-    parser.add_argument("--data-dir", help="labelled set folder (default: data/, env WORKBENCH_DATA_DIR)")
-    parser.add_argument("--models-dir", help="trained runs folder (default: trained_models_storage/, env WORKBENCH_MODELS_DIR)")
-    parser.add_argument("--weights-dir", help="local pretrained weights folder (env WORKBENCH_WEIGHTS_DIR)")
-    parser.add_argument("--cache-dir", help="thumbnail and feature cache folder (env WORKBENCH_CACHE_DIR)")
-    parser.add_argument("--config", help="a YAML file overriding configs/default.yaml (env WORKBENCH_CONFIG)")
+    add_setting_flags(parser)  # --data-dir, --models-dir, ... --config: declared with the settings
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -102,18 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        try:
-            settings = load_settings(
-                args.config,
-                data_dir=args.data_dir,
-                models_dir=args.models_dir,
-                weights_dir=args.weights_dir,
-                cache_dir=args.cache_dir,
-            )
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            raise CommandError(f"configuration: {exc}") from exc
+        settings = settings_from_args(args)  # a bad configuration is a ConfigError (a WorkbenchError)
         document = COMMANDS[args.command].run(args, settings)
-    except CommandError as exc:
+    # every error a person can act on (and the file system's: a full disk, a missing folder) is
+    # printed without a traceback; anything else is a bug and keeps its traceback
+    except (WorkbenchError, OSError) as exc:
         if getattr(args, "json", False):
             print(json.dumps({"error": str(exc)}))
         print(f"error: {exc}", file=sys.stderr)

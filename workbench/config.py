@@ -5,6 +5,7 @@ Precedence, lowest first: ``configs/default.yaml`` -> the file named by
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -13,53 +14,54 @@ from typing import Any
 
 import yaml
 
+from workbench.errors import BadInput
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
-# environment variable -> (section, key)
-ENV_OVERRIDES: dict[str, tuple[str, str]] = {
-    "WORKBENCH_DATA_DIR": ("paths", "data_dir"),
-    "WORKBENCH_MODELS_DIR": ("paths", "models_dir"),
-    "WORKBENCH_WEIGHTS_DIR": ("paths", "weights_dir"),
-    "WORKBENCH_CACHE_DIR": ("paths", "cache_dir"),
-    "WORKBENCH_FILENAME_PATTERN": ("scores", "filename_pattern"),
-    "WORKBENCH_HOST": ("server", "host"),
-    "WORKBENCH_PORT": ("server", "port"),
-    "OPENAI_BASE_URL": ("describe", "llm_base_url"),
-    "WORKBENCH_LLM_MODEL": ("describe", "llm_model"),
-}
+def setting(key: str, default: Any = dataclasses.MISSING, *, env: str | None = None, flag: str | None = None,
+            help: str = "") -> Any:
+    """A Settings field, declared once: its ``section.key`` in the yaml files, the environment variable
+    that overrides it, and the command-line flag (``gradio_app.py`` and the CLI) that overrides that."""
+    return field(default=default, metadata={"key": key, "env": env, "flag": flag, "help": help})
 
 
+# The defaults here are the ones in configs/default.yaml (a test keeps the two equal); the yaml file
+# is where a person reads and changes them, with a comment for each.
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    models_dir: Path
-    weights_dir: Path
-    cache_dir: Path
-    score_min: float = 0.0
-    score_max: float = 100.0
-    filename_pattern: str = ""
-    max_pixels: int = 200_000_000
-    thumbnail_size: int = 256
-    gallery_page_size: int = 48
-    host: str = "127.0.0.1"
-    port: int = 7860
-    max_upload_mb: float = 500.0
-    default_backbone: str = "efficientnet_lite0"
-    batch_size: int = 16
-    num_workers: int = 2
-    seed: int = 42
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    folds: int = 5
-    good_threshold_fraction: float = 0.5
-    caption_model: str = "Salesforce/blip-image-captioning-base"
-    llm_base_url: str = ""
-    llm_model: str = ""
-    language: str = "English"
-    timeout_seconds: float = 60.0
-    max_retries: int = 3
-    extra: dict[str, Any] = field(default_factory=dict)
+    data_dir: Path = setting("paths.data_dir", env="WORKBENCH_DATA_DIR", flag="--data-dir",
+                             help="labelled set folder, default data/")
+    models_dir: Path = setting("paths.models_dir", env="WORKBENCH_MODELS_DIR", flag="--models-dir",
+                               help="trained runs folder, default trained_models_storage/")
+    weights_dir: Path = setting("paths.weights_dir", env="WORKBENCH_WEIGHTS_DIR", flag="--weights-dir",
+                                help="local pretrained weights folder")
+    cache_dir: Path = setting("paths.cache_dir", env="WORKBENCH_CACHE_DIR", flag="--cache-dir",
+                              help="thumbnail and feature cache folder")
+    score_min: float = setting("scores.min", 0.0)
+    score_max: float = setting("scores.max", 100.0)
+    filename_pattern: str = setting("scores.filename_pattern", "", env="WORKBENCH_FILENAME_PATTERN")
+    max_pixels: int = setting("images.max_pixels", 200_000_000)
+    thumbnail_size: int = setting("images.thumbnail_size", 256)
+    gallery_page_size: int = setting("images.gallery_page_size", 48)
+    host: str = setting("server.host", "127.0.0.1", env="WORKBENCH_HOST", flag="--host",
+                        help="interface to bind, default 127.0.0.1")
+    port: int = setting("server.port", 7860, env="WORKBENCH_PORT", flag="--port", help="port of the UI and its API, default 7860")
+    max_upload_mb: float = setting("server.max_upload_mb", 500.0)
+    default_backbone: str = setting("features.default_backbone", "efficientnet_lite0")
+    batch_size: int = setting("features.batch_size", 16)
+    num_workers: int = setting("features.num_workers", 2)
+    seed: int = setting("training.seed", 42)
+    val_fraction: float = setting("training.val_fraction", 0.15)
+    test_fraction: float = setting("training.test_fraction", 0.15)
+    folds: int = setting("training.folds", 5)
+    good_threshold_fraction: float = setting("predict.good_threshold_fraction", 0.5)
+    caption_model: str = setting("describe.caption_model", "Salesforce/blip-image-captioning-base")
+    llm_base_url: str = setting("describe.llm_base_url", "", env="OPENAI_BASE_URL")
+    llm_model: str = setting("describe.llm_model", "", env="WORKBENCH_LLM_MODEL")
+    language: str = setting("describe.language", "English")
+    timeout_seconds: float = setting("describe.timeout_seconds", 60.0)
+    max_retries: int = setting("describe.max_retries", 3)
 
     @property
     def features_cache_dir(self) -> Path:
@@ -73,44 +75,47 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-# yaml (section, key) -> Settings field
-_FIELD_OF: dict[tuple[str, str], str] = {
-    ("paths", "data_dir"): "data_dir",
-    ("paths", "models_dir"): "models_dir",
-    ("paths", "weights_dir"): "weights_dir",
-    ("paths", "cache_dir"): "cache_dir",
-    ("scores", "min"): "score_min",
-    ("scores", "max"): "score_max",
-    ("scores", "filename_pattern"): "filename_pattern",
-    ("images", "max_pixels"): "max_pixels",
-    ("images", "thumbnail_size"): "thumbnail_size",
-    ("images", "gallery_page_size"): "gallery_page_size",
-    ("server", "host"): "host",
-    ("server", "port"): "port",
-    ("server", "max_upload_mb"): "max_upload_mb",
-    ("features", "default_backbone"): "default_backbone",
-    ("features", "batch_size"): "batch_size",
-    ("features", "num_workers"): "num_workers",
-    ("training", "seed"): "seed",
-    ("training", "val_fraction"): "val_fraction",
-    ("training", "test_fraction"): "test_fraction",
-    ("training", "folds"): "folds",
-    ("predict", "good_threshold_fraction"): "good_threshold_fraction",
-    ("describe", "caption_model"): "caption_model",
-    ("describe", "llm_base_url"): "llm_base_url",
-    ("describe", "llm_model"): "llm_model",
-    ("describe", "language"): "language",
-    ("describe", "timeout_seconds"): "timeout_seconds",
-    ("describe", "max_retries"): "max_retries",
-}
-_PATH_FIELDS = {"data_dir", "models_dir", "weights_dir", "cache_dir"}
+class ConfigError(BadInput):
+    """A configuration file or value that cannot be used (unknown key, wrong type, bad range)."""
+
+
+# Derived from the fields above, never written out again.
+SETTINGS = dataclasses.fields(Settings)
+_FIELD_OF: dict[tuple[str, str], str] = {tuple(f.metadata["key"].split(".", 1)): f.name for f in SETTINGS}
+ENV_OVERRIDES: dict[str, str] = {f.metadata["env"]: f.name for f in SETTINGS if f.metadata["env"]}
+_PATH_FIELDS = {f.name for f in SETTINGS if f.type in (Path, "Path")}
+
+
+def add_setting_flags(parser, *, only_if_given: bool = False) -> None:
+    """Add ``--data-dir``, ``--port`` ... (every setting with a flag) and ``--config`` to an argparse parser.
+
+    ``only_if_given``: for a sub-command repeating the main parser's flags, so that an absent flag there
+    does not overwrite one given before the sub-command's name.
+    """
+    default = argparse.SUPPRESS if only_if_given else None
+    for f in SETTINGS:
+        if f.metadata["flag"]:
+            kind = int if f.type in (int, "int") else None
+            parser.add_argument(f.metadata["flag"], dest=f.name, type=kind, default=default,
+                                help=f"{f.metadata['help']} (env {f.metadata['env']})")
+    parser.add_argument("--config", default=default,
+                        help="a YAML file overriding configs/default.yaml (env WORKBENCH_CONFIG)")
+
+
+def settings_from_args(args) -> "Settings":
+    """The Settings for parsed arguments of a parser given :func:`add_setting_flags`."""
+    flags = {f.name: getattr(args, f.name, None) for f in SETTINGS if f.metadata["flag"]}
+    return load_settings(getattr(args, "config", None), **flags)
 
 
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        loaded = yaml.safe_load(fh) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the configuration {path}: {exc}") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a mapping of sections at the top level")
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return loaded
 
 
@@ -120,6 +125,14 @@ def _resolve_path(value: Any, base: Path) -> Path:
 
 
 def _coerce(name: str, value: Any) -> Any:
+    try:
+        return _coerce_value(name, value)
+    except (TypeError, ValueError):
+        key = Settings.__dataclass_fields__[name].metadata["key"]
+        raise ConfigError(f"{key}: {value!r} is not a valid {Settings.__dataclass_fields__[name].type}") from None
+
+
+def _coerce_value(name: str, value: Any) -> Any:
     if name in _PATH_FIELDS:
         return Path(value)
     default = Settings.__dataclass_fields__[name].default
@@ -144,14 +157,14 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             for key, value in (entries or {}).items():
                 name = _FIELD_OF.get((section, key))
                 if name is None:
-                    raise ValueError(f"{path}: unknown setting {section}.{key}")
+                    raise ConfigError(f"{path}: unknown setting {section}.{key}")
                 # Paths in config files are relative to the project; typed ones (env, flags) to the current folder.
                 values[name] = _resolve_path(value, PROJECT_ROOT) if name in _PATH_FIELDS else value
-    typed = {_FIELD_OF[key]: os.environ[env] for env, key in ENV_OVERRIDES.items() if os.environ.get(env)}
+    typed = {name: os.environ[env] for env, name in ENV_OVERRIDES.items() if os.environ.get(env)}
     typed.update({k: v for k, v in overrides.items() if v is not None})
     for name, value in typed.items():
         values[name] = _resolve_path(value, Path.cwd()) if name in _PATH_FIELDS else value
     coerced = {name: _coerce(name, value) for name, value in values.items()}
     if coerced["score_min"] >= coerced["score_max"]:
-        raise ValueError("scores.min must be below scores.max")
+        raise ConfigError("scores.min must be below scores.max")
     return Settings(**coerced)

@@ -1,8 +1,9 @@
 """The base of every error a person can act on.
 
 Front ends (the CLI, the UI tabs, the API) catch ``WorkbenchError`` and show
-its message; anything else is a bug and keeps its traceback. This module
-imports nothing of the project, so every layer can raise these.
+its message; anything else is a bug and keeps its traceback. Each error says
+what went wrong and what to do. This module imports nothing of the project,
+so every layer can raise these.
 """
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ class WorkbenchError(Exception):
     """Something the person can fix: the message says what and how."""
 
     def __str__(self) -> str:
-        # KeyError-derived errors would otherwise show their message in quotes
+        # KeyError would show its message in quotes; people read these
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class BadInput(WorkbenchError, ValueError):
+    """A value the person gave is out of its type, range or choices."""
+
+
+class NotFound(WorkbenchError, KeyError):
+    """A name (a run, a family, a backbone, a photo) that names nothing here."""
 
 
 class TrainingError(WorkbenchError):

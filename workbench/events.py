@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generator
 
 
 @dataclass
@@ -56,6 +56,29 @@ class Finished:
 
 class StopFlag(threading.Event):
     """A stop request shared between a job and whoever may cancel it."""
+
+
+class _NeverSet(StopFlag):
+    def set(self) -> None:
+        raise RuntimeError("NEVER_STOP is the shared default: give the job its own StopFlag to stop it")
+
+
+# The default ``stop`` of every job: jobs check ``stop.is_set()`` without asking whether there is a flag.
+NEVER_STOP: StopFlag = _NeverSet()
+
+
+def relay(events) -> Generator[Any, None, Finished | None]:
+    """Yield a sub-job's events except its ``Finished``, which it returns::
+
+        finished = yield from relay(extract_features(...))
+    """
+    finished = None
+    for event in events:  # to the end: a job may still tidy up after its Finished
+        if isinstance(event, Finished):
+            finished = event
+        else:
+            yield event
+    return finished
 
 
 def drain(events, on_event=None):

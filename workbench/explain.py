@@ -161,10 +161,10 @@ def occlusion(photo: Image.Image, scorer: "Scorer", settings: Settings,
 
 def _score_files(scorer: "Scorer", paths: list[Path], settings: Settings) -> np.ndarray:
     """Scores of ``paths`` in order (NaN where one failed), through the scorer's own batch path."""
-    from workbench.events import Finished
+    from workbench.events import NEVER_STOP, Finished
 
     predictions = None
-    for event in scorer.predict_chunk(paths, settings, stop=None):
+    for event in scorer.predict_chunk(paths, settings, stop=NEVER_STOP):
         if isinstance(event, Finished):
             predictions = event.result
     by_path = {str(p): float(s) for p, s in zip(predictions.paths, predictions.scores)} if predictions else {}

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import hashlib
 import json
 import os
@@ -45,7 +47,7 @@ from workbench.backbones import (
 )
 from workbench.backbones.weights import random_weights_id
 from workbench.config import Settings
-from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
 from workbench.fsutil import file_sha256
 from workbench.images import ImageError, load_image
 
@@ -198,7 +200,7 @@ def extract_features(
     backbone: BackboneArg,
     settings: Settings,
     *,
-    stop: StopFlag | None = None,
+    stop: StopFlag = NEVER_STOP,
     random_weights: bool = False,
 ) -> Iterator[Progress | Notice | Finished]:
     """Features for ``paths`` (see the module docstring). Raises WeightsUnavailable up front."""
@@ -220,7 +222,7 @@ def extract_features(
     digests: list[str | OSError] = []
     with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
         for start in range(0, total, HASH_CHUNK):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 empty = FeatureResult(np.zeros((0, spec.feature_dim), np.float32), [], {}, status, spec.name)
                 yield Finished(empty, stopped=True)
                 return
@@ -293,7 +295,7 @@ def extract_features(
     yield Finished(result, stopped=stopped)
 
 
-def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag | None):
+def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag):
     """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
@@ -304,7 +306,7 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was
 
 
-def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag | None):
+def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
     size = loaded.spec.input_size
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
@@ -316,7 +318,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
     started, count = time.perf_counter(), 0
     with torch.inference_mode():
         for indices, images, reasons in loader:
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 yield Finished(None, stopped=True)
                 return
             ok = [i for i, reason in enumerate(reasons) if not reason]
@@ -336,7 +338,7 @@ def features_for(
     backbone: BackboneArg,
     settings: Settings,
     *,
-    stop: StopFlag | None = None,
+    stop: StopFlag = NEVER_STOP,
     random_weights: bool = False,
     on_event=None,
 ) -> FeatureResult:
@@ -359,7 +361,7 @@ def weights_record(status) -> dict:
     return {"source": status.source, "detail": status.detail, "weights_id": status.weights_id}
 
 
-def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag | None = None,
+def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag = NEVER_STOP,
                    random_weights: bool = False) -> Iterator[Progress | Notice | Finished]:
     """Concatenate the cached features of one or more backbones (``auto`` uses several), dropping
     images any backbone could not read, and saying which.
@@ -371,18 +373,11 @@ def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *,
     paths = [Path(p) for p in paths]
     blocks, errors, weights = [], {}, {}
     for name in backbones:
-        result = None
-        for event in extract_features(paths, name, settings, stop=stop, random_weights=random_weights):
-            if isinstance(event, Finished):
-                result = event.result
-                if event.stopped:
-                    yield Finished(None, stopped=True)
-                    return
-            else:
-                yield event
-        if stop is not None and stop.is_set():
+        finished = yield from relay(extract_features(paths, name, settings, stop=stop, random_weights=random_weights))
+        if finished.stopped or stop.is_set():
             yield Finished(None, stopped=True)
             return
+        result = finished.result
         weights[name] = weights_record(result.weights)
         errors.update(result.errors)
         row_of = {str(p): i for i, p in enumerate(result.paths)}

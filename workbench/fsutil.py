@@ -15,6 +15,8 @@ from typing import BinaryIO, Iterator
 
 from filelock import FileLock, Timeout
 
+from workbench.errors import BadInput, WorkbenchError
+
 _CHUNK = 1 << 20
 
 
@@ -28,11 +30,11 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-class UnsafePath(ValueError):
+class UnsafePath(BadInput):
     """A file name that would reach outside the folder it is meant for."""
 
 
-class LockTimeout(RuntimeError):
+class LockTimeout(WorkbenchError, RuntimeError):
     """Another writer held the lock for longer than we are willing to wait."""
 
 

@@ -24,6 +24,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from workbench.errors import WorkbenchError
 from workbench.fsutil import atomic_write_bytes, file_sha256
 
 try:  # HEIC/HEIF phone photos; registered once for the whole process
@@ -50,7 +51,7 @@ Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, DEFAULT_MAX_PIXELS)
 ImageSource = Union[str, Path, bytes, BinaryIO]
 
 
-class ImageError(Exception):
+class ImageError(WorkbenchError):
     """An image that cannot be used; ``str(exc)`` says why, in plain words."""
 
 

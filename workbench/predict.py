@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from workbench.config import Settings
-from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.errors import BadInput, WorkbenchError
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
 from workbench.explain import Explanation, explain, gradcam_target_of  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
 
@@ -34,7 +35,7 @@ NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
 CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so far
 
 
-class ScorerUnavailable(Exception):
+class ScorerUnavailable(WorkbenchError):
     """The chosen scorer cannot be loaded or run (no such run, a damaged or foreign run,
     missing weights); says why. ``not_found`` is true when no run has that id (or the id
     is not a run id at all), so callers can tell "no such thing" (HTTP 404) from "broken"."""
@@ -53,7 +54,7 @@ def check_threshold(threshold: float | None) -> float | None:
         return None
     value = float(threshold)
     if not math.isfinite(value):
-        raise ValueError(f"the threshold must be a finite number, not {threshold!r}")
+        raise BadInput(f"the threshold must be a finite number, not {threshold!r}")
     return value
 
 
@@ -147,7 +148,7 @@ def _decode_for_nima(path: Path, max_pixels: int, transform) -> torch.Tensor | I
         return exc if isinstance(exc, ImageError) else ImageError(f"{path.name}: {exc}")
 
 
-def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag | None,
+def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag,
                   lock: threading.Lock) -> Iterator[Any]:
     """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
     while the network runs on this one."""
@@ -167,7 +168,7 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
 
         pending = decode(batches[0]) if batches else []
         for index, group in enumerate(batches):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 break
             decoded = [f.result() for f in pending]
             pending = decode(batches[index + 1]) if index + 1 < len(batches) else []
@@ -187,7 +188,7 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
     p = np.concatenate(dists) if dists else np.zeros((0, 10))
     mean, std = distribution_mean_std(p)
     yield Finished(ImagePredictions(paths=ok, scores=mean, distributions=p, errors=errors, spreads=std),
-                   stopped=stop is not None and stop.is_set())
+                   stopped=stop.is_set())
 
 
 def load_nima_scorer(settings: Settings) -> Scorer:
@@ -209,7 +210,7 @@ def load_nima_scorer(settings: Settings) -> Scorer:
         default_threshold=NIMA_THRESHOLD, has_distribution=True,
         weights_note=f"NIMA weights: {model.weights.source} ({model.weights.detail})",
         reference_scores=None,
-        predict_chunk=lambda paths, settings, stop=None: _nima_predict(model, paths, settings, stop, lock),
+        predict_chunk=lambda paths, settings, stop=NEVER_STOP: _nima_predict(model, paths, settings, stop, lock),
         gradcam_target=gradcam_target, lock=lock, bin_centres=[float(i) for i in range(1, 11)],
     )
 
@@ -272,7 +273,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
         scale=(float(manifest.score_min), float(manifest.score_max)),
         default_threshold=float(manifest.good_threshold), has_distribution=capabilities.distribution,
         weights_note=_weights_note(manifest), reference_scores=_reference_scores(manifest, settings),
-        predict_chunk=lambda paths, settings, stop=None: run.predict_images(paths, settings, stop=stop),
+        predict_chunk=lambda paths, settings, stop=NEVER_STOP: run.predict_images(paths, settings, stop=stop),
         gradcam_target=gradcam_target, bin_centres=bins,
     )
 
@@ -327,7 +328,7 @@ def default_scorer_id(settings: Settings) -> str:
 
 def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
     """(label, id) pairs, best run first, NIMA last: for dropdowns."""
-    from workbench.runs import leaderboard_rows, RunStore
+    from workbench.runs import RunStore, leaderboard_rows
 
     choices = []
     for row in leaderboard_rows(RunStore(settings.models_dir), "srcc"):
@@ -359,7 +360,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], dict[str, s
 
 
 def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Settings, *,
-                 stop: StopFlag | None = None, threshold: float | None = None) -> Iterator[Any]:
+                 stop: StopFlag = NEVER_STOP, threshold: float | None = None) -> Iterator[Any]:
     """Score files and folders; yields Progress/Notice, ends with ``Finished(BatchResult)``.
 
     Broken images become rows with an ``error`` and the rest is scored. On Stop
@@ -376,7 +377,7 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
     total, stopped = len(paths), False
     yield Progress(0, total, f"scoring {total} image(s) with {scorer.id}")
     for offset in range(0, total, CHUNK):
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             stopped = True
             break
         chunk = paths[offset:offset + CHUNK]

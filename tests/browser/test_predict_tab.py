@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
-
 from test_describe_critique import SECRET, ChatServer, completion
+
 from workbench.config import load_settings
 from workbench.events import drain
 from workbench.predict import load_scorer, score_images

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import csv
 import re
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import start_app, stop_app
 from PIL import Image
 from playwright.sync_api import Page, expect
-
-from conftest import start_app, stop_app
 from training_fixtures import make_brightness_set
+
 from workbench.config import load_settings
 from workbench.events import drain
 from workbench.runs import RunStore

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 from workbench.backbones.registry import (
     BACKBONES,
     PREPROCESSING_VERSION,
@@ -29,9 +31,11 @@ from workbench.backbones.registry import (
 from workbench.backbones.weights import WeightSource, WeightStatus, WeightsUnavailable
 
 # Registration happens on import; the order here is the order people see.
-from workbench.backbones import lite  # noqa: E402,F401  (efficientnet_lite0/1/2: the offline default first)
-from workbench.backbones import nima  # noqa: E402,F401
-from workbench.backbones import zoo  # noqa: E402,F401
+# isort: off
+from workbench.backbones import lite  # noqa: F401  (efficientnet_lite0/1/2: the offline default first)
+from workbench.backbones import nima  # noqa: F401
+from workbench.backbones import zoo  # noqa: F401
+# isort: on
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 

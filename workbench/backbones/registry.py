@@ -31,6 +31,7 @@ from workbench.backbones.weights import (
     source_url,
     weights_id_of,
 )
+from workbench.errors import NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.config import Settings
@@ -92,7 +93,7 @@ def get_backbone(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
+        raise NotFound(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
 
 
 # --------------------------------------------------------------- transform

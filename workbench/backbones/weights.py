@@ -28,6 +28,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from workbench.errors import WorkbenchError
+
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.backbones.registry import BackboneSpec
     from workbench.config import Settings
@@ -36,7 +38,7 @@ SOURCES = ("local file", "package", "download", "unavailable", "random")
 StateDict = dict[str, torch.Tensor]
 
 
-class WeightsUnavailable(Exception):
+class WeightsUnavailable(WorkbenchError):
     """No usable weights; the message says which file to place in which folder."""
 
 

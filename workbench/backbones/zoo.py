@@ -12,7 +12,7 @@ import timm
 import torchvision.models as tv
 from torch import nn
 
-from workbench.backbones.registry import IMAGENET_MEAN, IMAGENET_STD, L2Normalized, register_backbone
+from workbench.backbones.registry import L2Normalized, register_backbone
 from workbench.backbones.weights import StateDict, WeightSource
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -9,33 +9,18 @@ unlabelled files. Progress bars go to stderr.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from workbench.cli import CommandError, command
+from workbench.commands.progress import result_of
 from workbench.config import Settings
 from workbench.dataset import (
-    ScoreError, ScoreStore, import_into_store, scan_source_events, summarize,
+    ScoreStore,
+    import_into_store,
+    scan_source_events,
+    summarize,
 )
 from workbench.dataset.scores import format_range, format_score
-from workbench.events import Finished, Progress
-from workbench.fsutil import LockTimeout
-
-
-def _run_with_bar(events, description: str):
-    """Drive an engine generator, showing its Progress on a tqdm bar (stderr); return the Finished result."""
-    result = None
-    with tqdm(desc=description, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
-        for event in events:
-            if isinstance(event, Progress):
-                bar.total = event.total
-                bar.n = event.done
-                bar.refresh()
-            elif isinstance(event, Finished):
-                result = event.result
-    return result
 
 
 def _import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,17 +40,14 @@ def import_command(args: argparse.Namespace, settings: Settings) -> dict:
         raise CommandError(f"{src} is neither a folder nor a .zip file")
     pattern = settings.filename_pattern if args.pattern is None else args.pattern
     store = ScoreStore.from_settings(settings)
+    preview = result_of(scan_source_events(
+        src, pattern=pattern, score_min=settings.score_min, score_max=settings.score_max,
+        max_pixels=settings.max_pixels, thumbnails_dir=settings.thumbnails_dir,
+        thumbnail_size=settings.thumbnail_size), "checking", unit="img")
     try:
-        preview = _run_with_bar(scan_source_events(
-            src, pattern=pattern, score_min=settings.score_min, score_max=settings.score_max,
-            max_pixels=settings.max_pixels, thumbnails_dir=settings.thumbnails_dir,
-            thumbnail_size=settings.thumbnail_size), "checking")
-        try:
-            report = _run_with_bar(import_into_store(preview.items, store, skipped=preview.skipped), "copying")
-        finally:
-            preview.cleanup()
-    except (ScoreError, LockTimeout, OSError) as exc:
-        raise CommandError(str(exc)) from None
+        report = result_of(import_into_store(preview.items, store, skipped=preview.skipped), "copying", unit="img")
+    finally:
+        preview.cleanup()
     document = report.to_json()
     if not args.json:
         print(f"Imported {report.imported} images into {settings.data_dir}: "

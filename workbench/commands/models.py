@@ -9,14 +9,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tqdm import tqdm
-
-from workbench.backbones import BACKBONES, WeightsUnavailable, weight_status
+from workbench.backbones import BACKBONES, weight_status
 from workbench.cli import CommandError, command
+from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.events import Finished, Notice, Progress
 
 
 def _megabytes(n: int) -> str:
@@ -66,19 +63,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
         paths = [store.data_dir / entry.filename for entry in store.entries()]
     if not paths:
         raise CommandError(f"no images in {settings.data_dir}; import some first (python -m workbench import FOLDER)")
-    result = None
-    try:
-        with tqdm(total=len(paths), desc=name, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
-            for event in extract_features(paths, name, settings, random_weights=args.random_weights):
-                if isinstance(event, Progress):
-                    bar.total, bar.n = event.total, event.done
-                    bar.set_postfix_str(event.message, refresh=True)
-                elif isinstance(event, Notice):
-                    bar.write(("WARNING: " if event.level == "warning" else "") + event.message, file=sys.stderr)
-                elif isinstance(event, Finished):
-                    result = event.result
-    except WeightsUnavailable as exc:
-        raise CommandError(str(exc)) from None
+    result = result_of(extract_features(paths, name, settings, random_weights=args.random_weights), name,
+                       unit="img")
     document = {
         "backbone": name, "weights": result.weights.source, "weights_detail": result.weights.detail,
         "weights_id": result.weights.weights_id, "random_weights": result.weights.is_random,

@@ -16,39 +16,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from tqdm import tqdm
-
 from workbench.cli import CommandError, command
+from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.events import Finished, Notice, Progress
-from workbench.predict import BatchResult, ScorerUnavailable, default_scorer_id, load_scorer, score_images, write_csv
-
-
-def _drive(events, show_bar: bool):
-    """Run the scoring generator: a tqdm bar and notices on stderr; return the BatchResult.
-    A scorer that cannot run (its backbone weights gone) is a CommandError, not a traceback."""
-    result = None
-    with tqdm(desc="scoring", unit="img", file=sys.stderr, dynamic_ncols=True, leave=False,
-              disable=not show_bar) as bar:
-        try:
-            for event in events:
-                if isinstance(event, Progress):
-                    bar.total, bar.n = event.total, event.done
-                    bar.refresh()
-                elif isinstance(event, Notice):
-                    bar.write(f"{event.level}: {event.message}", file=sys.stderr)
-                elif isinstance(event, Finished):
-                    result = event.result
-        except ScorerUnavailable as exc:
-            raise CommandError(str(exc)) from None
-    return result
-
-
-def _load(scorer_id: str, settings: Settings):
-    try:
-        return load_scorer(scorer_id, settings)
-    except ScorerUnavailable as exc:
-        raise CommandError(str(exc)) from None
+from workbench.predict import BatchResult, default_scorer_id, load_scorer, score_images, write_csv
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,12 +49,12 @@ def _document(result: BatchResult, scorer) -> dict:
 
 @command("predict", "Score images or folders with a trained run or 'nima', best first.", _predict_arguments)
 def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
-    scorer = _load(args.run_id, settings)
+    scorer = load_scorer(args.run_id, settings)
     if not args.json:
         print(f"{scorer.id}: scale {scorer.scale[0]:g}-{scorer.scale[1]:g}; {scorer.weights_note}", file=sys.stderr)
     folders = any(Path(p).is_dir() for p in args.paths)
-    result = _drive(score_images(args.paths, scorer, settings, threshold=args.threshold),
-                    show_bar=folders or len(args.paths) > 1)
+    result = result_of(score_images(args.paths, scorer, settings, threshold=args.threshold), "scoring", unit="img",
+                       bars=folders or len(args.paths) > 1)
     if not result.rows:
         raise CommandError(f"no images found in {', '.join(args.paths)}")
     if args.csv:
@@ -118,8 +89,8 @@ def describe_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.describe.critique import LLMConfig
     from workbench.describe.report import describe_photo
 
-    scorer = _load(args.run or default_scorer_id(settings), settings)
-    result = _drive(score_images([args.image], scorer, settings), show_bar=False)
+    scorer = load_scorer(args.run or default_scorer_id(settings), settings)
+    result = result_of(score_images([args.image], scorer, settings), bars=False)
     row = result.rows[0]
     if row.error is not None:
         raise CommandError(row.error)

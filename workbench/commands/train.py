@@ -11,64 +11,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any, Iterable
-
-from tqdm import tqdm
+from typing import Any
 
 from workbench.cli import CommandError, command
+from workbench.commands.progress import drive
 from workbench.config import Settings
-from workbench.events import EpochEnd, Finished, Notice, Progress, StopFlag
+from workbench.events import StopFlag
 
 COMMON_FAMILY_OPTIONS = ("json", "backbone", "random_weights", "seed", "model")
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from workbench.backbones import WeightsUnavailable
-    from workbench.fsutil import LockTimeout
-    from workbench.images import ImageError
-    from workbench.models import BadParameter, UnknownFamily
-    from workbench.runs import RunCorrupt, RunNotFound
-    from workbench.training import TooFewImages, TrainingError
-
-    return (BadParameter, UnknownFamily, TooFewImages, TrainingError, WeightsUnavailable, ImageError,
-            RunNotFound, RunCorrupt, LockTimeout)
-
-
-def _drive(events: Iterable[Any], quiet: bool = False) -> Finished:
-    """Show an engine generator's events on stderr (bars, notices); return its Finished event."""
-    bar: tqdm | None = None
-    finished = None
-    try:
-        for event in events:
-            if isinstance(event, Progress):
-                if bar is None or bar.unit != "it":
-                    bar = _new_bar(bar, "progress", event.total, "it")
-                bar.total = event.total
-                bar.n = event.done
-                bar.set_postfix_str(event.message[-60:], refresh=False)
-                bar.refresh()
-            elif isinstance(event, EpochEnd):
-                if bar is None or bar.unit != "epoch":
-                    bar = _new_bar(bar, "training", event.total_epochs, "epoch")
-                bar.n = event.epoch
-                postfix = {"train": event.train_loss, "val": event.val_loss, **{
-                    k: v for k, v in event.metrics.items() if k in ("srcc", "mae")}}
-                bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items() if v is not None}, refresh=False)
-                bar.refresh()
-            elif isinstance(event, Notice):
-                tqdm.write(f"{'WARNING: ' if event.level == 'warning' else ''}{event.message}", file=sys.stderr)
-            elif isinstance(event, Finished):
-                finished = event
-    finally:
-        if bar is not None:
-            bar.close()
-    return finished
-
-
-def _new_bar(old: tqdm | None, desc: str, total: int | None, unit: str) -> tqdm:
-    if old is not None:
-        old.close()
-    return tqdm(desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 class _StopOnCtrlC:
@@ -144,12 +94,9 @@ def train_command(args: argparse.Namespace, settings: Settings) -> dict:
 
     family = get_family(args.model)
     params = {p.name: getattr(args, p.name) for p in family.params if getattr(args, p.name, None) is not None}
-    try:
-        with _StopOnCtrlC(StopFlag()) as stop:
-            finished = _drive(train(family.name, settings, backbone=args.backbone, params=params, stop=stop,
-                                    random_weights=args.random_weights, seed=args.seed))
-    except _user_errors() as exc:
-        raise CommandError(str(exc)) from None
+    with _StopOnCtrlC(StopFlag()) as stop:
+        finished = drive(train(family.name, settings, backbone=args.backbone, params=params, stop=stop,
+                               random_weights=args.random_weights, seed=args.seed))
     if finished is None or finished.result is None:
         raise CommandError("training was stopped before anything was learnt; no run was saved")
     manifest = finished.result
@@ -188,12 +135,9 @@ def compare_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.training import compare
 
     families = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default_compare_families()
-    try:
-        with _StopOnCtrlC(StopFlag()) as stop:
-            finished = _drive(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed,
-                                      stop=stop, random_weights=args.random_weights))
-    except (*_user_errors(), ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    with _StopOnCtrlC(StopFlag()) as stop:
+        finished = drive(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed,
+                                 stop=stop, random_weights=args.random_weights))
     if finished is None or finished.result is None:
         raise CommandError("stopped before any family finished")
     report = finished.result
@@ -227,31 +171,28 @@ def runs_command(args: argparse.Namespace, settings: Settings) -> Any:
 
     store = RunStore(settings.models_dir)
     action = args.action or "list"
-    try:
-        if action == "list":
-            rows = leaderboard_rows(store, metric="srcc")
-            rows.sort(key=lambda r: r["created"], reverse=True)
-            if not args.json:
-                for r in rows:
-                    srcc = "—" if r["srcc"] is None else f"{r['srcc']:.3f}"
-                    print(f"{r['run_id']:<48} {r['family']:<10} {r['backbone']:<20} SRCC {srcc} "
-                          f"{r['status']}{'  ' + r['name'] if r['name'] != r['run_id'] else ''}")
-                if not rows:
-                    print(f"no runs in {settings.models_dir}")
-            return {"runs": rows}
-        if action == "show":
-            manifest = store.get(args.run_id).to_json()
-        elif action == "rename":
-            manifest = store.rename(args.run_id, args.text).to_json()
-        elif action == "annotate":
-            manifest = store.annotate(args.run_id, args.text).to_json()
-        else:
-            store.delete(args.run_id)
-            if not args.json:
-                print(f"deleted {args.run_id}")
-            return {"deleted": args.run_id}
-    except _user_errors() as exc:
-        raise CommandError(str(exc)) from None
+    if action == "list":
+        rows = leaderboard_rows(store, metric="srcc")
+        rows.sort(key=lambda r: r["created"], reverse=True)
+        if not args.json:
+            for r in rows:
+                srcc = "—" if r["srcc"] is None else f"{r['srcc']:.3f}"
+                print(f"{r['run_id']:<48} {r['family']:<10} {r['backbone']:<20} SRCC {srcc} "
+                      f"{r['status']}{'  ' + r['name'] if r['name'] != r['run_id'] else ''}")
+            if not rows:
+                print(f"no runs in {settings.models_dir}")
+        return {"runs": rows}
+    if action == "show":
+        manifest = store.get(args.run_id).to_json()
+    elif action == "rename":
+        manifest = store.rename(args.run_id, args.text).to_json()
+    elif action == "annotate":
+        manifest = store.annotate(args.run_id, args.text).to_json()
+    else:
+        store.delete(args.run_id)
+        if not args.json:
+            print(f"deleted {args.run_id}")
+        return {"deleted": args.run_id}
     if not args.json:
         if action == "show":
             import json

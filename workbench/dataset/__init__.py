@@ -29,7 +29,7 @@ The store (store.py): ``data/`` + ``data/scores.csv``, every write atomic under 
 
 Import (importer.py): Tab 1 and ``python -m workbench import``
     ``preview = scan_source(source, pattern="", score_min=0, score_max=100, max_pixels=...,
-                            staging_dir=None, thumbnails_dir=None, thumbnail_size=256, stop=None)``
+                            staging_dir=None, thumbnails_dir=None, thumbnail_size=256, stop=NEVER_STOP)``
         ``source``: a folder path, a .zip path, or a list of uploaded paths or (original_name, path) pairs
         (a .zip among them is opened, zip-slip safe). ``scan_source_events(...)`` is the same as a generator of
         ``Progress`` ending with ``Finished(ImportPreview)`` (for a progress bar).
@@ -53,16 +53,35 @@ Summary and the Training-data gallery (summary.py)
         thumbnail | None, error | None)], page, pages, total, total_all)``: thumbnails cached per content + size.
     ``query_entries(store.entries(), query) -> list[Entry]``: the same filter/sort for the table (all pages).
 """
+from workbench.dataset.importer import (
+    ImportPreview,
+    ImportReport,
+    PreviewItem,
+    Skipped,
+    import_into_store,
+    scan_source,
+    scan_source_events,
+)
 from workbench.dataset.scores import (
-    ParsedScore, ScoreError, ScoreRule, format_score, parse_filename_score, validate_score,
+    ParsedScore,
+    ScoreError,
+    ScoreRule,
+    format_score,
+    parse_filename_score,
+    validate_score,
 )
 from workbench.dataset.store import AddResult, Entry, ScoreStore, UnsafePath
-from workbench.dataset.importer import (
-    ImportPreview, ImportReport, PreviewItem, Skipped, import_into_store, scan_source, scan_source_events,
-)
 from workbench.dataset.summary import (
-    DatasetSummary, GalleryItem, GalleryPage, GalleryQuery, HistogramBin, ScoreSummary,
-    gallery_page, query_entries, summarize, summarize_scores,
+    DatasetSummary,
+    GalleryItem,
+    GalleryPage,
+    GalleryQuery,
+    HistogramBin,
+    ScoreSummary,
+    gallery_page,
+    query_entries,
+    summarize,
+    summarize_scores,
 )
 
 __all__ = [

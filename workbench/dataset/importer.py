@@ -23,9 +23,15 @@ from typing import Iterator, Mapping, Sequence
 
 from workbench.dataset.scores import ScoreError, ScoreRule, format_score
 from workbench.dataset.store import ScoreStore, sanitize_name, unique_name
-from workbench.events import Finished, Progress, StopFlag, drain
+from workbench.events import NEVER_STOP, Finished, Progress, StopFlag, drain
 from workbench.images import (
-    DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, is_supported, load_image, read_info, thumbnail,
+    DEFAULT_MAX_PIXELS,
+    SUPPORTED_EXTENSIONS,
+    ImageError,
+    is_supported,
+    load_image,
+    read_info,
+    thumbnail,
 )
 
 # Limits for zips, whose headers may lie about sizes (zip bombs).
@@ -237,7 +243,7 @@ def scan_source_events(
     source, *, pattern: str | None = "", score_min: float = 0.0, score_max: float = 100.0,
     max_pixels: int = DEFAULT_MAX_PIXELS, staging_dir: str | Path | None = None,
     thumbnails_dir: str | Path | None = None, thumbnail_size: int = 256,
-    stop: StopFlag | None = None, workers: int | None = None,
+    stop: StopFlag = NEVER_STOP, workers: int | None = None,
 ) -> Iterator[Progress | Finished]:
     """Preview ``source`` (folder, .zip, or uploaded paths) as events ending with ``Finished(ImportPreview)``.
 
@@ -275,7 +281,7 @@ def scan_source_events(
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without the GIL
         for done, result in enumerate(pool.map(inspect, candidates), 1):
             (items if isinstance(result, PreviewItem) else skipped).append(result)
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 pool.shutdown(wait=False, cancel_futures=True)
                 yield Finished(ImportPreview(items, skipped, staging), stopped=True)
                 return
@@ -304,7 +310,7 @@ def _progress(done: int, total: int, started: float, message: str) -> Progress:
 # -------------------------------------------------------------- importing
 def import_into_store(
     items: Sequence[PreviewItem], store: ScoreStore, *, scores: Mapping[str, object] | None = None,
-    stop: StopFlag | None = None, chunk_size: int = 32, skipped: Sequence[Skipped] = (),
+    stop: StopFlag = NEVER_STOP, chunk_size: int = 32, skipped: Sequence[Skipped] = (),
 ) -> Iterator[Progress | Finished]:
     """Copy ``items`` into the store; yields ``Progress`` and ends with ``Finished(ImportReport)``.
 
@@ -328,7 +334,7 @@ def import_into_store(
     started, total = time.monotonic(), len(items)
     yield Progress(0, total, "copying into the training set")
     for start in range(0, total, chunk_size):
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             yield Finished(report, stopped=True)
             return
         chunk = items[start:start + chunk_size]

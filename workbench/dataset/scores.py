@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
+from workbench.errors import BadInput
+
 # A number at the start of the stem, not glued to a following letter or digit
 # ("1st_place" has no score; "7.5_beach" and "85 (1)" do).
 # The group is atomic so "7.5abc" cannot backtrack to "7".
 DEFAULT_RULE = re.compile(r"^\s*(?P<score>(?>\d+(?:\.\d+)?))(?![^\W_])")
 
 
-class ScoreError(ValueError):
+class ScoreError(BadInput):
     """A score (typed, or a pattern for reading them) that cannot be accepted; the message says why."""
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from workbench.config import Settings
-from workbench.dataset.scores import ScoreError, format_score, validate_score
-from workbench.events import Finished, StopFlag, drain
 from workbench.dataset.importer import ImportPreview, import_into_store, scan_source_events
+from workbench.dataset.scores import ScoreError, format_score, validate_score
 from workbench.dataset.summary import ScoreSummary, summarize_scores
+from workbench.errors import NotFound
+from workbench.events import NEVER_STOP, Finished, StopFlag, drain, relay
 from workbench.images import ImageError, thumbnail
 
 
@@ -84,21 +85,18 @@ class ImportSession:
 
     @classmethod
     def scan_events(cls, source: str | Path | Sequence[str | Path], settings: Settings, pattern: str = "",
-                    stop: StopFlag | None = None) -> Iterator[Any]:
+                    stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
         """Scan a folder, a zip, or uploaded files; yields Progress, then Finished(ImportSession).
 
         Raises ScoreError for a bad pattern and FileNotFoundError for a missing
         source before any work is done (see ``scan_source_events``).
         """
-        for event in scan_source_events(
+        finished = yield from relay(scan_source_events(
             source, pattern=pattern, score_min=settings.score_min, score_max=settings.score_max,
             max_pixels=settings.max_pixels, thumbnails_dir=settings.thumbnails_dir,
             thumbnail_size=settings.thumbnail_size, stop=stop,
-        ):
-            if isinstance(event, Finished):
-                yield Finished(cls(event.result, settings.score_min, settings.score_max), event.stopped)
-            else:
-                yield event
+        ))
+        yield Finished(cls(finished.result, settings.score_min, settings.score_max), finished.stopped)
 
     @classmethod
     def scan(cls, source: str | Path | Sequence[str | Path], settings: Settings,
@@ -143,7 +141,7 @@ class ImportSession:
     def set_score(self, name: str, value: Any) -> float:
         """Set one typed score; ScoreError (nothing changed) when it is not a valid score."""
         if name not in self._by_name:
-            raise KeyError(f"{name} is not in this import")
+            raise NotFound(f"{name} is not in this import")
         score = validate_score(value, self.score_min, self.score_max)
         self.scores[name] = score
         return score
@@ -173,7 +171,7 @@ class ImportSession:
         return self.set_scores(table_changes(rows, self.scores))
 
     # -------------------------------------------------------------- saving
-    def save(self, store: Any, stop: StopFlag | None = None) -> Iterator[Any]:
+    def save(self, store: Any, stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
         """Copy the images into ``store`` with the edited scores; yields Progress, then Finished(ImportReport)."""
         yield from import_into_store(self.preview.items, store, scores=dict(self.scores), stop=stop,
                                      skipped=self.preview.skipped)

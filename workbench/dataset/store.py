@@ -29,16 +29,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
 
+from PIL import Image
+
 from workbench.dataset.hashes import HashIndex
 from workbench.dataset.names import sanitize_name, unique_name
 from workbench.dataset.scores import ScoreError, format_range, validate_score
+from workbench.errors import NotFound
 from workbench.fsutil import (
-    UnsafePath, atomic_write_text, copy_file_exclusive, file_lock, safe_child,
+    UnsafePath,
+    atomic_write_text,
+    copy_file_exclusive,
+    file_lock,
+    safe_child,
 )
-from PIL import Image
-
 from workbench.images import (
-    DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, check_image, content_hash, is_supported,
+    DEFAULT_MAX_PIXELS,
+    SUPPORTED_EXTENSIONS,
+    ImageError,
+    check_image,
+    content_hash,
+    is_supported,
 )
 
 __all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
@@ -228,7 +238,7 @@ class ScoreStore:
     def get(self, filename: str) -> Entry:
         path = self.path_of(filename)
         if not path.is_file():
-            raise KeyError(f"{filename} is not in {self.data_dir}")
+            raise NotFound(f"{filename} is not in {self.data_dir}")
         row = self._read_rows().get(filename)
         return Entry(filename, self._parse_score(row.score) if row else None, (row.text or None) if row else None)
 
@@ -279,7 +289,7 @@ class ScoreStore:
     def _existing_image(self, filename: str) -> Path:
         path = self.path_of(filename)
         if not path.is_file():
-            raise KeyError(f"{filename} is not in {self.data_dir}")
+            raise NotFound(f"{filename} is not in {self.data_dir}")
         return path
 
     def set_score(self, filename: str, value) -> float:
@@ -434,7 +444,7 @@ class ScoreStore:
         path = self.path_of(filename)
         with self._editing() as rows:
             if not path.is_file() and filename not in rows:
-                raise KeyError(f"{filename} is not in {self.data_dir}")
+                raise NotFound(f"{filename} is not in {self.data_dir}")
             row = rows.pop(filename, _Row(""))
             record = {"filename": filename, "score": row.score, "text": row.text,
                       "trashed": None, "deleted_at": time.time()}

@@ -2,9 +2,9 @@
 from an OpenAI-compatible chat server. Both are off until asked for; the score
 never depends on them."""
 from workbench.describe.captions import (
+    Captioner,
     CaptionSource,
     CaptionWeightsUnavailable,
-    Captioner,
     load_captioner,
     resolve_caption_weights,
 )

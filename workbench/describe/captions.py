@@ -15,13 +15,14 @@ from pathlib import Path
 from PIL import Image
 
 from workbench.config import Settings
+from workbench.errors import WorkbenchError
 
 REQUIRED_FILES = ("config.json",)
 _CACHE: dict[tuple[str, str], "Captioner"] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-class CaptionWeightsUnavailable(Exception):
+class CaptionWeightsUnavailable(WorkbenchError):
     """The caption model's weights are in none of the places looked at."""
 
 

@@ -21,6 +21,7 @@ import httpx
 from PIL import Image
 
 from workbench.config import Settings
+from workbench.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ HOW_TO_CONFIGURE = (
 )
 
 
-class CritiqueError(Exception):
+class CritiqueError(WorkbenchError):
     """A failure the person can act on; the message never contains the API key."""
 
 

@@ -20,13 +20,27 @@ events via ``fit_streaming(family, estimator, X, y, X_val, y_val, stop)``.
 """
 from __future__ import annotations
 
-from workbench.models.registry import (FAMILIES, BadParameter, Capabilities, Family, FitContext, Param,
-                                       UnknownFamily, fit_streaming, get_family, register_family)
-from workbench.models import auto as _auto  # noqa: F401  (registers first: the default choice)
+from workbench.models.registry import (
+    FAMILIES,
+    BadParameter,
+    Capabilities,
+    Family,
+    FitContext,
+    Param,
+    UnknownFamily,
+    fit_streaming,
+    get_family,
+    register_family,
+)
+
+# Families register on import; this order is the order people see (``auto`` first: the default choice).
+# isort: off
+from workbench.models import auto as _auto  # noqa: F401
 from workbench.models import sklearn_families as _sklearn  # noqa: F401
 from workbench.models import heads as _heads  # noqa: F401
 from workbench.models import finetune as _finetune  # noqa: F401
 from workbench.models import swin_moe as _swin_moe  # noqa: F401
+# isort: on
 from workbench.models.heads import TORCH_ESTIMATORS
 
 DEFAULT_FAMILY = "auto"

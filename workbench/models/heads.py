@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 from torch.nn import functional as F
 
-from workbench.events import EpochEnd, StopFlag, drain
+from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
 from workbench.models.registry import Capabilities, Param, register_family
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 
@@ -96,7 +96,7 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         drain(self.fit_events(X, y, X_val, y_val))
         return self
 
-    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag = NEVER_STOP) -> Iterator[EpochEnd]:
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.float64)
         self.n_features_in_ = X.shape[1]

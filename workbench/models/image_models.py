@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 from torch.nn import functional as F
 
-from workbench.events import EpochEnd, StopFlag, drain
+from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
 from workbench.models.torch_loop import LoopResult, fit_loop, pick_device, seeded_generator
 
 AUGMENTATIONS = ("crop_flip", "flip", "none")
@@ -154,7 +154,7 @@ class ImageRegressorBase(BaseEstimator, RegressorMixin):
         y = np.asarray(y, dtype=np.float64)
         return torch.from_numpy(((y - self.y_mean_) / self.y_std_).astype(np.float32))[:, None]
 
-    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag = NEVER_STOP) -> Iterator[EpochEnd]:
         device = self._start_fit(y)
         self.net_.to(device)
         images = self._load_uint8(list(X))

@@ -16,15 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from workbench.events import EpochEnd, StopFlag
+from workbench.errors import BadInput, NotFound
+from workbench.events import NEVER_STOP, EpochEnd, StopFlag
 
 
-class UnknownFamily(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; people read this one
-        return self.args[0]
+class UnknownFamily(NotFound):
+    """A model family name that is not registered; the message lists the names."""
 
 
-class BadParameter(ValueError):
+class BadParameter(BadInput):
     """A hyper-parameter value outside its type, range or choices."""
 
 
@@ -195,7 +195,7 @@ def get_family(name: str) -> Family:
 
 
 def fit_streaming(family: Family, estimator: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = None,
-                  stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+                  stop: StopFlag = NEVER_STOP) -> Iterator[EpochEnd]:
     """Fit ``estimator`` yielding EpochEnd events where the family can stream them.
 
     Workbench estimators stream through their own ``fit_events``; scikit-learn

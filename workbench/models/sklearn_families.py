@@ -13,16 +13,20 @@ from typing import Any, Iterator
 
 import numpy as np
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import (GradientBoostingRegressor, HistGradientBoostingRegressor,
-                              RandomForestRegressor, StackingRegressor)
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+    StackingRegressor,
+)
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from workbench.events import EpochEnd, StopFlag
-from workbench.models.registry import Capabilities, Param, register_family
 from workbench.metrics import quick_metrics
+from workbench.models.registry import Capabilities, Param, register_family
 
 FEATURES_ONLY = Capabilities(needs_features=True)
 STREAMED = Capabilities(needs_features=True, iterative=True)
@@ -82,7 +86,7 @@ def _losses(model, X, y, X_val, y_val) -> tuple[float, float, dict[str, float]]:
 
 
 def stream_random_forest(forest: RandomForestRegressor, X, y, X_val, y_val,
-                         stop: StopFlag | None) -> Iterator[EpochEnd]:
+                         stop: StopFlag) -> Iterator[EpochEnd]:
     """Grow the forest about a twentieth at a time (warm start), one EpochEnd per batch of trees."""
     total = forest.n_estimators
     step = max(1, -(-total // UPDATES))
@@ -93,7 +97,7 @@ def stream_random_forest(forest: RandomForestRegressor, X, y, X_val, y_val,
         forest.fit(X, y)
         train_loss, val_loss, metrics = _losses(forest, X, y, X_val, y_val)
         yield EpochEnd(i, train_loss, val_loss, metrics, total_epochs=len(sizes))
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             break
     forest.set_params(warm_start=False)
 
@@ -120,7 +124,7 @@ def build_gbr(n_estimators: int, learning_rate: float, max_depth: int, subsample
 
 
 def stream_gradient_boosting(model: GradientBoostingRegressor, X, y, X_val, y_val,
-                             stop: StopFlag | None) -> Iterator[EpochEnd]:
+                             stop: StopFlag) -> Iterator[EpochEnd]:
     """Fit in chunks (warm start); staged predictions on the validation split give every stage's loss."""
     total = model.n_estimators
     step = max(1, -(-total // UPDATES))  # stages fitted between two stop checks
@@ -138,7 +142,7 @@ def stream_gradient_boosting(model: GradientBoostingRegressor, X, y, X_val, y_va
             # train_score_ is scikit-learn's half squared error (in-bag); x2 puts it in MSE like val_loss
             yield EpochEnd(stage, 2.0 * float(model.train_score_[stage - 1]), val_loss, metrics, total_epochs=total)
         done = size
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             break
     model.set_params(warm_start=False)
 

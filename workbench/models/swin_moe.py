@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.events import EpochEnd, StopFlag
+from workbench.events import NEVER_STOP, EpochEnd, StopFlag
 from workbench.models.finetune import backbone_network
 from workbench.models.heads import torch_estimator
 from workbench.models.image_models import AUGMENTATIONS, ImageRegressorBase, PixelRegressor
@@ -106,7 +106,7 @@ class SwinMoERegressor(ImageRegressorBase):
 
         return operator.attrgetter(self.gradcam_path_)(self.net_.backbone)
 
-    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag | None = None) -> Iterator[EpochEnd]:
+    def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag = NEVER_STOP) -> Iterator[EpochEnd]:
         if not self.freeze_backbone:
             yield from super().fit_events(X, y, X_val, y_val, stop=stop)
             return

@@ -52,7 +52,7 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
              train_batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
              step_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
              evaluate: Callable[[nn.Module], tuple[float, np.ndarray, np.ndarray]] | None,
-             *, epochs: int, patience: int, stop: StopFlag | None, device: torch.device,
+             *, epochs: int, patience: int, stop: StopFlag, device: torch.device,
              amp: bool = False, result: LoopResult | None = None) -> Iterator[EpochEnd]:
     """Train ``module`` for up to ``epochs``, yielding one EpochEnd per epoch.
 
@@ -71,7 +71,7 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
         total, count = 0.0, 0
         started = time.perf_counter()
         for x, y in train_batches(epoch):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 result.stopped = True
                 break
             optimizer.zero_grad(set_to_none=True)

@@ -15,7 +15,7 @@ API summary (what the UI, the CLI and predict.py call)::
     run = load_run(run_id, settings) -> LoadedRun    checks the model file's sha256 first
     run.manifest                                     RunManifest (run_id, family, backbone, score_min, score_max,
                                                      metrics, predictions=[{filename, true, pred}], history, ...)
-    run.predict_images(paths, settings, stop=None)   generator: Progress/Notice ..., then
+    run.predict_images(paths, settings, stop=NEVER_STOP)  generator: Progress/Notice ..., then
                                                      Finished(ImagePredictions(paths, scores [N],
                                                      distributions [N,10] | None, errors {path: reason}))
     run.gradcam_target(head=None) -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
@@ -29,8 +29,16 @@ from __future__ import annotations
 
 from workbench.runs.inference import ImagePredictions, LoadedRun, load_run
 from workbench.runs.persist import UnsafeModel
-from workbench.runs.store import (MANIFEST, RunCorrupt, RunManifest, RunNotFound, RunStore, leaderboard_rows,
-                                  loss_curves, package_versions)
+from workbench.runs.store import (
+                                  MANIFEST,
+                                  RunCorrupt,
+                                  RunManifest,
+                                  RunNotFound,
+                                  RunStore,
+                                  leaderboard_rows,
+                                  loss_curves,
+                                  package_versions,
+)
 
 __all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "UnsafeModel", "ImagePredictions", "LoadedRun",
            "load_run", "leaderboard_rows", "loss_curves", "package_versions", "MANIFEST"]

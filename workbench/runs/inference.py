@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.events import Finished, Notice, StopFlag
+from workbench.events import NEVER_STOP, Finished, Notice, StopFlag, relay
 from workbench.features import feature_matrix
 from workbench.models import get_family
 from workbench.runs.persist import load_model
@@ -42,30 +42,26 @@ class LoadedRun:
     settings: Any = None
 
     def predict_images(self, paths: Sequence[str | Path], settings, *,
-                       stop: StopFlag | None = None) -> Iterator[Any]:
+                       stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
         yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop)
 
     def gradcam_target(self, head: nn.Module | None = None):
         return gradcam_target(self, head=head)
 
 
-def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag | None = None) -> Iterator[Any]:
+def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
     """Events, then ``Finished(ImagePredictions)``; unreadable images land in ``errors``."""
     manifest = run.manifest
     family = get_family(manifest.family)
     paths = [Path(p) for p in paths]
     low, high = manifest.score_min, manifest.score_max
     if family.capabilities.needs_features:
-        matrix = None
-        for event in feature_matrix(paths, manifest.backbones, settings, stop=stop,
-                                    random_weights=manifest.random_weights):
-            if isinstance(event, Finished):
-                if event.stopped:
-                    yield Finished(None, stopped=True)
-                    return
-                matrix = event.result
-            else:
-                yield event
+        finished = yield from relay(feature_matrix(paths, manifest.backbones, settings, stop=stop,
+                                                   random_weights=manifest.random_weights))
+        if finished.stopped:
+            yield Finished(None, stopped=True)
+            return
+        matrix = finished.result
         for name, now in matrix.weights.items():
             then = manifest.weights.get(name, {})
             if then and then.get("weights_id") != now["weights_id"]:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import WorkbenchError
 from workbench.fsutil import file_sha256
 from workbench.runs.store import RunCorrupt
 
@@ -60,7 +61,7 @@ TRUSTED_SKOPS_TYPES: tuple[str, ...] = (
 )
 
 
-class UnsafeModel(Exception):
+class UnsafeModel(WorkbenchError):
     """A model file holding types the workbench never writes: refused, not loaded."""
 
 

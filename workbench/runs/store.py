@@ -15,19 +15,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from workbench.fsutil import UnsafePath, atomic_write_text, file_sha256, safe_child
+from workbench.errors import BadInput, NotFound, WorkbenchError
+from workbench.fsutil import UnsafePath, atomic_write_text, safe_child
 from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
 
 
-class RunNotFound(KeyError):
-    def __str__(self) -> str:
-        return self.args[0]
+class RunNotFound(NotFound):
+    """A run id that names no finished run in the runs folder."""
 
 
-class RunCorrupt(Exception):
+class RunCorrupt(WorkbenchError):
     """A run folder whose files do not match its manifest (edited, truncated, or foreign)."""
 
 
@@ -153,7 +153,7 @@ class RunStore:
 
     def best(self, metric: str = "srcc") -> RunManifest | None:
         if metric not in HIGHER_IS_BETTER:
-            raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_NAMES)}")
+            raise BadInput(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_NAMES)}")
         scored = [m for m in self.list() if metric in m.metrics]
         if not scored:
             return None

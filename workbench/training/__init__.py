@@ -4,7 +4,7 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
 
     from workbench.training import train, compare, check_weights, TooFewImages, TrainingError
 
-    for event in train(family, settings, backbone=None, params=None, stop=None, random_weights=False,
+    for event in train(family, settings, backbone=None, params=None, stop=NEVER_STOP, random_weights=False,
                        seed=None, data=None):
         ...  # Notice (weights source; RANDOM weights are a level="warning" notice), Progress (feature
              # extraction), EpochEnd(epoch, train_loss, val_loss, metrics={"srcc", "mae", ...}, total_epochs)
@@ -17,7 +17,7 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
         # call when a family/backbone is chosen: raises TrainingError if it cannot train (e.g. Swin
         # weights offline), returns notices to show (weights source, download needed, random weights)
 
-    for event in compare(families, settings, backbone=None, folds=None, seed=None, stop=None,
+    for event in compare(families, settings, backbone=None, folds=None, seed=None, stop=NEVER_STOP,
                          random_weights=False, params=None, data=None):
         ...  # Notice, Progress(done, total, "svr: fold 3/5 SRCC 0.61"), then Finished(CompareReport)
     report.to_json() -> {"n_images", "backbone", "folds", "seed", "results": [{"model", "srcc", "plcc",
@@ -33,9 +33,9 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
 Stored runs, their leaderboard rows and loss curves: ``workbench.runs``.
 Families and their hyper-parameters (for building controls): ``workbench.models``.
 """
+from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES, compute_metrics
 from workbench.training.compare import CompareReport, FamilyResult, compare
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.metrics import METRIC_NAMES, HIGHER_IS_BETTER, compute_metrics
 from workbench.training.splits import MIN_IMAGES, Split, TooFewImages, kfold, stratified_split
 from workbench.training.train import TrainingError, check_weights, train
 

@@ -13,13 +13,18 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from workbench.events import Finished, Notice, Progress, StopFlag
+from workbench.errors import BadInput
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
+from workbench.metrics import compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.metrics import compute_metrics, good_threshold
 from workbench.training.splits import check_enough, kfold, stratified_split
 from workbench.training.train import (
-    TrainingError, check_weights, finite_predictions, inputs_for, resolve_backbone,
+    TrainingError,
+    check_weights,
+    finite_predictions,
+    inputs_for,
+    resolve_backbone,
 )
 
 
@@ -62,7 +67,7 @@ class CompareReport:
 
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
-            seed: int | None = None, stop: StopFlag | None = None, random_weights: bool = False,
+            seed: int | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
             params: dict[str, dict] | None = None, data: LabelledSet | None = None
             ) -> Iterator[Progress | Notice | Finished]:
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
@@ -74,7 +79,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     started = time.perf_counter()
     fams = [get_family(name) for name in families]
     if not fams:
-        raise ValueError("choose at least one model family to compare")
+        raise BadInput("choose at least one model family to compare")
     folds = settings.folds if folds is None else int(folds)
     seed = settings.seed if seed is None else int(seed)
     data = labelled_set(settings) if data is None else data
@@ -92,15 +97,12 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings)
         if key in inputs:
             continue
-        for event in inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights):
-            if isinstance(event, Finished):
-                if event.stopped:
-                    yield Finished(None, stopped=True)
-                    return
-                inputs[key] = event.result
-                weights.update(event.result[2])
-            else:
-                yield event
+        finished = yield from relay(inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights))
+        if finished.stopped:
+            yield Finished(None, stopped=True)
+            return
+        inputs[key] = finished.result
+        weights.update(finished.result[2])
     # the images every input kind could read: the same rows, the same folds for everyone
     common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
     names = [str(p) for p in data.paths if str(p) in common]
@@ -121,13 +123,13 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                              score_max=settings.score_max)
         per_fold, seconds, failed = [], [], None
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 break
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
             tick = time.perf_counter()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx, seed, stop)
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
                 predictions = finite_predictions(fam.name, estimator.predict(X[test_idx]), settings)
@@ -149,7 +151,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
         yield Notice(f"{fam.name}: SRCC {mean['srcc']:.3f}, MAE {mean['mae']:.2f}, "
                      f"fit {np.mean(seconds):.2f} s per fold")
-    stopped = bool(stop is not None and stop.is_set())
+    stopped = stop.is_set()
     report = CompareReport(n_images=len(data), backbone=chosen, folds=folds, seed=seed, results=results,
                            weights=weights, random_weights=random_weights,
                            wall_seconds=time.perf_counter() - started, stopped=stopped)
@@ -162,7 +164,7 @@ def _input_key(fam, chosen: str, settings) -> tuple:
     return ("images", (chosen,))
 
 
-def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag | None) -> None:
+def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag) -> None:
     """Fit on one training fold; torch families early-stop on a validation slice of it."""
     if fam.capabilities.torch:
         inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed) \

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from workbench.errors import BadInput
+
 MIN_IMAGES = 10
 
 
-class TooFewImages(ValueError):
+class TooFewImages(BadInput):
     """Not enough labelled images to split; the message says how many are needed."""
 
 

@@ -14,12 +14,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from workbench.events import EpochEnd, Finished, Notice, Progress, StopFlag
-from workbench.models.registry import Family, FitContext, fit_streaming, get_family
 from workbench.errors import TrainingError
+from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, Progress, StopFlag, relay
 from workbench.features import feature_matrix
-from workbench.training.data import LabelledSet, labelled_set
 from workbench.metrics import compute_metrics, good_threshold
+from workbench.models.registry import Family, FitContext, fit_streaming, get_family
+from workbench.training.data import LabelledSet, labelled_set
 from workbench.training.splits import check_enough, stratified_split
 
 
@@ -94,18 +94,15 @@ def readable_name(family: str, backbone: str | None, n_images: int, metrics: dic
 
 
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
-               stop: StopFlag | None, random_weights: bool) -> Iterator[Any]:
+               stop: StopFlag, random_weights: bool) -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
     if family.capabilities.needs_features:
-        matrix = None
-        for event in feature_matrix(data.paths, backbones, settings, stop=stop, random_weights=random_weights):
-            if isinstance(event, Finished):
-                if event.stopped:
-                    yield event
-                    return
-                matrix = event.result
-            else:
-                yield event
+        finished = yield from relay(feature_matrix(data.paths, backbones, settings, stop=stop,
+                                                   random_weights=random_weights))
+        if finished.stopped:
+            yield finished
+            return
+        matrix = finished.result
         yield Finished((matrix.X, data.subset(matrix.keep), matrix.weights, matrix.errors))
     else:  # image families read the pixels themselves; check the files first
         from workbench.images import ImageError, check_image
@@ -124,7 +121,7 @@ def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], se
 
 
 def train(family: str, settings, *, backbone: str | None = None, params: dict[str, Any] | None = None,
-          stop: StopFlag | None = None, random_weights: bool = False, seed: int | None = None,
+          stop: StopFlag = NEVER_STOP, random_weights: bool = False, seed: int | None = None,
           data: LabelledSet | None = None) -> Iterator[Progress | EpochEnd | Notice | Finished]:
     """Train ``family`` and store the run; ends with ``Finished(RunManifest, stopped)``.
 
@@ -146,15 +143,11 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights):
         yield notice
 
-    inputs = None
-    for event in inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights):
-        if isinstance(event, Finished):
-            if event.stopped:
-                yield Finished(None, stopped=True)
-                return
-            inputs = event.result
-        else:
-            yield event
+    finished = yield from relay(inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights))
+    if finished.stopped:
+        yield Finished(None, stopped=True)
+        return
+    inputs = finished.result
     X, data, weights, skipped = inputs
     check_enough(len(data))
     split = stratified_split(data.scores, val_fraction=settings.val_fraction,
@@ -170,7 +163,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
 
     history: list[dict] = []
     started = time.perf_counter()
-    if stop is not None and stop.is_set():
+    if stop.is_set():
         yield Finished(None, stopped=True)
         return
     for event in fit_streaming(fam, estimator, X[fit_idx], y[fit_idx],
@@ -180,7 +173,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
                         **event.metrics})
         yield event
     fit_seconds = time.perf_counter() - started
-    stopped = bool(stop is not None and stop.is_set())
+    stopped = stop.is_set()
     if stopped and not history:
         yield Notice("stopped before the model learnt anything: no run was saved", level="warning")
         yield Finished(None, stopped=True)
@@ -218,8 +211,8 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
     import json
 
     from workbench.fsutil import file_sha256
-    from workbench.runs.store import RunManifest, package_versions
     from workbench.runs.persist import save_model
+    from workbench.runs.store import RunManifest, package_versions
     from workbench.training.plots import loss_curve_png, scatter_png
 
     now = datetime.now(timezone.utc)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
+# isort: split
+
 import importlib
 import logging
 

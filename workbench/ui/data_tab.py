@@ -10,10 +10,14 @@ import gradio as gr
 
 from workbench.config import Settings
 from workbench.dataset import (
-    GalleryQuery, ScoreError, ScoreStore, UnsafePath, format_score, gallery_page, summarize,
+    GalleryQuery,
+    ScoreStore,
+    format_score,
+    gallery_page,
+    summarize,
 )
 from workbench.dataset.session import table_changes
-from workbench.fsutil import LockTimeout
+from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
 from workbench.ui.widgets import LabelledGallery, histogram, table_rows
 
@@ -22,20 +26,11 @@ TITLE = "Training data"
 # label shown in the dropdown -> GalleryQuery.sort
 SORT_ORDERS = {"File name": "name", "Score, low to high": "score", "Score, high to low": "score_desc"}
 
-# What a failed edit can raise; each message is written for a person (OSError: a full disk, no
-# permission; LockTimeout: another writer, e.g. the CLI, held data/ too long).
-EDIT_ERRORS = (ScoreError, ImageError, UnsafePath, KeyError, LockTimeout, OSError)
-
-
 def summary_line(summary) -> str:
     if not summary.total:
         return "**The training set is empty.** Import photos in the Import tab, or add one below."
     problems = "".join(f"\n- ⚠️ {problem}" for problem in summary.problems)
     return f"**Training set — {summary.line()}.**{problems}"
-
-
-def message(exc: Exception) -> str:
-    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
 def build(settings: Settings) -> None:
@@ -94,9 +89,9 @@ def build(settings: Settings) -> None:
             page_no = page.page if page is not None else 0
             try:
                 confirmation, keep = action(page, name, *extra)
-            except EDIT_ERRORS as exc:
-                gr.Warning(message(exc), duration=6)
-                return render(query, page_no, name, selected, f"⚠️ {message(exc)} Nothing was changed.")
+            except (WorkbenchError, OSError) as exc:  # a bad score or name, the CLI writing too, a full disk
+                gr.Warning(str(exc), duration=6)
+                return render(query, page_no, name, selected, f"⚠️ {exc} Nothing was changed.")
             if confirmation is None:
                 return (*[gr.skip()] * len(everything),)
             gr.Info(confirmation, duration=3)
@@ -121,7 +116,7 @@ def build(settings: Settings) -> None:
     def undo_delete(page, name):
         entry = store.undo_delete()
         if entry is None:
-            raise KeyError("There is nothing to undo.")
+            raise NotFound("There is nothing to undo.")
         return f"Restored {entry.filename}.", entry.filename
 
     def add_entry(page, name, file, typed_name, typed_score):
@@ -134,7 +129,7 @@ def build(settings: Settings) -> None:
             return f"Added {result.filename}.", result.filename
         typed_name = (typed_name or "").strip()
         if not typed_name:
-            raise KeyError("Upload an image or type the name of a file in the data folder.")
+            raise BadInput("Upload an image or type the name of a file in the data folder.")
         return save_score(page, typed_name, typed_score)
 
     def turn(delta):

@@ -8,8 +8,8 @@ import gradio as gr
 from workbench.config import Settings
 from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
+from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
-from workbench.fsutil import LockTimeout
 from workbench.ui.widgets import LabelledGallery, histogram, table_rows
 
 TITLE = "Import"
@@ -96,7 +96,7 @@ def build(settings: Settings) -> None:
         try:
             current = drain(ImportSession.scan_events(source, settings, pattern_text or ""),
                             lambda e: show_progress(progress, e))
-        except (ScoreError, OSError, ValueError) as exc:
+        except (WorkbenchError, OSError) as exc:  # a bad pattern or folder, an unreadable zip
             return (*[gr.skip()] * (len(everything) - 1), f"⚠️ {exc}")
         if previous is not None:
             previous.close()
@@ -132,7 +132,7 @@ def build(settings: Settings) -> None:
             return "Nothing to save yet: preview a folder or uploaded files first, and let the preview finish."
         try:
             report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
-        except (ScoreError, LockTimeout, OSError) as exc:  # a bad score, the CLI writing too, a full disk
+        except (WorkbenchError, OSError) as exc:  # a bad score, the CLI writing too, a full disk
             return f"⚠️ {exc} Nothing was copied."
         return report_text(report_)
 

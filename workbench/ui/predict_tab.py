@@ -21,11 +21,21 @@ from matplotlib.figure import Figure
 
 from workbench.config import Settings
 from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
+from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
 from workbench.images import ImageError, thumbnail
 from workbench.predict import (
-    BatchResult, ScoreRow, Scorer, ScorerUnavailable, cached_scorer, csv_text, default_scorer_id, explain,
-    score_images, score_one, scorer_choices,
+    BatchResult,
+    Scorer,
+    ScoreRow,
+    ScorerUnavailable,
+    cached_scorer,
+    csv_text,
+    default_scorer_id,
+    explain,
+    score_images,
+    score_one,
+    scorer_choices,
 )
 from workbench.ui.widgets import StopFlags, progress_html
 
@@ -273,7 +283,7 @@ def build(settings: Settings) -> None:
             names = display_names(result, list(files or []))
             yield (progress_html(1.0, text), items, results_table(result),
                    csv_file(result, names) if result.rows else None, (result.scorer_id, shown))
-        except (ScorerUnavailable, ValueError) as exc:  # the person can fix these: say what to do
+        except WorkbenchError as exc:  # the person can fix these: say what to do
             yield progress_html(1, f"Could not score: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
             log.exception("scoring %d input(s) with %s failed", len(inputs), chosen)
@@ -297,7 +307,7 @@ def build(settings: Settings) -> None:
         title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
         try:  # the scorer that scored this batch, whatever the dropdown shows now
             found = explain(row.path, cached_scorer(batch_scorer, settings), settings)
-        except (ImageError, ScorerUnavailable) as exc:  # e.g. the photo was moved since it was scored
+        except WorkbenchError as exc:  # e.g. the photo was moved since it was scored
             return f"{title}  \n⚠ {html.escape(str(exc))}", None, None
         if found.heatmap is None:
             return f"{title}  \nℹ {html.escape(found.reason)}", None, found

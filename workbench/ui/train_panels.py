@@ -11,12 +11,12 @@ import pandas as pd
 
 from workbench.backbones import backbone_choices
 from workbench.config import Settings
+from workbench.errors import WorkbenchError
 from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
-from workbench.training import TooFewImages, TrainingError, compare
-from workbench.training.reporting import (comparison_frame, format_duration, metrics_markdown, overlay_figure,
-                                          runs_frame)
+from workbench.training import compare
+from workbench.training.reporting import comparison_frame, format_duration, metrics_markdown, overlay_figure, runs_frame
 from workbench.ui.widgets import progress_html
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                     yield (gr.skip(), gr.skip(), progress_html(1, note), frame, bar_update(frame, "srcc", order),
                            bar_update(frame, "fit_seconds", order), gr.Row(visible=bool(order)), best,
                            gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "", visible=bool(best)))
-        except (TooFewImages, TrainingError, ValueError, KeyError) as exc:
+        except WorkbenchError as exc:
             yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 6
         except Exception as exc:  # a bug: say so, details in the server log
             log.exception("comparison failed")

@@ -18,13 +18,20 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from workbench.backbones import WeightsUnavailable, backbone_choices
+from workbench.backbones import backbone_choices
 from workbench.config import Settings
-from workbench.models import DEFAULT_FAMILY, FAMILIES, BadParameter, Param, UnknownFamily
-from workbench.runs import RunNotFound, RunStore, leaderboard_rows
-from workbench.training.reporting import (LEADERBOARD_COLUMNS, TrainingMonitor, empty_curve_frame,
-                                          leaderboard_place, metrics_markdown, runs_frame)
-from workbench.training import TooFewImages, TrainingError, check_weights, train
+from workbench.errors import TrainingError, WorkbenchError
+from workbench.models import DEFAULT_FAMILY, FAMILIES, Param
+from workbench.runs import RunStore, leaderboard_rows
+from workbench.training import check_weights, train
+from workbench.training.reporting import (
+    LEADERBOARD_COLUMNS,
+    TrainingMonitor,
+    empty_curve_frame,
+    leaderboard_place,
+    metrics_markdown,
+    runs_frame,
+)
 from workbench.ui import train_panels
 from workbench.ui.widgets import StopFlags, progress_html
 
@@ -36,7 +43,6 @@ and press **Train**. The loss plot grows while it learns; **Stop** keeps the bes
 Every run is judged on photos it never saw (the held-out split) and stored in the run list."""
 
 PRIMARY_PARAMS = ("epochs", "learning_rate")  # always in view for iterative families
-USER_ERRORS = (TrainingError, TooFewImages, BadParameter, WeightsUnavailable, UnknownFamily, RunNotFound)
 UPDATE_EVERY = 0.25  # seconds between live updates sent to the browser
 PLOT_EPOCHS = 250  # longer histories are thinned for the live plot (same shape, fewer SVG points)
 OK, WARN, STOP, INFO = "✔", "⚠", "✖", "ℹ"  # glyphs every system font has (no colour emoji needed)
@@ -227,7 +233,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                     last = time.monotonic()
                     yield live_view(monitor, plotted)
             yield {**live_view(monitor, plotted), **result_view(monitor)}
-        except USER_ERRORS as exc:
+        except WorkbenchError as exc:  # the person can fix it: the message says how
             yield {progress: progress_html(1, f"Training could not start: {exc}", failed=True), notes: f"{STOP} {exc}"}
         except Exception as exc:  # a bug: say so plainly, keep the details in the server log
             log.exception("training %s failed", name)
