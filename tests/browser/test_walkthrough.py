@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -224,3 +225,69 @@ def test_compare_bars_start_at_zero_and_the_winner_trains(page, walk, output_dir
     new = [m for m in store.list() if m.run_id not in before]
     assert [m.family for m in new] == [winner] and new[0].backbone == "efficientnet_lite0"
     expect(page.locator("#train-result")).to_contain_text(new[0].run_id)
+
+
+# ------------------------------------------------------------- items 3, 4
+def histogram_counts(page: Page, prefix: str) -> dict[str, int]:
+    """{bin label: images} as the bar plot draws them (from each bar's accessible label)."""
+    labels = page.locator(f"#{prefix}-histogram g.mark-rect path").evaluate_all(
+        "bars => bars.map(b => b.getAttribute('aria-label') || '')")
+    counts = {}
+    for label in labels:
+        found = re.search(r"score: ([^;]+); images: (\d+)", label)
+        if found:
+            counts[found.group(1)] = int(found.group(2))
+    return counts
+
+
+def bin_of(counts: dict[str, int], score: float) -> str:
+    return next(label for label in counts if float(label.split("–")[0]) <= score < float(label.split("–")[1])
+                or (score == 100 and label.endswith("–100")))
+
+
+def expect_bars(page: Page, prefix: str, expected: dict[str, int]) -> None:
+    """The histogram's bars reach ``expected`` (a few bins) within a few seconds, or the test says what it shows."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        counts = histogram_counts(page, prefix)
+        if all(counts.get(label) == n for label, n in expected.items()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{prefix} histogram shows {counts}, expected {expected}")
+
+
+def test_the_histogram_follows_each_typed_score_and_table_edits_confirm(page, walk, output_dir):
+    from test_dataset_tabs import edit_table_score, type_score
+
+    # the Import preview: three unlabelled photos, scored by typing and in the table
+    page.goto(walk.url)
+    page.locator("#import-folder input").fill(str(walk.uploads))
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(3, timeout=60_000)
+    expect_bars(page, "import", {"0–10": 0, "90–100": 0})  # an empty preview still has its bins
+    page.locator("#import-gallery button.thumbnail-item").first.click()
+    first = page.locator("#import-name strong").inner_text()
+    type_score(page, "import", "95")
+    expect(page.locator("#import-status")).to_contain_text("score 95")
+    expect_bars(page, "import", {"90–100": 1})  # at once, not one edit later
+    type_score(page, "import", "5")
+    expect(page.locator("#import-status")).to_contain_text("score 5")
+    expect_bars(page, "import", {"0–10": 1, "90–100": 0})
+    edit_table_score(page, "import", first, "55")
+    expect(page.locator("#import-status")).to_contain_text(f"✓ {first} → 55 (in the preview")
+    expect_bars(page, "import", {"0–10": 0, "50–60": 1})
+
+    # the Training data on disk: the same by Enter and by the table
+    open_tab(page, "Training data")
+    expect(page.locator("#data-gallery button.thumbnail-item").first).to_be_visible(timeout=60_000)
+    page.locator("#data-gallery button.thumbnail-item").first.click()
+    name = page.locator("#data-name strong").inner_text()
+    before = histogram_counts(page, "data")
+    old = bin_of(before, float(page.locator("#data-score input").input_value()))
+    type_score(page, "data", "95")
+    expect(page.locator("#data-status")).to_contain_text("Saved score 95")
+    expect_bars(page, "data", {"90–100": before["90–100"] + 1, old: before[old] - 1})
+    edit_table_score(page, "data", name, "55")
+    expect(page.locator("#data-status")).to_contain_text(f"✓ Saved {name} → 55.")
+    expect_bars(page, "data", {"90–100": before["90–100"], "50–60": before["50–60"] + 1})
+    page.screenshot(path=str(output_dir / "training_data_histogram.png"), full_page=True)

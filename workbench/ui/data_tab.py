@@ -19,7 +19,7 @@ from workbench.dataset import (
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
-from workbench.ui.widgets import LabelledGallery, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, changes_text, histogram, table_rows
 
 TITLE = "Training data"
 
@@ -73,7 +73,7 @@ def build(settings: Settings) -> None:
         names = [item.filename for item in page.items]
         selected = names.index(keep) if keep in names else index
         summary = summarize(store)
-        return (*view.show(page, selected), summary_line(summary), histogram(summary.histogram), status)
+        return (*view.show(page, selected), summary_line(summary), histogram(summary.histogram, settings), status)
 
     def refresh_view(*query):
         return render(query)
@@ -107,7 +107,7 @@ def build(settings: Settings) -> None:
         changes = table_changes(table_rows(value), shown)
         if not changes:
             return None, name
-        return f"Saved {len(store.set_scores(changes))} score(s) from the table.", name
+        return f"Saved {changes_text(store.set_scores(changes))}.", name
 
     def delete_entry(page, name):
         store.delete(name)
@@ -142,7 +142,7 @@ def build(settings: Settings) -> None:
     if isinstance(tab := gr.context.Context.block, gr.Tab):
         # The bar plot ignores data that lands while its tab is still hidden: send it again once shown.
         tab.select(refresh_view, query_inputs, everything, show_progress="hidden").then(
-            lambda: histogram(summarize(store).histogram), None, view.histogram, show_progress="hidden")
+            lambda: histogram(summarize(store).histogram, settings), None, view.histogram, show_progress="hidden")
     gr.on([refresh.click, sort.change, unlabelled_first.change, only_unlabelled.change,
            min_score.submit, max_score.submit], refresh_view, query_inputs, everything)
     state = [view.page, view.selected, *query_inputs]

@@ -10,7 +10,7 @@ from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
-from workbench.ui.widgets import LabelledGallery, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, changes_text, histogram, table_rows
 
 TITLE = "Import"
 
@@ -88,7 +88,7 @@ def build(settings: Settings) -> None:
         page = None if current is None else current.page(
             page_no, settings.gallery_page_size, settings.thumbnails_dir, settings.thumbnail_size)
         bins = [] if current is None else current.summary().histogram
-        return (current, *view.show(page, selected), summary_line(current), histogram(bins), status)
+        return (current, *view.show(page, selected), summary_line(current), histogram(bins, settings), status)
 
     def scan(previous, source, pattern_text, progress=gr.Progress()):
         if not source:
@@ -121,8 +121,10 @@ def build(settings: Settings) -> None:
         except ScoreError as exc:
             gr.Warning(str(exc), duration=6)
             return render(current, page.page, selected, f"⚠️ {exc}")
+        if not changed:  # the table fires without an edit too: keep the last message
+            return (*[gr.skip()] * len(everything),)
         return render(current, page.page, selected,
-                      f"✓ {len(changed)} score(s) changed in the preview." if changed else "")
+                      f"✓ {changes_text(changed)} (in the preview; Save to keep it)")
 
     def turn(delta: int):
         return lambda current, page: render(current, (page.page if page else 0) + delta, None)
