@@ -291,3 +291,45 @@ def test_the_histogram_follows_each_typed_score_and_table_edits_confirm(page, wa
     expect(page.locator("#data-status")).to_contain_text(f"✓ Saved {name} → 55.")
     expect_bars(page, "data", {"90–100": before["90–100"], "50–60": before["50–60"] + 1})
     page.screenshot(path=str(output_dir / "training_data_histogram.png"), full_page=True)
+
+
+# --------------------------------------------------------------- keyboard
+def test_rate_and_cull_with_the_keyboard_only(page, walk, output_dir):
+    from workbench.dataset import ScoreStore
+
+    store = ScoreStore.from_settings(walk.settings)
+    page.goto(walk.url)
+    tab = page.get_by_role("tab", name="Training data", exact=True)
+    tab.focus()
+    page.keyboard.press("Enter")
+    name = page.locator("#data-name strong")
+    expect(name).to_have_text(re.compile(r"\.png$"), timeout=60_000)  # the first photo is selected
+    expect(page.locator("#data-keys")).to_contain_text("1–5 stars → 0–100")
+    first = name.inner_text()
+
+    page.keyboard.press("ArrowRight")
+    expect(name).not_to_have_text(first)
+    second = name.inner_text()
+    expect(page.locator("#data-name")).to_contain_text("image 2 of")
+    before = store.get(second).score
+
+    page.keyboard.press("4")  # four stars on 0-100
+    expect(page.locator("#data-score input")).to_have_value("75")
+    page.keyboard.press("Enter")
+    expect(page.locator("#data-status")).to_contain_text(f"Saved score 75 for {second}")
+    assert store.get(second).score == 75
+
+    page.keyboard.press("ArrowLeft")  # Enter gave the keys back to the gallery
+    expect(name).to_have_text(first)
+    page.keyboard.press("z")
+    expect(page.locator("#data-status")).to_contain_text(f"Took back the score of {second}")
+    assert store.get(second).score == before
+    expect(name).to_have_text(second)  # the undo selects the photo it changed
+
+    page.keyboard.press("Delete")
+    expect(page.locator("#data-status")).to_contain_text(f"Moved {second} to the trash")
+    assert second not in {e.filename for e in store.entries()}
+    page.keyboard.press("Z")
+    expect(page.locator("#data-status")).to_contain_text(f"Restored {second}")
+    assert store.get(second).score == before
+    page.screenshot(path=str(output_dir / "keyboard_rating.png"), full_page=True)

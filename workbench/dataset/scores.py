@@ -39,6 +39,23 @@ def format_range(score_min: float, score_max: float) -> str:
     return f"{format_score(score_min)}–{format_score(score_max)}"
 
 
+NUMBER_KEY_MODES = ("stars", "tenths")
+
+
+def number_key_scores(mode: str, score_min: float, score_max: float) -> dict[str, float]:
+    """The score each number key gives a selected photo in a gallery.
+
+    ``stars`` (Lightroom, Photo Mechanic): 1-5 stars spread over the range, 1 = the
+    lowest score, 5 = the highest. ``tenths``: 1-9 = 10 %-90 % of the range, 0 = the top.
+    """
+    span = score_max - score_min
+    if mode == "stars":
+        return {str(n): round(score_min + (n - 1) / 4 * span, 6) for n in range(1, 6)}
+    if mode == "tenths":
+        return {str(d): round(score_min + (d or 10) / 10 * span, 6) for d in range(10)}
+    raise BadInput(f"keyboard.number_keys must be one of {', '.join(NUMBER_KEY_MODES)}, not {mode!r}")
+
+
 def validate_score(value: Any, score_min: float, score_max: float) -> float:
     """A typed score as a float within [score_min, score_max], or :class:`ScoreError`.
 

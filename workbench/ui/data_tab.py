@@ -44,10 +44,10 @@ def build(settings: Settings) -> None:
         min_score = gr.Number(label="Min score", value=settings.score_min, elem_id="data-min-score")
         max_score = gr.Number(label="Max score", value=settings.score_max, elem_id="data-max-score")
         refresh = gr.Button("↻ Refresh", elem_id="data-refresh", scale=1)
-    view = LabelledGallery.build("data", settings, gallery_label="Training set")
+    view = LabelledGallery.build("data", settings, gallery_label="Training set", can_delete=True)
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
-        undo = gr.Button("↶ Undo delete", elem_id="data-undo")
+        undo = gr.Button("↶ Undo", elem_id="data-undo")
     with gr.Accordion("Add an image", open=False, elem_id="data-add"):
         with gr.Row(equal_height=False):
             upload = gr.File(label="Upload an image", file_types=["image"], elem_id="data-add-file",
@@ -94,7 +94,7 @@ def build(settings: Settings) -> None:
                 return render(query, page_no, name, selected, f"⚠️ {exc} Nothing was changed.")
             if confirmation is None:
                 return (*[gr.skip()] * len(everything),)
-            gr.Info(confirmation, duration=3)
+            # no toast: the status line under the photo says it, and toasts piled up over the photo
             return render(query, page_no, keep, selected, f"✓ {confirmation}")
         return callback
 
@@ -111,13 +111,16 @@ def build(settings: Settings) -> None:
 
     def delete_entry(page, name):
         store.delete(name)
-        return f"Moved {name} to the trash. “Undo delete” brings it back.", None
+        return f"Moved {name} to the trash. “Undo” (or Z) brings it back.", None
 
-    def undo_delete(page, name):
-        entry = store.undo_delete()
-        if entry is None:
+    def undo_last(page, name):
+        undone = store.undo()  # the latest score edit or deletion
+        if undone is None:
             raise NotFound("There is nothing to undo.")
-        return f"Restored {entry.filename}.", entry.filename
+        kind, names = undone
+        if kind == "delete":
+            return f"Restored {names[0]}.", names[0]
+        return f"Took back the score of {', '.join(names)}.", names[0] if len(names) == 1 else name
 
     def add_entry(page, name, file, typed_name, typed_score):
         if file:
@@ -149,7 +152,7 @@ def build(settings: Settings) -> None:
     view.score.submit(edit(save_score), [*state, view.score], everything, show_progress="hidden")
     view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
     delete.click(edit(delete_entry), state, everything, show_progress="hidden")
-    undo.click(edit(undo_delete, needs_selection=False), state, everything, show_progress="hidden")
+    undo.click(edit(undo_last, needs_selection=False), state, everything, show_progress="hidden")
     add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(
         lambda status: (None, "", "") if status.startswith("✓") else (gr.skip(),) * 3,  # empty the form once added
         view.status, [upload, existing, add_score], show_progress="hidden")

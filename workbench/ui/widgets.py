@@ -33,6 +33,7 @@ from workbench.dataset.summary import summarize_scores
 from workbench.events import StopFlag
 from workbench.fsutil import atomic_write_bytes
 from workbench.images import ImageError, thumbnail
+from workbench.ui import keyboard
 
 TABLE_HEADERS = ["filename", "score"]
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
@@ -149,7 +150,8 @@ class LabelledGallery:
     extra_actions: gr.Row  # tab-specific buttons under the score field (delete, undo, ...)
 
     @classmethod
-    def build(cls, prefix: str, settings: Settings, *, gallery_label: str) -> "LabelledGallery":
+    def build(cls, prefix: str, settings: Settings, *, gallery_label: str,
+              can_delete: bool = False) -> "LabelledGallery":
         """Lay out the gallery; every component gets ``elem_id = f"{prefix}-..."``."""
         gr.set_static_paths([settings.thumbnails_dir])  # thumbnails are immutable: serve, never copy
         page, selected = gr.State(None), gr.State(None)
@@ -177,6 +179,7 @@ class LabelledGallery:
                     previous = gr.Button("◀ Previous", elem_id=f"{prefix}-prev")
                     next_ = gr.Button("Next ▶", elem_id=f"{prefix}-next")
                 extra_actions = gr.Row()
+                gr.Markdown(keyboard.help_line(settings, can_delete=can_delete), elem_id=f"{prefix}-keys")
                 status = gr.Markdown(elem_id=f"{prefix}-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
