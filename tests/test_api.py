@@ -1,4 +1,9 @@
-"""``POST /api/score`` with httpx against the real running app."""
+"""``POST /api/score`` with httpx against the real running app.
+
+One app start (about half a minute on two cores) serves every test in this module. Its runs folder
+holds a ridge run trained on package photos whose score is their brightness (efficientnet_lite0 from
+its package: no ../shared needed); NIMA's file is linked in when ../shared has it.
+"""
 from __future__ import annotations
 
 import io
@@ -7,9 +12,15 @@ import os
 import httpx
 import numpy as np
 import pytest
+from conftest import SHARED_DIR, start_app, stop_app
 from PIL import Image
+from training_fixtures import make_brightness_set, settings_for
+
+from workbench.events import drain
+from workbench.training import train
 
 UPLOAD_LIMIT_MB = 1
+NIMA_FILE = SHARED_DIR / "weights" / "nima_mobilenet_aesthetic_ava.hdf5"
 
 
 def jpeg_bytes(pixels: np.ndarray, quality: int = 90) -> bytes:
@@ -18,23 +29,61 @@ def jpeg_bytes(pixels: np.ndarray, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture
-def nima_and_small_uploads(workbench_env, nima_weights, tmp_path, monkeypatch):
-    """The app with NIMA weights in its weights folder and a 1 MB upload limit."""
-    weights = os.path.join(workbench_env["WORKBENCH_WEIGHTS_DIR"], nima_weights.name)
-    os.symlink(nima_weights, weights)
-    config = tmp_path / "small_uploads.yaml"
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, photos):
+    """(base URL, the brightness run's id): the app with a 1 MB upload limit and one trained run."""
+    root = tmp_path_factory.mktemp("api")
+    data = make_brightness_set(photos, root / "data")
+    settings = settings_for(data, root / "runs", root / "cache", root / "weights")
+    if NIMA_FILE.is_file():
+        os.symlink(NIMA_FILE, settings.weights_dir / NIMA_FILE.name)
+    run = drain(train("ridge", settings))
+    config = root / "small_uploads.yaml"
     config.write_text(f"server:\n  max_upload_mb: {UPLOAD_LIMIT_MB}\n")
-    monkeypatch.setenv("WORKBENCH_CONFIG", str(config))
-    return None
+    env = {"WORKBENCH_DATA_DIR": str(data), "WORKBENCH_MODELS_DIR": str(settings.models_dir),
+           "WORKBENCH_WEIGHTS_DIR": str(settings.weights_dir), "WORKBENCH_CACHE_DIR": str(settings.cache_dir),
+           "WORKBENCH_CONFIG": str(config)}
+    proc, url = start_app(env, root / "server.log")
+    try:
+        yield url, run.run_id
+    finally:
+        stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def server(api):
+    return api[0]
 
 
 @pytest.fixture
-def server(nima_and_small_uploads, app_server):  # this first: its environment reaches the server
-    return app_server
+def needs_nima():
+    if not NIMA_FILE.is_file():
+        pytest.skip(f"NIMA weights not found at {NIMA_FILE}")
 
 
-def check_scores_several_images_with_distributions(server, photos):
+def test_a_trained_run_scores_a_brighter_photo_higher(api, photos):
+    server, run_id = api
+    levels = (0.2, 0.5, 1.0)  # the same photo, dimmed
+    files = [("files", (f"coffee_{level}.jpg", jpeg_bytes((photos["coffee"] * level).astype(np.uint8)), "image/jpeg"))
+             for level in levels]
+    response = httpx.post(f"{server}/api/score", files=files, data={"run": run_id}, timeout=120)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scorer"] == run_id and body["scale"] == [0.0, 100.0]
+    assert [r["filename"] for r in body["results"]] == [f"coffee_{level}.jpg" for level in levels]
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores) and scores[0] < scores[-1]  # what the run was taught: brighter is better
+
+
+def test_the_best_run_is_the_default_scorer_and_a_threshold_can_be_given(api, photos):
+    server, run_id = api
+    files = [("files", ("a.jpg", jpeg_bytes(photos["astronaut"]), "image/jpeg"))]
+    body = httpx.post(f"{server}/api/score", files=files, data={"threshold": "1.5"}, timeout=120).json()
+    assert body["scorer"] == run_id  # a trained run exists: it, not the ready NIMA scorer
+    assert body["threshold"] == 1.5 and body["results"][0]["verdict"] == "good"
+
+
+def test_nima_scores_several_images_with_distributions(server, photos, needs_nima):
     files = [("files", ("chelsea.jpg", jpeg_bytes(photos["chelsea"], 95), "image/jpeg")),
              ("files", ("koffie €.png", _png(photos["coffee"]), "image/png"))]
     response = httpx.post(f"{server}/api/score", files=files, data={"run": "nima"}, timeout=120)
@@ -52,14 +101,7 @@ def check_scores_several_images_with_distributions(server, photos):
     assert (chelsea["rank"] == 1) == (chelsea["score"] >= coffee["score"])
 
 
-def check_default_scorer_and_own_threshold(server, photos):
-    files = [("files", ("a.jpg", jpeg_bytes(photos["astronaut"]), "image/jpeg"))]
-    body = httpx.post(f"{server}/api/score", files=files, data={"threshold": "1.5"}, timeout=120).json()
-    assert body["scorer"] == "nima"  # no trained runs: the ready scorer
-    assert body["threshold"] == 1.5 and body["results"][0]["verdict"] == "good"
-
-
-def check_a_non_image_is_rejected_with_a_reason_per_file(server, photos):
+def test_a_non_image_is_rejected_with_a_reason_per_file(server, photos):
     files = [("files", ("fine.jpg", jpeg_bytes(photos["rocket"]), "image/jpeg")),
              ("files", ("notes.jpg", b"shopping list: milk, eggs", "image/jpeg")),
              ("files", ("empty.png", b"", "image/png"))]
@@ -71,7 +113,7 @@ def check_a_non_image_is_rejected_with_a_reason_per_file(server, photos):
     assert all(f["error"] for f in detail["files"])
 
 
-def check_an_oversized_upload_is_refused_with_413(server):
+def test_an_oversized_upload_is_refused_with_413(server):
     big = os.urandom(int(UPLOAD_LIMIT_MB * 1024 * 1024) + 200_000)
     response = httpx.post(f"{server}/api/score", files=[("files", ("huge.jpg", big, "image/jpeg"))], timeout=120)
     assert response.status_code == 413
@@ -88,7 +130,7 @@ def check_an_oversized_upload_is_refused_with_413(server):
     assert response.status_code == 413 and "limit is" in response.json()["detail"]
 
 
-def check_an_unknown_run_is_404_and_docs_describe_the_endpoint(server, photos):
+def test_an_unknown_run_is_404_and_docs_describe_the_endpoint(server, photos):
     files = [("files", ("a.jpg", jpeg_bytes(photos["chelsea"]), "image/jpeg"))]
     response = httpx.post(f"{server}/api/score", files=files, data={"run": "no-such-run"}, timeout=120)
     assert response.status_code == 404 and "no-such-run" in response.json()["detail"]
@@ -99,7 +141,7 @@ def check_an_unknown_run_is_404_and_docs_describe_the_endpoint(server, photos):
     assert httpx.get(f"{server}/api/docs", timeout=30).status_code == 200
 
 
-def check_an_unsafe_run_id_is_404_and_a_nan_threshold_422(server, photos):
+def test_an_unsafe_run_id_is_404_and_a_nan_threshold_422(server, photos):
     files = [("files", ("a.jpg", jpeg_bytes(photos["chelsea"]), "image/jpeg"))]
     response = httpx.post(f"{server}/api/score", files=files, data={"run": "../x"}, timeout=120)
     assert response.status_code == 404 and "not a run id" in response.json()["detail"]
@@ -107,16 +149,6 @@ def check_an_unsafe_run_id_is_404_and_a_nan_threshold_422(server, photos):
         response = httpx.post(f"{server}/api/score", files=files, data={"threshold": bad}, timeout=120)
         assert response.status_code == 422, response.text
         assert "finite number" in response.json()["detail"]
-
-
-def test_score_endpoint(server, photos):
-    """One app start (about half a minute on two cores) serves every check."""
-    check_scores_several_images_with_distributions(server, photos)
-    check_default_scorer_and_own_threshold(server, photos)
-    check_a_non_image_is_rejected_with_a_reason_per_file(server, photos)
-    check_an_oversized_upload_is_refused_with_413(server)
-    check_an_unknown_run_is_404_and_docs_describe_the_endpoint(server, photos)
-    check_an_unsafe_run_id_is_404_and_a_nan_threshold_422(server, photos)
 
 
 def _png(pixels: np.ndarray) -> bytes:

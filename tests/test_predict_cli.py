@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,13 @@ def test_predict_a_folder_to_json_and_csv(nima_env, run_cli, scored_photo_folder
 
 
 def test_predict_prints_a_readable_table(nima_env, run_cli, scored_photo_folder):
-    proc = run_cli("predict", "nima", scored_photo_folder / "85_chelsea.jpg")
-    assert "85_chelsea.jpg" in proc.stdout and ("good" in proc.stdout or "bad" in proc.stdout)
-    assert "1 scored, 0 could not be scored" in proc.stderr
+    proc = run_cli("predict", "nima", scored_photo_folder / "85_chelsea.jpg", "--threshold", "5")
+    # one line per photo: score ± spread, the verdict against the threshold, the path
+    score, spread, verdict, path = re.fullmatch(r"\s*(\d+\.\d{3}) ± (\d+\.\d{2})  (good|bad)\s+(\S+)",
+                                                proc.stdout.strip()).groups()
+    assert Path(path).name == "85_chelsea.jpg" and 1 <= float(score) <= 10 and float(spread) > 0
+    assert verdict == ("good" if float(score) >= 5 else "bad")
+    assert "1 scored, 0 could not be scored; good from 5" in proc.stderr
 
 
 def test_unknown_run_is_a_clear_error(workbench_env, run_cli, scored_photo_folder):

@@ -185,8 +185,8 @@ def test_compare_uses_the_same_folds_and_reports_every_family(savoias_settings):
     report = drain(compare(families, savoias_settings, folds=3, seed=7, params={"head": {"epochs": 20}}))
     assert [r.model for r in report.results] == families
     assert report.n_images == SUBSET_SIZE and report.folds == 3
-    for r in report.results:
-        assert len(r.folds) == 3 and -1 <= r.srcc <= 1 and r.mae > 0 and r.fit_seconds >= 0
+    for r in report.results:  # every family ranks the photos the person's way round, in a measurable time
+        assert len(r.folds) == 3 and r.srcc > 0.2 and r.mae > 0 and r.fit_seconds > 0, (r.model, r.srcc)
     again = drain(compare(["ridge"], savoias_settings, folds=3, seed=7))
     assert again.results[0].folds == report.results[0].folds  # same seed, same folds, same numbers
     doc = report.to_json()
@@ -215,6 +215,40 @@ def brightness_settings(photos, tmp_path, session_dirs):
 def _beats_mean_on_brightness(manifest, settings) -> None:
     true, pred = _held_out(manifest)
     assert np.mean(np.abs(true - pred)) < _mean_baseline_mae(manifest, settings)
+
+
+@pytest.fixture
+def lite0_only(brightness_settings, tmp_path):
+    """The brightness set with no weights folder content: efficientnet_lite0 from its package, nothing from
+    ../shared (whatever the SAVOIAS tests linked into the session's weights folder)."""
+    (tmp_path / "no-weights").mkdir()
+    return brightness_settings.replace(weights_dir=tmp_path / "no-weights")
+
+
+@pytest.mark.parametrize("family", FEATURE_FAMILIES)
+def test_feature_family_learns_brightness_from_package_weights_and_reloads(family, lite0_only):
+    """The core loop without ../shared: extract, train, store, reload, predict the same."""
+    events = list(train(family, lite0_only, params=FAST.get(family)))
+    manifest = events[-1].result
+    assert manifest.status == "complete" and manifest.backbones == ["efficientnet_lite0"]
+    assert manifest.weights["efficientnet_lite0"]["source"] == "package"
+    _beats_mean_on_brightness(manifest, lite0_only)
+    assert manifest.metrics["srcc"] > 0.5  # brighter crops are ranked higher
+    run = load_run(manifest.run_id, lite0_only)
+    paths = [lite0_only.data_dir / n for n in manifest.split["test"]]
+    result = drain(run.predict_images(paths, lite0_only))
+    assert [p.name for p in result.paths] == manifest.split["test"]
+    np.testing.assert_allclose(result.scores, _held_out(manifest)[1], rtol=0, atol=1e-6)
+
+
+def test_compare_ranks_brightness_with_package_weights(lite0_only):
+    report = drain(compare(["ridge", "svr", "head"], lite0_only, folds=3, seed=7, params={"head": {"epochs": 20}}))
+    assert [r.model for r in report.results] == ["ridge", "svr", "head"] and report.n_images == 48
+    for r in report.results:
+        assert len(r.folds) == 3 and r.srcc > 0.3, (r.model, r.srcc)  # every model ranks brighter higher
+        assert r.mae < 30 and r.fit_seconds > 0
+    by_srcc, by_mae = [r.srcc for r in report.leaderboard("srcc")], [r.mae for r in report.leaderboard("mae")]
+    assert by_srcc == sorted(by_srcc, reverse=True) and by_mae == sorted(by_mae)  # best first, either way
 
 
 def test_finetune_learns_brightness_and_reloads_identically(brightness_settings):

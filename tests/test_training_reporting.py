@@ -20,17 +20,21 @@ from workbench.training.reporting import (
 )
 
 
-def test_monitor_follows_a_run_from_features_to_a_stopped_result():
+def test_monitor_follows_a_run_from_features_to_a_stopped_result(monkeypatch):
+    clock = [100.0]  # a clock the test moves: 2 s per epoch
+    monkeypatch.setattr("workbench.training.reporting.time.monotonic", lambda: clock[0])
     monitor = TrainingMonitor()
     monitor.add(Notice("efficientnet_lite0: weights from package"))
     monitor.add(Progress(10, 40, "efficientnet_lite0: 12 images/s", eta=3.4))
     assert monitor.phase == "preparing" and monitor.fraction == 0.25
     assert "12 images/s" in monitor.status_line() and "3 s left" in monitor.status_line()
     for epoch in range(1, 6):
+        clock[0] += 2.0
         monitor.add(EpochEnd(epoch, 1.0 / epoch, 1.5 / epoch, {"srcc": 0.1 * epoch, "mae": 9.0, "seconds": 0.1},
                              total_epochs=20))
     assert monitor.fraction == pytest.approx(5 / 20)
-    assert monitor.eta is not None and monitor.eta >= 0
+    assert monitor.eta == pytest.approx(2.0 * 15)  # 15 epochs left at the 2 s each measured so far
+    assert "about 30 s left" in monitor.status_line()
     assert monitor.latest_metrics == {"srcc": pytest.approx(0.5), "mae": 9.0}  # not "seconds"
     line = monitor.status_line()
     assert line.startswith("Training: epoch 5 / 20") and "validation loss 0.3" in line

@@ -37,6 +37,10 @@ class EpochEnd:
     metrics: dict[str, float] = field(default_factory=dict)
     total_epochs: int | None = None
 
+    def record(self) -> dict[str, Any]:
+        """The epoch as one row of a run's ``history``: epoch, train_loss, val_loss and the metrics."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "val_loss": self.val_loss, **self.metrics}
+
 
 @dataclass
 class Notice:

@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -124,10 +124,6 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def bytes_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def safe_child(folder: str | Path, name: str) -> Path:
     """``folder / name`` when that stays inside ``folder``; else raise :class:`UnsafePath`.
 
@@ -152,6 +148,23 @@ def safe_child(folder: str | Path, name: str) -> Path:
     if resolved.parent != root and root not in resolved.parents:
         raise UnsafePath(f"{name!r} is a link pointing outside {folder}")
     return child
+
+
+def require_inside(path: str | Path, roots: Iterable[str | Path]) -> Path:
+    """``path`` resolved, when it is a file inside one of ``roots``; else raise :class:`UnsafePath`.
+
+    For paths that arrive from a client (a browser upload names a file on the
+    server): without this check a crafted request could name ``/etc/passwd``.
+    Links are followed before the check, so one pointing out is refused too.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path) or "\x00" in str(path):
+        raise UnsafePath(f"{path!r} is not a file name")
+    resolved = Path(path).resolve()
+    for root in roots:
+        root = Path(root).resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    raise UnsafePath(f"{Path(path).name}: refused, it is not a file this workbench received or keeps")
 
 
 @contextmanager

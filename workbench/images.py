@@ -66,13 +66,16 @@ def is_supported(name: str | Path) -> bool:
     return Path(name).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
-def _label(source: ImageSource) -> str:
-    return Path(source).name if isinstance(source, (str, Path)) else "the image"
+def _label(source: ImageSource, name: str | None = None) -> str:
+    """What a message calls the file: the name given (an upload's), else the path's name."""
+    if name:
+        return name
+    return Path(source).name if isinstance(source, (str, Path)) else "the uploaded image"
 
 
-def _open(source: ImageSource, max_pixels: int) -> Image.Image:
+def _open(source: ImageSource, max_pixels: int, name: str | None = None) -> Image.Image:
     """Open (header only) and check size; raises ImageError."""
-    label = _label(source)
+    label = _label(source, name)
     if isinstance(source, (str, Path)):
         try:
             size = os.path.getsize(source)
@@ -82,7 +85,7 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
             raise ImageError(f"{label}: the file is empty (0 bytes)")
     elif isinstance(source, bytes):
         if not source:
-            raise ImageError("the image is empty (0 bytes)")
+            raise ImageError(f"{label}: the file is empty (0 bytes)")
         source = io.BytesIO(source)
     try:
         image = Image.open(source)
@@ -153,16 +156,18 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_size: tuple[int, int] | None = None,
+    name: str | None = None,
 ) -> Image.Image:
     """Decode ``source`` (path, bytes or binary file) into an RGB image, EXIF orientation applied.
 
     ``min_size=(w, h)``: the caller will shrink the image to about this size, so a
     JPEG much larger may be decoded at a reduced scale; the result is still at
     least ``w`` x ``h`` pixels (after rotation) unless the original is smaller.
-    Raises :class:`ImageError` with a readable reason.
+    Raises :class:`ImageError` with a readable reason that names the file (``name``
+    for bytes, e.g. an upload's file name).
     """
-    label = _label(source)
-    image = _open(source, max_pixels)
+    label = _label(source, name)
+    image = _open(source, max_pixels, name)
     try:
         if min_size is not None and image.format == "JPEG":
             want_w, want_h = min_size
@@ -185,12 +190,12 @@ def load_image(
     return result
 
 
-def read_info(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def read_info(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> ImageInfo:
     """Size (after EXIF rotation) and format from the header only; cheap, proves little.
 
     Raises :class:`ImageError` for empty, non-image and over-limit files.
     """
-    image = _open(source, max_pixels)
+    image = _open(source, max_pixels, name)
     try:
         fmt = image.format or "unknown"
         width, height = image.size
@@ -202,7 +207,7 @@ def read_info(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     return ImageInfo(width, height, fmt)
 
 
-def check_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def check_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> ImageInfo:
     """Fully decode (at reduced scale for JPEG) to prove the file is usable; returns its size.
 
     The size is the one after EXIF rotation. Raises :class:`ImageError`.
@@ -211,8 +216,8 @@ def check_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         source = bytes(source)
     elif not isinstance(source, (str, Path)):
         source = source.read()
-    info = read_info(source, max_pixels)
-    load_image(source, max_pixels=max_pixels, min_size=(64, 64))  # catches truncation and corruption
+    info = read_info(source, max_pixels, name)
+    load_image(source, max_pixels=max_pixels, min_size=(64, 64), name=name)  # catches truncation and corruption
     return info
 
 

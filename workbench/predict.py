@@ -445,21 +445,34 @@ def csv_columns(result: BatchResult) -> list[str]:
     return columns
 
 
-def csv_text(result: BatchResult, names: dict[str, str] | None = None) -> str:
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` with a leading ``'`` if a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_text(result: BatchResult, names: dict[str, str] | None = None, *, for_spreadsheet: bool = False) -> str:
     """The batch as CSV (columns: :func:`csv_columns`), best first, failures last.
 
     ``names`` maps a row's path to what the ``path`` column says instead: the UI
     passes the person's own file name for an upload, not the server's temporary copy.
+    ``for_spreadsheet`` (the UI's download): text cells that a spreadsheet would run
+    as formulas get a leading ``'``; the CLI's --csv keeps paths exact for scripts.
     """
+    text_cell = spreadsheet_safe if for_spreadsheet else str
     columns = csv_columns(result)
     names = names or {}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in result.rows:
-        values = {"path": names.get(row.path, row.path), "score": _num(row.score, 4), "std": _num(row.std, 4),
-                  "rank": "" if row.rank is None else str(row.rank), "percentile": _num(row.percentile, 1),
-                  "verdict": row.verdict or "", "error": row.error or ""}
+        values = {"path": text_cell(str(names.get(row.path, row.path))), "score": _num(row.score, 4),
+                  "std": _num(row.std, 4), "rank": "" if row.rank is None else str(row.rank),
+                  "percentile": _num(row.percentile, 1), "verdict": row.verdict or "",
+                  "error": text_cell(row.error or "")}
         for i in range(10):
             values[f"p{i + 1}"] = f"{row.distribution[i]:.5f}" if row.distribution else ""
         writer.writerow([values[c] for c in columns])

@@ -191,7 +191,7 @@ def test_early_stopping_and_the_metrics_are_explained(page, walk, output_dir):
     expect(page.locator("#train-loss-plot")).to_contain_text("best epoch (kept)")
     (head,) = [m for m in RunStore(walk.settings.models_dir).list() if m.family == "head"]
     assert head.status == "stopped early" and head.stop_reason.startswith("stopped early at epoch")
-    assert head.best_epoch is not None and head.best_epoch < len(head.history)
+    assert 0 < head.best_epoch < len(head.history)
     page.screenshot(path=str(output_dir / "train_early_stop.png"), full_page=True)
 
 

@@ -37,10 +37,8 @@ from workbench.backbones import nima  # noqa: F401
 from workbench.backbones import zoo  # noqa: F401
 # isort: on
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
-
 __all__ = [
-    "BACKBONES", "DEFAULT_BACKBONE", "PREPROCESSING_VERSION", "BackboneSpec", "ImageTransform", "LoadedBackbone",
+    "BACKBONES", "PREPROCESSING_VERSION", "BackboneSpec", "ImageTransform", "LoadedBackbone",
     "WeightSource", "WeightStatus", "WeightsUnavailable", "backbone_choices", "get_backbone", "load_backbone",
     "make_transform", "register_backbone", "weight_status",
 ]

@@ -17,7 +17,7 @@ import timm
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv
 from torch import nn
 
-from workbench.backbones.registry import HALF, register_backbone
+from workbench.backbones.registry import HALF, register_backbone, timm_features
 from workbench.backbones.weights import StateDict, WeightSource
 
 _STEM_HEAD = {
@@ -81,12 +81,7 @@ def _lite_sources(n: int, file_hash: str, timm_hash: str) -> tuple[WeightSource,
     )
 
 
-def _features(model: nn.Module) -> nn.Module:
-    model.reset_classifier(0)
-    return model
-
-
-_COMMON = dict(feature_dim=1280, mean=HALF, std=HALF, interpolation="bicubic", to_features=_features,
+_COMMON = dict(feature_dim=1280, mean=HALF, std=HALF, interpolation="bicubic", to_features=timm_features,
                gradcam_layer="bn2")
 
 

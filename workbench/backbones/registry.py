@@ -44,7 +44,8 @@ HALF = (0.5, 0.5, 0.5)
 # of every feature-cache key, so stale features are never reused.
 PREPROCESSING_VERSION = "squash-resize-v2"
 
-_RESAMPLE = {
+# interpolation name (BackboneSpec.interpolation) -> Pillow filter
+RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -107,7 +108,7 @@ class ImageTransform:
 
     def __init__(self, size: int, mean, std, interpolation: str) -> None:
         self.size = size
-        self.resample = _RESAMPLE[interpolation]
+        self.resample = RESAMPLE[interpolation]
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
@@ -125,6 +126,12 @@ def make_transform(spec: BackboneSpec) -> ImageTransform:
 
 
 # ------------------------------------------------------------------ loading
+def timm_features(model: nn.Module) -> nn.Module:
+    """A timm classifier as a feature extractor: its pooled features, no classifier."""
+    model.reset_classifier(0)
+    return model
+
+
 class L2Normalized(nn.Module):
     """Wraps a feature model so its output rows have unit length."""
 
@@ -168,10 +175,6 @@ class LoadedBackbone:
         if not self.spec.gradcam_layer:
             return None
         return operator.attrgetter(self.spec.gradcam_layer)(self.model)
-
-    @property
-    def cache_key(self) -> str:
-        return f"{self.spec.name}|{self.weights.weights_id}|{PREPROCESSING_VERSION}"
 
 
 def weight_status(name: str, settings: "Settings", *, check_online: bool = True) -> WeightStatus:

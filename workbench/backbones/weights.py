@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.backbones.registry import BackboneSpec
     from workbench.config import Settings
 
-SOURCES = ("local file", "package", "download", "unavailable", "random")
 StateDict = dict[str, torch.Tensor]
 
 

@@ -12,7 +12,7 @@ import timm
 import torchvision.models as tv
 from torch import nn
 
-from workbench.backbones.registry import L2Normalized, register_backbone
+from workbench.backbones.registry import L2Normalized, register_backbone, timm_features
 from workbench.backbones.weights import StateDict, WeightSource
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -114,15 +114,10 @@ def convnext_tiny() -> nn.Module:
 
 
 # ----------------------------------------------------------------------- timm
-def _timm_features(model: nn.Module) -> nn.Module:
-    model.reset_classifier(0)
-    return model
-
-
 @register_backbone(description="Swin-T (timm swin_tiny_patch4_window7_224, ImageNet-1k)", input_size=224,
                    feature_dim=768, interpolation="bicubic",
                    weights=(hf_timm_weights("timm/swin_tiny_patch4_window7_224.ms_in1k"),),
-                   to_features=_timm_features, gradcam_layer="layers.3", tags=("nhwc_gradcam",))
+                   to_features=timm_features, gradcam_layer="layers.3", tags=("nhwc_gradcam",))
 def swin_tiny() -> nn.Module:
     return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
 

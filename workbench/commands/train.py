@@ -50,9 +50,7 @@ def _option(name: str) -> str:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from workbench.models import FAMILIES, get_family
-
-    get_family("auto")  # imports every family
+    from workbench.models import FAMILIES
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True,
                                    help="model family: " + ", ".join(FAMILIES))
     for family in FAMILIES.values():
@@ -123,9 +121,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_compare_families() -> list[str]:
-    from workbench.models import FAMILIES, get_family
-
-    get_family("auto")
+    from workbench.models import FAMILIES
     return [f.name for f in FAMILIES.values() if f.capabilities.needs_features]
 
 

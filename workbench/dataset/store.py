@@ -14,6 +14,10 @@ Layout::
     data/.trash/<id>/...   deleted images; data/.trash/undo.json is the undo stack
     data/.hashes.json      content hashes keyed by name + size + mtime (for duplicates and fingerprints)
     data/.scores.lock      the lock file
+    data/.import-journal.jsonl  rows of a batch being copied in (present only while it runs, or after a kill)
+
+File names are kept exactly as they are on disk (a leading space included):
+``scores.csv`` is a record of names, not a spreadsheet, so no cell is altered.
 """
 from __future__ import annotations
 
@@ -51,12 +55,18 @@ from workbench.images import (
     is_supported,
 )
 
+# The csv module refuses fields over 128 KiB; a long ``text`` annotation is legitimate.
+csv.field_size_limit(2**31 - 1)
+
 __all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
 
 CSV_NAME = "scores.csv"
 LEGACY_NAME = "scores.txt"
 LOCK_NAME = ".scores.lock"
 HASHES_NAME = ".hashes.json"
+# Written ahead of each copy in a batch: a batch killed before its rows were saved
+# leaves photos without scores; the next write under the lock gives them back.
+JOURNAL_NAME = ".import-journal.jsonl"
 TRASH_DIR = ".trash"
 UNDO_NAME = "undo.json"
 UNDO_DEPTH = 200  # deletions remembered for undo (older ones stay in the trash folder)
@@ -176,7 +186,7 @@ class ScoreStore:
             if not record or i_name >= len(record) or not record[i_name].strip():
                 continue
             get = lambda i: record[i].strip() if i is not None and i < len(record) else ""  # noqa: E731
-            rows[record[i_name].strip()] = _Row(get(i_score), get(i_text))
+            rows[record[i_name]] = _Row(get(i_score), get(i_text))  # the exact name: " a.jpg" is a file too
         return rows
 
     @staticmethod
@@ -260,19 +270,71 @@ class ScoreStore:
 
     @contextmanager
     def _editing(self) -> Iterator[dict[str, _Row]]:
-        """Lock, re-read the table from disk, let the caller change it, write it atomically."""
+        """Lock, re-read the table from disk, let the caller change it, write it atomically.
+
+        First, under the lock, whatever a killed writer left is put right: its
+        temp files go, and the rows of photos a killed batch had copied come back.
+        """
         with self._locked():
             self._remove_stale_temp_files()
             rows = self._read_rows()
             before = {k: (v.score, v.text) for k, v in rows.items()}
+            self._replay_journal(rows)
             yield rows
             if {k: (v.score, v.text) for k, v in rows.items()} != before or not self.csv_path.exists() and rows:
                 self._write_rows(rows)
+            (self.data_dir / JOURNAL_NAME).unlink(missing_ok=True)  # its rows are in scores.csv now
+
+    def recover(self) -> None:
+        """Put right what a killed import or edit left behind (called when the app starts)."""
+        with self._editing():
+            pass
 
     def _remove_stale_temp_files(self) -> None:
-        """Temp files of writers that died mid-write (all writers hold the lock we hold now)."""
-        for leftover in self.data_dir.glob(f".{CSV_NAME}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        """Temp files of writers that died mid-write: of scores.csv and of copied photos, both written only
+        under the lock we hold now (the hash index, saved by readers too, is left alone)."""
+        for leftover in self.data_dir.glob(".*.tmp"):
+            if not leftover.name.startswith(f".{HASHES_NAME}."):
+                leftover.unlink(missing_ok=True)
+
+    def _replay_journal(self, rows: dict[str, _Row]) -> None:
+        try:
+            lines = (self.data_dir / JOURNAL_NAME).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return
+        planned: dict[str, dict] = {}
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                name = entry["name"]
+            except (ValueError, KeyError, TypeError):  # the line being written when the process died
+                continue
+            if entry.get("cancel"):
+                planned.pop(name, None)
+            else:
+                planned[name] = entry
+        for name, entry in planned.items():
+            if name not in rows and (self.data_dir / name).is_file():
+                rows[name] = _Row(entry.get("score") or "", entry.get("text") or "")
+
+    @contextmanager
+    def _journal(self) -> Iterator:
+        """``write(entry)``: one durable line of the journal, written before the copy it describes."""
+        handle = None
+
+        def write(entry: dict) -> None:
+            nonlocal handle
+            if handle is None:
+                handle = open(self.data_dir / JOURNAL_NAME, "a", encoding="utf-8")
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        try:
+            yield write
+        finally:
+            if handle is not None:
+                handle.close()
 
     def _write_rows(self, rows: Mapping[str, _Row]) -> None:
         with_text = any(r.text for r in rows.values())
@@ -354,14 +416,14 @@ class ScoreStore:
         else:
             score = None
         if isinstance(source, (bytes, bytearray)):
-            info = check_image(bytes(source), self.max_pixels)
+            info = check_image(bytes(source), self.max_pixels, name=name)
             data = bytes(source)
         elif isinstance(source, (str, Path)):
-            info = check_image(source, self.max_pixels)
+            info = check_image(source, self.max_pixels, name=name)
             data = None
         else:
             data = source.read()
-            info = check_image(data, self.max_pixels)
+            info = check_image(data, self.max_pixels, name=name)
         name = supported_name(sanitize_name(name), info.format)  # refuse before anything is written
         return self.add_images([(io.BytesIO(data) if data is not None else Path(source), name, score, text)])[0]
 
@@ -373,7 +435,7 @@ class ScoreStore:
         and the scores are written in one atomic table update.
         """
         results: list[AddResult] = []
-        with self._editing() as rows:
+        with self._editing() as rows, self._journal() as journal:
             files = self.image_files()
             index = self._hash_index()
             taken = {n.casefold() for n in (*files, *rows)}
@@ -409,13 +471,18 @@ class ScoreStore:
                                              else f"not an image this workbench can read ({exc})"))
                     continue
                 final = unique_name(clean, taken)
+                row = _Row(_csv_number(score) if score is not None else "", (text or "").strip())
                 try:
                     while True:
+                        if row.score or row.text:
+                            journal({"name": final, "score": row.score, "text": row.text})
                         try:
                             copy_file_exclusive(io.BytesIO(data) if data is not None else source,
                                                 self.path_of(final))
                             break
                         except FileExistsError:  # someone not using the lock took the name meanwhile
+                            if row.score or row.text:
+                                journal({"name": final, "cancel": True})
                             taken.add(final.casefold())
                             final = unique_name(clean, taken)
                 except OSError as exc:
@@ -424,8 +491,8 @@ class ScoreStore:
                 taken.add(final.casefold())
                 index.remember(final, digest)
                 sizes.setdefault(size, []).append(final)
-                if score is not None or text:
-                    rows[final] = _Row(_csv_number(score) if score is not None else "", (text or "").strip())
+                if row.score or row.text:
+                    rows[final] = row
                 results.append(AddResult(final, copied=True, renamed_from=name if final != name else None))
             index.save()
         return results

@@ -36,12 +36,12 @@ class FinetuneRegressor(ImageRegressorBase):
                  backbone_lr_factor: float = 0.1, batch_size: int = 16, weight_decay: float = 1e-4,
                  dropout: float = 0.2, augment: str = "crop_flip", color_jitter: bool = False,
                  image_size: int = 0, patience: int = 3, loss: str = "huber", amp: bool = True,
-                 random_weights: bool = False, seed: int = 42):
+                 random_weights: bool = False, seed: int = 42, settings: Any = None):
         self.backbone, self.epochs, self.learning_rate = backbone, epochs, learning_rate
         self.backbone_lr_factor, self.batch_size, self.weight_decay = backbone_lr_factor, batch_size, weight_decay
         self.dropout, self.augment, self.color_jitter = dropout, augment, color_jitter
         self.image_size, self.patience, self.loss, self.amp = image_size, patience, loss, amp
-        self.random_weights, self.seed = random_weights, seed
+        self.random_weights, self.seed, self.settings = random_weights, seed, settings
 
     def _build_network(self, pretrained: bool):
         model, spec, record = backbone_network(self.backbone, self.settings, pretrained=pretrained,
@@ -78,7 +78,6 @@ FINETUNE_PARAMS = [
                  params=FINETUNE_PARAMS,
                  capabilities=Capabilities(needs_features=False, iterative=True, explainable=True, torch=True))
 def build_finetune(*, seed: int, context: Any = None, **params):
-    model = FinetuneRegressor(backbone=context.backbone or "efficientnet_lite0",
-                              random_weights=bool(context.random_weights), seed=seed, **params)
-    model.settings = context.settings
-    return model
+    return FinetuneRegressor(backbone=context.backbone or context.settings.default_backbone,
+                             random_weights=bool(context.random_weights), seed=seed, settings=context.settings,
+                             **params)

@@ -62,12 +62,14 @@ class _ScoreOutput(nn.Module):
 
 
 class ImageRegressorBase(BaseEstimator, RegressorMixin):
-    """Subclasses set hyper-parameters in ``__init__`` and implement ``_build_network``.
+    """Subclasses take every argument in ``__init__`` (scikit-learn's contract: ``clone`` rebuilds them)
+    and implement ``_build_network``.
 
-    Needs ``self.settings`` (not a hyper-parameter) to load backbone weights.
+    ``settings`` is an argument but not a hyper-parameter: it says where backbone weights are and how
+    large an image may be; it is not saved with a run (the loading side passes its own).
     """
 
-    settings: Any = None
+    NOT_SAVED = ("settings",)
 
     # -- subclass hooks
     def _build_network(self, pretrained: bool) -> tuple[nn.Module, Any, dict]:
@@ -90,13 +92,11 @@ class ImageRegressorBase(BaseEstimator, RegressorMixin):
 
     def _load_uint8(self, paths) -> torch.Tensor:
         """Decode and squash every image to S x S: uint8 [N, 3, S, S]."""
-        from PIL import Image
-
+        from workbench.backbones.registry import RESAMPLE
         from workbench.images import load_image
 
         size = self._image_size()
-        resample = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-                    "bicubic": Image.Resampling.BICUBIC}[self.input_spec_[3]]
+        resample = RESAMPLE[self.input_spec_[3]]
         max_pixels = getattr(self.settings, "max_pixels", 200_000_000)
         out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
         for i, path in enumerate(paths):
@@ -246,14 +246,14 @@ class ImageRegressorBase(BaseEstimator, RegressorMixin):
 
     def state_meta(self) -> dict[str, Any]:
         size, mean, std, interpolation = self.input_spec_
-        return {"class": type(self).__name__, "params": self.get_params(), "y_mean": self.y_mean_,
+        params = {k: v for k, v in self.get_params().items() if k not in self.NOT_SAVED}
+        return {"class": type(self).__name__, "params": params, "y_mean": self.y_mean_,
                 "y_std": self.y_std_, "input_spec": [size, list(mean), list(std), interpolation],
                 "weights": self.weights_}
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], settings=None):
-        model = cls(**meta["params"])
-        model.settings = settings
+        model = cls(**meta["params"], settings=settings)
         model.y_mean_, model.y_std_ = float(meta["y_mean"]), float(meta["y_std"])
         model.weights_ = meta.get("weights", {})
         model.net_, _, _ = model._build_network(pretrained=False)  # the file holds every weight

@@ -179,6 +179,8 @@ def register_family(name: str, description: str, *, params: list[Param] | tuple[
     """Decorator registering ``build(**params, seed, context) -> estimator`` as a family."""
 
     def decorate(build: Callable[..., Any]):
+        if name in FAMILIES:  # as register_backbone: a second family must not silently replace the first
+            raise ValueError(f"model family {name} registered twice")
         FAMILIES[name] = Family(name, description, build, tuple(params),
                                 capabilities or Capabilities(), **extra)
         return build

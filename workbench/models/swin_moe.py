@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.backbones.registry import IMAGENET_MEAN, IMAGENET_STD
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag
 from workbench.models.finetune import backbone_network
 from workbench.models.heads import torch_estimator
@@ -27,8 +28,6 @@ from workbench.models.registry import Capabilities, Param, register_family
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 
 SWIN_MICRO = "swin_micro"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class MoEHead(nn.Module):
@@ -73,13 +72,13 @@ class SwinMoERegressor(ImageRegressorBase):
                  top_k: int = 2, hidden: int = 128, balance_weight: float = 0.01, batch_size: int = 16,
                  weight_decay: float = 1e-2, dropout: float = 0.2, augment: str = "crop_flip",
                  color_jitter: bool = False, patience: int = 5, loss: str = "huber", amp: bool = True,
-                 random_weights: bool = False, seed: int = 42):
+                 random_weights: bool = False, seed: int = 42, settings: Any = None):
         self.backbone, self.epochs, self.learning_rate = backbone, epochs, learning_rate
         self.backbone_lr_factor, self.freeze_backbone = backbone_lr_factor, freeze_backbone
         self.n_experts, self.top_k, self.hidden, self.balance_weight = n_experts, top_k, hidden, balance_weight
         self.batch_size, self.weight_decay, self.dropout = batch_size, weight_decay, dropout
         self.augment, self.color_jitter, self.patience, self.loss, self.amp = augment, color_jitter, patience, loss, amp
-        self.random_weights, self.seed = random_weights, seed
+        self.random_weights, self.seed, self.settings = random_weights, seed, settings
 
     def _build_network(self, pretrained: bool):
         if self.backbone == SWIN_MICRO:
@@ -188,7 +187,5 @@ SWIN_MOE_PARAMS = [
                  private_backbones={SWIN_MICRO: "a miniature Swin for quick tests; random weights only"},
                  capabilities=Capabilities(needs_features=False, iterative=True, explainable=True, torch=True))
 def build_swin_moe(*, seed: int, context: Any = None, **params):
-    model = SwinMoERegressor(backbone=context.backbone or "swin_tiny", random_weights=bool(context.random_weights),
-                             seed=seed, **params)
-    model.settings = context.settings
-    return model
+    return SwinMoERegressor(backbone=context.backbone or "swin_tiny", random_weights=bool(context.random_weights),
+                            seed=seed, settings=context.settings, **params)

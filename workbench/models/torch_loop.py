@@ -103,8 +103,9 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
             val_loss, metrics = None, {}
         metrics["seconds"] = time.perf_counter() - started
         result.epochs_run = epoch
-        result.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, **metrics})
-        yield EpochEnd(epoch, train_loss, val_loss, metrics, total_epochs=epochs)
+        event = EpochEnd(epoch, train_loss, val_loss, metrics, total_epochs=epochs)
+        result.history.append(event.record())
+        yield event
         score = val_loss if val_loss is not None else -epoch  # no validation: keep the latest
         if score < result.best_val_loss:
             result.best_val_loss, result.best_epoch = score, epoch

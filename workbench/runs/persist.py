@@ -89,18 +89,35 @@ def _json_default(value: Any) -> Any:
 
 
 def load_model(folder: Path, manifest, settings) -> Any:
-    """The fitted estimator of a run, after checking its file against the manifest's sha256."""
-    if manifest.model_file not in (SKOPS_FILE, TORCH_FILE):
-        raise RunCorrupt(f"run {manifest.run_id}: unexpected model file name {manifest.model_file!r}")
+    """The fitted estimator of a run, after checking its file against the manifest's sha256.
+
+    Raises RunCorrupt ("this run is damaged: ...") for anything that stops the
+    file being read as what the manifest says, UnsafeModel for foreign types.
+    """
+    def damaged(reason: str) -> RunCorrupt:
+        return RunCorrupt(f"this run is damaged: run {manifest.run_id}: {reason}")
+
+    if (manifest.model_file, manifest.model_format) not in FORMATS:
+        raise damaged(f"unexpected model file {manifest.model_file!r} of format {manifest.model_format!r}")
     path = folder / manifest.model_file
     if not path.is_file():
-        raise RunCorrupt(f"run {manifest.run_id}: its model file {path.name} is missing")
+        raise damaged(f"its model file {path.name} is missing")
     digest = file_sha256(path)
     if digest != manifest.model_sha256:
-        raise RunCorrupt(f"run {manifest.run_id}: {path.name} does not match its manifest "
-                         f"(sha256 {digest[:12]}... != {manifest.model_sha256[:12]}...); refusing to load it")
-    if manifest.model_format == "safetensors":
-        return _load_torch(path, settings)
+        raise damaged(f"{path.name} does not match its manifest "
+                      f"(sha256 {digest[:12]}... != {manifest.model_sha256[:12]}...); refusing to load it")
+    try:
+        return FORMATS[manifest.model_file, manifest.model_format](path, manifest, settings)
+    except (UnsafeModel, RunCorrupt):
+        raise
+    except Exception as exc:  # a file of another format, or tensors that do not fit their network: no code ran
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + "..."
+        raise damaged(f"{path.name} cannot be read as a {manifest.model_format} model "
+                      f"({type(exc).__name__}: {detail})") from exc
+
+
+def _load_skops(path: Path, manifest, settings) -> Any:
     import skops.io as sio
 
     untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_SKOPS_TYPES)
@@ -110,7 +127,7 @@ def load_model(folder: Path, manifest, settings) -> Any:
     return sio.load(path, trusted=list(TRUSTED_SKOPS_TYPES))
 
 
-def _load_torch(path: Path, settings) -> Any:
+def _load_torch(path: Path, manifest, settings) -> Any:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -122,3 +139,7 @@ def _load_torch(path: Path, settings) -> Any:
     if cls is None:
         raise UnsafeModel(f"{path.name}: unknown model class {meta.get('class')!r}")
     return cls.from_state(load_file(str(path)), meta, settings)
+
+
+# (file name, format) as the manifest records them -> loader; any other pair is a damaged run.
+FORMATS = {(SKOPS_FILE, "skops"): _load_skops, (TORCH_FILE, "safetensors"): _load_torch}

@@ -9,9 +9,11 @@ never leaves a folder that looks like a finished run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+import time
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +23,8 @@ from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
+OWNER_FILE = ".owner"  # in a partial folder: the id of the process writing it
+_STARTED = time.time()  # a partial folder older than this process and without a live owner is debris
 
 
 class RunNotFound(NotFound):
@@ -44,7 +48,7 @@ class RunManifest:
     seed: int = 42
     status: str = "complete"  # "complete" | "stopped" (Stop pressed) | "stopped early" (patience); best epoch kept
     stop_reason: str = ""  # "stopped early at epoch 17: validation loss had not improved for 15 epochs ..."
-    best_epoch: int | None = None  # the epoch whose weights were kept, when early stopping chose it
+    best_epoch: int = 0  # the epoch whose weights were kept, when early stopping chose it (0: not recorded)
     data_fingerprint: str = ""
     n_images: int = 0
     split: dict[str, list[str]] = field(default_factory=dict)  # train/val/test -> file names
@@ -56,7 +60,7 @@ class RunManifest:
     score_max: float = 100.0
     good_threshold: float = 50.0
     fit_seconds: float = 0.0  # fitting the model alone
-    wall_seconds: float | None = None  # the whole run as the person waited it: extraction and fitting too
+    wall_seconds: float = 0.0  # the whole run as the person waited it, extraction too (0: not recorded)
     model_file: str = ""
     model_format: str = ""  # "skops" | "safetensors"
     model_sha256: str = ""
@@ -74,8 +78,53 @@ class RunManifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunManifest":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The manifest in ``data``; raises RunCorrupt naming the first field of the wrong type.
+
+        Checked here, once, so that nothing later (scoring, the leaderboard) meets
+        a score range that is text or a weights table that is a number.
+        """
+        if not isinstance(data, dict):
+            raise RunCorrupt(f"this run is damaged: {MANIFEST} holds {type(data).__name__}, not a manifest")
+        known = {f.name: f for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        missing = [name for name, f in known.items() if name not in values and f.default is MISSING
+                   and f.default_factory is MISSING]
+        if missing:
+            raise RunCorrupt(f"this run is damaged: {MANIFEST} lacks {', '.join(missing)}")
+        for name, value in values.items():
+            problem = _field_problem(name, value, known[name])
+            if problem:
+                raise RunCorrupt(f"this run is damaged: {MANIFEST}: {name} {problem}")
+        if not values.get("score_min", 0.0) < values.get("score_max", 100.0):
+            raise RunCorrupt(f"this run is damaged: {MANIFEST}: score_min is not below score_max")
+        return cls(**values)
+
+
+# What the values inside a manifest's tables must be (the rest of the workbench relies on these).
+_INNER_TYPES = {"weights": dict, "split": list, "metrics": (int, float), "history": dict, "predictions": dict,
+                "skipped": str, "versions": str, "backbones": str}
+
+
+def _field_problem(name: str, value: Any, spec) -> str | None:
+    """Why ``value`` cannot be field ``name`` of a manifest, or None."""
+    if name == "backbone":
+        expected: Any = (str, type(None))
+    else:
+        example = spec.default if spec.default is not MISSING else (
+            spec.default_factory() if spec.default_factory is not MISSING else "")
+        expected = type(example)
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"should be a finite number, not {value!r}"[:200]
+        return None
+    if isinstance(value, bool) and expected is int or not isinstance(value, expected):
+        return f"should be {getattr(expected, '__name__', 'text or null')}, not {type(value).__name__}"
+    inner = _INNER_TYPES.get(name)
+    if inner is not None:
+        items = value.values() if isinstance(value, dict) else value
+        if any(not isinstance(item, inner) or isinstance(item, bool) and inner is not bool for item in items):
+            return "holds a value of the wrong type"
+    return None
 
 
 def package_versions() -> dict[str, str]:
@@ -117,12 +166,19 @@ class RunStore:
                     continue  # half-written (.partial-*), .gitkeep, foreign folders
                 try:
                     runs.append(self._read(path))
-                except (OSError, ValueError, TypeError):
+                except (OSError, ValueError, TypeError, RunCorrupt):
                     continue  # an unreadable manifest is not a run
         return sorted(runs, key=lambda m: (m.created, m.run_id), reverse=True)
 
     def _read(self, path: Path) -> RunManifest:
-        return RunManifest.from_json(json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+        try:
+            data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise RunCorrupt(f"this run is damaged: {MANIFEST} is not valid JSON ({exc})") from None
+        manifest = RunManifest.from_json(data)
+        # A run is its folder: one renamed or copied (to share it) is used by its folder name.
+        manifest.run_id = path.name
+        return manifest
 
     def get(self, run_id: str) -> RunManifest:
         return self._read(self.folder(run_id))
@@ -151,6 +207,20 @@ class RunStore:
         os.replace(folder, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def remove_debris(self) -> list[str]:
+        """Delete the ``.partial-*`` folders of saves and deletions that were killed; return their names.
+
+        A folder whose writer is still running (another process training now) is kept.
+        """
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for path in self.root.glob(f"{PARTIAL_PREFIX}*"):
+            if path.is_dir() and not _still_written(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
+
     def best(self, metric: str = "srcc") -> RunManifest | None:
         if metric not in HIGHER_IS_BETTER:
             raise BadInput(f"unknown metric {metric!r}; choose one of: {', '.join(METRIC_NAMES)}")
@@ -173,12 +243,14 @@ class RunStore:
                 partial.mkdir()  # atomic: two trainings cannot both get it
             except FileExistsError:
                 continue
+            (partial / OWNER_FILE).write_text(str(os.getpid()))
             return run_id, partial
         raise RuntimeError(f"cannot find a free run id for {base_id} in {self.root}")
 
     def commit(self, partial: Path, run_id: str) -> Path:
         """Make a fully written partial folder a run (one rename: all or nothing)."""
         final = self.root / run_id
+        (partial / OWNER_FILE).unlink(missing_ok=True)
         os.rename(partial, final)
         try:
             fd = os.open(self.root, os.O_RDONLY)
@@ -189,6 +261,22 @@ class RunStore:
         except OSError:
             pass
         return final
+
+
+def _still_written(partial: Path) -> bool:
+    try:
+        pid = int((partial / OWNER_FILE).read_text())
+    except (OSError, ValueError):  # no owner recorded (killed before it was written, or a deletion)
+        return partial.stat().st_mtime >= _STARTED
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
-from workbench.metrics import compute_metrics, good_threshold
+from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
 from workbench.training.splits import check_enough, kfold, stratified_split
@@ -62,8 +62,7 @@ class CompareReport:
         return data
 
     def leaderboard(self, metric: str = "srcc") -> list[FamilyResult]:
-        reverse = metric not in ("mae", "rmse")
-        return sorted(self.results, key=lambda r: getattr(r, metric), reverse=reverse)
+        return sorted(self.results, key=lambda r: getattr(r, metric), reverse=HIGHER_IS_BETTER[metric])
 
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,

@@ -198,8 +198,7 @@ class TrainingMonitor:
         if self._first_epoch_at is None:
             self._first_epoch_at, self._first_epoch = now, event.epoch
         self.phase = "training"
-        self.history.append({"epoch": event.epoch, "train_loss": event.train_loss, "val_loss": event.val_loss,
-                             **event.metrics})
+        self.history.append(event.record())
         self.latest_metrics = {k: v for k, v in event.metrics.items() if k in METRIC_LABELS}
         total = event.total_epochs
         self.fraction = min(event.epoch / total, 1.0) if total else 0.0
@@ -226,8 +225,8 @@ class TrainingMonitor:
         """The epoch whose weights the stored run kept (known once it is stored with several epochs)."""
         if self.result is None or len(self.history) < 2:
             return None
-        kept = getattr(self.result, "best_epoch", None)
-        if kept is not None:
+        kept = getattr(self.result, "best_epoch", 0)
+        if kept:
             return int(kept)
         losses = [(h["val_loss"], h["epoch"]) for h in self.history if h.get("val_loss") is not None]
         return min(losses)[1] if losses else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -169,8 +168,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     for event in fit_streaming(fam, estimator, X[fit_idx], y[fit_idx],
                                X[split.val] if iterative else None, y[split.val] if iterative else None,
                                stop=stop):
-        history.append({"epoch": event.epoch, "train_loss": event.train_loss, "val_loss": event.val_loss,
-                        **event.metrics})
+        history.append(event.record())
         yield event
     fit_seconds = time.perf_counter() - started
     stopped = stop.is_set()
@@ -193,7 +191,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
         store, fam, estimator, settings,
         backbone=chosen, backbones=list(backbones), weights=weights, random_weights=random_weights,
         params=values, seed=seed, status="stopped" if stopped else "stopped early" if stop_reason else "complete",
-        stop_reason=stop_reason, best_epoch=best_epoch,
+        stop_reason=stop_reason, best_epoch=best_epoch or 0,
         display_name=readable_name(fam.name, chosen if fam.capabilities.needs_features else None, len(data),
                                    metrics),
         data_fingerprint=data.fingerprint, n_images=len(data),
@@ -239,9 +237,3 @@ def _write_run(store, fam: Family, estimator, settings, **fields) -> Any:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return manifest
-
-
-def run_folder(settings, run_id: str) -> Path:
-    from workbench.runs.store import RunStore
-
-    return RunStore(settings.models_dir).folder(run_id)

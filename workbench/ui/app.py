@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from workbench.config import Settings
 from workbench.ui import keyboard
+from workbench.ui.http_guard import HostGuard
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
 TAB_MODULES = (
@@ -28,15 +29,6 @@ API_MODULES = ("workbench.api",)
 log = logging.getLogger(__name__)
 
 
-def _optional_import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # an area not built yet
-        if exc.name != module:
-            raise
-        return None
-
-
 def build_blocks(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Aesthetic Workbench") as blocks:
         gr.Markdown(
@@ -46,22 +38,34 @@ def build_blocks(settings: Settings) -> gr.Blocks:
         )
         with gr.Tabs():
             for name in TAB_MODULES:
-                module = _optional_import(name)
-                if module is None:
-                    continue
+                module = importlib.import_module(name)
                 with gr.Tab(module.TITLE, id=name.rsplit(".", 1)[-1]):
                     module.build(settings)
     return blocks
 
 
+def recover(settings: Settings) -> None:
+    """Put right what a killed process left: rows of a killed import, temp files, half-saved runs."""
+    from workbench.dataset import ScoreStore
+    from workbench.fsutil import LockTimeout
+    from workbench.runs import RunStore
+
+    try:
+        ScoreStore.from_settings(settings).recover()
+    except (LockTimeout, OSError) as exc:  # e.g. the CLI importing right now: it reconciles itself
+        log.warning("data folder not checked at start: %s", exc)
+    for name in RunStore(settings.models_dir).remove_debris():
+        log.info("removed %s, left by a run save or deletion that was killed", name)
+
+
 def create_server(settings: Settings) -> FastAPI:
+    recover(settings)
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
-        module = _optional_import(name)
-        if module is not None:
-            app.include_router(module.router(settings))
+        app.include_router(importlib.import_module(name).router(settings))
     blocks = build_blocks(settings).queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.data_dir), str(settings.cache_dir)],
         server_name=settings.host, server_port=settings.port,
@@ -69,6 +73,12 @@ def create_server(settings: Settings) -> FastAPI:
         footer_links=["api"],
         head=keyboard.head_script(settings),  # ←/→, number keys, Enter, Z, Delete in the galleries
     )
+    # Gradio checks that a file named in an event came from an upload only for a
+    # Blocks that has "launched" (processing_utils._check_allowed returns early
+    # otherwise), and mount_gradio_app never sets the flag: without this line any
+    # event taking a file copies whatever absolute path a request names.
+    blocks.has_launched = True
+    return app
 
 
 def launch(settings: Settings) -> None:

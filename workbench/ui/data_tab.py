@@ -19,7 +19,7 @@ from workbench.dataset import (
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
-from workbench.ui.widgets import LabelledGallery, changes_text, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, changes_text, histogram, received_file, table_rows
 
 TITLE = "Training data"
 
@@ -73,7 +73,8 @@ def build(settings: Settings) -> None:
         names = [item.filename for item in page.items]
         selected = names.index(keep) if keep in names else index
         summary = summarize(store)
-        return (*view.show(page, selected), summary_line(summary), histogram(summary.histogram, settings), status)
+        return dict(zip(everything, (*view.show(page, selected), summary_line(summary),
+                                     histogram(summary.histogram, settings), status)))
 
     def refresh_view(*query):
         return render(query)
@@ -85,7 +86,7 @@ def build(settings: Settings) -> None:
             query, extra = args[:len(query_inputs)], args[len(query_inputs):]
             name = view.selected_filename(page, selected)
             if needs_selection and name is None:
-                return (*[gr.skip()] * (len(everything) - 1), "Select an image first.")
+                return {view.status: "Select an image first."}
             page_no = page.page if page is not None else 0
             try:
                 confirmation, keep = action(page, name, *extra)
@@ -93,7 +94,7 @@ def build(settings: Settings) -> None:
                 gr.Warning(str(exc), duration=6)
                 return render(query, page_no, name, selected, f"⚠️ {exc} Nothing was changed.")
             if confirmation is None:
-                return (*[gr.skip()] * len(everything),)
+                return {view.status: gr.skip()}  # nothing to show
             # no toast: the status line under the photo says it, and toasts piled up over the photo
             return render(query, page_no, keep, selected, f"✓ {confirmation}")
         return callback
@@ -124,6 +125,7 @@ def build(settings: Settings) -> None:
 
     def add_entry(page, name, file, typed_name, typed_score):
         if file:
+            file = received_file(file, settings)
             result = store.add_image(file, Path(file).name, score=typed_score or None)
             if result.error:  # unreadable or not copied: nothing was written
                 raise ImageError(f"{Path(file).name}: {result.error}")
@@ -153,8 +155,9 @@ def build(settings: Settings) -> None:
     view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
     delete.click(edit(delete_entry), state, everything, show_progress="hidden")
     undo.click(edit(undo_last, needs_selection=False), state, everything, show_progress="hidden")
+    # empty the form once the photo was added
     add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(
-        lambda status: (None, "", "") if status.startswith("✓") else (gr.skip(),) * 3,  # empty the form once added
+        lambda status: {upload: None, existing: "", add_score: ""} if status.startswith("✓") else {upload: gr.skip()},
         view.status, [upload, existing, add_score], show_progress="hidden")
     view.previous_page.click(turn(-1), [view.page, *query_inputs], everything, show_progress="hidden")
     view.next_page.click(turn(+1), [view.page, *query_inputs], everything, show_progress="hidden")

@@ -10,7 +10,7 @@ from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
-from workbench.ui.widgets import LabelledGallery, changes_text, histogram, table_rows
+from workbench.ui.widgets import LabelledGallery, changes_text, histogram, received_files, table_rows
 
 TITLE = "Import"
 
@@ -84,20 +84,24 @@ def build(settings: Settings) -> None:
     everything = [session, *view.page_outputs, view.summary, view.histogram, view.status]
 
     def render(current: ImportSession | None, page_no: int = 0, selected: int | None = None,
-               status: str = "") -> tuple:
+               status: str = "") -> dict:
         page = None if current is None else current.page(
             page_no, settings.gallery_page_size, settings.thumbnails_dir, settings.thumbnail_size)
         bins = [] if current is None else current.summary().histogram
-        return (current, *view.show(page, selected), summary_line(current), histogram(bins, settings), status)
+        return dict(zip(everything, (current, *view.show(page, selected), summary_line(current),
+                                     histogram(bins, settings), status)))
+
+    def say(status: str) -> dict:
+        return {view.status: status}  # the rest of the screen stays as it is
 
     def scan(previous, source, pattern_text, progress=gr.Progress()):
         if not source:
-            return (*[gr.skip()] * (len(everything) - 1), "Choose a folder or upload files first.")
+            return say("Choose a folder or upload files first.")
         try:
             current = drain(ImportSession.scan_events(source, settings, pattern_text or ""),
                             lambda e: show_progress(progress, e))
         except (WorkbenchError, OSError) as exc:  # a bad pattern or folder, an unreadable zip
-            return (*[gr.skip()] * (len(everything) - 1), f"⚠️ {exc}")
+            return say(f"⚠️ {exc}")
         if previous is not None:
             previous.close()
         return render(current, 0, 0 if current.names else None, "")
@@ -105,17 +109,17 @@ def build(settings: Settings) -> None:
     def save_score(current, page, selected, typed):
         name = view.selected_filename(page, selected)
         if current is None or name is None:
-            return (*[gr.skip()] * (len(everything) - 1), "Select an image first.")
+            return say("Select an image first.")
         try:
             score = current.set_score(name, typed)
         except ScoreError as exc:
             gr.Warning(str(exc), duration=6)
-            return (*[gr.skip()] * (len(everything) - 1), f"⚠️ {exc} Nothing was changed.")
+            return say(f"⚠️ {exc} Nothing was changed.")
         return render(current, page.page, selected, f"✓ {name}: score {score:g} (in the preview; Save to keep it)")
 
     def save_table(current, page, selected, value):
         if current is None:
-            return (*[gr.skip()] * len(everything),)
+            return {view.status: gr.skip()}
         try:
             changed = current.apply_table(table_rows(value))
         except ScoreError as exc:
@@ -140,7 +144,9 @@ def build(settings: Settings) -> None:
 
     scan_folder.click(scan, [session, folder, pattern], everything)
     folder.submit(scan, [session, folder, pattern], everything)
-    scan_upload.click(scan, [session, uploads, pattern], everything)
+    scan_upload.click(lambda previous, files, pattern_text, progress=gr.Progress():
+                      scan(previous, received_files(files, settings), pattern_text, progress),
+                      [session, uploads, pattern], everything)
     view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
                       show_progress="hidden")
     view.table.input(save_table, [session, view.page, view.selected, view.table], everything,

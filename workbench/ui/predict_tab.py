@@ -37,7 +37,7 @@ from workbench.predict import (
     score_one,
     scorer_choices,
 )
-from workbench.ui.widgets import StopFlags, progress_html
+from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -131,7 +131,7 @@ def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[s
 def csv_file(result: BatchResult, names: dict[str, str]) -> str:
     folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
     path = folder / "scores.csv"
-    path.write_text(csv_text(result, names), encoding="utf-8")
+    path.write_text(csv_text(result, names, for_spreadsheet=True), encoding="utf-8")  # opened in spreadsheets
     return str(path)
 
 
@@ -223,7 +223,7 @@ def build(settings: Settings) -> None:
     def score_photo(chosen: str, limit: float, path: str | None):
         if not path:
             return "", None, None, None, ""
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         figure = distribution_figure(row, scorer)  # none for a single score: hide the empty box
         return (row_markdown(row, scorer, limit), gr.Plot(figure, visible=figure is not None), None, None, "")
@@ -231,6 +231,7 @@ def build(settings: Settings) -> None:
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
             return None, None, "Choose a photo first."
+        path = received_file(path, settings)
         try:
             result = explain(path, _scorer(chosen), settings)
         except ImageError as exc:
@@ -247,7 +248,7 @@ def build(settings: Settings) -> None:
 
         if not path:
             return "Choose a photo first."
-        scorer = _scorer(chosen)
+        path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit)
         if row.error is not None:
             return f"⚠ {html.escape(row.error)}"
@@ -260,10 +261,11 @@ def build(settings: Settings) -> None:
         return f"{caption}\n\n**Critique** (score {row.score:.2f}):\n\n{critique}"
 
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
-        """Yields (progress, gallery, table, csv, shown); ``shown`` is (the batch's scorer id, its gallery rows)."""
-        inputs = list(files or []) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
+        """Yields updates of progress, gallery, table, download and shown_rows (the batch's scorer id and
+        its gallery rows)."""
+        inputs = received_files(files, settings) + ([typed_folder.strip()] if typed_folder and typed_folder.strip() else [])
         if not inputs:
-            yield progress_html(0, "Add photos or type a folder first."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {progress: progress_html(0, "Add photos or type a folder first.")}
             return
         session = request.session_hash or ""
         flag = STOP_FLAGS.start(session, "score")
@@ -273,21 +275,20 @@ def build(settings: Settings) -> None:
             for event in score_images(inputs, scorer, settings, stop=flag, threshold=limit):
                 if isinstance(event, Progress) and time.monotonic() - last > UPDATE_EVERY:
                     last = time.monotonic()
-                    yield (progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}"),
-                           gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                    yield {progress: progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}")}
                 elif isinstance(event, Finished):
                     result = event.result
             word = "Stopped" if result.stopped else "Done"
             text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
             items, shown = gallery_items(result, settings)
             names = display_names(result, list(files or []))
-            yield (progress_html(1.0, text), items, results_table(result),
-                   csv_file(result, names) if result.rows else None, (result.scorer_id, shown))
+            yield {progress: progress_html(1.0, text), gallery: items, table: results_table(result),
+                   download: csv_file(result, names) if result.rows else None, shown_rows: (result.scorer_id, shown)}
         except WorkbenchError as exc:  # the person can fix these: say what to do
-            yield progress_html(1, f"Could not score: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {progress: progress_html(1, f"Could not score: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
             log.exception("scoring %d input(s) with %s failed", len(inputs), chosen)
-            yield progress_html(1, f"Scoring failed: {exc}", failed=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {progress: progress_html(1, f"Scoring failed: {exc}", failed=True)}
         finally:
             STOP_FLAGS.finish(session, "score", flag)
 

@@ -27,17 +27,6 @@ DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
 # ------------------------------------------------------------------ compare
-def bar_update(frame: pd.DataFrame, column: str, order: list[str] | None) -> gr.BarPlot:
-    """Bars whose axis starts at zero (or below, for a negative SRCC): a bar's length is its value,
-    so a model at 0.47 never looks like zero next to one at 0.6."""
-    values = pd.to_numeric(frame[column], errors="coerce").dropna() if column in frame else pd.Series(dtype=float)
-    if values.empty:
-        return gr.BarPlot(frame, sort=order)
-    low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
-    pad = (high - low) * 0.05 or 1.0
-    return gr.BarPlot(frame, sort=order, y_lim=[low - (pad if low < 0 else 0), high + pad])
-
-
 @dataclass
 class ComparePanel:
     """The "Train the winner" button and what it needs: the (family, backbone) that won."""
@@ -68,20 +57,22 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
     train_winner = gr.Button("Train the winner", variant="primary", visible=False, elem_id="compare-train-winner")
     winner = gr.State(None)  # (family, backbone) of the best SRCC
     with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
+        # Axes from zero, so a bar's length is its value (0.47 never looks like zero beside 0.6);
+        # set here once: props sent with a value are drawn one update late (Gradio 6.31)
         srcc_plot = gr.BarPlot(x="model", y="srcc", title="SRCC (higher is better; axis from 0)", sort="-y",
-                               height=280, elem_id="compare-srcc")
+                               height=280, y_lim=[0, None], elem_id="compare-srcc")
         time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s; axis from 0)", height=280,
-                               elem_id="compare-time")
+                               y_lim=[0, None], elem_id="compare-time")
 
     def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
                        request: gr.Request):
         if k is None or seed_value is None:  # an emptied gr.Number sends None
-            yield (gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds and a seed.", failed=True),
-                   *[gr.skip()] * 6)
+            yield {progress: progress_html(0, "Enter the number of folds and a seed.", failed=True)}
             return
         flag = stop_flags.start(request.session_hash, "compare")
-        yield (gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), None,
-               gr.skip(), gr.skip(), gr.skip(), None, gr.Button(visible=False))
+        yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True),
+               progress: progress_html(0, "Starting…"), table: None, winner: None,
+               train_winner: gr.Button(visible=False)}
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -89,7 +80,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                                  stop=flag):
                 if isinstance(event, Progress):
                     eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
-                    yield gr.skip(), gr.skip(), progress_html(event.fraction, f"{event.message}{eta}"), *[gr.skip()] * 6
+                    yield {progress: progress_html(event.fraction, f"{event.message}{eta}")}
                 elif isinstance(event, Notice) and event.level == "warning":
                     gr.Warning(event.message)
                 elif isinstance(event, Finished):
@@ -100,14 +91,16 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     order = list(frame["model"]) if len(frame) else None
                     best = (order[0], report["backbone"]) if order else None
-                    yield (gr.skip(), gr.skip(), progress_html(1, note), frame, bar_update(frame, "srcc", order),
-                           bar_update(frame, "fit_seconds", order), gr.Row(visible=bool(order)), best,
-                           gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "", visible=bool(best)))
+                    # plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
+                    yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
+                           charts: gr.Row(visible=bool(order)), winner: best,
+                           train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
+                                                   visible=bool(best))}
         except WorkbenchError as exc:
-            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison could not run: {exc}", failed=True), *[gr.skip()] * 6
+            yield {progress: progress_html(1, f"Comparison could not run: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, details in the server log
             log.exception("comparison failed")
-            yield gr.skip(), gr.skip(), progress_html(1, f"Comparison failed: {exc}", failed=True), *[gr.skip()] * 6
+            yield {progress: progress_html(1, f"Comparison failed: {exc}", failed=True)}
         finally:
             stop_flags.finish(request.session_hash, "compare", flag)
 
@@ -116,7 +109,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         return gr.Button("Stopping…", interactive=False)
 
     start.click(run_comparison, [families, backbone, folds, seed],
-                [start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner],
+                {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner},
                 show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
@@ -146,7 +139,7 @@ def run_details(settings: Settings, run_id: str | None) -> str:
     params = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "—"
     random = "\n\n⚠️ **Trained on RANDOM weights: its scores mean nothing.**" if m.random_weights else ""
     took = (f"took {format_duration(m.wall_seconds)} (fitting alone {format_duration(m.fit_seconds)})"
-            if m.wall_seconds is not None else f"fitted in {format_duration(m.fit_seconds)}")
+            if m.wall_seconds else f"fitted in {format_duration(m.fit_seconds)}")
     why = f" ({m.stop_reason})" if m.stop_reason else ""
     return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
             f"{m.n_images} photos · {took}\n\n"

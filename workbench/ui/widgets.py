@@ -31,7 +31,7 @@ from workbench.config import Settings
 from workbench.dataset.scores import format_score
 from workbench.dataset.summary import summarize_scores
 from workbench.events import StopFlag
-from workbench.fsutil import atomic_write_bytes
+from workbench.fsutil import UnsafePath, atomic_write_bytes, require_inside
 from workbench.images import ImageError, thumbnail
 from workbench.ui import keyboard
 
@@ -80,6 +80,24 @@ def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
     return (f'<div style="background:#e5e7eb;border-radius:4px;height:10px;overflow:hidden">'
             f'<div style="background:{colour};width:{width:.1f}%;height:10px"></div></div>'
             f'<div style="margin-top:4px">{html.escape(text)}</div>')
+
+
+def received_file(path: str, settings: Settings) -> str:
+    """``path`` if it names a file in Gradio's upload folder, the cache or ``data/``; else a gr.Error.
+
+    Every callback that gets a path from the browser passes it through here:
+    Gradio checks uploads too (app.create_server), this is the second lock.
+    """
+    from gradio.utils import get_upload_folder
+
+    try:
+        return str(require_inside(path, (get_upload_folder(), settings.cache_dir, settings.data_dir)))
+    except UnsafePath as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def received_files(paths: Sequence[str] | None, settings: Settings) -> list[str]:
+    return [received_file(path, settings) for path in paths or []]
 
 
 def caption(item: Any) -> str:
@@ -239,16 +257,19 @@ class LabelledGallery:
     def _wire_selection(self) -> None:
         select_outputs = [self.selected, self.preview, self.name, self.score]
 
+        def select(page, index: int | None) -> dict:
+            return dict(zip(select_outputs, (index, *self._selection(page, index))))
+
         def on_click(page, evt: gr.SelectData):
-            return (evt.index, *self._selection(page, evt.index))
+            return select(page, evt.index)
 
         def step(delta: int):
             def move(page, index):
                 if page is None or not page.items:
-                    return (None, *self._selection(page, None), gr.skip())
+                    return select(page, None)
                 index = 0 if index is None else (index + delta) % len(page.items)
                 # setting selected_index only highlights; the browser fires select on clicks alone
-                return (index, *self._selection(page, index), gr.Gallery(selected_index=index))
+                return {**select(page, index), self.gallery: gr.Gallery(selected_index=index)}
             return move
 
         self.gallery.select(on_click, [self.page], select_outputs, show_progress="hidden")
