@@ -265,7 +265,7 @@ def test_the_histogram_follows_each_typed_score_and_table_edits_confirm(page, wa
     page.locator("#import-scan-folder").click()
     expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(3, timeout=60_000)
     expect_bars(page, "import", {"0–10": 0, "90–100": 0})  # an empty preview still has its bins
-    page.locator("#import-gallery button.thumbnail-item").first.click()
+    expect(page.locator("#import-name")).to_contain_text("image 1 of 3")  # the first is selected for us
     first = page.locator("#import-name strong").inner_text()
     type_score(page, "import", "95")
     expect(page.locator("#import-status")).to_contain_text("score 95")
@@ -280,7 +280,7 @@ def test_the_histogram_follows_each_typed_score_and_table_edits_confirm(page, wa
     # the Training data on disk: the same by Enter and by the table
     open_tab(page, "Training data")
     expect(page.locator("#data-gallery button.thumbnail-item").first).to_be_visible(timeout=60_000)
-    page.locator("#data-gallery button.thumbnail-item").first.click()
+    expect(page.locator("#data-name")).to_contain_text("image 1 of")  # (a click could land after typing)
     name = page.locator("#data-name strong").inner_text()
     before = histogram_counts(page, "data")
     old = bin_of(before, float(page.locator("#data-score input").input_value()))

@@ -140,21 +140,27 @@ def build(settings: Settings) -> None:
     def turn(delta):
         return lambda page, *query: render(query, (page.page if page else 0) + delta)
 
+    def redraw(event) -> None:
+        """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
+        before the one it was sent (and ignores data that lands while its tab is hidden)."""
+        event.then(lambda: histogram(summarize(store).histogram, settings), None, view.histogram,
+                   show_progress="hidden")
+
     default_query = [sort.value, unlabelled_first.value, only_unlabelled.value, min_score.value, max_score.value]
     gr.on(None, lambda: render(default_query), None, everything)  # on page load
     # Build runs inside the app's gr.Tab: opening the tab re-reads the disk, so an
     # import saved in the Import tab (or by the CLI) shows up without a click.
     if isinstance(tab := gr.context.Context.block, gr.Tab):
         # The bar plot ignores data that lands while its tab is still hidden: send it again once shown.
-        tab.select(refresh_view, query_inputs, everything, show_progress="hidden").then(
-            lambda: histogram(summarize(store).histogram, settings), None, view.histogram, show_progress="hidden")
+        redraw(tab.select(refresh_view, query_inputs, everything, show_progress="hidden"))
     gr.on([refresh.click, sort.change, unlabelled_first.change, only_unlabelled.change,
            min_score.submit, max_score.submit], refresh_view, query_inputs, everything)
     state = [view.page, view.selected, *query_inputs]
-    view.score.submit(edit(save_score), [*state, view.score], everything, show_progress="hidden")
-    view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
-    delete.click(edit(delete_entry), state, everything, show_progress="hidden")
-    undo.click(edit(undo_last, needs_selection=False), state, everything, show_progress="hidden")
+    redraw(view.score.submit(edit(save_score), [*state, view.score], everything, show_progress="hidden"))
+    redraw(view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything,
+                            show_progress="hidden"))
+    redraw(delete.click(edit(delete_entry), state, everything, show_progress="hidden"))
+    redraw(undo.click(edit(undo_last, needs_selection=False), state, everything, show_progress="hidden"))
     # empty the form once the photo was added
     add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(
         lambda status: {upload: None, existing: "", add_score: ""} if status.startswith("✓") else {upload: gr.skip()},

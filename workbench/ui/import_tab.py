@@ -147,10 +147,16 @@ def build(settings: Settings) -> None:
     scan_upload.click(lambda previous, files, pattern_text, progress=gr.Progress():
                       scan(previous, received_files(files, settings), pattern_text, progress),
                       [session, uploads, pattern], everything)
-    view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
-                      show_progress="hidden")
-    view.table.input(save_table, [session, view.page, view.selected, view.table], everything,
-                     show_progress="hidden")
+    def redraw(event) -> None:
+        """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
+        before the one it was sent."""
+        event.then(lambda current: histogram(current.summary().histogram if current else [], settings), session,
+                   view.histogram, show_progress="hidden")
+
+    redraw(view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
+                             show_progress="hidden"))
+    redraw(view.table.input(save_table, [session, view.page, view.selected, view.table], everything,
+                            show_progress="hidden"))
     view.previous_page.click(turn(-1), [session, view.page], everything, show_progress="hidden")
     view.next_page.click(turn(+1), [session, view.page], everything, show_progress="hidden")
     save.click(save_all, [session], report)
