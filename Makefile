@@ -10,11 +10,11 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup setup-dev browser bench clean-venv help
+.PHONY: run test setup setup-dev browser metadata-tools bench clean-venv help
 
 help:
 	@echo "make run    - set up .venv and launch the workbench on http://127.0.0.1:7860"
-	@echo "make test   - set up .venv (+ chromium for browser tests) and run pytest"
+	@echo "make test   - set up .venv (+ chromium, exiftool, exiv2 for tests) and run pytest"
 	@echo "make bench  - run the benchmarks in bench/ (slow; prints figures)"
 
 # Debian/Ubuntu ship venv separately; install it when it is missing.
@@ -28,12 +28,11 @@ $(PY):
 # without a GPU: make run TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_INDEX ?=
 # Last, the package itself, editable: .venv/bin/workbench is then the same as `python -m workbench`.
-# Its dependencies are the ones just installed; setuptools is already there to build it (venv seeds it
-# before Python 3.12, torch requires it from 3.12 on).
+# Its dependencies are the ones just installed (--no-deps); pip builds it with setuptools (pyproject.toml).
 $(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PIP) $(TORCH_INDEX) torch==2.13.0 torchvision==0.28.0
 	$(PIP) -r requirements.txt
-	$(PIP) --no-deps --no-build-isolation -e .
+	$(PIP) --no-deps -e .
 	touch $@
 
 $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
@@ -48,11 +47,17 @@ browser:
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium present: $$(command -v chromium)"; \
 	else $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; fi
 
+# The XMP tests read what the workbench writes with two independent readers, Debian's exiftool and exiv2
+# (the workbench itself needs neither: pyexiv2 ships its own exiv2).
+metadata-tools:
+	@if command -v exiftool >/dev/null 2>&1 && command -v exiv2 >/dev/null 2>&1; then echo "exiftool and exiv2 present"; \
+	else $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends libimage-exiftool-perl exiv2; fi
+
 run: setup
 	$(PY) gradio_app.py
 
 # ruff first (lint and import order, configured in pyproject.toml): seconds, before a ~10 min suite
-test: setup-dev
+test: setup-dev metadata-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

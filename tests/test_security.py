@@ -267,3 +267,17 @@ def test_a_body_that_stops_arriving_times_out(hostile):
         waited = time.monotonic() - started
     assert received.startswith(b"HTTP/1.1 408"), received[:200]
     assert BODY_TIMEOUT_S - 0.5 <= waited < BODY_TIMEOUT_S + 10
+
+
+def test_a_slow_body_that_keeps_arriving_is_not_cut_off(hostile):
+    """The limit is on silence, not on the whole upload: a chunk every second for 4 s (> the 2 s limit) is fine."""
+    def slow():
+        yield b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.jpg\"\r\n\r\n"
+        for _ in range(4):
+            time.sleep(1)
+            yield b"not an image "
+        yield b"\r\n--x--\r\n"
+
+    response = httpx.post(f"{hostile['url']}/api/score", content=slow(), timeout=60,
+                          headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 415, response.text  # read in full, then judged: not an image

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "workbench.commands.train",
     "workbench.commands.predict",
     "workbench.commands.serve",
+    "workbench.commands.labelling",
 )
 
 

@@ -20,6 +20,7 @@ from workbench.dataset import (
     scan_source_events,
     summarize,
 )
+from workbench.dataset.ratings import SOURCES, StarMapping, describe_order
 from workbench.dataset.scores import format_range, format_score
 
 
@@ -28,9 +29,14 @@ def _import_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pattern", default=None,
                         help="regular expression reading the score from the file stem (group 'score', else the "
                              "first group, else the whole match); default: a number at the start of the name")
+    parser.add_argument("--ratings", choices=sorted(SOURCES), default=None,
+                        help="where scores come from: auto = star ratings (XMP sidecar photo.jpg.xmp, then "
+                             "photo.xmp, then XMP in the photo, then EXIF Rating) and then the file name; "
+                             "xmp = ratings only; filename = the name only (default: ratings.source in the config)")
 
 
-@command("import", "Copy photos from a folder into the training set, reading scores from file names.",
+@command("import", "Copy photos from a folder into the training set, reading scores from star ratings "
+                   "(XMP/EXIF) and file names.",
          _import_arguments)
 def import_command(args: argparse.Namespace, settings: Settings) -> dict:
     src = Path(args.src).expanduser()
@@ -39,11 +45,13 @@ def import_command(args: argparse.Namespace, settings: Settings) -> dict:
     if not (src.is_dir() or src.suffix.lower() == ".zip"):
         raise CommandError(f"{src} is neither a folder nor a .zip file")
     pattern = settings.filename_pattern if args.pattern is None else args.pattern
+    ratings = args.ratings or settings.ratings_source
     store = ScoreStore.from_settings(settings)
     preview = result_of(scan_source_events(
         src, pattern=pattern, score_min=settings.score_min, score_max=settings.score_max,
         max_pixels=settings.max_pixels, thumbnails_dir=settings.thumbnails_dir,
-        thumbnail_size=settings.thumbnail_size), "checking", unit="img")
+        thumbnail_size=settings.thumbnail_size, ratings=ratings,
+        star_mapping=StarMapping.from_settings(settings)), "checking", unit="img")
     try:
         report = result_of(import_into_store(preview.items, store, skipped=preview.skipped), "copying", unit="img")
     finally:
@@ -51,7 +59,9 @@ def import_command(args: argparse.Namespace, settings: Settings) -> dict:
     document = report.to_json()
     if not args.json:
         print(f"Imported {report.imported} images into {settings.data_dir}: "
-              f"{report.labelled} labelled, {report.unlabelled} unlabelled.")
+              f"{report.labelled} labelled ({report.from_ratings} from star ratings), "
+              f"{report.unlabelled} unlabelled.")
+        print(f"Scores read from: {describe_order(ratings)}")
         for origin, saved in report.renamed:
             print(f"  {origin} saved as {saved} (the name was taken)")
         for name, note in report.notes:

@@ -19,6 +19,7 @@ from pathlib import Path
 from workbench.cli import CommandError, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
+from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
 from workbench.predict import BatchResult, default_scorer_id, load_scorer, score_images, write_csv
 
 
@@ -27,6 +28,12 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", metavar="PATH", nargs="+", help="images or folders (searched recursively)")
     parser.add_argument("--csv", metavar="OUT", help="also write the results to this CSV file")
     parser.add_argument("--threshold", type=_finite_float, help="good/bad threshold (default: the scorer's own)")
+    parser.add_argument("--write-xmp", action="store_true",
+                        help="also write each photo's stars (xmp:Rating) and exact score into its XMP sidecar, "
+                             "merged into an existing one; the photo itself is not touched")
+    parser.add_argument("--stars", choices=STAR_METHODS, default=None,
+                        help="how scores become 1-5 stars: thresholds = five equal parts of the scorer's scale, "
+                             "percentile = each fifth of this batch by rank (default: ratings.stars_out)")
 
 
 def _finite_float(text: str) -> float:
@@ -59,6 +66,13 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
         raise CommandError(f"no images found in {', '.join(args.paths)}")
     if args.csv:
         write_csv(result, args.csv)
+    xmp = None
+    if args.write_xmp:
+        xmp = write_star_ratings([(row.path, row.score) for row in result.scored], args.stars or settings.stars_out,
+                                 *scorer.scale, new_sidecar=settings.new_sidecar)
+        if not args.json:
+            print(f"XMP: {len(xmp.stars)} photos rated, {len(xmp.written)} sidecars written"
+                  + "".join(f"\n  {p}: {e}" for p, e in xmp.failed), file=sys.stderr)
     if not args.json:
         for row in result.rows:
             if row.error is None:
@@ -68,7 +82,10 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
                 print(f"{'-':>8}  {'':<4}  {row.path}  ({row.error})")
         print(f"{len(result.scored)} scored, {len(result.failed)} could not be scored; good from "
               f"{result.threshold:g}" + (f"; CSV: {args.csv}" if args.csv else ""), file=sys.stderr)
-    return _document(result, scorer)
+    document = _document(result, scorer)
+    if xmp is not None:
+        document["xmp"] = xmp.to_json()
+    return document
 
 
 def _describe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -42,6 +42,20 @@ Import (importer.py): Tab 1 and ``python -m workbench import``
         "skipped": [{"file", "reason"}], "renamed": [{"file", "saved_as"}], "notes": [{"file", "note"}]}``;
         ``report.saved`` lists the names written into data/.
 
+Star ratings (xmp.py, ratings.py): what photo managers wrote, and sidecars they read
+    ``read_rating(image, sidecars=None) -> Rating(stars 1-5 | None, rejected, label, source) | None``: the first of
+    ``IMG_1.jpg.xmp``, ``IMG_1.xmp``, XMP in the photo, EXIF Rating. ``write_rating(image, stars, score,
+    new_sidecar="stem"|"name", embed=False) -> [files written]`` merges into existing sidecars (other tags kept).
+    ``StarMapping.from_settings(settings).score(rating) -> (score | None, note)``;
+    ``stars_for_scores(scores, "thresholds"|"percentile", lo, hi)``;
+    ``write_star_ratings([(path, score)], method, lo, hi, new_sidecar=, embed=) -> WrittenRatings``.
+    ``scan_source(..., ratings="auto"|"xmp"|"filename", star_mapping=...)``: items carry ``from_rating``;
+    the import report counts ``from_ratings``.
+
+Comparisons (comparisons.py): ``data/comparisons.csv``, atomic and locked like scores.csv
+    ``ComparisonStore(data_dir).add(left, right, outcome)`` with outcome "left" | "right" | "tie";
+    ``.all() -> [Comparison]``; ``.undo() -> Comparison | None``.
+
 Summary and the Training-data gallery (summary.py)
     ``summarize(store, bins=10) -> DatasetSummary`` (``.to_json()``, ``.line()``): total, labelled, unlabelled,
     lowest, highest, mean, ``histogram: [HistogramBin(lo, hi, count)]`` over the configured range,

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping, Sequence
 
+from workbench.dataset.ratings import StarMapping, source_order
 from workbench.dataset.scores import ScoreError, ScoreRule, format_score
 from workbench.dataset.store import ScoreStore, sanitize_name, unique_name
+from workbench.dataset.xmp import read_rating, sidecar_paths
 from workbench.events import NEVER_STOP, Finished, Progress, StopFlag, drain
 from workbench.images import (
     DEFAULT_MAX_PIXELS,
@@ -69,6 +71,7 @@ class PreviewItem:
     height: int
     format: str
     thumbnail: Path | None = None
+    from_rating: bool = False  # the score came from a star rating (``note`` says which and where)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class ImportPreview:
 class ImportReport:
     imported: int = 0
     labelled: int = 0
+    from_ratings: int = 0  # of ``labelled``: scores taken from XMP/EXIF star ratings
     unlabelled: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (origin, saved as)
@@ -102,6 +106,7 @@ class ImportReport:
         return {
             "imported": self.imported,
             "labelled": self.labelled,
+            "from_ratings": self.from_ratings,
             "unlabelled": self.unlabelled,
             "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
             "renamed": [{"file": a, "saved_as": b} for a, b in self.renamed],
@@ -115,14 +120,17 @@ class _Candidate:
     origin: str
     name: str
     path: Path
+    sidecars: tuple[Path, ...] = ()  # XMP sidecars that came with it (the ratings source)
 
 
 def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]:
     """Files directly inside ``folder`` (sorted); everything else is reported."""
     out = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            continue  # .DS_Store, ._ resource forks, editor files: never photos
+    entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    names = [e.name for e in entries if not e.is_symlink()]
+    for entry in entries:
+        if entry.name.startswith(".") or _is_sidecar(entry.name):
+            continue  # .DS_Store, ._ resource forks, editor files; sidecars are read with their photo
         if entry.is_symlink():
             skipped.append(Skipped(entry.name, "a symbolic link (links are not followed)"))
         elif entry.is_dir():
@@ -130,8 +138,19 @@ def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]
         elif not is_supported(entry.name):
             skipped.append(Skipped(entry.name, _unsupported_reason(entry.name)))
         else:
-            out.append(_Candidate(entry.name, entry.name, Path(entry.path)))
+            out.append(_Candidate(entry.name, entry.name, Path(entry.path),
+                                  tuple(sidecar_paths(Path(entry.path), names))))
     return out
+
+
+def _is_sidecar(name: str) -> bool:
+    return name.lower().endswith(".xmp")
+
+
+def _sidecar_keys(key: str) -> tuple[str, str]:
+    """Where the sidecars of the photo at ``key`` (a name or a path inside a zip) would be, folded."""
+    stem = key.rpartition(".")[0] if "." in key.rpartition("/")[2] else key
+    return (key + ".xmp").casefold(), (stem + ".xmp").casefold()
 
 
 def _unsupported_reason(name: str) -> str:
@@ -153,6 +172,8 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
         skipped.append(Skipped(label, f"not a readable zip archive ({exc})"))
         return []
     out, taken, total = [], set(), 0
+    sidecars: dict[str, zipfile.ZipInfo] = {}
+    members_of: dict[int, str] = {}
     with zf:
         members = zf.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
@@ -169,6 +190,9 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                 continue
             if info.flag_bits & 0x1:
                 skipped.append(Skipped(where, "encrypted inside the zip; not extracted"))
+                continue
+            if _is_sidecar(member) and info.file_size <= MAX_MEMBER_BYTES:
+                sidecars[member.replace("\\", "/").casefold()] = info
                 continue
             if not is_supported(member):
                 skipped.append(Skipped(where, _unsupported_reason(member)))
@@ -192,7 +216,19 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                                               "not extracted (possible zip bomb)"))
                 continue
             total += written
+            members_of[len(out)] = member.replace("\\", "/")
             out.append(_Candidate(where, name, target))
+        for i, member in members_of.items():  # sidecars go next to their photo's staged copy
+            found = []
+            for n, key in enumerate(_sidecar_keys(member)):
+                if key in sidecars and not found:
+                    target = staging / f"{out[i].name}.{n}.xmp"
+                    try:
+                        if _extract_capped(zf, sidecars[key], target, MAX_MEMBER_BYTES) is not None:
+                            found.append(target)
+                    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError):
+                        target.unlink(missing_ok=True)
+            out[i] = _Candidate(out[i].origin, out[i].name, out[i].path, tuple(found))
     return out
 
 
@@ -224,17 +260,26 @@ def _gather(source, staging: Path | None, skipped: list[Skipped]) -> tuple[list[
             raise FileNotFoundError(f"{path} does not exist")
         source = [path]
     candidates: list[_Candidate] = []
+    uploaded_sidecars: dict[str, Path] = {}
+    uploaded: list[int] = []
     for upload in source:  # uploaded files: paths, or (original name, path) pairs
         name, path = (upload if isinstance(upload, tuple) else (Path(upload).name, upload))
         path = Path(path)
-        if name.lower().endswith(".zip"):
+        if _is_sidecar(name):
+            uploaded_sidecars[Path(name).name.casefold()] = path
+        elif name.lower().endswith(".zip"):
             sub = staging_dir() / f"zip-{len(candidates)}-{sanitize_name(name)}"
             sub.mkdir()
             candidates += _zip_candidates(path, sub, skipped, name)
         elif not is_supported(name):
             skipped.append(Skipped(name, _unsupported_reason(name)))
         else:
+            uploaded.append(len(candidates))
             candidates.append(_Candidate(name, sanitize_name(name), path))
+    for i in uploaded:  # a photo uploaded beside its sidecar
+        c = candidates[i]
+        found = tuple(uploaded_sidecars[k] for k in _sidecar_keys(Path(c.origin).name) if k in uploaded_sidecars)
+        candidates[i] = _Candidate(c.origin, c.name, c.path, found[:1])
     return candidates, staging
 
 
@@ -244,13 +289,19 @@ def scan_source_events(
     max_pixels: int = DEFAULT_MAX_PIXELS, staging_dir: str | Path | None = None,
     thumbnails_dir: str | Path | None = None, thumbnail_size: int = 256,
     stop: StopFlag = NEVER_STOP, workers: int | None = None,
+    ratings: str = "auto", star_mapping: StarMapping | None = None,
 ) -> Iterator[Progress | Finished]:
     """Preview ``source`` (folder, .zip, or uploaded paths) as events ending with ``Finished(ImportPreview)``.
 
+    ``ratings``: "auto" (star ratings from XMP/EXIF, then the file name),
+    "xmp" or "filename"; ``star_mapping`` turns stars into scores (default:
+    the middle of each fifth of the range; rejected photos get the minimum).
     Raises ``ScoreError`` for an invalid ``pattern`` and ``FileNotFoundError``
     for a missing source before any work is done.
     """
     rule = ScoreRule.compile(pattern, score_min, score_max)
+    order = source_order(ratings)
+    mapping = star_mapping or StarMapping.build(score_min, score_max)
     skipped: list[Skipped] = []
     candidates, staging = _gather(source, Path(staging_dir) if staging_dir else None, skipped)
     taken: set[str] = set()
@@ -258,7 +309,7 @@ def scan_source_events(
         name = unique_name(candidate.name, taken)
         taken.add(name.casefold())
         if name != candidate.name:
-            candidates[i] = _Candidate(candidate.origin, name, candidate.path)
+            candidates[i] = _Candidate(candidate.origin, name, candidate.path, candidate.sidecars)
     yield Progress(0, len(candidates), "checking images")
 
     def inspect(candidate: _Candidate) -> PreviewItem | Skipped:
@@ -271,9 +322,20 @@ def scan_source_events(
             return Skipped(candidate.origin, _without_name(str(exc), candidate.path.name))
         except OSError as exc:
             return Skipped(candidate.origin, f"cannot be read ({exc.strerror or exc})")
-        parsed = rule.parse(candidate.name)
-        return PreviewItem(candidate.name, candidate.origin, candidate.path, parsed.score, parsed.note,
-                           info.width, info.height, info.format, thumb)
+        score, note, from_rating = None, None, False
+        for source in order:  # the first source that gives a score wins; its note says where from
+            if source == "ratings":
+                score, note = mapping.score(read_rating(candidate.path, candidate.sidecars))
+                if note == "skip":
+                    return Skipped(candidate.origin, "rejected in the photo manager (ratings.rejected: skip)")
+                from_rating = score is not None
+            else:
+                parsed = rule.parse(candidate.name)
+                score, note = parsed.score, parsed.note if note is None else f"{note}; {parsed.note}"
+            if score is not None:
+                break
+        return PreviewItem(candidate.name, candidate.origin, candidate.path, score, note,
+                           info.width, info.height, info.format, thumb, from_rating)
 
     items: list[PreviewItem] = []
     started = time.monotonic()
@@ -366,3 +428,5 @@ def _account(report: ImportReport, item: PreviewItem, result, score: float | Non
             report.notes.append((result.filename, item.note))
     else:
         report.labelled += 1
+        if item.from_rating and item.score == score:  # not retyped by the person
+            report.from_ratings += 1

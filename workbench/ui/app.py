@@ -20,6 +20,7 @@ from workbench.ui.http_guard import HostGuard
 TAB_MODULES = (
     "workbench.ui.import_tab",
     "workbench.ui.data_tab",
+    "workbench.ui.label_tab",
     "workbench.ui.train_tab",
     "workbench.ui.predict_tab",
 )
@@ -51,8 +52,9 @@ def recover(settings: Settings) -> None:
     from workbench.runs import RunStore
 
     try:
-        ScoreStore.from_settings(settings).recover()
-    except (LockTimeout, OSError) as exc:  # e.g. the CLI importing right now: it reconciles itself
+        # a short wait: a long CLI import holding the lock reconciles by itself
+        ScoreStore(settings.data_dir, settings.score_min, settings.score_max, lock_timeout=3.0).recover()
+    except (LockTimeout, OSError) as exc:
         log.warning("data folder not checked at start: %s", exc)
     for name in RunStore(settings.models_dir).remove_debris():
         log.info("removed %s, left by a run save or deletion that was killed", name)

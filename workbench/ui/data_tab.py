@@ -16,6 +16,7 @@ from workbench.dataset import (
     gallery_page,
     summarize,
 )
+from workbench.dataset.ratings import write_star_ratings
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
@@ -48,6 +49,7 @@ def build(settings: Settings) -> None:
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
         undo = gr.Button("↶ Undo", elem_id="data-undo")
+        write_xmp = gr.Button("Write labels to XMP sidecars", elem_id="data-write-xmp")
     with gr.Accordion("Add an image", open=False, elem_id="data-add"):
         with gr.Row(equal_height=False):
             upload = gr.File(label="Upload an image", file_types=["image"], elem_id="data-add-file",
@@ -137,6 +139,12 @@ def build(settings: Settings) -> None:
             raise BadInput("Upload an image or type the name of a file in the data folder.")
         return save_score(page, typed_name, typed_score)
 
+    def write_labels(page, name):  # stars by fixed fifths: the inverse of how imported stars become scores
+        done = write_star_ratings(store.labelled(), "thresholds", store.score_min, store.score_max,
+                                  new_sidecar=settings.new_sidecar)
+        failed = f" {len(done.failed)} could not be written: {done.failed[0][1]}" if done.failed else ""
+        return f"Wrote stars for {len(done.stars)} labelled photos into XMP sidecars next to them.{failed}", name
+
     def turn(delta):
         return lambda page, *query: render(query, (page.page if page else 0) + delta)
 
@@ -161,6 +169,7 @@ def build(settings: Settings) -> None:
                             show_progress="hidden"))
     redraw(delete.click(edit(delete_entry), state, everything, show_progress="hidden"))
     redraw(undo.click(edit(undo_last, needs_selection=False), state, everything, show_progress="hidden"))
+    write_xmp.click(edit(write_labels, needs_selection=False), state, everything, show_progress="hidden")
     # empty the form once the photo was added
     add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(
         lambda status: {upload: None, existing: "", add_score: ""} if status.startswith("✓") else {upload: gr.skip()},

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from workbench.config import Settings
+from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
 from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
@@ -200,6 +201,12 @@ def build(settings: Settings) -> None:
                                           elem_id="predict-picked-overlay")
         table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
         download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
+        with gr.Row(equal_height=True):  # photo managers (Lightroom, darktable...) read these sidecars
+            stars_by = gr.Radio(list(STAR_METHODS), value=settings.stars_out, label="Stars by",
+                                info="thresholds: five equal parts of the scale; percentile: fifths of this batch",
+                                elem_id="predict-stars-by", scale=2)
+            write_xmp = gr.Button("Write stars to XMP sidecars (folder photos)", elem_id="predict-write-xmp", scale=1)
+        xmp_note = gr.Markdown(elem_id="predict-xmp-note")
 
     explanation, picked_explanation, shown_rows = gr.State(None), gr.State(None), gr.State(None)
 
@@ -314,6 +321,17 @@ def build(settings: Settings) -> None:
             return f"{title}  \nℹ {html.escape(found.reason)}", None, found
         return f"{title}  \n{found.note}", found.overlay(alpha), found
 
+    def write_sidecars(shown: tuple[str, list[ScoreRow]] | None, method: str, typed_folder: str) -> str:
+        batch_scorer, rows = shown or (None, [])
+        root = Path(typed_folder.strip()).expanduser().resolve() if typed_folder and typed_folder.strip() else None
+        items = [(r.path, r.score) for r in rows if root is not None and Path(r.path).resolve().is_relative_to(root)]
+        if not items:
+            return "Score a folder first: sidecars go next to the photos in it (uploads are only copies)."
+        done = write_star_ratings(items, method, *cached_scorer(batch_scorer, settings).scale,
+                                  new_sidecar=settings.new_sidecar)
+        failed = "".join(f"\n- ⚠ {html.escape(str(p))}: {html.escape(e)}" for p, e in done.failed)
+        return f"Wrote {len(done.written)} XMP sidecars (stars by {method}) in `{root}`.{failed}"
+
     def _scorer(chosen: str) -> Scorer:
         try:
             return cached_scorer(chosen, settings)
@@ -340,6 +358,7 @@ def build(settings: Settings) -> None:
         score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
         concurrency_limit=2).then(lambda: gr.Button(interactive=False), None, stop, show_progress="hidden")
     stop.click(stop_batch, None, None, queue=False)
+    write_xmp.click(write_sidecars, [shown_rows, stars_by, folder], xmp_note)
     gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
     _on_page_open(open_page, [scorer_id, scorer_info, threshold])

@@ -1,0 +1,90 @@
+"""The Label tab in a real chromium against a real server, driven by the keyboard alone.
+
+Rates five photos and makes three comparisons, then reads data/scores.csv and
+data/comparisons.csv: every key must already be on disk.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+
+def disk_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def wait_for(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def saves(page: Page) -> int:
+    return page.evaluate("window.__wbLabel.saves")
+
+
+def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, workbench_env, photos, output_dir):
+    data = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    names = []
+    for name, pixels in photos.items():
+        names.append(f"photo_{name}.jpg")
+        Image.fromarray(pixels).save(data / names[-1], quality=85)
+    names.sort()
+    page.goto(app_server)
+    page.get_by_role("tab", name="Label", exact=True).click()
+    page.wait_for_function("window.__wbLabel && window.__wbLabel.ready")
+    caption = page.locator("#label-desk .wb-caption")
+    expect(caption).to_contain_text(f"1 / {len(names)} · {names[0]}")
+    page.locator("#label-desk .wb-help").click()  # the keys belong to the page, not to a text field
+
+    for key in ("5", "3", "1", "4"):  # each key saves and moves on
+        page.keyboard.press(key)
+    page.keyboard.press("ArrowLeft")  # back to the fourth photo: 4 stars
+    page.keyboard.press("2")  # now 2 stars, next photo (the fifth)
+    page.keyboard.press("5")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("z")  # undo: the fifth photo loses its 5 stars
+    assert wait_for(lambda: saves(page) >= 7)
+    expect(caption).to_contain_text(names[4])
+
+    def scores():
+        return {r["filename"]: r["score"] for r in disk_rows(data / "scores.csv") if r["score"]}
+
+    # default stars -> the middle of each fifth of 0-100
+    expected = {names[0]: "90", names[1]: "50", names[2]: "10", names[3]: "30"}
+    assert wait_for(lambda: scores() == expected), scores()
+    page.keyboard.press("4")
+    assert wait_for(lambda: scores() == {**expected, names[4]: "70"}), scores()
+    page.screenshot(path=output_dir / "rate.png")
+
+    page.get_by_role("button", name="Compare pairs").click()
+    left = page.locator("#label-desk .wb-left-name")
+    expect(left).to_contain_text("←")
+    shown = []
+    for key in ("ArrowLeft", "ArrowRight", "="):
+        pair = (left.inner_text().lstrip("← ").strip(),
+                page.locator("#label-desk .wb-right-name").inner_text().rstrip(" →").strip())
+        shown.append(pair)
+        before = saves(page)
+        page.keyboard.press(key)
+        assert wait_for(lambda: saves(page) > before)  # saved, and the next pair is on screen
+    rows = wait_for(lambda: (r := disk_rows(data / "comparisons.csv")) and len(r) == 3 and r)
+    assert [(r["left"], r["right"], r["outcome"]) for r in rows] == [
+        (*shown[0], "left"), (*shown[1], "right"), (*shown[2], "tie")]
+    assert all(a != b and {a, b} <= set(names) for a, b in shown)
+    page.screenshot(path=output_dir / "pairs.png")
+    page.keyboard.press("z")  # undo the tie
+    assert wait_for(lambda: len(disk_rows(data / "comparisons.csv")) == 2)

@@ -1,0 +1,57 @@
+"""What to label next: committee disagreement with diversity, and ``python -m workbench suggest``."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from workbench.labelling.suggest import committee_disagreement, rank_for_labelling
+
+
+def clusters(rng, centres, per):
+    return np.concatenate([c + 0.05 * rng.normal(size=(per, len(c))) for c in centres])
+
+
+def test_the_committee_is_unsure_far_from_the_labels():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X @ np.array([3.0, -1.0, 0.5]) + 0.3 * rng.normal(size=60)
+    near, far = np.zeros((1, 3)), np.full((1, 3), 8.0)
+    spread = committee_disagreement(X, y, np.concatenate([near, far]), alpha=1.0)
+    assert spread[1] > 3 * spread[0]
+
+
+def test_suggestions_spread_over_scenes_instead_of_repeating_one():
+    rng = np.random.default_rng(0)
+    centres = [np.eye(4)[i] * 6 for i in range(4)]
+    labelled = clusters(rng, centres[:1], 10)
+    y = rng.normal(50, 5, size=10)
+    # the pool: 40 near-copies of one unfamiliar scene, 3 each of two others, and copies of the labelled one
+    pool = np.concatenate([clusters(rng, centres[1:2], 40), clusters(rng, centres[2:4], 3),
+                           clusters(rng, centres[:1], 10)])
+    scene = np.repeat([1, 2, 3, 0], [40, 3, 3, 10])
+    order, spread = rank_for_labelling(labelled, y, pool, 3)
+    assert sorted(scene[order]) == [1, 2, 3]  # one of each new scene, not three shots of the biggest
+    assert len(set(order)) == 3 and spread.shape == (len(pool),)
+    cold, _ = rank_for_labelling(np.zeros((0, 4)), np.zeros(0), pool, 4)  # nothing labelled: k-center
+    assert sorted(scene[cold]) == [0, 1, 2, 3]
+
+
+def test_suggest_cli_ranks_the_unlabelled_photos(workbench_env, photos, run_cli):
+    from training_fixtures import make_brightness_set
+
+    data = make_brightness_set(photos, Path(workbench_env["WORKBENCH_DATA_DIR"]), n=20)
+    rows = list(csv.reader(open(data / "scores.csv", encoding="utf-8")))
+    with open(data / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows[:13])  # 12 labelled, 8 unlabelled
+    proc = run_cli("suggest", "--n", "5", "--json")
+    document = json.loads(proc.stdout)
+    assert (document["n_labelled"], document["n_pool"]) == (12, 8)
+    assert "committee" in document["method"]
+    names = [s["filename"] for s in document["suggestions"]]
+    assert len(names) == 5 == len(set(names)) and [s["rank"] for s in document["suggestions"]] == [1, 2, 3, 4, 5]
+    assert set(names) <= {f"crop_{i:03d}.png" for i in range(12, 20)}
+    text = run_cli("suggest", "--n", "2").stdout
+    assert "Label these next" in text and names[0] in text

@@ -1,0 +1,6 @@
+"""Labelling: Bradley–Terry scores from comparisons, informative pairs, and what to label next.
+
+``pairwise.py``: ``pairwise_scores(comparisons, anchors, lo, hi) -> PairwiseScores`` and
+``choose_pairs(names, comparisons, k)``. ``suggest.py``: ``suggest(settings, n)`` ranks the unlabelled photos
+by committee disagreement and diversity. ``session.py``: the Label tab's engine (queue, keys, saves).
+"""
