@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from workbench.config import Settings
 from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
-from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
+from workbench.describe.critique import LLMConfig
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
 from workbench.images import ImageError, thumbnail
@@ -46,6 +46,18 @@ TABLE_COLUMNS = ["rank", "file", "score", "std", "percentile", "verdict", "error
 
 INTRO = """Score new photos. The ready **nima** scorer (trained on the AVA photo contest, 1-10) needs no
 training; a run you trained scores on your own scale. Drop one photo for a close look, or many to cull a shoot."""
+
+
+NO_LLM = ("No language model is configured: fill in **Base URL** and **Model** above (and the key for a "
+          "hosted service), then press Describe again.")
+
+
+def caption_hint(note: str, settings: Settings) -> str:
+    """The engine's note on a missing caption, in UI terms (no command lines)."""
+    if "not available offline" not in note:
+        return note
+    return (f"BLIP's files are not on this machine. Put the model folder in the weights folder "
+            f"({settings.weights_dir}), or untick “Caption with BLIP”; the critique works without it.")
 
 
 STOP_FLAGS = StopFlags()
@@ -161,10 +173,10 @@ def build(settings: Settings) -> None:
             overlay = gr.Image(label="Explanation overlay", interactive=False, height=420, elem_id="predict-overlay")
             explain_note = gr.Markdown(elem_id="predict-explain-note")
         with gr.Accordion("Caption and critique (optional)", open=False):
-            configured = LLMConfig.from_settings(settings).configured
-            gr.Markdown("A BLIP caption and written feedback from any OpenAI-compatible chat server. "
-                        "The key stays in this browser session; it is never saved." +
-                        ("" if configured else "\n\n" + HOW_TO_CONFIGURE.replace("\n", "  \n")))
+            gr.Markdown("A BLIP caption and written feedback from any OpenAI-compatible chat server: fill in "
+                        "**Base URL** and **Model** below (a local Ollama: `http://127.0.0.1:11434/v1` and "
+                        "`llava`; a hosted service: its URL, model and your key). The key stays in this "
+                        "browser session; it is never saved.")
             with gr.Row():
                 want_caption = gr.Checkbox(value=True, label="Caption with BLIP", elem_id="predict-caption")
                 send_image = gr.Checkbox(value=False, label="Send the photo (vision models only)")
@@ -182,8 +194,8 @@ def build(settings: Settings) -> None:
 
     with gr.Tab("Many photos"):
         with gr.Row():
-            uploads = gr.File(file_count="multiple", file_types=["image"], type="filepath",
-                              label="Photos", elem_id="predict-uploads")
+            uploads = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=180,
+                              label="Photos", elem_id="predict-uploads")  # a long list scrolls, Score all stays near
             folder = gr.Textbox(label="…or a folder on this computer", placeholder="/home/me/Pictures/shoot",
                                 elem_id="predict-folder")
         with gr.Row():
@@ -263,8 +275,10 @@ def build(settings: Settings) -> None:
                                       send_image=bool(send), language=lang or settings.language)
         found = describe_photo(path, score=row.score, scale=scorer.scale, threshold=limit, settings=settings,
                                caption=caption_on, llm=llm)
-        caption = f"**Caption:** {html.escape(found.caption)}" if found.caption else f"**Caption:** none. {found.caption_note}"
-        critique = found.critique if found.critique is not None else found.critique_note
+        caption = (f"**Caption:** {html.escape(found.caption)}" if found.caption else
+                   f"**Caption:** none. {html.escape(caption_hint(found.caption_note, settings))}")
+        critique = found.critique if found.critique is not None else (
+            NO_LLM if not llm.configured else found.critique_note)
         return f"{caption}\n\n**Critique** (score {row.score:.2f}):\n\n{critique}"
 
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):

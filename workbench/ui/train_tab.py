@@ -195,10 +195,12 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         message, offer_random = weights_message(name, new_backbone, allow_random, settings)
         return ([gr.Column(visible=n == name) for n in panels]
                 + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
-                   gr.Row(visible=fam.capabilities.iterative), curve_note(name)])
+                   gr.Row(visible=fam.capabilities.iterative), curve_note(name),
+                   gr.Column(visible=False)])  # the previous family's result does not belong under the new form
 
     family.change(choose_family, [family, backbone, random_weights],
-                  [*panels.values(), family_info, backbone, weights_info, random_weights, curve_row, one_step])
+                  [*panels.values(), family_info, backbone, weights_info, random_weights, curve_row, one_step,
+                   result_box])
 
     def check_backbone(name: str, chosen_backbone: str, allow_random: bool):
         message, offer_random = weights_message(name, chosen_backbone, allow_random, settings)
