@@ -333,3 +333,60 @@ def test_rate_and_cull_with_the_keyboard_only(page, walk, output_dir):
     expect(page.locator("#data-status")).to_contain_text(f"Restored {second}")
     assert store.get(second).score == before
     page.screenshot(path=str(output_dir / "keyboard_rating.png"), full_page=True)
+
+
+# ------------------------------------------------------------- screenshots
+def test_every_tab_after_a_full_run_for_a_person_to_look_at(page, walk, output_dir):
+    """Screenshots of each tab and panel once the set is labelled, runs trained and photos scored
+    (tests/output/<this test>/); and no plot logs Vega's empty-extent warning on the way."""
+    warnings: list[str] = []
+    page.on("console", lambda message: warnings.append(message.text) if "Infinite extent" in message.text else None)
+    shot = lambda name: page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)  # noqa: E731
+    page.goto(walk.url)
+    page.locator("#import-folder input").fill(str(walk.uploads))
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(3, timeout=60_000)
+    shot("1_import")
+
+    open_tab(page, "Training data")
+    expect(page.locator("#data-gallery button.thumbnail-item").first).to_be_visible(timeout=60_000)
+    shot("2_training_data")
+
+    open_tab(page, "Train")
+    choose_family(page, "head")
+    page.locator("#train-params-head").get_by_label("epochs").fill("30")
+    page.locator("#train-start").click()
+    expect(page.locator("#train-progress")).to_contain_text("Finished", timeout=DONE)
+    expect(page.locator("#train-start")).to_be_enabled(timeout=30_000)
+    shot("3_train")
+
+    open_tab(page, "Compare families")
+    for name in ("hgb", "head"):
+        page.locator("#compare-families").get_by_label(name, exact=True).uncheck()
+    page.locator("#compare-folds input").fill("3")
+    page.locator("#compare-start").click()
+    expect(page.locator("#compare-progress")).to_contain_text("3 folds", timeout=DONE)
+    shot("4_compare")
+
+    open_tab(page, "Runs")
+    page.locator("#runs-overlay-pick input").click()
+    page.get_by_role("option").first.click()
+    page.keyboard.press("Escape")
+    shot("5_runs")
+
+    open_tab(page, "Predict")
+    page.locator("#predict-photo input[type=file]").set_input_files(str(walk.uploads / "coffee final.jpg"))
+    expect(page.locator("#predict-result")).to_contain_text("on 0-100", timeout=DONE)
+    page.get_by_text("Why this score? (where the model looked)").click()
+    page.locator("#predict-explain").click()
+    expect(page.locator("#predict-overlay img")).to_be_visible(timeout=DONE)
+    shot("6_predict_one")
+    open_tab(page, "Many photos")
+    page.locator("#predict-uploads input[type=file]").set_input_files(sorted(walk.uploads.iterdir()))
+    expect(page.locator("#predict-uploads")).not_to_contain_text("Uploading", timeout=60_000)
+    page.locator("#predict-start").click()
+    expect(page.locator("#predict-progress")).to_contain_text("Done: 3 scored", timeout=DONE)
+    page.locator("#predict-gallery .thumbnail-item").first.click()
+    expect(page.locator("#predict-picked-overlay img")).to_be_visible(timeout=DONE)
+    shot("7_predict_many")
+    assert not warnings, warnings

@@ -27,7 +27,6 @@ from workbench.training import check_weights, train
 from workbench.training.reporting import (
     LEADERBOARD_COLUMNS,
     TrainingMonitor,
-    empty_curve_frame,
     leaderboard_place,
     metrics_markdown,
     runs_frame,
@@ -175,7 +174,8 @@ def build_train_panel(settings: Settings) -> TrainPanel:
     notes = gr.Markdown("", elem_id="train-notices")
     one_step = gr.Markdown(curve_note(DEFAULT_FAMILY), elem_id="train-curve-note")
     with gr.Row(visible=FAMILIES[DEFAULT_FAMILY].capabilities.iterative) as curve_row:
-        loss_plot = gr.LinePlot(live_curve(empty_curve_frame()), x="epoch", y="loss", color="curve", height=320,
+        # no value until the first epoch: a plot of nothing has no extent (Vega warns "Infinite extent")
+        loss_plot = gr.LinePlot(None, x="epoch", y="loss", color="curve", height=320,
                                 title="Loss per epoch (lower is better)", elem_id="train-loss-plot", scale=3)
         live = gr.Markdown("", elem_id="train-live-metrics", min_height=80)
     with gr.Column(visible=False) as result_box:
@@ -225,7 +225,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         monitor, flag = TrainingMonitor(), STOP_FLAGS.start(request.session_hash, "train")
         yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True), live: "", notes: "",
                progress: progress_html(0, "Starting…"), **waiting_view(),
-               **({loss_plot: live_curve(empty_curve_frame())} if plotted else {})}
+               **({loss_plot: None} if plotted else {})}
         try:
             last = 0.0
             for event in train(name, settings, backbone=values[backbone], params=params, stop=flag,
@@ -252,7 +252,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                  f"held-out photos when it ends)</small>") if epoch else ""
         view = {progress: progress_html(monitor.fraction, monitor.status_line()), notes: "\n\n".join(warned),
                 live: metrics_markdown(monitor.latest_metrics, label, legend=False)}
-        if plotted:
+        if plotted and monitor.history:
             view[loss_plot] = live_curve(monitor.curve(PLOT_EPOCHS))
         return view
 
