@@ -244,7 +244,9 @@ def build_train_panel(settings: Settings) -> TrainPanel:
             STOP_FLAGS.finish(request.session_hash, "train", flag)
 
     def live_view(monitor: TrainingMonitor, plotted: bool) -> dict:
-        warned = [f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in monitor.notices]
+        # where the weights come from is said once, above the form; warnings (random, download) stay
+        shown = [n for n in monitor.notices if n.level == "warning" or "weights from" not in n.message]
+        warned = list(dict.fromkeys(f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in shown))
         if monitor.overfitting():
             warned.append(f"{WARN} **{monitor.overfitting()}**")
         epoch = monitor.history[-1]["epoch"] if monitor.history else None
