@@ -88,7 +88,7 @@ def test_trained_runs_appear_in_predict_and_become_the_default(page, walk):
     show_predict(page)
     expect(page.locator("#predict-scorer input")).to_have_value(re.compile(r"^ridge · efficientnet_lite0 · "
                                                                            rf"{N_PHOTOS} photos · SRCC"))
-    expect(page.locator("#predict-scorer-info")).to_contain_text("scale 0-100")
+    expect(page.locator("#predict-scorer-info")).to_contain_text("scale 0-100", timeout=60_000)
 
     store.rename(ridge.run_id, "brightness ridge")
     show_predict(page)
@@ -119,7 +119,7 @@ def test_batch_csv_carries_names_rank_percentile_verdict_and_every_run_explains(
     expect(page.locator("#predict-scorer-info")).to_contain_text("scale 0-100", timeout=60_000)
     page.locator("#predict-scorer input").click()
     page.get_by_role("option", name=re.compile(r"^brightness ridge")).click()
-    expect(page.locator("#predict-scorer-info")).to_contain_text("brightness ridge")
+    expect(page.locator("#predict-scorer-info")).to_contain_text("brightness ridge", timeout=60_000)
     open_tab(page, "Many photos")
     expect(page.locator("#predict-stop")).to_be_disabled()  # nothing runs yet
     page.locator("#predict-uploads input[type=file]").set_input_files(sorted(walk.uploads.iterdir()))
