@@ -1,9 +1,12 @@
 """Cross-validated comparison of every model family on SAVOIAS (1,218 real photos, human scores).
 
     .venv/bin/python bench/compare_bench.py [--folds 5] [--seed 42] [--families ridge,svr,...]
+        [--features pooled,multilevel] [--ungrouped ridge,auto]
 
-Prints, for the default backbone (efficientnet_lite0) with features cached:
-SRCC, PLCC, MAE and fit time per family, the wall time of all scikit-learn
+Prints, for the default backbone (efficientnet_lite0) with features cached, once
+per feature view (pooled, multilevel; auto always uses multilevel), on folds
+that keep near-duplicates together: SRCC, PLCC, MAE and fit time per family,
+SRCC on ungrouped folds for a few families (how much near-duplicates flatter), the wall time of all scikit-learn
 families together (aim: under 60 s on two cores), ``auto`` against ``ridge``
 in the same run, and two baselines measured in the same run: predicting the
 mean score (quality) and extracting features afresh for every family (time,
@@ -55,6 +58,9 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--weights-dir", type=Path, default=None)
     parser.add_argument("--sample", type=int, default=48, help="images for the uncached extraction-rate baseline")
+    parser.add_argument("--features", default="pooled,multilevel", help="feature views to compare (comma-separated)")
+    parser.add_argument("--ungrouped", default="ridge,auto",
+                        help="families also run on ungrouped folds, for the grouped-vs-ungrouped column")
     args = parser.parse_args()
 
     weights_dir = args.weights_dir
@@ -88,26 +94,40 @@ def main() -> None:
     warm_read = time.perf_counter() - tick
     print(f"uncached extraction: {1 / cold_per_image:.1f} img/s; cached read of all {len(data)}: {warm_read:.2f} s")
 
-    # 2. the comparison itself (features from the cache, the same folds for everyone)
-    tick = time.perf_counter()
-    report = drain(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed, data=data),
-                   lambda e: print(f"  {e.message}", flush=True) if getattr(e, "message", "").count("fold") else None)
-    wall = time.perf_counter() - tick
+    # 2. the comparison itself (features from the cache, the same folds for everyone), once per feature
+    # view on near-duplicate-grouped folds; a few families again on ungrouped folds for the last column
     y = data.scores
     # the baseline through the same metrics and folds (a constant ranks nothing: its correlations are 0)
     baseline = [compute_metrics(y[te], np.full(len(te), y[tr].mean()), score_min=settings.score_min,
                                 score_max=settings.score_max)
-                for tr, te in kfold(y, folds=args.folds, seed=args.seed)]
+                for tr, te in kfold(y, folds=args.folds, seed=args.seed, keys=data.content_keys())]
     mean = {k: float(np.mean([b[k] for b in baseline])) for k in ("srcc", "plcc", "krcc", "mae", "rmse", "r2")}
+    show = lambda e: print(f"  {e.message}", flush=True) if "near-dup" in getattr(e, "message", "") else None  # noqa: E731
+    for view in [v for v in args.features.split(",") if v]:
+        tick = time.perf_counter()
+        report = drain(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed,
+                               data=data, features=view), show)
+        wall = time.perf_counter() - tick
+        loose = [f for f in args.ungrouped.split(",") if f in families]
+        ungrouped = {r.model: r for r in drain(compare(loose, settings, backbone=args.backbone, folds=args.folds,
+                                                       seed=args.seed, data=data, features=view,
+                                                       grouped=False)).results} if loose else {}
+        print(f"\n=== features: {view} (auto always multilevel); near-duplicates: {report.near_duplicates}")
+        print(f"{'model':<10}{'view':>11}{'SRCC':>8}{'±':>7}{'PLCC':>8}{'KRCC':>8}{'MAE':>8}{'RMSE':>8}{'R2':>8}"
+              f"{'fit s/fold':>12}{'CV total s':>12}{'ungrouped SRCC':>16}")
+        for r in report.results:
+            loose_srcc = f"{ungrouped[r.model].srcc:>16.3f}" if r.model in ungrouped else f"{'':>16}"
+            print(f"{r.model:<10}{r.features:>11}{r.srcc:>8.3f}{r.srcc_std:>7.3f}{r.plcc:>8.3f}{r.krcc:>8.3f}"
+                  f"{r.mae:>8.2f}{r.rmse:>8.2f}{r.r2:>8.3f}{r.fit_seconds:>12.2f}{r.fit_seconds * args.folds:>12.1f}"
+                  f"{loose_srcc}")
+        print(f"{'mean':<10}{'':>11}{mean['srcc']:>8.3f}{'':>7}{mean['plcc']:>8.3f}{mean['krcc']:>8.3f}"
+              f"{mean['mae']:>8.2f}{mean['rmse']:>8.2f}{mean['r2']:>8.3f}   (always predict the training mean)")
+        _summary(report, families, args, wall, cold_per_image, warm_read, data)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (RSS): {peak_mb:.0f} MB")
 
-    print(f"\n{'model':<10}{'SRCC':>8}{'±':>7}{'PLCC':>8}{'KRCC':>8}{'MAE':>8}{'RMSE':>8}{'R2':>8}"
-          f"{'fit s/fold':>12}{'CV total s':>12}")
-    for r in report.results:
-        print(f"{r.model:<10}{r.srcc:>8.3f}{r.srcc_std:>7.3f}{r.plcc:>8.3f}{r.krcc:>8.3f}{r.mae:>8.2f}"
-              f"{r.rmse:>8.2f}{r.r2:>8.3f}{r.fit_seconds:>12.2f}{r.fit_seconds * args.folds:>12.1f}")
-    print(f"{'mean':<10}{mean['srcc']:>8.3f}{'':>7}{mean['plcc']:>8.3f}{mean['krcc']:>8.3f}{mean['mae']:>8.2f}"
-          f"{mean['rmse']:>8.2f}{mean['r2']:>8.3f}   (always predict the training mean)")
 
+def _summary(report, families, args, wall, cold_per_image, warm_read, data) -> None:
     by_name = {r.model: r for r in report.results}
     sk = [by_name[f] for f in SKLEARN_FAMILIES if f in by_name]
     sk_fit = sum(r.fit_seconds * args.folds for r in sk)
@@ -123,8 +143,6 @@ def main() -> None:
         print(f"auto vs ridge on {args.backbone}: SRCC {a.srcc:.3f} vs {b.srcc:.3f} ({a.srcc - b.srcc:+.3f}), "
               f"PLCC {a.plcc:.3f} vs {b.plcc:.3f} ({a.plcc - b.plcc:+.3f}), "
               f"MAE {a.mae:.2f} vs {b.mae:.2f} ({a.mae - b.mae:+.2f})")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory (RSS): {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from PIL import Image
 
 from workbench.backbones import (
     BACKBONES,
+    MultiLevel,
     WeightsUnavailable,
     backbone_choices,
     get_backbone,
@@ -72,6 +73,32 @@ def test_every_backbone_builds_with_random_weights_and_gives_its_feature_dim(nam
     assert pixels.shape == (3, spec.input_size, spec.input_size) and pixels.dtype == torch.float32
     if spec.gradcam_layer:
         assert isinstance(backbone.gradcam_layer, torch.nn.Module)
+    if spec.stage_taps:  # the multilevel view: every declared tap exists and has the declared channels
+        multilevel = MultiLevel(backbone.model, spec.stage_taps)
+        with torch.inference_mode():
+            levels = multilevel(torch.randn(batch, 3, size, size))
+        multilevel.remove()
+        assert levels.shape == (batch, spec.feature_dim_of("multilevel")) and torch.isfinite(levels).all()
+        assert all(not m._forward_hooks for m in backbone.model.modules())  # handed back unchanged
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "nima_mobilenet", "resnet18"])
+def test_the_last_stage_tap_is_what_the_pooled_view_pools(name, settings):
+    """The multilevel view extends the pooled one: its last block is the pooled vector itself."""
+    spec = get_backbone(name)
+    backbone = load_backbone(name, settings, random_weights=True)
+    x = torch.randn(2, 3, 96, 96)
+    multilevel = MultiLevel(backbone.model, spec.stage_taps)
+    with torch.inference_mode():
+        levels, pooled = multilevel(x), backbone.model(x)
+    torch.testing.assert_close(levels[:, -spec.feature_dim:], pooled, rtol=1e-4, atol=1e-5)
+
+
+def test_a_backbone_without_stage_taps_has_no_multilevel_view():
+    with pytest.raises(ValueError, match="no multilevel view"):
+        get_backbone("clip_vit_b32").feature_dim_of("multilevel")
+    with pytest.raises(ValueError, match="unknown feature view"):
+        get_backbone("efficientnet_lite0").feature_dim_of("mosaic")
 
 
 def test_random_weights_are_seeded_so_cached_features_stay_valid(settings):

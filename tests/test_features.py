@@ -199,3 +199,22 @@ def test_clearing_one_backbone_cannot_reach_outside_the_cache(settings, tmp_path
         with pytest.raises(KeyError, match="unknown backbone"):
             clear_cache(settings, name)
     assert (precious / "weights.bin").read_bytes() == b"hand-placed"
+
+
+def test_the_multilevel_view_is_cached_apart_and_leaves_the_backbone_as_it_was(photo_dir, settings):
+    from workbench.backbones import get_backbone, load_backbone
+
+    paths = jpgs(photo_dir)
+    _, pooled = run(paths, settings)
+    _, levels = run(paths, settings, view="multilevel")
+    dim = get_backbone(BACKBONE).feature_dim_of("multilevel")
+    assert levels.features.shape == (len(paths), dim) and levels.computed == len(paths)  # its own cache entries
+    np.testing.assert_allclose(levels.features[:, -1280:], pooled.features, rtol=1e-4, atol=1e-5)
+    _, again = run(paths, settings, view="multilevel")
+    assert again.cache_hits == len(paths)
+    np.testing.assert_array_equal(again.features, levels.features)
+    loaded = load_backbone(BACKBONE, settings)  # a caller's loaded backbone: hooks must not stay behind
+    features_for(paths[:2], loaded, settings.replace(cache_dir=settings.cache_dir / "other"), view="multilevel")
+    assert all(not m._forward_hooks for m in loaded.model.modules())
+    with pytest.raises(ValueError, match="no multilevel view"):
+        next(extract_features(paths, "clip_vit_b32", settings, view="multilevel"))

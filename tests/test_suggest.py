@@ -39,7 +39,7 @@ def test_suggestions_spread_over_scenes_instead_of_repeating_one():
     assert sorted(scene[cold]) == [0, 1, 2, 3]
 
 
-def test_suggest_cli_ranks_the_unlabelled_photos(workbench_env, photos, run_cli):
+def test_suggest_cli_ranks_the_unlabelled_photos(workbench_env, photos, run_cli, tmp_path, capsys):
     from training_fixtures import make_brightness_set
 
     data = make_brightness_set(photos, Path(workbench_env["WORKBENCH_DATA_DIR"]), n=20)
@@ -55,3 +55,17 @@ def test_suggest_cli_ranks_the_unlabelled_photos(workbench_env, photos, run_cli)
     assert set(names) <= {f"crop_{i:03d}.png" for i in range(12, 20)}
     text = run_cli("suggest", "--n", "2").stdout
     assert "Label these next" in text and names[0] in text
+    # a folder outside data/: its photos are the pool, data/'s labels teach the committee
+    import shutil
+
+    from workbench.cli import main
+
+    folder = tmp_path / "new shoot"
+    folder.mkdir()
+    for name in names[:3]:
+        shutil.copy(data / name, folder / name)
+    (folder / "notes.txt").write_text("not a photo")
+    assert main(["suggest", "--folder", str(folder), "--n", "2", "--json"]) == 0
+    from_folder = json.loads(capsys.readouterr().out)
+    assert from_folder["n_pool"] == 3 and len(from_folder["suggestions"]) == 2
+    assert all(Path(s["path"]).parent == folder for s in from_folder["suggestions"])

@@ -113,7 +113,10 @@ def test_ratings_source_choices_and_mapping(workbench_env, shoot, capsys):
     assert (json.loads(out)["labelled"], json.loads(out)["from_ratings"]) == (6, 6)
     assert "85_named.jpg" not in read_scores(data)
     mapping = StarMapping.build(1, 10, "2,4,6,8,10", rejected="skip")
-    assert mapping.score(read_rating(shoot / "lightroom.jpg"))[0] == 8
+    assert mapping.score(read_rating(shoot / "lightroom.jpg")) == (8, "4★ (Red label, XMP sidecar lightroom.xmp)")
+    # digiKam's pick label "rejected" rejects a photo whatever its stars
+    exiftool("-overwrite_original", "-XMP-digiKam:PickLabel=1", "-XMP-xmp:Rating=3", shoot / "darktable.jpg.xmp")
+    assert read_rating(shoot / "darktable.jpg").rejected
     assert mapping.score(read_rating(shoot / "rejected.jpg")) == (None, "skip")
     with pytest.raises(BadInput, match="five scores"):
         StarMapping.build(0, 100, "10,20,30")
@@ -200,3 +203,20 @@ def test_predict_write_xmp(workbench_env, photos, tmp_path, capsys):
         assert tags["XMP-aesthetic:Score"] == pytest.approx(row["score"], rel=1e-5)
         assert tags["XMP-xmp:Rating"] == document["xmp"]["stars"][row["path"]]
     assert exiftool_json(folder / "a.xmp")["XMP-dc:Subject"] == "kept"
+    assert "XMP-xmp:Rating" not in exiftool_json(folder / "b.jpg")  # the photos themselves are untouched
+    code, out = run_main(capsys, "predict", run.run_id, folder / "b.jpg", "--write-xmp", "--embed-xmp", "--json")
+    assert code == 0 and exiftool_json(folder / "b.jpg")["XMP-xmp:Rating"] == json.loads(out)["xmp"]["stars"][
+        str(folder / "b.jpg")]
+
+
+def test_embedded_ratings_in_heic_and_tiff(tmp_path, photos):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    pixels = next(iter(photos.values()))
+    Image.fromarray(pixels).save(tmp_path / "phone.heic", quality=80)
+    Image.fromarray(pixels).save(tmp_path / "scan.tif")
+    exiftool("-overwrite_original", "-XMP-xmp:Rating=4", tmp_path / "phone.heic")
+    exiftool("-overwrite_original", "-XMP-xmp:Rating=-1", tmp_path / "scan.tif")
+    assert read_rating(tmp_path / "phone.heic").stars == 4
+    assert read_rating(tmp_path / "scan.tif").rejected

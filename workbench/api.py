@@ -27,11 +27,8 @@ from pydantic import BaseModel, Field
 
 from workbench.config import Settings
 from workbench.events import drain
-from workbench.images import SUPPORTED_EXTENSIONS, ImageError, check_image
+from workbench.images import FORMAT_SUFFIX, SUPPORTED_EXTENSIONS, ImageError, check_image
 from workbench.predict import ScorerUnavailable, cached_scorer, default_scorer_id, score_images
-
-_FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif",
-                  "HEIF": ".heic", "MPO": ".jpg"}
 
 
 class ImageScore(BaseModel):
@@ -145,7 +142,7 @@ def release_memory() -> None:
 
 def _suffix_for(filename: str, image_format: str) -> str:
     suffix = Path(filename).suffix.lower()
-    return suffix if suffix in SUPPORTED_EXTENSIONS else _FORMAT_SUFFIX.get(image_format, ".img")
+    return suffix if suffix in SUPPORTED_EXTENSIONS else FORMAT_SUFFIX.get(image_format, ".img")
 
 
 def router(settings: Settings) -> APIRouter:

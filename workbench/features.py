@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from workbench.backbones import (
     PREPROCESSING_VERSION,
     LoadedBackbone,
+    MultiLevel,
     WeightStatus,
     get_backbone,
     load_backbone,
@@ -73,10 +74,11 @@ class FeatureResult:
 
 # ------------------------------------------------------------------- cache
 class FeatureCache:
-    """One folder per (backbone, weights id, preprocessing version); one small file per image hash."""
+    """One folder per (backbone, weights id, preprocessing version, view); one small file per image hash."""
 
-    def __init__(self, root: Path, backbone: str, weights_id: str, feature_dim: int) -> None:
-        self.key = f"{backbone}|{weights_id}|{PREPROCESSING_VERSION}"
+    def __init__(self, root: Path, backbone: str, weights_id: str, feature_dim: int, view: str = "pooled") -> None:
+        # the pooled view keeps the key it always had, so existing caches stay valid
+        self.key = f"{backbone}|{weights_id}|{PREPROCESSING_VERSION}" + ("" if view == "pooled" else f"|{view}")
         self.folder = Path(root) / backbone / hashlib.sha256(self.key.encode()).hexdigest()[:16]
         self.feature_dim = feature_dim
 
@@ -202,12 +204,15 @@ def extract_features(
     *,
     stop: StopFlag = NEVER_STOP,
     random_weights: bool = False,
+    view: str = "pooled",
 ) -> Iterator[Progress | Notice | Finished]:
-    """Features for ``paths`` (see the module docstring). Raises WeightsUnavailable up front."""
+    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled" or "multilevel",
+    see ``FEATURE_VIEWS``). Raises WeightsUnavailable up front."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     loaded = backbone if isinstance(backbone, LoadedBackbone) else None
     spec = loaded.spec if loaded else get_backbone(backbone)
+    dim = spec.feature_dim_of(view)  # also refuses a view the backbone does not have
     status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights)
     if status is None:  # weights still to be downloaded: load now so the id is known
         loaded = load_backbone(spec.name, settings, random_weights=random_weights)
@@ -223,12 +228,12 @@ def extract_features(
     with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
         for start in range(0, total, HASH_CHUNK):
             if stop.is_set():
-                empty = FeatureResult(np.zeros((0, spec.feature_dim), np.float32), [], {}, status, spec.name)
+                empty = FeatureResult(np.zeros((0, dim), np.float32), [], {}, status, spec.name)
                 yield Finished(empty, stopped=True)
                 return
             digests.extend(pool.map(_hash_one, paths[start:start + HASH_CHUNK]))
             yield Progress(0, total, f"hashing {len(digests)}/{total} images (finding cached features)")
-    cache = FeatureCache(settings.features_cache_dir, spec.name, status.weights_id, spec.feature_dim)
+    cache = FeatureCache(settings.features_cache_dir, spec.name, status.weights_id, dim, view)
 
     todo: dict[str, list[int]] = {}  # image hash -> indices (duplicates computed once)
     hits = corrupt = 0
@@ -260,7 +265,7 @@ def extract_features(
             loaded = load_backbone(spec.name, settings, random_weights=random_weights)
         first_of = {indices[0]: digest for digest, indices in todo.items()}
         items = [(index, str(paths[index])) for index in sorted(first_of)]
-        for event in _run_network(loaded, items, settings, stop):
+        for event in _run_network(loaded, items, settings, stop, view):
             if isinstance(event, Finished):
                 stopped = event.stopped
                 break
@@ -288,22 +293,26 @@ def extract_features(
                            eta=remaining / rate if rate > 0 else None)
 
     order = sorted(vectors)
-    features = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, spec.feature_dim), np.float32)
+    features = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
     result = FeatureResult(features=features, paths=[paths[i] for i in order], errors=errors, weights=status,
                            backbone=spec.name, cache_hits=hits, computed=computed,
                            seconds=time.perf_counter() - started, notes=notes)
     yield Finished(result, stopped=stopped)
 
 
-def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag):
+def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag,
+                 view: str = "pooled"):
     """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
+    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
+    multilevel = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else None
     try:
-        yield from _batches(loaded, loaded.model.to(device).to(memory_format=torch.channels_last).eval(),
-                            device, items, settings, stop)
+        yield from _batches(loaded, multilevel or model, device, items, settings, stop)
     finally:
-        loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was
+        if multilevel is not None:
+            multilevel.remove()
+        loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 
 def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
@@ -341,11 +350,13 @@ def features_for(
     stop: StopFlag = NEVER_STOP,
     random_weights: bool = False,
     on_event=None,
+    view: str = "pooled",
 ) -> FeatureResult:
     """Run :func:`extract_features` to the end and return its FeatureResult."""
     from workbench.events import drain
 
-    return drain(extract_features(paths, backbone, settings, stop=stop, random_weights=random_weights), on_event)
+    return drain(extract_features(paths, backbone, settings, stop=stop, random_weights=random_weights, view=view),
+                 on_event)
 
 
 # ------------------------------------------------ features of several backbones
@@ -362,9 +373,9 @@ def weights_record(status) -> dict:
 
 
 def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *, stop: StopFlag = NEVER_STOP,
-                   random_weights: bool = False) -> Iterator[Progress | Notice | Finished]:
-    """Concatenate the cached features of one or more backbones (``auto`` uses several), dropping
-    images any backbone could not read, and saying which.
+                   random_weights: bool = False, view: str = "pooled") -> Iterator[Progress | Notice | Finished]:
+    """Concatenate the cached features (in ``view``) of one or more backbones (``auto`` uses several),
+    dropping images any backbone could not read, and saying which.
 
     Yields the extraction events of each backbone, then ``Finished(FeatureMatrix)``.
 
@@ -373,7 +384,8 @@ def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *,
     paths = [Path(p) for p in paths]
     blocks, errors, weights = [], {}, {}
     for name in backbones:
-        finished = yield from relay(extract_features(paths, name, settings, stop=stop, random_weights=random_weights))
+        finished = yield from relay(extract_features(paths, name, settings, stop=stop, random_weights=random_weights,
+                                                     view=view))
         if finished.stopped or stop.is_set():
             yield Finished(None, stopped=True)
             return

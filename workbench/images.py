@@ -39,6 +39,9 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
     | ({".heic", ".heif", ".hif"} if HEIF_AVAILABLE else set())
 )
+# Pillow format -> the suffix a file of that format is saved under when its own name has none we list
+FORMAT_SUFFIX: dict[str, str] = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp",
+                                 "TIFF": ".tif", "GIF": ".gif", "HEIF": ".heic"}
 DEFAULT_MAX_PIXELS = 200_000_000
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # width and height swap after EXIF rotation

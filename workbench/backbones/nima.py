@@ -144,6 +144,9 @@ def read_keras_hdf5(path: Path) -> StateDict:
                      cache="weights_dir", reader=read_keras_hdf5),
     ),
     to_features=NimaFeatures, gradcam_layer="nima.blocks.12",
+    # the last block of each resolution (112, 56, 28, 14, 7 px); the last is the pooled view's input
+    stage_taps=(("nima.blocks.0", 64), ("nima.blocks.2", 128), ("nima.blocks.4", 256),
+                ("nima.blocks.10", 512), ("nima.blocks.12", 1024)),
     # Keras resized the full decode nearest-neighbour; a draft decode moves scores by up to 0.5.
     draft_decode=False,
 )

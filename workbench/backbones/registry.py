@@ -31,7 +31,7 @@ from workbench.backbones.weights import (
     source_url,
     weights_id_of,
 )
-from workbench.errors import NotFound
+from workbench.errors import BadInput, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.config import Settings
@@ -73,6 +73,61 @@ class BackboneSpec:
     # published model's numbers depend on resizing the full decode (NIMA's nearest resize).
     draft_decode: bool = True
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Multi-level view: (dotted module path inside the *feature* model, channels) of each stage
+    # whose output is globally average-pooled and concatenated (MLSP, Hosu et al. CVPR 2019).
+    # Early stages see colour, texture and contrast; the last one sees objects. Empty: no such view.
+    stage_taps: tuple[tuple[str, int], ...] = ()
+
+    def feature_dim_of(self, view: str) -> int:
+        """Length of one image's vector in ``view`` ("pooled" or "multilevel")."""
+        check_view(self, view)
+        return self.feature_dim if view == "pooled" else sum(c for _, c in self.stage_taps)
+
+
+# The feature views a backbone can give: what each one is, for --help and the UI.
+FEATURE_VIEWS = {
+    "pooled": "the last layer's pooled features (what the network's classifier sees)",
+    "multilevel": "every stage's output, pooled and concatenated (colour, texture and layout as well as objects)",
+}
+
+
+def check_view(spec: "BackboneSpec", view: str) -> None:
+    if view not in FEATURE_VIEWS:
+        raise BadInput(f"unknown feature view {view!r}; choose one of: {', '.join(FEATURE_VIEWS)}")
+    if view == "multilevel" and not spec.stage_taps:
+        raise BadInput(f"{spec.name} declares no stage taps, so it has no multilevel view; use --features pooled")
+
+
+class MultiLevel(nn.Module):
+    """Wraps a feature model: [N,3,S,S] -> [N, sum of tap channels], each tap's output pooled over space.
+
+    Forward hooks read the stage outputs during the ordinary forward pass, so the
+    wrapped model is not rebuilt and its weights stay the ones that were loaded.
+    """
+
+    def __init__(self, inner: nn.Module, taps: tuple[tuple[str, int], ...]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.taps = taps
+        self._outputs: list[torch.Tensor] = []
+        self._hooks = [operator.attrgetter(path)(inner).register_forward_hook(self._keep) for path, _ in taps]
+
+    def remove(self) -> None:
+        """Detach the hooks: the wrapped model is someone's LoadedBackbone and goes back to them unchanged."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _keep(self, module, args, output) -> None:
+        self._outputs.append(output.float().mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._outputs = []
+        try:
+            self.inner(x)
+            return torch.cat(self._outputs, dim=1)
+        finally:
+            self._outputs = []
 
 
 BACKBONES: dict[str, BackboneSpec] = {}

@@ -47,17 +47,22 @@ def _densenet_keys(state: StateDict) -> StateDict:
     return {(m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()}
 
 
+def _resnet_stages(first: int) -> tuple[tuple[str, int], ...]:
+    """ResNet's four stages double their channels (64.. for basic blocks, 256.. for bottlenecks)."""
+    return tuple((f"layer{i}", first * 2 ** (i - 1)) for i in range(1, 5))
+
+
 # ---------------------------------------------------------------- torchvision
 @register_backbone(description="ResNet-18 (torchvision, ImageNet)", input_size=224, feature_dim=512,
                    interpolation="bilinear", weights=(torchvision_weights(tv.ResNet18_Weights),),
-                   head="fc", gradcam_layer="layer4")
+                   head="fc", gradcam_layer="layer4", stage_taps=_resnet_stages(64))
 def resnet18() -> nn.Module:
     return tv.resnet18(weights=None)
 
 
 @register_backbone(description="ResNet-50 (torchvision, ImageNet V2 recipe)", input_size=224, feature_dim=2048,
                    interpolation="bilinear", weights=(torchvision_weights(tv.ResNet50_Weights),),
-                   head="fc", gradcam_layer="layer4")
+                   head="fc", gradcam_layer="layer4", stage_taps=_resnet_stages(256))
 def resnet50() -> nn.Module:
     return tv.resnet50(weights=None)
 
@@ -78,7 +83,9 @@ def densenet121() -> nn.Module:
 
 @register_backbone(description="EfficientNet-B0 (torchvision, ImageNet)", input_size=224, feature_dim=1280,
                    interpolation="bicubic", weights=(torchvision_weights(tv.EfficientNet_B0_Weights),),
-                   head="classifier", gradcam_layer="features.8")
+                   head="classifier", gradcam_layer="features.8",
+                   stage_taps=tuple((f"features.{i}", c) for i, c in
+                                    enumerate((16, 24, 40, 80, 112, 192, 320, 1280), start=1)))
 def efficientnet_b0() -> nn.Module:
     return tv.efficientnet_b0(weights=None)
 
@@ -108,7 +115,8 @@ def mobilenet_v3_large() -> nn.Module:
 
 @register_backbone(description="ConvNeXt-Tiny (torchvision, ImageNet)", input_size=224, feature_dim=768,
                    interpolation="bilinear", weights=(torchvision_weights(tv.ConvNeXt_Tiny_Weights),),
-                   head="classifier.2", gradcam_layer="features.7")
+                   head="classifier.2", gradcam_layer="features.7",
+                   stage_taps=(("features.1", 96), ("features.3", 192), ("features.5", 384), ("features.7", 768)))
 def convnext_tiny() -> nn.Module:
     return tv.convnext_tiny(weights=None)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.backbones import BACKBONES, weight_status
+from workbench.backbones import BACKBONES, FEATURE_VIEWS, weight_status
 from workbench.cli import CommandError, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
@@ -48,6 +48,8 @@ def _features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="use random, untrained weights (tests only: the features mean nothing)")
     parser.add_argument("--labelled-only", action="store_true", help="only the images that carry a score")
+    parser.add_argument("--features", choices=list(FEATURE_VIEWS), default="pooled",
+                        help="feature view: " + "; ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()))
 
 
 @command("features", "Extract and cache backbone features for the images of the data set.", _features_arguments)
@@ -63,10 +65,10 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
         paths = [store.data_dir / entry.filename for entry in store.entries()]
     if not paths:
         raise CommandError(f"no images in {settings.data_dir}; import some first (python -m workbench import FOLDER)")
-    result = result_of(extract_features(paths, name, settings, random_weights=args.random_weights), name,
-                       unit="img")
+    result = result_of(extract_features(paths, name, settings, random_weights=args.random_weights,
+                                        view=args.features), name, unit="img")
     document = {
-        "backbone": name, "weights": result.weights.source, "weights_detail": result.weights.detail,
+        "backbone": name, "features": args.features, "weights": result.weights.source, "weights_detail": result.weights.detail,
         "weights_id": result.weights.weights_id, "random_weights": result.weights.is_random,
         "n_images": len(paths), "n_features": len(result.paths), "feature_dim": int(result.features.shape[1]),
         "cache_hits": result.cache_hits, "computed": result.computed, "seconds": round(result.seconds, 3),

@@ -34,6 +34,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stars", choices=STAR_METHODS, default=None,
                         help="how scores become 1-5 stars: thresholds = five equal parts of the scorer's scale, "
                              "percentile = each fifth of this batch by rank (default: ratings.stars_out)")
+    parser.add_argument("--embed-xmp", action="store_true",
+                        help="with --write-xmp, also write the rating into each photo file itself (rewrites the photo)")
 
 
 def _finite_float(text: str) -> float:
@@ -66,10 +68,12 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
         raise CommandError(f"no images found in {', '.join(args.paths)}")
     if args.csv:
         write_csv(result, args.csv)
+    if args.embed_xmp and not args.write_xmp:
+        raise CommandError("--embed-xmp only goes with --write-xmp")
     xmp = None
     if args.write_xmp:
         xmp = write_star_ratings([(row.path, row.score) for row in result.scored], args.stars or settings.stars_out,
-                                 *scorer.scale, new_sidecar=settings.new_sidecar)
+                                 *scorer.scale, new_sidecar=settings.new_sidecar, embed=args.embed_xmp)
         if not args.json:
             print(f"XMP: {len(xmp.stars)} photos rated, {len(xmp.written)} sidecars written"
                   + "".join(f"\n  {p}: {e}" for p, e in xmp.failed), file=sys.stderr)

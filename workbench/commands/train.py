@@ -49,6 +49,14 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _features_option(parser) -> None:
+    from workbench.backbones import FEATURE_VIEWS
+
+    parser.add_argument("--features", choices=list(FEATURE_VIEWS), default=None,
+                        help="feature view: " + "; ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items())
+                        + " (default: pooled; auto chooses its own)")
+
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from workbench.models import FAMILIES
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True,
@@ -62,6 +70,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--random-weights", action="store_true",
                          help="train on a RANDOMLY INITIALISED backbone (no pretrained weights); the run is marked")
         sub.add_argument("--seed", type=int, help="split and initialisation seed (default: configs' training.seed)")
+        if family.capabilities.needs_features and family.feature_view is None:
+            _features_option(sub)
         group = sub.add_argument_group(f"{family.name} hyper-parameters")
         for p in family.params:
             help_text = f"{p.help} (default: {p.default})"
@@ -76,7 +86,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def train_json(manifest, run_dir) -> dict[str, Any]:
     return {
         "run_id": manifest.run_id, "status": manifest.status, "family": manifest.family,
-        "backbone": manifest.backbone, "backbones": manifest.backbones, "weights": manifest.weights,
+        "backbone": manifest.backbone, "backbones": manifest.backbones, "features": manifest.feature_view,
+        "weights": manifest.weights,
         "random_weights": manifest.random_weights, "params": manifest.params, "seed": manifest.seed,
         "n_images": manifest.n_images, **{f"n_{part}": len(files) for part, files in manifest.split.items()},
         "metrics": manifest.metrics, **manifest.metrics, "fit_seconds": manifest.fit_seconds,
@@ -94,7 +105,8 @@ def train_command(args: argparse.Namespace, settings: Settings) -> dict:
     params = {p.name: getattr(args, p.name) for p in family.params if getattr(args, p.name, None) is not None}
     with _StopOnCtrlC(StopFlag()) as stop:
         finished = drive(train(family.name, settings, backbone=args.backbone, params=params, stop=stop,
-                               random_weights=args.random_weights, seed=args.seed))
+                               random_weights=args.random_weights, seed=args.seed,
+                               features=getattr(args, "features", None)))
     if finished is None or finished.result is None:
         raise CommandError("training was stopped before anything was learnt; no run was saved")
     manifest = finished.result
@@ -118,6 +130,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, help="cross-validation folds (default: configs' training.folds)")
     parser.add_argument("--seed", type=int, help="fold seed (default: configs' training.seed)")
     parser.add_argument("--random-weights", action="store_true", help="use a RANDOMLY INITIALISED backbone")
+    _features_option(parser)
 
 
 def default_compare_families() -> list[str]:
@@ -133,18 +146,61 @@ def compare_command(args: argparse.Namespace, settings: Settings) -> dict:
     families = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default_compare_families()
     with _StopOnCtrlC(StopFlag()) as stop:
         finished = drive(compare(families, settings, backbone=args.backbone, folds=args.folds, seed=args.seed,
-                                 stop=stop, random_weights=args.random_weights))
+                                 stop=stop, random_weights=args.random_weights, features=args.features))
     if finished is None or finished.result is None:
         raise CommandError("stopped before any family finished")
     report = finished.result
     if not args.json:
-        print(f"{report.folds}-fold cross-validation on {report.n_images} images, backbone {report.backbone}"
+        print(f"{report.folds}-fold cross-validation on {report.n_images} images, backbone {report.backbone} "
+              f"({report.features} features)"
               f"{' (RANDOM WEIGHTS)' if report.random_weights else ''}")
         print(f"{'model':<12}{'SRCC':>8}{'PLCC':>8}{'MAE':>8}{'RMSE':>8}{'R2':>8}{'fit s':>9}")
         for r in report.leaderboard():
             print(f"{r.model:<12}{r.srcc:>8.3f}{r.plcc:>8.3f}{r.mae:>8.2f}{r.rmse:>8.2f}{r.r2:>8.3f}"
                   f"{r.fit_seconds:>9.2f}")
     return report.to_json()
+
+
+# ---------------------------------------------------------- learning curve
+def _curve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="ridge", help="comma-separated families (default: ridge)")
+    parser.add_argument("--backbone", help="feature extractor (default: the configured default backbone)")
+    parser.add_argument("--folds", type=int, help="cross-validation folds (default: configs' training.folds)")
+    parser.add_argument("--seed", type=int, help="fold seed (default: configs' training.seed)")
+    parser.add_argument("--repeats", type=int, default=3, help="draws of the labelled photos per size (default: 3)")
+    parser.add_argument("--sizes", help="comma-separated label counts (default: 10,25,50,100,200,... up to all)")
+    parser.add_argument("--random-weights", action="store_true", help="use a RANDOMLY INITIALISED backbone")
+    _features_option(parser)
+
+
+@command("learning-curve", "Would more labels help? Cross-validated SRCC at growing numbers of labelled "
+         "photos, with a projection for doubling them. JSON: one model -> {n_images, model, points: "
+         "[{n_labels, srcc_mean, srcc_std}], projection}; several -> {curves: [...]}.", _curve_arguments)
+def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.training.learning_curve import DEFAULT_SIZES, learning_curve
+
+    families = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        sizes = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else DEFAULT_SIZES
+    except ValueError:
+        raise CommandError(f"--sizes must be whole numbers separated by commas, got {args.sizes!r}") from None
+    with _StopOnCtrlC(StopFlag()) as stop:
+        finished = drive(learning_curve(families, settings, backbone=args.backbone, folds=args.folds,
+                                        seed=args.seed, repeats=args.repeats, sizes=sizes, stop=stop,
+                                        features=args.features, random_weights=args.random_weights))
+    if finished is None or not finished.result:
+        raise CommandError("stopped before any curve was finished")
+    curves = finished.result
+    if not args.json:
+        for curve in curves:
+            print(f"{curve.model} ({curve.features} features), {curve.folds}-fold CV on {curve.n_images} photos, "
+                  f"{curve.repeats} draws per size")
+            print(f"{'labels':>8}{'SRCC':>8}{'±':>7}")
+            for p in curve.points:
+                print(f"{p.n_labels:>8}{p.srcc_mean:>8.3f}{p.srcc_std:>7.3f}")
+            print(curve.projection["sentence"])
+    documents = [c.to_json() for c in curves]
+    return documents[0] if len(documents) == 1 else {"curves": documents}
 
 
 # -------------------------------------------------------------------- runs

@@ -82,13 +82,14 @@ class StarMapping:
         """(score, note): the label a rating gives, or None with why not (note "skip" for a skipped reject)."""
         if rating is None:
             return None, "no rating in its metadata"
+        where = f"{rating.label} label, {rating.source}" if rating.label else rating.source
         if rating.rejected:
             if self.rejected == "skip":
                 return None, "skip"
-            return self.score_min, f"rejected ({rating.source})"
+            return self.score_min, f"rejected ({where})"
         if rating.stars is None:
-            return None, f"not rated ({rating.source})"
-        return self.scores[rating.stars - 1], f"{rating.stars}★ ({rating.source})"
+            return None, f"not rated ({where})"
+        return self.scores[rating.stars - 1], f"{rating.stars}★ ({where})"
 
 
 def stars_for_scores(scores: Sequence[float], method: str, score_min: float, score_max: float) -> list[int]:

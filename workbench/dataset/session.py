@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from workbench.config import Settings
 from workbench.dataset.importer import ImportPreview, import_into_store, scan_source_events
+from workbench.dataset.ratings import StarMapping, describe_order
 from workbench.dataset.scores import ScoreError, format_score, validate_score
 from workbench.dataset.summary import ScoreSummary, summarize_scores
 from workbench.errors import NotFound
@@ -80,6 +81,7 @@ class ImportSession:
     scores: dict[str, float | None] = field(default_factory=dict)
     saved: bool = False  # copied into the training set already
     unlabelled_first: bool = True  # how the preview pages are ordered (see :meth:`page`)
+    sources: str = ""  # where scores were looked for, in order (shown to the person)
 
     def __post_init__(self) -> None:
         if not self.scores:
@@ -97,9 +99,11 @@ class ImportSession:
         finished = yield from relay(scan_source_events(
             source, pattern=pattern, score_min=settings.score_min, score_max=settings.score_max,
             max_pixels=settings.max_pixels, thumbnails_dir=settings.thumbnails_dir,
-            thumbnail_size=settings.thumbnail_size, stop=stop,
+            thumbnail_size=settings.thumbnail_size, stop=stop, ratings=settings.ratings_source,
+            star_mapping=StarMapping.from_settings(settings),
         ))
-        yield Finished(cls(finished.result, settings.score_min, settings.score_max), finished.stopped)
+        yield Finished(cls(finished.result, settings.score_min, settings.score_max,
+                           sources=describe_order(settings.ratings_source)), finished.stopped)
 
     @classmethod
     def scan(cls, source: str | Path | Sequence[str | Path], settings: Settings,

@@ -48,6 +48,7 @@ from workbench.fsutil import (
 )
 from workbench.images import (
     DEFAULT_MAX_PIXELS,
+    FORMAT_SUFFIX,
     SUPPORTED_EXTENSIONS,
     ImageError,
     check_image,
@@ -99,9 +100,6 @@ class _Row:
     text: str = ""
 
 
-# Pillow format -> the suffix a file of that format gets when its own name has an unsupported one.
-_FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp",
-                    "TIFF": ".tif", "GIF": ".gif", "HEIF": ".heic"}
 
 
 def _detected_format(source) -> str:
@@ -122,7 +120,7 @@ def supported_name(name: str, image_format: str) -> str:
     """
     if is_supported(name):
         return name
-    suffix = _FORMAT_SUFFIXES.get(image_format)
+    suffix = FORMAT_SUFFIX.get(image_format)
     if suffix not in SUPPORTED_EXTENSIONS:
         listed = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise ImageError(f"{name}: {image_format} images are not supported in the training set "

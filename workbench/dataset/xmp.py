@@ -11,7 +11,9 @@ Where a rating can be (first found wins, :data:`RATING_SOURCES` says the order):
    darktable, digiKam), then one named like its stem (``IMG_1.xmp``: Lightroom,
    Capture One, Bridge, Photo Mechanic); the first is specific to one file,
    the second may be shared by a raw and its JPEG;
-2. XMP embedded in the image (JPEG, TIFF, HEIC, DNG, ...);
+2. XMP embedded in the image (JPEG, TIFF, HEIC, DNG, ...), read by exiv2, or
+   else found as a plain XMP packet in the file (HEIC written by exiftool,
+   whose XMP item exiv2 does not find);
 3. the EXIF ``Rating`` tag (0x4746), else ``RatingPercent`` (0x4749), as
    Windows and some cameras write them. IPTC-IIM defines no rating field, so
    none is read from it.
@@ -164,14 +166,30 @@ def read_rating(image: str | Path, sidecars: Iterable[Path] | None = None) -> Ra
         if rating.usable:
             return rating
     try:
-        xmp, exif = _read_file(image)
-    except (MetadataError, OSError):
+        data = image.read_bytes()
+    except OSError:
         return None
+    try:
+        xmp, exif = _read(data, image.name)
+    except MetadataError:
+        xmp, exif = {}, {}
+    if not xmp and (packet := _xmp_packet(data)):  # e.g. HEIC written by exiftool, which exiv2 does not find
+        try:
+            xmp = _read(packet, image.name)[0]
+        except MetadataError:
+            pass
     embedded = _rating_from(xmp, {}, "XMP embedded in the photo")
     if embedded.usable:
         return embedded
     from_exif = _rating_from({}, exif, "EXIF rating")
     return from_exif if from_exif.usable else None
+
+
+def _xmp_packet(data: bytes) -> bytes | None:
+    """The raw XMP packet stored uncompressed anywhere in a file, as a sidecar would hold it."""
+    start = data.find(b"<x:xmpmeta")
+    end = data.find(b"</x:xmpmeta>", start)
+    return data[start:end + len(b"</x:xmpmeta>")] if start >= 0 and end > start else None
 
 
 def read_sidecar(path: str | Path) -> dict:

@@ -127,7 +127,7 @@ class LabelDesk:
         fit, written = label_from_comparisons(self.store, self.comparisons.all())
         if fit is None:
             return "No comparisons yet: compare some pairs first."
-        return f"{len(written)} labels from {len(self.comparisons)} comparisons, placed by {fit.how}."
+        return f"{len(written)} photo(s) labelled from {len(self.comparisons)} comparison(s), placed by {fit.how}."
 
     def undo_comparison(self) -> dict | None:
         undone = self.comparisons.undo()

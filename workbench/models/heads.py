@@ -32,15 +32,36 @@ def torch_estimator(cls):
 
 # ------------------------------------------------------------- modules
 class MLP(nn.Module):
-    """[N, D] standardised features -> [N, out]."""
+    """[N, D] standardised features -> [N, out].
 
-    def __init__(self, in_dim: int, hidden: int, out: int, dropout: float):
+    With ``skip``, a linear path runs beside the hidden layer and the hidden
+    layer's output starts at zero: the network starts as the linear model it is
+    given (ridge) and learns only what it can add to it.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out: int, dropout: float, skip: bool = False):
         super().__init__()
         self.net = nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(in_dim, hidden), nn.GELU(),
                                  nn.Dropout(dropout), nn.Linear(hidden, out))
+        self.linear = nn.Linear(in_dim, out) if skip else None
+        if skip:
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out = self.net(x)
+        return out if self.linear is None else out + self.linear(x)
+
+
+# On standardised features: below 100, leave-one-out picked near-interpolating fits on sets smaller
+# than the feature count, which generalised worse than the workbench ridge's 1000.
+_FITTED = ("module_", "x_mean_", "x_std_", "y_mean_", "y_std_", "y_range_", "hidden_", "ridge_alpha_")
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(3, 5, 5))
+
+
+def hidden_units(hidden: int, n_train: int) -> int:
+    """``hidden`` if set, else capacity that shrinks with the set: n/8, between 16 and 256."""
+    return hidden if hidden > 0 else int(min(256, max(16, n_train // 8)))
 
 
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": lambda p, t: F.huber_loss(p, t, delta=1.0)}
@@ -97,6 +118,29 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         return self
 
     def fit_events(self, X, y, X_val=None, y_val=None, stop: StopFlag = NEVER_STOP) -> Iterator[EpochEnd]:
+        """Train on (X, y), early-stopping on (X_val, y_val); one EpochEnd per epoch.
+
+        With ``refit`` and a validation part, the network is then trained again from
+        the start on training and validation images together, for the number of
+        epochs that validation chose (no events: the curves shown are the first fit's).
+        A network on a few hundred photos cannot spare 15% of them.
+        """
+        yield from self._fit_once(X, y, X_val, y_val, self.epochs, stop)
+        has_val = X_val is not None and len(X_val) > 0
+        if self.refit and has_val and not self.stopped_:
+            first = self.loop_
+            kept = {k: getattr(self, k) for k in _FITTED if hasattr(self, k)}
+            both_X = np.concatenate([np.asarray(X, dtype=np.float32), np.asarray(X_val, dtype=np.float32)])
+            both_y = np.concatenate([np.asarray(y, dtype=np.float64), np.asarray(y_val, dtype=np.float64)])
+            for _ in self._fit_once(both_X, both_y, None, None, first.best_epoch, stop):
+                pass
+            if self.stopped_:  # a Stop during the refit: keep the first fit's best epoch, not half a refit
+                for k, v in kept.items():
+                    setattr(self, k, v)
+            self.refit_epochs_ = first.best_epoch
+            self.loop_, first.stopped = first, self.stopped_  # the curves shown are the first fit's
+
+    def _fit_once(self, X, y, X_val, y_val, epochs: int, stop: StopFlag) -> Iterator[EpochEnd]:
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.float64)
         self.n_features_in_ = X.shape[1]
@@ -104,11 +148,14 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         self.x_std_ = X.std(axis=0) + 1e-6
         self.y_mean_, self.y_std_ = float(y.mean()), float(y.std() + 1e-9)
         self.y_range_ = (float(y.min()), float(y.max()))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.module_ = MLP(X.shape[1], self.hidden, self.out_dim, self.dropout)
+        self.hidden_ = hidden_units(self.hidden, len(X))
         xt = torch.from_numpy(self._standardise(X))
         yt = torch.from_numpy(self._targets(y))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.module_ = MLP(X.shape[1], self.hidden_, self.out_dim, self.dropout, skip=self.ridge_start)
+        if self.ridge_start:
+            self._start_from_ridge(xt.numpy(), yt.numpy())
         generator = seeded_generator(self.seed)
 
         def batches(epoch: int):
@@ -130,10 +177,33 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.learning_rate,
                                       weight_decay=self.weight_decay)
         self.loop_ = LoopResult()
-        yield from fit_loop(self.module_, optimizer, batches, lambda m, xb, yb: self._loss(m(xb), yb),
-                            evaluate, epochs=self.epochs, patience=self.patience, stop=stop,
-                            device=torch.device("cpu"), result=self.loop_)
+        self.stopped_ = False
+        if epochs > 0:
+            yield from fit_loop(self.module_, optimizer, batches, lambda m, xb, yb: self._loss(m(xb), yb),
+                                evaluate, epochs=epochs, patience=self.patience, stop=stop,
+                                device=torch.device("cpu"), result=self.loop_, seed=self.seed,
+                                start_counts=self.ridge_start)
+        self.module_.eval()
         self.stopped_ = self.loop_.stopped
+
+    def _start_from_ridge(self, xs: np.ndarray, targets: np.ndarray) -> None:
+        """Set the linear path to ridge on the standardised features (penalty by leave-one-out CV)."""
+        from sklearn.linear_model import RidgeCV
+
+        ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(xs, self._linear_targets(targets))
+        self.ridge_alpha_ = float(ridge.alpha_)
+        weight, bias = self._linear_layer(np.ravel(ridge.coef_), float(np.ravel(ridge.intercept_)[0]))
+        with torch.no_grad():
+            self.module_.linear.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+            self.module_.linear.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+
+    def _linear_targets(self, targets: np.ndarray) -> np.ndarray:
+        """The 1-d target the linear path's ridge is fitted to, from the training targets."""
+        return targets[:, 0]
+
+    def _linear_layer(self, coef: np.ndarray, intercept: float) -> tuple[np.ndarray, np.ndarray]:
+        """Ridge's (coef [D], intercept) as the linear path's (weight [out, D], bias [out])."""
+        return coef[None, :], np.array([intercept])
 
     # -- predicting
     def _standardise(self, X: np.ndarray) -> np.ndarray:
@@ -162,7 +232,8 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
 
     def state_meta(self) -> dict[str, Any]:
         return {"class": type(self).__name__, "params": self.get_params(), "n_features_in": self.n_features_in_,
-                "y_mean": self.y_mean_, "y_std": self.y_std_, "y_range": list(self.y_range_)}
+                "y_mean": self.y_mean_, "y_std": self.y_std_, "y_range": list(self.y_range_),
+                "hidden": self.hidden_}
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], settings=None):
@@ -172,7 +243,9 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         model.y_range_ = tuple(meta["y_range"])
         model.x_mean_ = tensors["x_mean"].numpy().astype(np.float32)
         model.x_std_ = tensors["x_std"].numpy().astype(np.float32)
-        model.module_ = MLP(model.n_features_in_, model.hidden, model.out_dim, model.dropout)
+        model.hidden_ = int(meta.get("hidden", model.hidden))
+        model.module_ = MLP(model.n_features_in_, model.hidden_, model.out_dim, model.dropout,
+                            skip=bool(meta["params"].get("ridge_start", False)))
         model.module_.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
         model.module_.eval()
         return model
@@ -194,12 +267,12 @@ class _StandardisedHead(nn.Module):
 class MLPHeadRegressor(FeatureHeadRegressor):
     """A one-hidden-layer MLP regressing the standardised score from features [N, D]."""
 
-    def __init__(self, epochs: int = 80, learning_rate: float = 1e-3, batch_size: int = 32,
-                 weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 256, loss: str = "huber",
-                 patience: int = 15, seed: int = 42):
+    def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
+                 weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, loss: str = "huber",
+                 patience: int = 15, ridge_start: bool = True, refit: bool = True, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.loss = weight_decay, dropout, hidden, loss
-        self.patience, self.seed = patience, seed
+        self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
 
     def _targets(self, y):
         return ((y - self.y_mean_) / self.y_std_).astype(np.float32)[:, None]
@@ -226,12 +299,12 @@ class NimaHeadRegressor(FeatureHeadRegressor):
 
     out_dim = N_BINS
 
-    def __init__(self, epochs: int = 80, learning_rate: float = 1e-3, batch_size: int = 32,
-                 weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 256, sigma: float = 1.0,
-                 patience: int = 15, seed: int = 42):
+    def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
+                 weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, sigma: float = 1.0,
+                 patience: int = 15, ridge_start: bool = True, refit: bool = True, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.sigma = weight_decay, dropout, hidden, sigma
-        self.patience, self.seed = patience, seed
+        self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
 
     def _to_bins(self, y):
         low, high = self.y_range_
@@ -239,6 +312,17 @@ class NimaHeadRegressor(FeatureHeadRegressor):
 
     def _targets(self, y):
         return score_to_distribution(self._to_bins(y), self.sigma)
+
+    def _linear_targets(self, targets):
+        return targets @ np.arange(1, N_BINS + 1)  # each training distribution's mean, in bins
+
+    def _linear_layer(self, coef, intercept):
+        # Logits k*m/sigma^2 - k^2/(2 sigma^2) are a normal over bins centred on m = coef.x + intercept
+        # (the m^2 term is the same for every bin and cancels in the softmax): linear in x, and the
+        # predicted mean rises with m, so the head starts ranking photos exactly as ridge does.
+        k = np.arange(1, N_BINS + 1, dtype=np.float64)
+        s2 = self.sigma ** 2
+        return np.outer(k / s2, coef), k * intercept / s2 - k ** 2 / (2 * s2)
 
     def _loss(self, out, target):
         return emd_loss(torch.softmax(out, dim=1), target)
@@ -270,13 +354,18 @@ class NimaHeadRegressor(FeatureHeadRegressor):
 def _common_params(epochs: int = 80) -> list[Param]:
     return [
         Param("epochs", int, epochs, "passes over the training images", low=1, high=5000),
-        Param("learning_rate", float, 1e-3, "AdamW step size", low=1e-6, high=1.0, log=True),
+        Param("learning_rate", float, 3e-4, "AdamW step size", low=1e-6, high=1.0, log=True),
         Param("batch_size", int, 32, "images per step", low=1, high=4096),
         Param("weight_decay", float, 0.05, "AdamW weight decay", low=0.0, high=10.0),
         Param("dropout", float, 0.3, "dropout before the output layer (half of it on the inputs)", low=0.0, high=0.95),
-        Param("hidden", int, 256, "hidden units", low=1, high=8192, advanced=True),
+        Param("hidden", int, 0, "hidden units; 0 = scale with the training set (n/8, between 16 and 256)",
+              low=0, high=8192, advanced=True),
         Param("patience", int, 15, "stop after this many epochs without a better validation loss (0: never)",
               low=0, high=1000, advanced=True),
+        Param("ridge_start", bool, True, "start from ridge on the same features (a linear path beside the "
+              "hidden layer) and keep it unless training beats it on the validation images", advanced=True),
+        Param("refit", bool, True, "after early stopping, train again on training + validation images for the "
+              "chosen number of epochs", advanced=True),
     ]
 
 

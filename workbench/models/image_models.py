@@ -189,7 +189,8 @@ class ImageRegressorBase(BaseEstimator, RegressorMixin):
             return self._loss(self._head_output(net, x), target) + self._extra_loss(net)
 
         yield from fit_loop(self.net_, optimizer, batches, step_loss, evaluate, epochs=self.epochs,
-                            patience=self.patience, stop=stop, device=device, amp=self.amp, result=self.loop_)
+                            patience=self.patience, stop=stop, device=device, amp=self.amp, result=self.loop_,
+                            seed=self.seed)
         self.net_.to("cpu").eval()
         self.stopped_ = self.loop_.stopped
 

@@ -138,6 +138,22 @@ class Family:
     input_note: Callable[[str, Any], str | None] | None = None
     # Cap on BLAS/OpenMP threads while fitting (None: the libraries' own choice).
     max_threads: int | None = None
+    # The feature view this family always uses (``auto`` chooses its own); None: the person's choice.
+    feature_view: str | None = None
+
+    def view_for(self, requested: str | None, backbones: tuple[str, ...] = ()) -> str:
+        """The feature view a fit uses, given the one asked for (None: "pooled").
+
+        A family with its own view falls back to "pooled" when one of its
+        ``backbones`` declares no stage taps (a ViT, say), rather than failing.
+        """
+        if self.feature_view is None:
+            return requested or "pooled"
+        from workbench.backbones import get_backbone
+
+        if self.feature_view == "multilevel" and not all(get_backbone(b).stage_taps for b in backbones):
+            return "pooled"
+        return self.feature_view
 
     def param(self, name: str) -> Param:
         for p in self.params:

@@ -20,6 +20,7 @@ from sklearn.ensemble import (
     StackingRegressor,
 )
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
@@ -180,7 +181,8 @@ def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regul
 # --------------------------------------------------------------- stacking
 STACKING_PARAMS = [
     Param("inner_folds", int, 3, "cross-validation folds that produce the meta-learner's inputs", low=2, high=10),
-    Param("meta_alpha", float, 1.0, "L2 penalty of the ridge meta-learner", low=1e-6, high=1e6, log=True),
+    Param("meta_alpha", float, 1.0, "L2 penalty of the ridge meta-learner (its member weights are non-negative)",
+          low=1e-6, high=1e6, log=True),
     Param("n_estimators", int, 100, "trees in the forest and stages in the boosting members", low=10, high=5000),
 ]
 
@@ -196,7 +198,14 @@ def build_stacking(inner_folds: int, meta_alpha: float, n_estimators: int, *, se
         ("gbr", build_gbr(**gbr, seed=seed)),
         ("ridge", build_ridge(**{p.name: p.default for p in RIDGE_PARAMS}, seed=seed)),
     ]
-    return StackingRegressor(members, final_estimator=Ridge(alpha=meta_alpha), cv=inner_folds)
+    # Shuffled inner folds: a plain ``cv=int`` is an unshuffled KFold, and on a set listed by score
+    # (names that start with the score) each inner fold is one band of scores, so the members
+    # extrapolate and the meta-learner learns nonsense (SRCC -0.38 against ridge's 0.69, measured).
+    inner = KFold(n_splits=inner_folds, shuffle=True, random_state=seed)
+    # Non-negative member weights (Breiman's stacked regression): with free signs the meta-learner
+    # on a few dozen photos traded members against each other and swung from 0.67 to 0.38 SRCC
+    # with the inner folds' seed; non-negative weights held 0.63-0.68 on the same folds.
+    return StackingRegressor(members, final_estimator=Ridge(alpha=meta_alpha, positive=True), cv=inner)
 
 
 RF_PARAMS_DEFAULTS = {p.name: p.default for p in RF_PARAMS}

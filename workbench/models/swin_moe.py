@@ -140,7 +140,7 @@ class SwinMoERegressor(ImageRegressorBase):
         yield from fit_loop(head, optimizer, batches,
                             lambda m, x, t: self._loss(m(x), t) + self.balance_weight * m.balance_loss,
                             evaluate, epochs=self.epochs, patience=self.patience, stop=stop, device=device,
-                            result=self.loop_)
+                            result=self.loop_, seed=self.seed)
         self.net_.to("cpu").eval()
         self.stopped_ = self.loop_.stopped
 

@@ -57,7 +57,8 @@ def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEV
     low, high = manifest.score_min, manifest.score_max
     if family.capabilities.needs_features:
         finished = yield from relay(feature_matrix(paths, manifest.backbones, settings, stop=stop,
-                                                   random_weights=manifest.random_weights))
+                                                   random_weights=manifest.random_weights,
+                                                   view=manifest.feature_view))
         if finished.stopped:
             yield Finished(None, stopped=True)
             return
@@ -123,5 +124,10 @@ def gradcam_target(run, head: nn.Module | None = None):
     backbone = load_backbone(run.manifest.backbones[0], run.settings, random_weights=run.manifest.random_weights)
     for p in backbone.model.parameters():
         p.requires_grad_(True)  # Grad-CAM needs gradients flowing through the feature maps
-    module = ScoreFromPixels(backbone.model, head).eval()
+    features = backbone.model
+    if getattr(run.manifest, "feature_view", "pooled") == "multilevel":
+        from workbench.backbones import MultiLevel
+
+        features = MultiLevel(backbone.model, backbone.spec.stage_taps)  # the same vector the head was fitted on
+    module = ScoreFromPixels(features, head).eval()
     return module, backbone.gradcam_layer, backbone.transform

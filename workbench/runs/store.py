@@ -42,6 +42,7 @@ class RunManifest:
     family: str
     backbone: str | None  # the backbone chosen (None for families on their own network)
     backbones: list[str] = field(default_factory=list)  # whose features were concatenated
+    feature_view: str = "pooled"  # "pooled" | "multilevel": what predicting must extract again
     weights: dict[str, dict] = field(default_factory=dict)  # backbone -> {source, detail, weights_id}
     random_weights: bool = False
     params: dict[str, Any] = field(default_factory=dict)

@@ -18,9 +18,10 @@ from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, r
 from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import check_enough, kfold, stratified_split
+from workbench.training.splits import DUPLICATE_COSINE, check_enough, group_summary, kfold, near_duplicate_groups, stratified_split
 from workbench.training.train import (
     TrainingError,
+    check_view_of,
     check_weights,
     finite_predictions,
     inputs_for,
@@ -40,6 +41,7 @@ class FamilyResult:
     accuracy: float
     fit_seconds: float  # mean per fold
     srcc_std: float = 0.0  # across folds
+    features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
 
 
@@ -52,6 +54,8 @@ class CompareReport:
     results: list[FamilyResult]
     weights: dict[str, dict] = field(default_factory=dict)
     random_weights: bool = False
+    features: str = "pooled"  # the view asked for (a family such as auto may use its own: see its result)
+    near_duplicates: dict = field(default_factory=dict)  # {groups, photos_in_shared_groups, merged, threshold}
     wall_seconds: float = 0.0
     stopped: bool = False
 
@@ -67,11 +71,13 @@ class CompareReport:
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
             seed: int | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
-            params: dict[str, dict] | None = None, data: LabelledSet | None = None
-            ) -> Iterator[Progress | Notice | Finished]:
+            params: dict[str, dict] | None = None, data: LabelledSet | None = None,
+            features: str | None = None, grouped: bool = True) -> Iterator[Progress | Notice | Finished]:
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
 
-    ``params`` optionally maps a family to hyper-parameter overrides. A Stop
+    ``params`` optionally maps a family to hyper-parameter overrides; ``features`` is
+    the feature view ("pooled" or "multilevel"; ``auto`` chooses its own). With ``grouped``
+    (the default) near-duplicate photos stay in one fold (``splits.near_duplicate_groups``). A Stop
     ends after the current fold with the families finished so far
     (``Finished(report, stopped=True)``).
     """
@@ -89,31 +95,24 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
                                     random_weights=random_weights):
             yield notice
 
-    # inputs once per distinct input kind (a backbone set, or raw images), shared by the families
-    inputs: dict[tuple, Any] = {}
-    weights: dict[str, dict] = {}
-    for fam in fams:
-        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings)
-        if key in inputs:
-            continue
-        finished = yield from relay(inputs_for(fam, data, key[1], settings, stop=stop, random_weights=random_weights))
-        if finished.stopped:
-            yield Finished(None, stopped=True)
-            return
-        inputs[key] = finished.result
-        weights.update(finished.result[2])
-    # the images every input kind could read: the same rows, the same folds for everyone
-    common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
-    names = [str(p) for p in data.paths if str(p) in common]
-    data = data.subset([i for i, p in enumerate(data.paths) if str(p) in common])
-    check_enough(len(data))
-    fold_indices = kfold(data.scores, folds=folds, seed=seed)
+    finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
+                                              random_weights=random_weights))
+    if finished.stopped:
+        yield Finished(None, stopped=True)
+        return
+    inputs, weights, data, names = finished.result
+    keys = np.array(data.content_keys())
+    groups, group_info = duplicate_groups(inputs, names) if grouped else (None, None)
+    if group_info and group_info["merged"]:
+        yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
+                     f"({group_info['merged']} merged); each group stays within one fold")
+    fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys, groups=groups)
     y = data.scores
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     results: list[FamilyResult] = []
     total, done = len(fams) * folds, 0
     for fam in fams:
-        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings), settings)]
+        X_all, kept, _, _ = inputs[_input_key(fam, resolve_backbone(fam, backbone, settings), settings, features)]
         row_of = {str(p): i for i, p in enumerate(kept.paths)}
         X = X_all[[row_of[n] for n in names]]
         values = fam.resolve_params((params or {}).get(fam.name))
@@ -127,7 +126,8 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
             tick = time.perf_counter()
             try:
-                _fit_fold(fam, estimator, X, y, train_idx, seed, stop)
+                _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
+                          seed, stop, keys, groups)
                 if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
@@ -147,26 +147,74 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             break  # stopped: report only families with every fold done
         mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}
         results.append(FamilyResult(model=fam.name, **mean, fit_seconds=float(np.mean(seconds)),
+                                    features=_input_key(fam, resolve_backbone(fam, backbone, settings), settings,
+                                                        features)[2],
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
         yield Notice(f"{fam.name}: SRCC {mean['srcc']:.3f}, MAE {mean['mae']:.2f}, "
                      f"fit {np.mean(seconds):.2f} s per fold")
     stopped = stop.is_set()
     report = CompareReport(n_images=len(data), backbone=chosen, folds=folds, seed=seed, results=results,
-                           weights=weights, random_weights=random_weights,
+                           weights=weights, random_weights=random_weights, features=features or "pooled",
+                           near_duplicates=group_info or {},
                            wall_seconds=time.perf_counter() - started, stopped=stopped)
     yield Finished(report, stopped=stopped)
 
 
-def _input_key(fam, chosen: str, settings) -> tuple:
+def gather_inputs(fams, data: LabelledSet, backbone: str | None, settings, *, features: str | None,
+                  stop: StopFlag, random_weights: bool) -> Iterator[Any]:
+    """Each distinct input kind once (a backbone set in a view, or raw images), shared by the families.
+
+    Events, then ``Finished((inputs by _input_key, weights, data every kind could read, their paths))``,
+    or ``Finished(None, stopped=True)``.
+    """
+    # inputs once per distinct input kind (a backbone set, or raw images), shared by the families
+    inputs: dict[tuple, Any] = {}
+    weights: dict[str, dict] = {}
+    for fam in fams:
+        key = _input_key(fam, resolve_backbone(fam, backbone, settings), settings, features)
+        if key in inputs:
+            continue
+        for name in key[1] if key[0] == "features" else ():
+            check_view_of(name, key[2])
+        finished = yield from relay(inputs_for(fam, data, key[1], settings, stop=stop,
+                                               random_weights=random_weights, view=key[2]))
+        if finished.stopped:
+            yield Finished(None, stopped=True)
+            return
+        inputs[key] = finished.result
+        weights.update(finished.result[2])
+    # the images every input kind could read: the same rows, the same folds for everyone
+    common = set.intersection(*(set(map(str, kept.paths)) for _, kept, _, _ in inputs.values()))
+    names = [str(p) for p in data.paths if str(p) in common]
+    data = data.subset([i for i, p in enumerate(data.paths) if str(p) in common])
+    check_enough(len(data))
+    yield Finished((inputs, weights, data, names))
+
+
+def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:
     if fam.capabilities.needs_features:
-        return ("features", tuple(fam.feature_backbones(chosen, settings)))
-    return ("images", (chosen,))
+        backbones = tuple(fam.feature_backbones(chosen, settings))
+        return ("features", backbones, fam.view_for(features, backbones))
+    return ("images", (chosen,), "pixels")
 
 
-def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag) -> None:
-    """Fit on one training fold; torch families early-stop on a validation slice of it."""
+def duplicate_groups(inputs: dict, names: list[str]) -> tuple[np.ndarray | None, dict | None]:
+    """Near-duplicate groups (cosine >= DUPLICATE_COSINE of centred features) from the first feature
+    input, rows in ``names`` order; (None, None) when every family reads pixels."""
+    for key, (X_all, kept, _, _) in inputs.items():
+        if key[0] == "features":
+            row_of = {str(p): i for i, p in enumerate(kept.paths)}
+            groups = near_duplicate_groups(X_all[[row_of[n] for n in names]])
+            return groups, {**group_summary(groups), "threshold": DUPLICATE_COSINE}
+    return None, None
+
+
+def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag, keys, groups=None) -> None:
+    """Fit on one training fold (``train_idx`` in content-key order, so the rows a model sees never
+    follow the listing order); torch families early-stop on a validation slice of it."""
     if fam.capabilities.torch:
-        inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed) \
+        inner = stratified_split(y[train_idx], val_fraction=0.15, test_fraction=0.0, seed=seed,
+                                 keys=keys[train_idx], groups=None if groups is None else groups[train_idx]) \
             if len(train_idx) >= 20 else None
         if inner is not None:
             fit_part, val_part = train_idx[inner.train], train_idx[inner.val]

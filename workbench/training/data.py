@@ -7,7 +7,7 @@ from ``workbench.features.feature_matrix``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,13 +19,37 @@ class LabelledSet:
     paths: list[Path]
     scores: np.ndarray  # [N] float64, in the person's score units
     fingerprint: str = ""
+    _keys: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, keep: Sequence[int]) -> "LabelledSet":
         keep = list(keep)
-        return LabelledSet([self.paths[i] for i in keep], self.scores[keep], self.fingerprint)
+        keys = [self._keys[i] for i in keep] if self._keys is not None else None
+        return LabelledSet([self.paths[i] for i in keep], self.scores[keep], self.fingerprint, keys)
+
+    def content_keys(self) -> list[str]:
+        """One key per photo from its bytes (SHA-256; unreadable files by name), computed once.
+
+        Splits and folds are drawn in the order of these keys, so renaming or
+        re-listing the same photos (e.g. names that start with the score, which
+        lists them sorted by score) never changes which photos are held out.
+        """
+        if self._keys is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from workbench.fsutil import file_sha256
+
+            def key(path: Path) -> str:
+                try:
+                    return file_sha256(path)
+                except OSError:
+                    return f"unreadable:{path.name}"
+
+            with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
+                self._keys = list(pool.map(key, self.paths))
+        return self._keys
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[Path, float]], fingerprint: str = "") -> "LabelledSet":

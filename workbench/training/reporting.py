@@ -310,3 +310,34 @@ def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
         ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     return fig
+
+
+def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):
+    """A matplotlib Figure of learning curves (LearningCurve.to_json()): mean SRCC against labels
+    on a log scale, with a band of one standard deviation over the repeats."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for index, curve in enumerate(curves):
+        points = curve["points"]
+        if not points:
+            continue
+        n = [p["n_labels"] for p in points]
+        mean = [p["srcc_mean"] for p in points]
+        std = [p["srcc_std"] for p in points]
+        colour = f"C{index % 10}"
+        ax.plot(n, mean, "o-", color=colour, label=curve["model"], linewidth=1.5)
+        ax.fill_between(n, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=colour, alpha=0.2)
+    if curves:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("labelled photos the model learnt from")
+        ax.set_ylabel("held-out SRCC")
+        ax.legend(fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    else:
+        ax.text(0.5, 0.5, "Run the learning curve to see it here.", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    return fig

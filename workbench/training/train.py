@@ -19,7 +19,7 @@ from workbench.features import feature_matrix
 from workbench.metrics import compute_metrics, good_threshold
 from workbench.models.registry import Family, FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import check_enough, stratified_split
+from workbench.training.splits import check_enough, near_duplicate_groups, stratified_split
 
 
 def resolve_backbone(family: Family, backbone: str | None, settings) -> str:
@@ -58,6 +58,16 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
     return notices
 
 
+def check_view_of(backbone: str, view: str) -> None:
+    """TrainingError (a message, not a traceback) when ``backbone`` has no such feature view."""
+    from workbench.backbones import check_view, get_backbone
+
+    try:
+        check_view(get_backbone(backbone), view)
+    except (KeyError, ValueError) as exc:
+        raise TrainingError(str(exc).strip("'\"")) from None
+
+
 def clip_scores(scores: np.ndarray, settings) -> np.ndarray:
     return np.clip(np.asarray(scores, dtype=np.float64), settings.score_min, settings.score_max)
 
@@ -93,11 +103,11 @@ def readable_name(family: str, backbone: str | None, n_images: int, metrics: dic
 
 
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
-               stop: StopFlag, random_weights: bool) -> Iterator[Any]:
+               stop: StopFlag, random_weights: bool, view: str = "pooled") -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
     if family.capabilities.needs_features:
         finished = yield from relay(feature_matrix(data.paths, backbones, settings, stop=stop,
-                                                   random_weights=random_weights))
+                                                   random_weights=random_weights, view=view))
         if finished.stopped:
             yield finished
             return
@@ -121,8 +131,12 @@ def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], se
 
 def train(family: str, settings, *, backbone: str | None = None, params: dict[str, Any] | None = None,
           stop: StopFlag = NEVER_STOP, random_weights: bool = False, seed: int | None = None,
-          data: LabelledSet | None = None) -> Iterator[Progress | EpochEnd | Notice | Finished]:
+          data: LabelledSet | None = None, features: str | None = None
+          ) -> Iterator[Progress | EpochEnd | Notice | Finished]:
     """Train ``family`` and store the run; ends with ``Finished(RunManifest, stopped)``.
+
+    ``features`` is the feature view ("pooled" or "multilevel"; families such as
+    ``auto`` choose their own), recorded in the run so predicting uses the same.
 
     ``params`` overrides the family's defaults (validated); ``data`` defaults
     to the labelled images of ``settings.data_dir``. A Stop during feature
@@ -142,18 +156,26 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights):
         yield notice
 
-    finished = yield from relay(inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights))
+    view = fam.view_for(features, backbones) if fam.capabilities.needs_features else "pooled"
+    for name in backbones if fam.capabilities.needs_features else ():
+        check_view_of(name, view)
+    finished = yield from relay(inputs_for(fam, data, backbones, settings, stop=stop, random_weights=random_weights,
+                                           view=view))
     if finished.stopped:
         yield Finished(None, stopped=True)
         return
     inputs = finished.result
     X, data, weights, skipped = inputs
     check_enough(len(data))
+    keys = np.array(data.content_keys())
+    # near-duplicates (bursts, the same photo exported twice) stay in one part: see splits.near_duplicate_groups
+    groups = near_duplicate_groups(X) if fam.capabilities.needs_features else None
     split = stratified_split(data.scores, val_fraction=settings.val_fraction,
-                             test_fraction=settings.test_fraction, seed=seed)
+                             test_fraction=settings.test_fraction, seed=seed, keys=keys, groups=groups)
     y = data.scores
     iterative = fam.capabilities.iterative
     fit_idx = split.train if iterative else np.concatenate([split.train, split.val])
+    fit_idx = fit_idx[np.argsort(keys[fit_idx], kind="stable")]  # rows in content order, never listing order
     context = FitContext(settings=settings, backbone=chosen, random_weights=random_weights,
                          score_min=settings.score_min, score_max=settings.score_max, n_train=len(fit_idx))
     estimator = fam.make(values, seed=seed, context=context)
@@ -189,7 +211,8 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     store = RunStore(settings.models_dir)
     manifest = _write_run(
         store, fam, estimator, settings,
-        backbone=chosen, backbones=list(backbones), weights=weights, random_weights=random_weights,
+        backbone=chosen, backbones=list(backbones), feature_view=view, weights=weights,
+        random_weights=random_weights,
         params=values, seed=seed, status="stopped" if stopped else "stopped early" if stop_reason else "complete",
         stop_reason=stop_reason, best_epoch=best_epoch or 0,
         display_name=readable_name(fam.name, chosen if fam.capabilities.needs_features else None, len(data),

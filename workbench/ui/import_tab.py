@@ -32,6 +32,9 @@ def summary_line(session: ImportSession | None) -> str:
         return (f"**Saved to the training set — {session.summary().line()}.** Edit them in *Training data* "
                 f"from now on; preview another folder to import more.")
     line = f"**To import — {session.summary().line()}, {len(session.skipped)} skipped.**"
+    rated = sum(item.from_rating for item in session.preview.items)
+    if session.sources:
+        line += f"\n\nScores from: {session.sources} ({rated} from star ratings)."
     if session.skipped:
         reasons = "\n".join(f"- `{s.file}`: {s.reason}" for s in session.skipped[:20])
         more = f"\n- … and {len(session.skipped) - 20} more" if len(session.skipped) > 20 else ""
@@ -47,7 +50,9 @@ def report_text(report) -> str:
         text = f"**Nothing new to copy:** all {len(already)} are already in your training set."
     else:
         text = (f"**Saved.** {r['imported']} images copied into the training set "
-                f"({r['labelled']} labelled, {r['unlabelled']} unlabelled)"
+                f"({r['labelled']} labelled"
+                + (f", {r['from_ratings']} of them from star ratings" if r["from_ratings"] else "")
+                + f", {r['unlabelled']} unlabelled)"
                 + (f"; {len(r['skipped'])} skipped ({len(already)} already there)." if r["skipped"] else "."))
     if r["skipped"]:
         items = "".join(f"<li><code>{html.escape(item['file'])}</code>: {html.escape(item['reason'])}</li>"

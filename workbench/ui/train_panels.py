@@ -16,7 +16,15 @@ from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
-from workbench.training.reporting import comparison_frame, format_duration, metrics_markdown, overlay_figure, runs_frame
+from workbench.training.learning_curve import learning_curve
+from workbench.training.reporting import (
+    comparison_frame,
+    format_duration,
+    learning_curve_figure,
+    metrics_markdown,
+    overlay_figure,
+    runs_frame,
+)
 from workbench.ui.widgets import progress_html
 
 log = logging.getLogger(__name__)
@@ -27,6 +35,73 @@ DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
 # ------------------------------------------------------------------ compare
+def feature_view_control(elem_id: str) -> gr.Radio:
+    """Which features of the backbone a model learns from (auto always takes multilevel where it can)."""
+    from workbench.backbones import FEATURE_VIEWS
+
+    return gr.Radio([(name, name) for name in FEATURE_VIEWS], value="pooled", label="Features",
+                    info=" · ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()) + " (auto chooses its own)",
+                    elem_id=elem_id)
+
+
+def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
+    """Would more labels help? Held-out SRCC at growing label counts, a band over draws, a projection."""
+    gr.Markdown("How well a model ranks photos it has not seen, when it learns from 10, 25, 50, … of your "
+                "labelled photos (compare's folds; every point judged on the whole held-out fold; the band "
+                "is one standard deviation over draws of which photos). The sentence below fits a line of "
+                "SRCC against log2(labels) through the last three points.")
+    with gr.Row(equal_height=True):
+        families = gr.CheckboxGroup([f for f, fam in FAMILIES.items() if fam.capabilities.needs_features],
+                                    value=[BASELINE], label="Models", scale=3, elem_id="curve-families")
+        backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, label="Backbone",
+                               scale=2, elem_id="curve-backbone")
+        repeats = gr.Number(3, label="Draws per size", precision=0, minimum=1, maximum=20, min_width=100,
+                            elem_id="curve-repeats")
+    features = feature_view_control("curve-features")
+    with gr.Row():
+        start = gr.Button("Draw the learning curve", variant="primary", elem_id="curve-start")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="curve-stop")
+    progress = gr.HTML(progress_html(0, "Not started."), elem_id="curve-progress")
+    plot = gr.Plot(learning_curve_figure([]), label="Learning curve", elem_id="curve-plot")
+    sentence = gr.Markdown(elem_id="curve-projection")
+    table = gr.Dataframe(label="Points", interactive=False, elem_id="curve-table")
+
+    def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
+        flag = stop_flags.start(request.session_hash, "curve")
+        yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), *[gr.skip()] * 3
+        try:
+            for event in learning_curve(chosen or [BASELINE], settings, backbone=backbone_name,
+                                        repeats=int(draws or 3), features=view, stop=flag):
+                if isinstance(event, Progress):
+                    yield gr.skip(), gr.skip(), progress_html(event.fraction, event.message), *[gr.skip()] * 3
+                elif isinstance(event, Finished):
+                    curves = [c.to_json() for c in event.result or []]
+                    rows = [{"model": c["model"], **p} for c in curves for p in c["points"]]
+                    words = "\n\n".join(f"**{c['model']}**: {c['projection']['sentence']}" for c in curves)
+                    state = "Stopped." if event.stopped else "Done."
+                    yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
+                           learning_curve_figure(curves), words, pd.DataFrame(rows).round(3))
+        except WorkbenchError as exc:
+            yield gr.skip(), gr.skip(), progress_html(1, f"Could not draw the curve: {exc}", failed=True), \
+                *[gr.skip()] * 3
+        except Exception as exc:  # a bug: say so, details in the server log
+            log.exception("learning curve failed")
+            yield gr.skip(), gr.skip(), progress_html(1, f"Learning curve failed: {exc}", failed=True), \
+                *[gr.skip()] * 3
+        finally:
+            stop_flags.finish(request.session_hash, "curve", flag)
+
+    def request_stop(request: gr.Request):
+        stop_flags.stop(request.session_hash, "curve")
+        return gr.Button("Stopping…", interactive=False)
+
+    start.click(run_curve, [families, backbone, repeats, features],
+                [start, stop, progress, plot, sentence, table], show_progress="hidden", concurrency_limit=1
+                ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
+                       [start, stop], show_progress="hidden")
+    stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
+
+
 @dataclass
 class ComparePanel:
     """The "Train the winner" button and what it needs: the (family, backbone) that won."""
@@ -47,6 +122,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100,
                           elem_id="compare-folds")
         seed = gr.Number(settings.seed, label="Seed", precision=0, min_width=100)
+    features = feature_view_control("compare-features")
     gr.on(None, lambda: gr.Dropdown(choices=backbone_choices(settings)), None, backbone)  # fresh weight status
     with gr.Row():
         start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")
@@ -65,7 +141,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                                y_lim=[0, None], elem_id="compare-time")
 
     def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
-                       request: gr.Request):
+                       view: str, request: gr.Request):
         if k is None or seed_value is None:  # an emptied gr.Number sends None
             yield {progress: progress_html(0, "Enter the number of folds and a seed.", failed=True)}
             return
@@ -77,7 +153,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
             for event in compare(chosen, settings, backbone=backbone_name, folds=int(k), seed=int(seed_value),
-                                 stop=flag):
+                                 stop=flag, features=view):
                 if isinstance(event, Progress):
                     eta = f" · about {format_duration(event.eta)} left" if event.eta else ""
                     yield {progress: progress_html(event.fraction, f"{event.message}{eta}")}
@@ -108,7 +184,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         stop_flags.stop(request.session_hash, "compare")
         return gr.Button("Stopping…", interactive=False)
 
-    start.click(run_comparison, [families, backbone, folds, seed],
+    start.click(run_comparison, [families, backbone, folds, seed, features],
                 {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner},
                 show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,

@@ -117,6 +117,8 @@ def build(settings: Settings) -> None:
             panel = build_train_panel(settings)
         with gr.Tab("Compare families", id="train-compare"):
             compared = train_panels.build_compare_panel(settings, STOP_FLAGS)
+        with gr.Tab("Would more labels help?", id="train-curve"):
+            train_panels.build_learning_curve_panel(settings, STOP_FLAGS)
         with gr.Tab("Runs", id="train-runs"):
             runs_panel = train_panels.build_runs_panel(settings)
     # "Train the winner": the form shows the winning family and backbone, then trains as Train would
@@ -145,6 +147,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                              elem_id="train-family", scale=1)
         backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, elem_id="train-backbone",
                                label="Backbone (where its weights come from)", scale=2)
+    features = train_panels.feature_view_control("train-features")
     family_info = gr.Markdown(FAMILIES[DEFAULT_FAMILY].description)
     weights_info = gr.Markdown(weights_message(DEFAULT_FAMILY, settings.default_backbone, False, settings)[0],
                                elem_id="train-weights")
@@ -229,7 +232,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         try:
             last = 0.0
             for event in train(name, settings, backbone=values[backbone], params=params, stop=flag,
-                               random_weights=values[random_weights]):
+                               random_weights=values[random_weights], features=values[features]):
                 monitor.add(event)
                 if monitor.finished or time.monotonic() - last >= UPDATE_EVERY:
                     last = time.monotonic()
@@ -288,7 +291,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
     stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
 
     def wire(trigger: Callable) -> gr.events.Dependency:
-        return trigger(run_training, {family, backbone, random_weights, *all_controls}, outputs,
+        return trigger(run_training, {family, backbone, random_weights, features, *all_controls}, outputs,
                        show_progress="hidden", concurrency_limit=2).then(
             lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None, [start, stop],
             show_progress="hidden")

@@ -1,0 +1,62 @@
+"""The torch heads start from ridge and keep it unless training clearly beats it, so on a few
+hundred photos they no longer lose to ridge. Real features: efficientnet_lite0 (package weights)
+on the package-photo brightness set."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.linear_model import RidgeCV
+from training_fixtures import make_brightness_set, settings_for
+
+from workbench import compat  # noqa: F401
+from workbench.events import drain
+from workbench.features import feature_matrix
+from workbench.models import get_family
+from workbench.models.heads import RIDGE_ALPHAS, hidden_units
+from workbench.training import compare, labelled_set
+
+
+@pytest.fixture(scope="module")
+def brightness(photos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("heads")
+    data = make_brightness_set(photos, root / "data", n=60)
+    return settings_for(data, root / "runs", root / "cache", root / "weights")
+
+
+@pytest.fixture(scope="module")
+def features(brightness):
+    data = labelled_set(brightness)
+    return drain(feature_matrix(data.paths, ("efficientnet_lite0",), brightness)).X, data.scores
+
+
+@pytest.mark.parametrize("family", ["head", "nima_head"])
+def test_an_untrained_head_ranks_photos_exactly_as_ridge(features, family):
+    X, y = features
+    head = get_family(family).make({"epochs": 1}, seed=0)
+    drain(head._fit_once(X[:45], y[:45], None, None, 0, None))  # zero epochs: the start itself
+    Xs = (X[:45] - X[:45].mean(0)) / (X[:45].std(0) + 1e-6)
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(Xs, y[:45])
+    expected = ridge.predict((X[45:] - X[:45].mean(0)) / (X[:45].std(0) + 1e-6))
+    assert spearmanr(head.predict(X[45:]), expected)[0] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_head_capacity_shrinks_with_the_set():
+    assert [hidden_units(0, n) for n in (40, 400, 4000)] == [16, 50, 256]
+    assert hidden_units(32, 4000) == 32  # a chosen size is kept
+
+
+def test_heads_do_not_lose_to_ridge_on_the_same_folds(brightness):
+    # ungrouped: this set is crops of six photos, which group into a few look-alike clusters, and then a
+    # head's 15% validation part is one or two source photos (measured: head 0.67 vs ridge 0.82 grouped)
+    report = drain(compare(["ridge", "head", "nima_head"], brightness, folds=4, seed=2, grouped=False))
+    srcc = {r.model: r.srcc for r in report.results}
+    assert srcc["head"] >= srcc["ridge"] - 0.02 and srcc["nima_head"] >= srcc["ridge"] - 0.02, srcc
+
+
+def test_the_refit_uses_every_image_for_the_chosen_epochs(features):
+    X, y = features
+    head = get_family("head").make({"epochs": 5, "patience": 0}, seed=0)
+    head.fit(X[:40], y[:40], X[40:50], y[40:50])
+    assert head.refit_epochs_ == head.loop_.best_epoch and len(head.loop_.history) == 5
+    np.testing.assert_allclose(head.x_mean_, X[:50].mean(0), rtol=1e-5)  # standardised on all 50
