@@ -304,7 +304,7 @@ def test_rate_and_cull_with_the_keyboard_only(page, walk, output_dir):
     page.keyboard.press("Enter")
     name = page.locator("#data-name strong")
     expect(name).to_have_text(re.compile(r"\.png$"), timeout=60_000)  # the first photo is selected
-    expect(page.locator("#data-keys")).to_contain_text("1–5 stars → 0–100")
+    expect(page.locator("#data-keys")).to_contain_text("1–5 stars → 10–90")  # as imported stars are scored
     first = name.inner_text()
 
     page.keyboard.press("ArrowRight")
@@ -313,11 +313,11 @@ def test_rate_and_cull_with_the_keyboard_only(page, walk, output_dir):
     expect(page.locator("#data-name")).to_contain_text("image 2 of")
     before = store.get(second).score
 
-    page.keyboard.press("4")  # four stars on 0-100
-    expect(page.locator("#data-score input")).to_have_value("75")
+    page.keyboard.press("4")  # four stars: 70 on 0-100 (the middle of the fourth fifth)
+    expect(page.locator("#data-score input")).to_have_value("70")
     page.keyboard.press("Enter")
-    expect(page.locator("#data-status")).to_contain_text(f"Saved score 75 for {second}")
-    assert store.get(second).score == 75
+    expect(page.locator("#data-status")).to_contain_text(f"Saved score 70 for {second}")
+    assert store.get(second).score == 70
 
     page.keyboard.press("ArrowLeft")  # Enter gave the keys back to the gallery
     expect(name).to_have_text(first)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from workbench.config import Settings
+from workbench.dataset.ratings import StarMapping
 from workbench.dataset.scores import format_score, number_key_scores
 
 GALLERIES = ("import", "data")  # the LabelledGallery prefixes
@@ -61,16 +62,21 @@ _SCRIPT = """
 """
 
 
+def key_scores(settings: Settings) -> dict[str, float]:
+    """Number key -> score; stars as imported ratings and the Label tab map them (ratings.star_scores)."""
+    stars = StarMapping.from_settings(settings).scores if settings.number_keys == "stars" else None
+    return number_key_scores(settings.number_keys, settings.score_min, settings.score_max, stars)
+
+
 def head_script(settings: Settings) -> str:
     """The ``<script>`` for the page head that maps keys to the galleries' buttons."""
-    scores = {key: format_score(value) for key, value in
-              number_key_scores(settings.number_keys, settings.score_min, settings.score_max).items()}
+    scores = {key: format_score(value) for key, value in key_scores(settings).items()}
     return _SCRIPT % {"scores": json.dumps(scores), "galleries": json.dumps(list(GALLERIES))}
 
 
 def help_line(settings: Settings, *, can_delete: bool) -> str:
     """One line under the score field saying which keys do what."""
-    keys = number_key_scores(settings.number_keys, settings.score_min, settings.score_max)
+    keys = key_scores(settings)
     first, last = min(keys, key=keys.get), max(keys, key=keys.get)
     numbers = (f"{first}–{last} stars → {format_score(keys[first])}–{format_score(keys[last])}"
                if settings.number_keys == "stars" else "1–9, 0 → tenths of the range")
