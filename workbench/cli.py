@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "workbench.commands.predict",
     "workbench.commands.serve",
     "workbench.commands.labelling",
+    "workbench.commands.cull",
 )
 
 

@@ -224,18 +224,19 @@ def rating_tags(stars: int, score: float | None) -> dict[str, str]:
 
 
 def write_rating(image: str | Path, stars: int, score: float | None = None, *, new_sidecar: str = "stem",
-                 embed: bool = False) -> list[Path]:
+                 embed: bool = False, extra: Mapping[str, str] | None = None) -> list[Path]:
     """Record ``stars`` (and ``score``) for ``image``; returns the files written.
 
     Every existing sidecar of the photo is updated in place, keeping all its
     other tags; when there is none, one is created: ``stem`` -> ``IMG_1.xmp``
     (Lightroom, Capture One, Bridge), ``name`` -> ``IMG_1.jpg.xmp`` (darktable,
-    digiKam). The image itself is written only with ``embed=True``.
+    digiKam). The image itself is written only with ``embed=True``. ``extra``: more XMP tags
+    to set alongside (the cull writes its pick flag, ``Xmp.xmpDM.pick``, this way).
     """
     image = Path(image)
     if new_sidecar not in ("stem", "name"):
         raise BadInput(f"new_sidecar must be 'stem' or 'name', not {new_sidecar!r}")
-    tags = rating_tags(stars, score)
+    tags = {**rating_tags(stars, score), **(extra or {})}
     if not image.is_file():
         raise MetadataError(f"{image}: no such photo, so no sidecar is written for it")
     targets = sidecar_paths(image) or [image.with_name((image.stem if new_sidecar == "stem" else image.name) + ".xmp")]

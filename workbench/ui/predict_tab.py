@@ -38,6 +38,7 @@ from workbench.predict import (
     score_one,
     scorer_choices,
 )
+from workbench.ui import cull_view
 from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files
 
 TITLE = "Predict"
@@ -219,6 +220,7 @@ def build(settings: Settings) -> None:
                                 elem_id="predict-stars-by", scale=2)
             write_xmp = gr.Button("Write stars to XMP sidecars (folder photos)", elem_id="predict-write-xmp", scale=1)
         xmp_note = gr.Markdown(elem_id="predict-xmp-note")
+        cull_view.build(settings, scorer_id, uploads, folder)  # same photos, same scorer: group, flag, pick
 
     explanation, picked_explanation, shown_rows = gr.State(None), gr.State(None), gr.State(None)
 

@@ -1,0 +1,96 @@
+"""``python -m workbench cull RUN_ID PATH...``: group bursts and near-duplicates, flag technical
+failures, pick the best photo of each group, and optionally act on the picks.
+
+``--json`` prints ``{"scorer", "n_photos", "stopped", "options", "unavailable_flags",
+"groups": [{"id", "photos": [{"path", "score", "flags": {name: {"value", "flagged"}}, "pick",
+"rejected", "stars", "taken"}]}], "picks", "rejected", "failed"}`` (+ "copied", "xmp").
+``--csv OUT`` writes path,score,group,status,stars and each flag's value and 1/0.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.cli import CommandError, command
+from workbench.commands.progress import result_of
+from workbench.config import Settings
+from workbench.cull import CullOptions, copy_photos, cull, cull_csv_text, write_cull_xmp
+from workbench.predict import load_scorer
+
+DEFAULTS = CullOptions()
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.commands.predict import _finite_float
+
+    parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="photos or folders (searched recursively)")
+    parser.add_argument("--copy-picks", metavar="DIR", help="copy the picks into DIR (never overwrites: a name "
+                                                            "clash gets 'name (1).jpg')")
+    parser.add_argument("--copy-rejects", metavar="DIR", help="copy the rejected photos into DIR")
+    parser.add_argument("--move", action="store_true", help="move instead of copying (the original goes only "
+                                                             "once its copy is complete)")
+    parser.add_argument("--write-xmp", action="store_true",
+                        help="write each photo's stars, score and pick flag (xmpDM:pick 1/-1/0) into its XMP "
+                             "sidecar, merged into an existing one; the photo itself is not touched")
+    parser.add_argument("--csv", metavar="OUT", help="also write path,score,group,status,stars and the flags")
+    parser.add_argument("--backbone", help="features used for content similarity (default: features.default_backbone)")
+    for name, help_text in (
+            ("similarity", "cosine similarity at or above which two photos are near-duplicates, whenever taken"),
+            ("burst_seconds", "a burst: photos each taken at most this many seconds after the previous one"),
+            ("burst_similarity", "... and at least this alike (cosine) to join the same group"),
+            ("blur_threshold", "flag out of focus below this Laplacian sharpness"),
+            ("highlight_threshold", "flag clipped highlights at this share of pixels >= 250/255"),
+            ("shadow_threshold", "flag crushed shadows at this share of pixels <= 5/255")):
+        parser.add_argument("--" + name.replace("_", "-"), type=_finite_float, default=getattr(DEFAULTS, name),
+                            help=f"{help_text} (default: {getattr(DEFAULTS, name):g})")
+
+
+def _print(result) -> None:
+    for group in result.groups:
+        print(f"group {group.id} ({len(group.photos)} photo{'s' if len(group.photos) > 1 else ''})")
+        for p in group.photos:
+            mark = {"pick": "PICK", "reject": "  x ", "none": "    "}[p.status]
+            flags = ", ".join(name.replace("_", " ") for name, f in p.flags.items() if f["flagged"])
+            print(f"  {mark} {p.score:8.3f}  {p.path}" + (f"  [{flags}]" if flags else ""))
+    for path, error in result.errors.items():
+        print(f"  -    {'-':>8}  {path}  ({error})")
+
+
+@command("cull", "Group bursts and near-duplicates, flag blur and clipping, pick the best of each group.", _arguments)
+def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
+    options = CullOptions(similarity=args.similarity, burst_seconds=args.burst_seconds,
+                          burst_similarity=args.burst_similarity, blur_threshold=args.blur_threshold,
+                          highlight_threshold=args.highlight_threshold, shadow_threshold=args.shadow_threshold,
+                          backbone=args.backbone).check()  # before loading a model
+    scorer = load_scorer(args.run_id, settings)
+    result = result_of(cull(args.paths, scorer, settings, options=options), "culling", unit="img")
+    if not result.photos and not result.errors:
+        raise CommandError(f"no photos found in {', '.join(args.paths)}")
+    document = result.to_json()
+    if args.csv:
+        from workbench.fsutil import atomic_write_text
+
+        atomic_write_text(Path(args.csv), cull_csv_text(result))
+    if args.write_xmp:  # first, so that copies and moves take their sidecars along
+        document["xmp"] = write_cull_xmp(result, new_sidecar=settings.new_sidecar)
+        if not args.json:
+            print(f"XMP: {len(document['xmp']['written'])} sidecars written", file=sys.stderr)
+    for key, folder, paths in (("copied_picks", args.copy_picks, result.picks),
+                               ("copied_rejects", args.copy_rejects, result.rejected)):
+        if folder:
+            report = result_of(copy_photos(paths, folder, move=args.move), "moving" if args.move else "copying",
+                               unit="img", bars=False)
+            document[key] = report.to_json()
+            if not args.json:
+                print(f"{len(report.copied)} photo(s) {'moved' if args.move else 'copied'} to {folder}"
+                      + "".join(f"\n  {p}: {e}" for p, e in report.failed.items()), file=sys.stderr)
+    if not args.json:
+        _print(result)
+        print(f"{len(result.photos)} photos in {len(result.groups)} groups: {len(result.picks)} picks, "
+              f"{len(result.rejected)} rejected, {len(result.errors)} failed"
+              + (f"; CSV: {args.csv}" if args.csv else "")
+              + "; closed eyes: not detected (no offline face model is installed)",
+              file=sys.stderr)
+    return document
