@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from workbench import images
+from workbench import fsutil
 from workbench.dataset import (
     GalleryQuery,
     ScoreStore,
@@ -203,12 +203,12 @@ def main() -> None:
 
         def clear_all():
             shutil.rmtree(thumbs, ignore_errors=True)
-            images._hash_cache.clear()
+            fsutil.forget_file_hashes()
 
         cold, cold_runs = median_of(lambda: timed_page(store, thumbs, args.page_size, args.thumb_size),
                                     args.repeats, clear_all)
         restart, restart_runs = median_of(lambda: timed_page(store, thumbs, args.page_size, args.thumb_size),
-                                          args.repeats, images._hash_cache.clear)
+                                          args.repeats, fsutil.forget_file_hashes)
         warm, warm_runs = median_of(lambda: timed_page(store, thumbs, args.page_size, args.thumb_size),
                                     args.repeats)
         naive, naive_runs = median_of(lambda: naive_first_page(store, args.page_size, args.thumb_size),

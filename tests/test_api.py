@@ -96,6 +96,9 @@ def test_nima_scores_several_images_with_distributions(server, photos, needs_nim
     assert chelsea["score"] == pytest.approx(5.12, abs=0.03)
     assert len(chelsea["distribution"]) == 10 and sum(chelsea["distribution"]) == pytest.approx(1, abs=1e-4)
     assert chelsea["verdict"] == ("good" if chelsea["score"] >= 5.1 else "bad")
+    coffee = body["results"][1]
+    assert {chelsea["rank"], coffee["rank"]} == {1, 2}
+    assert (chelsea["rank"] == 1) == (chelsea["score"] >= coffee["score"])
 
 
 def test_a_non_image_is_rejected_with_a_reason_per_file(server, photos):

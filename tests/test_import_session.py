@@ -96,3 +96,18 @@ def test_pages_have_thumbnails_and_follow_edits(scored_photo_folder, settings):
     assert all(item.thumbnail is not None and item.thumbnail.is_file() for item in first.items + last.items)
     session.set_score(first.items[0].filename, 1)
     assert session.page(0, 4, settings.thumbnails_dir, 64).items[0].score == 1
+
+
+def test_pages_sort_names_naturally_with_the_unlabelled_first(tmp_path, photos, settings):
+    folder = tmp_path / "naming"
+    folder.mkdir()
+    pixels = next(iter(photos.values()))
+    for name in ("89_a.jpg", "9_b.jpg", "8_c.jpg", "100_d.jpg", "sunset.jpg"):
+        Image.fromarray(pixels).resize((40, 30)).save(folder / name)
+    session = ImportSession.scan(folder, settings)
+
+    def names(**order):
+        return [i.filename for i in session.page(0, 10, settings.thumbnails_dir, 32, **order).items]
+
+    assert names() == ["8_c.jpg", "9_b.jpg", "89_a.jpg", "100_d.jpg", "sunset.jpg"]
+    assert names(unlabelled_first=True) == ["sunset.jpg", "8_c.jpg", "9_b.jpg", "89_a.jpg", "100_d.jpg"]

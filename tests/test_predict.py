@@ -81,9 +81,14 @@ def test_a_folder_with_broken_files_is_scored_except_those(nima_settings, scored
         name = Path(row.path).name
         assert row.score is None and name in row.error and reasons[name] in row.error
     rows = list(csv.DictReader(io.StringIO(csv_text(result))))
-    assert list(rows[0]) == ["path", "score", "std"] + [f"p{i}" for i in range(1, 11)] + ["error"]
+    assert list(rows[0]) == ["path", "score", "std", "rank", "percentile", "verdict", "error"] + [f"p{i}" for i in range(1, 11)]
     assert [r["path"] for r in rows] == [r.path for r in result.rows]
-    assert rows[-1]["score"] == "" and rows[-1]["error"]
+    assert [r["rank"] for r in rows[:6]] == [str(i) for i in range(1, 7)]
+    assert rows[0]["verdict"] == scored[0].verdict
+    assert rows[-1]["score"] == "" and rows[-1]["rank"] == "" and rows[-1]["error"]
+    # the UI writes the person's own file names in place of its upload copies
+    renamed = list(csv.DictReader(io.StringIO(csv_text(result, names={scored[0].path: "mine.jpg"}))))
+    assert renamed[0]["path"] == "mine.jpg" and renamed[1]["path"] == scored[1].path
 
 
 def test_missing_paths_are_listed_not_fatal(nima_settings, tmp_path, photos):
@@ -201,25 +206,27 @@ def test_a_distribution_run_gives_distributions_on_its_own_scale(trained):
         assert sum(row.distribution) == pytest.approx(1.0, abs=1e-5)
         assert np.dot(row.distribution, scorer.bin_centres) == pytest.approx(row.score, abs=1e-3)
         assert row.std > 0
-    assert csv_text(result).splitlines()[0] == "path,score,std," + ",".join(f"p{i}" for i in range(1, 11))
+    assert csv_text(result).splitlines()[0] == ("path,score,std,rank,percentile,verdict,error,"
+                                                + ",".join(f"p{i}" for i in range(1, 11)))
 
 
 def test_ridge_run_is_explained_through_its_backbone(trained, tmp_path):
     settings, ridge, _ = trained
     name = ridge.predictions[0]["filename"]
     explanation = explain(settings.data_dir / name, load_scorer(ridge.run_id, settings), settings)
-    assert explanation.reason is None
+    assert explanation.reason is None and explanation.method == "Grad-CAM"
     assert explanation.score == pytest.approx(ridge.predictions[0]["pred"], abs=0.05)
     assert explanation.heatmap.ndim == 2 and explanation.heatmap.max() > 0
 
 
-def test_tree_ensembles_say_why_they_cannot_be_explained(trained):
+def test_tree_ensembles_are_explained_by_occlusion(trained):
     settings, _, forest = trained
     name = forest.predictions[0]["filename"]
     explanation = explain(settings.data_dir / name, load_scorer(forest.run_id, settings), settings)
-    assert explanation.heatmap is None
-    assert "rf run cannot be explained with Grad-CAM" in explanation.reason
-    assert explanation.overlay(0.7) is explanation.image
+    assert explanation.method == "occlusion" and explanation.reason is None
+    assert explanation.heatmap.shape == (explanation.image.height, explanation.image.width)
+    assert explanation.score == pytest.approx(forest.predictions[0]["pred"], abs=1.0)  # a PNG copy of the photo
+    assert explanation.overlay(0.7) is not explanation.image
 
 
 def test_write_csv_for_a_run_without_distributions(trained, tmp_path):
@@ -227,7 +234,9 @@ def test_write_csv_for_a_run_without_distributions(trained, tmp_path):
     result = drain(score_images([settings.data_dir], load_scorer(ridge.run_id, settings), settings))
     path = write_csv(result, tmp_path / "out.csv")
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
-    assert list(rows[0]) == ["path", "score"] and len(rows) == 48
+    # one score per photo: no std or distribution columns to leave empty
+    assert list(rows[0]) == ["path", "score", "rank", "percentile", "verdict", "error"] and len(rows) == 48
+    assert float(rows[0]["percentile"]) >= float(rows[-1]["percentile"])
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
 
 

@@ -29,7 +29,8 @@ def test_predict_a_folder_to_json_and_csv(nima_env, run_cli, scored_photo_folder
     scores = [r["score"] for r in document["results"] if r["error"] is None]
     assert scores == sorted(scores, reverse=True)
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
-    assert list(rows[0]) == ["path", "score", "std"] + [f"p{i}" for i in range(1, 11)] + ["error"]
+    assert list(rows[0])[:2] == ["path", "score"]  # the contract columns first, then the rest
+    assert list(rows[0]) == ["path", "score", "std", "rank", "percentile", "verdict", "error"] + [f"p{i}" for i in range(1, 11)]
     assert [r["path"] for r in rows] == [r["path"] for r in document["results"]]
     assert {Path(r["path"]).name for r in rows if r["error"]} == {"not_an_image.jpg", "empty.png", "truncated.jpg"}
 

@@ -224,7 +224,20 @@ def test_delete_moves_to_trash_and_undo_restores_even_after_a_restart(store):
     restored = restarted.undo_delete()
     assert restored.filename == "a.jpg" and restored.score == 85
     assert (store.data_dir / "a.jpg").read_bytes() == content and read_csv(store.csv_path)["a.jpg"] == "85"
-    assert restarted.undo_delete() is None and not restarted.can_undo()
+    assert restarted.undo_delete() is None
+    assert restarted.undo() == ("score", ["a.jpg"]) and not restarted.can_undo()  # the score typed first
+    assert "a.jpg" not in read_csv(store.csv_path) or read_csv(store.csv_path)["a.jpg"] == ""
+
+
+def test_undo_takes_back_score_edits_and_deletions_in_order(store):
+    store.set_score("a.jpg", 40)
+    store.set_scores({"a.jpg": 45, "b.jpg": 70})
+    store.delete("a.jpg")
+    assert store.undo() == ("delete", ["a.jpg"]) and store.get("a.jpg").score == 45
+    assert store.undo() == ("score", ["a.jpg", "b.jpg"])
+    assert store.get("a.jpg").score == 40 and store.get("b.jpg").score is None
+    assert store.undo() == ("score", ["a.jpg"]) and store.get("a.jpg").score is None
+    assert store.undo() is None
 
 
 def test_undo_never_overwrites_a_new_file_with_the_same_name(store):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -94,8 +95,54 @@ def test_small_formatters():
     assert format_duration(4.4) == "4 s" and format_duration(75) == "1 min 15 s"
     assert format_duration(3 * 3600 + 60) == "3 h 01 min"
     table = metrics_markdown({"srcc": 0.7123, "mae": 8.0, "seconds": 3.0}, "Held out")
-    assert table.startswith("Held out") and "| SRCC | MAE |" in table and "0.712" in table and "seconds" not in table
+    assert table.startswith("Held out") and "0.712" in table and "seconds" not in table
+    assert '<abbr title="Spearman rank correlation' in table and ">SRCC</abbr> | <abbr" in table
+    assert "What do these numbers mean?" in table and "in score points" in table  # one sentence per metric
+    assert "What do these numbers mean?" not in metrics_markdown({"srcc": 0.5}, legend=False)
     assert metrics_markdown({}) == ""
+
+
+def _epochs(train, val):
+    return [EpochEnd(i + 1, t, v, {}, total_epochs=400) for i, (t, v) in enumerate(zip(train, val))]
+
+
+def test_monitor_warns_of_overfitting_only_when_validation_rises_while_training_falls():
+    monitor = TrainingMonitor()
+    for event in _epochs([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], [1.0, 0.9, 0.95, 1.0, 1.1, 1.2]):
+        monitor.add(event)
+    assert "Overfitting: validation loss has risen since epoch 2" in monitor.overfitting()
+    learning = TrainingMonitor()
+    for event in _epochs([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], [1.0, 0.9, 0.8, 0.7, 0.69, 0.68]):
+        learning.add(event)
+    assert learning.overfitting() == ""
+
+
+def test_early_stop_is_explained_in_the_status_line_and_marked_on_the_curve():
+    from workbench.training.train import early_stop_reason
+
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": v}
+               for e, v in enumerate([1.0, 0.5, 0.6, 0.7, 0.8], start=1)]
+    reason, best = early_stop_reason(history, {"epochs": 400, "patience": 3}, stopped=False)
+    assert reason == ("stopped early at epoch 5 of 400: validation loss had not improved for 3 epochs "
+                      "(patience); the best epoch, 2, was kept") and best == 2
+    assert early_stop_reason(history, {"epochs": 5, "patience": 3}, stopped=False) == ("", None)  # all run
+    assert early_stop_reason(history, {"epochs": 400, "patience": 3}, stopped=True) == ("", None)  # Stop pressed
+    monitor = TrainingMonitor()
+    for event in _epochs([h["train_loss"] for h in history], [h["val_loss"] for h in history]):
+        monitor.add(event)
+    monitor.add(Finished(SimpleNamespace(stop_reason=reason, best_epoch=best)))
+    assert monitor.status_line().endswith(reason + ".") and "left" not in monitor.status_line()
+    curve = monitor.curve()
+    kept = curve[curve["curve"] == "best epoch (kept)"]
+    assert list(kept["epoch"]) == [2, 2] and kept["loss"].min() < kept["loss"].max()
+
+
+def test_runs_get_a_name_a_person_can_read():
+    from workbench.training.train import readable_name
+
+    assert readable_name("auto", "efficientnet_lite0", 150, {"srcc": 0.6372}) == \
+        "auto · efficientnet_lite0 · 150 photos · SRCC 0.64"
+    assert readable_name("finetune", None, 20, {}) == "finetune · own network · 20 photos"
 
 
 def test_overlay_figure_draws_a_line_per_curve_and_names_runs_without_one():

@@ -41,6 +41,7 @@ class ImageScore(BaseModel):
         None, description="probabilities of the 10 score bins (see `bins`), low to high (distribution models)")
     percentile: float | None = Field(None, description="0-100: share of the run's training scores below this one")
     verdict: str | None = Field(None, description="'good' or 'bad' at the threshold")
+    rank: int | None = Field(None, description="1 = the best-scored file of this request")
 
 
 class ScoreResponse(BaseModel):
@@ -211,7 +212,7 @@ def router(settings: Settings) -> APIRouter:
                 raise HTTPException(422, {"message": f"{name} could not be scored",  # our temp name -> theirs
                                           "files": [{"filename": name, "error": row.error.replace(path.name, name)}]})
             results.append(ImageScore(filename=name, score=row.score, std=row.std, distribution=row.distribution,
-                                      percentile=row.percentile, verdict=row.verdict))
+                                      percentile=row.percentile, verdict=row.verdict, rank=row.rank))
         return ScoreResponse(scorer=scorer.id, scale=scorer.scale, threshold=result.threshold,
                              weights=scorer.weights_note, bins=scorer.bin_centres, results=results)
 

@@ -49,6 +49,7 @@ class Settings:
     max_pixels: int = setting("images.max_pixels", 200_000_000)
     thumbnail_size: int = setting("images.thumbnail_size", 256)
     gallery_page_size: int = setting("images.gallery_page_size", 48)
+    number_keys: str = setting("keyboard.number_keys", "stars")
     host: str = setting("server.host", "127.0.0.1", env="WORKBENCH_HOST", flag="--host",
                         help="interface to bind, default 127.0.0.1")
     port: int = setting("server.port", 7860, env="WORKBENCH_PORT", flag="--port", help="port of the UI and its API, default 7860")

@@ -1,20 +1,31 @@
-"""Grad-CAM explanations of a score, through torchcam.
+"""Where in the photo did the model look to give this score? Every run can answer.
 
-Where in the photo did the model look to give this score? The gradient of the
-score with respect to the scorer's last spatial feature map weights that map
-(Grad-CAM); the heatmap is blended over the photo at a chosen opacity. Models
-with no gradient path back to the pixels (tree ensembles on cached features)
-get an ``Explanation`` whose ``reason`` says so instead of a heatmap.
+Two methods, and the explanation says which one it used:
+
+- **Grad-CAM** (through torchcam) wherever there is a gradient path from the
+  pixels to the score: networks trained end to end, heads on one backbone's
+  features, and linear or kernel predictors (ridge, SVR, ``auto``'s
+  ridge + SVR average) on one backbone's features, which
+  :func:`torch_predictor` re-expresses in torch so gradients flow through them.
+- **Occlusion sensitivity** for every other model (tree ensembles, stacking,
+  features of several backbones): a patch of the photo is covered at a time and
+  the photo scored again; where covering lowers the score most is what raised
+  it. Slower (a few dozen scorings) but it needs nothing from the model.
+
+The heatmap is blended over the photo at a chosen opacity.
 """
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from workbench.config import Settings
 from workbench.images import load_image
@@ -23,16 +34,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.predict import Scorer
 
 EXPLAIN_LONG_SIDE = 768  # px of the photo shown under the heatmap
+OCCLUSION_LONG_SIDE = 320  # px of the copies scored with a patch covered (models see 224-260 px anyway)
+OCCLUSION_STEPS = 7  # patch positions per side; the patch covers two steps (about 2/7 of the side)
+
+GRADCAM, OCCLUSION = "Grad-CAM", "occlusion"
+METHOD_NOTES = {
+    GRADCAM: "Grad-CAM: warm colours are the regions that raised the score most.",
+    OCCLUSION: "Occlusion: each region was covered in turn and the photo scored again; warm colours are "
+               "where covering it lowered the score most, i.e. what raised it.",
+}
 
 
 @dataclass
 class Explanation:
-    """A Grad-CAM heatmap [H, W] in 0-1 over ``image``, or ``reason`` why there is none."""
+    """A heatmap [H, W] in 0-1 over ``image`` and the ``method`` that made it, or ``reason`` why there is none."""
 
     image: Image.Image
     heatmap: np.ndarray | None = None
     score: float | None = None
     reason: str | None = None
+    method: str | None = None  # GRADCAM | OCCLUSION
+
+    @property
+    def note(self) -> str:
+        """One sentence for the person: which method, and how to read the colours."""
+        return METHOD_NOTES.get(self.method or "", self.reason or "")
 
     def overlay(self, opacity: float = 0.5, colormap: str = "jet") -> Image.Image:
         """The photo with the heatmap blended in at ``opacity`` (0: photo only, 1: heatmap only)."""
@@ -50,27 +76,245 @@ class Explanation:
 
 
 def explain(image_path: str | Path, scorer: "Scorer", settings: Settings) -> Explanation:
-    """Grad-CAM (torchcam) of the score w.r.t. the scorer's last feature map.
+    """Grad-CAM where the scorer has a gradient path to the pixels, occlusion sensitivity otherwise.
 
-    Raises ImageError for an unreadable photo; a model with no gradient path to
-    the pixels gives an Explanation whose ``reason`` says so.
+    Raises ImageError for an unreadable photo.
     """
-    from torchcam.methods import GradCAM
-
     photo = load_image(image_path, max_pixels=settings.max_pixels, min_size=(EXPLAIN_LONG_SIDE,) * 2)
     photo.thumbnail((EXPLAIN_LONG_SIDE, EXPLAIN_LONG_SIDE))
     target = scorer.gradcam_target()
-    if target is None or target[1] is None:
-        reason = scorer.not_explainable_reason or (
-            f"This {scorer.family} run has no spatial feature map to explain (a transformer backbone or "
-            f"features from several backbones), so Grad-CAM cannot show where it looked.")
-        return Explanation(image=photo, reason=reason)
+    if target is not None and target[1] is not None:
+        return _gradcam(photo, scorer, target)
+    return occlusion(photo, scorer, settings)
+
+
+def _gradcam(photo: Image.Image, scorer: "Scorer", target: tuple) -> Explanation:
+    from torchcam.methods import GradCAM
+
     module, layer, transform = target
     with scorer.lock, torch.enable_grad():
         x = transform(photo)[None].requires_grad_(True)  # gradients reach the layer even with frozen weights
         with GradCAM(module, target_layer=layer, input_shape=tuple(x.shape[1:])) as cam:
             score = module(x).reshape(-1, 1)
             maps = cam(class_idx=0, scores=score)
-    heatmap = maps[0][0].detach().float().numpy()
-    heatmap = np.nan_to_num(heatmap, nan=0.0)
-    return Explanation(image=photo, heatmap=heatmap, score=float(score.detach()[0, 0]))
+    heatmap = np.nan_to_num(maps[0][0].detach().float().numpy(), nan=0.0)
+    return Explanation(image=photo, heatmap=heatmap, score=float(score.detach()[0, 0]), method=GRADCAM)
+
+
+# ------------------------------------------------------------- occlusion
+def occluded_copies(photo: Image.Image, steps: int = OCCLUSION_STEPS) -> tuple[list[Image.Image], list[tuple]]:
+    """Copies of ``photo`` with one patch covered by the photo's mean colour, and each patch's box.
+
+    The patch is two steps wide and moves one step at a time, so every region is
+    covered by up to four patches and the map is smooth.
+    """
+    w, h = photo.size
+    fill = tuple(int(v) for v in np.asarray(photo.convert("RGB")).reshape(-1, 3).mean(axis=0))
+    xs = np.linspace(0, w, steps + 2).round().astype(int)
+    ys = np.linspace(0, h, steps + 2).round().astype(int)
+    copies, boxes = [], []
+    for j in range(steps):
+        for i in range(steps):
+            box = (xs[i], ys[j], xs[i + 2], ys[j + 2])
+            copy = photo.convert("RGB")  # a new image each time
+            copy.paste(fill, box)
+            copies.append(copy)
+            boxes.append(box)
+    return copies, boxes
+
+
+def occlusion_map(size: tuple[int, int], base: float, scores: np.ndarray, boxes: list[tuple]) -> np.ndarray:
+    """[H, W] in 0-1: the average drop of the score when each pixel's patches were covered (rises count 0)."""
+    w, h = size
+    drop, count = np.zeros((h, w)), np.zeros((h, w))
+    for score, (x0, y0, x1, y1) in zip(scores, boxes):
+        if np.isfinite(score):
+            drop[y0:y1, x0:x1] += max(base - float(score), 0.0)
+            count[y0:y1, x0:x1] += 1
+    heat = np.divide(drop, count, out=np.zeros_like(drop), where=count > 0)
+    top = heat.max()
+    return heat / top if top > 0 else heat
+
+
+def occlusion(photo: Image.Image, scorer: "Scorer", settings: Settings,
+              steps: int = OCCLUSION_STEPS) -> Explanation:
+    """Occlusion sensitivity of ``scorer`` on ``photo``: works for any model that scores image files."""
+    small = photo.convert("RGB")
+    small.thumbnail((OCCLUSION_LONG_SIDE, OCCLUSION_LONG_SIDE))
+    copies, boxes = occluded_copies(small, steps)
+    with tempfile.TemporaryDirectory(prefix="workbench-occlusion-") as folder:
+        # the covered copies are throwaway: their features must not fill the person's cache
+        scratch = dataclasses.replace(settings, cache_dir=Path(folder) / "cache")
+        paths = []
+        for index, image in enumerate([small, *copies]):
+            path = Path(folder) / f"{index:03d}.png"
+            image.save(path)
+            paths.append(path)
+        scores = _score_files(scorer, paths, scratch)
+    base = scores[0]
+    if not np.isfinite(base):
+        return Explanation(image=photo, reason="The model could not score this photo, so there is nothing to explain.")
+    heat = occlusion_map(small.size, base, scores[1:], boxes)
+    heatmap = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize(photo.size, Image.BILINEAR))
+    return Explanation(image=photo, heatmap=np.clip(heatmap, 0, 1), score=float(base), method=OCCLUSION)
+
+
+def _score_files(scorer: "Scorer", paths: list[Path], settings: Settings) -> np.ndarray:
+    """Scores of ``paths`` in order (NaN where one failed), through the scorer's own batch path."""
+    from workbench.events import NEVER_STOP, Finished
+
+    predictions = None
+    for event in scorer.predict_chunk(paths, settings, stop=NEVER_STOP):
+        if isinstance(event, Finished):
+            predictions = event.result
+    by_path = {str(p): float(s) for p, s in zip(predictions.paths, predictions.scores)} if predictions else {}
+    return np.array([by_path.get(str(p), np.nan) for p in paths])
+
+
+# --------------------------------------------- fitted predictors in torch
+class _Affine(nn.Module):
+    """x * scale + shift, feature by feature (a fitted StandardScaler, or its inverse on targets)."""
+
+    def __init__(self, scale: np.ndarray, shift: np.ndarray):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(np.asarray(scale, dtype=np.float64)))
+        self.register_buffer("shift", torch.as_tensor(np.asarray(shift, dtype=np.float64)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+class _Linear(nn.Module):
+    """[N, D] -> [N]: x @ w + b."""
+
+    def __init__(self, weight: np.ndarray, bias: float):
+        super().__init__()
+        self.register_buffer("weight", torch.as_tensor(np.asarray(weight, dtype=np.float64).reshape(-1)))
+        self.bias = float(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+class _Kernel(nn.Module):
+    """[N, D] -> [N]: sum_i a_i k(x, s_i) + b, for scikit-learn's linear, poly, rbf and sigmoid kernels."""
+
+    def __init__(self, support: np.ndarray, dual: np.ndarray, bias: float, kernel: str, gamma: float,
+                 coef0: float, degree: int):
+        super().__init__()
+        self.register_buffer("support", torch.as_tensor(np.asarray(support, dtype=np.float64)))
+        self.register_buffer("dual", torch.as_tensor(np.asarray(dual, dtype=np.float64).reshape(-1)))
+        self.bias, self.kernel, self.gamma, self.coef0, self.degree = float(bias), kernel, gamma, coef0, degree
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dot = x @ self.support.T
+        if self.kernel == "linear":
+            k = dot
+        elif self.kernel == "poly":
+            k = (self.gamma * dot + self.coef0) ** self.degree
+        elif self.kernel == "sigmoid":
+            k = torch.tanh(self.gamma * dot + self.coef0)
+        else:  # rbf
+            squared = (x * x).sum(1, keepdim=True) - 2 * dot + (self.support * self.support).sum(1)[None, :]
+            k = torch.exp(-self.gamma * squared.clamp_min(0))
+        return k @ self.dual + self.bias
+
+
+class _Chain(nn.Module):
+    def __init__(self, *steps: nn.Module):
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+class _Average(nn.Module):
+    """The weighted average of several predictors (scikit-learn's VotingRegressor)."""
+
+    def __init__(self, members: list[nn.Module], weights: np.ndarray):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.weights = [float(w) for w in np.asarray(weights, dtype=np.float64) / np.sum(weights)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(w * m(x) for w, m in zip(self.weights, self.members))
+
+
+class _AsFloat32(nn.Module):
+    """Computes in float64 (kernel sums lose digits in float32) and hands float32 scores back."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.double()).float()
+
+
+def _express(model: Any) -> nn.Module | None:
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.ensemble import VotingRegressor
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.linear_model._base import LinearModel
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    if isinstance(model, Pipeline):
+        steps = [_express(step) for _, step in model.steps]
+        return None if any(s is None for s in steps) else _Chain(*steps)
+    if isinstance(model, StandardScaler):  # as a step: (x - mean) / scale
+        scale = model.scale_ if model.with_std else np.ones_like(model.mean_)
+        mean = model.mean_ if model.with_mean else np.zeros_like(scale)
+        return _Affine(1.0 / scale, -mean / scale)
+    if isinstance(model, LinearModel) and np.ndim(model.coef_) <= 2 and np.size(model.coef_) == model.n_features_in_:
+        return _Linear(model.coef_, float(np.ravel(model.intercept_)[0]))
+    if isinstance(model, SVR):
+        return _Kernel(model.support_vectors_, model.dual_coef_, float(model.intercept_[0]), model.kernel,
+                       float(model._gamma), float(model.coef0), int(model.degree))
+    if isinstance(model, KernelRidge) and isinstance(model.kernel, str) and model.kernel in ("linear", "rbf", "poly",
+                                                                                          "sigmoid"):
+        gamma = model.gamma if model.gamma is not None else 1.0 / model.X_fit_.shape[1]
+        return _Kernel(model.X_fit_, model.dual_coef_, 0.0, model.kernel, float(gamma), float(model.coef0),
+                       int(model.degree))
+    if isinstance(model, TransformedTargetRegressor):
+        inner = _express(model.regressor_)
+        target = model.transformer_
+        if inner is None or not isinstance(target, StandardScaler):
+            return None
+        scale = float(np.ravel(target.scale_)[0]) if target.with_std else 1.0
+        mean = float(np.ravel(target.mean_)[0]) if target.with_mean else 0.0
+        return _Chain(inner, _Affine(np.array(scale), np.array(mean)))
+    if isinstance(model, VotingRegressor):
+        members = [_express(m) for m in model.estimators_]
+        if any(m is None for m in members):
+            return None
+        weights = model.weights if model.weights is not None else np.ones(len(members))
+        return _Average(members, np.asarray(weights, dtype=np.float64))
+    return None
+
+
+def torch_predictor(model: Any) -> nn.Module | None:
+    """A fitted scikit-learn linear or kernel predictor on features as a torch module, [N, D] -> scores [N].
+
+    Handles pipelines of StandardScaler and linear models (ridge, lasso, ...),
+    SVR and kernel ridge (linear, poly, rbf, sigmoid kernels), targets
+    standardised by TransformedTargetRegressor, and VotingRegressor averages of
+    those (``auto``). Returns None for anything else (trees, stacking).
+    """
+    expressed = _express(model)
+    return None if expressed is None else _AsFloat32(expressed).eval()
+
+
+def gradcam_target_of(run: Any) -> tuple | None:
+    """(module: normalised [N,3,S,S] -> scores [N], target layer, transform) for a loaded run, or None
+    where there is no gradient path (then :func:`explain` uses occlusion)."""
+    from workbench.runs.inference import gradcam_target
+
+    if hasattr(run.model, "gradcam_target") or hasattr(run.model, "torch_head"):
+        return gradcam_target(run)
+    head: Callable | None = torch_predictor(run.model)
+    return gradcam_target(run, head=head) if head is not None else None

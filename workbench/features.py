@@ -49,7 +49,7 @@ from workbench.backbones import (
 from workbench.backbones.weights import random_weights_id
 from workbench.config import Settings
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
-from workbench.fsutil import file_sha256
+from workbench.fsutil import cached_file_sha256
 from workbench.images import ImageError, load_image
 
 BackboneArg = Union[str, LoadedBackbone]
@@ -184,7 +184,7 @@ def device_for_inference() -> torch.device:
 
 def _hash_one(path: Path) -> str | OSError:
     try:
-        return file_sha256(path)
+        return cached_file_sha256(path)
     except OSError as exc:
         return exc
 

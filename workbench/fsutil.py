@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -122,6 +123,31 @@ def file_sha256(path: str | Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
+def cached_file_sha256(path: str | Path) -> str:
+    """:func:`file_sha256`, remembered for this process while the file's (path, size, mtime,
+    inode) stay the same: thumbnails, features, folds and weight checks ask for the same
+    photos' hashes again and again, and a 12 MP JPEG takes ~10 ms to hash."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(key)
+    if known is None:
+        known = file_sha256(path)  # outside the lock: hashing threads run in parallel
+        with _DIGESTS_LOCK:
+            _DIGESTS[key] = known
+    return known
+
+
+def forget_file_hashes() -> None:
+    """Empty the per-process hash cache (benchmarks use it to stand for a restart)."""
+    with _DIGESTS_LOCK:
+        _DIGESTS.clear()
 
 
 def safe_child(folder: str | Path, name: str) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -25,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from workbench.errors import WorkbenchError
-from workbench.fsutil import atomic_write_bytes, file_sha256
+from workbench.fsutil import atomic_write_bytes, cached_file_sha256
 
 try:  # HEIC/HEIF phone photos; registered once for the whole process
     import pillow_heif
@@ -225,21 +224,9 @@ def check_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name:
 
 
 # --------------------------------------------------------------- thumbnails
-_hash_cache: dict[tuple, str] = {}
-_hash_lock = threading.Lock()
-
-
 def content_hash(path: str | Path) -> str:
-    """SHA-256 of the file, remembered per (path, size, mtime, inode) for this process."""
-    st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _hash_lock:
-        cached = _hash_cache.get(key)
-    if cached is None:
-        cached = file_sha256(path)
-        with _hash_lock:
-            _hash_cache[key] = cached
-    return cached
+    """SHA-256 of the file (the shared per-process cache in fsutil)."""
+    return cached_file_sha256(path)
 
 
 def thumbnail_path(digest: str, size: int, cache_dir: str | Path) -> Path:

@@ -3,7 +3,7 @@
     scorer = load_scorer(default_scorer_id(settings), settings)   # best run by SRCC, else "nima"
     result = drain(score_images(["shoot/"], scorer, settings))    # BatchResult, best first
     write_csv(result, "scores.csv")
-    explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM heatmap, or .reason why not
+    explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM, or occlusion (.method says)
     explanation.overlay(opacity=0.5)                              # PIL image (see workbench/explain.py)
 
 Scores stay on the scorer's own scale: 1-10 for NIMA (good from 5.1, its
@@ -27,7 +27,7 @@ import torch
 from workbench.config import Settings
 from workbench.errors import BadInput, WorkbenchError
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
-from workbench.explain import Explanation, explain  # noqa: F401  (part of this module's API)
+from workbench.explain import Explanation, explain, gradcam_target_of  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
 
 NIMA_ID = "nima"
@@ -69,6 +69,7 @@ class ScoreRow:
     percentile: float | None = None  # 0-100 among the training set's scores
     verdict: str | None = None  # "good" | "bad"
     error: str | None = None
+    rank: int | None = None  # 1 = best of its batch; None for a file that could not be scored
     text_source: str | None = None  # image+text runs: where the photo's text came from, "none" when it had none
 
 
@@ -112,8 +113,7 @@ class Scorer:
     weights_note: str  # where the weights came from, for the UI and CLI
     reference_scores: np.ndarray | None  # the training set's scores, for percentiles
     predict_chunk: Callable[..., Iterator[Any]]
-    gradcam_target: Callable[[], tuple | None]
-    not_explainable_reason: str = ""
+    gradcam_target: Callable[[], tuple | None]  # None: explain() falls back to occlusion sensitivity
     bin_centres: list[float] | None = None  # the score each distribution bin stands for (distribution models)
     uses_text: bool = False  # an image+text run: predict_chunk also takes ``texts`` (file name -> text)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Grad-CAM hooks are per model
@@ -263,7 +263,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
 
     def gradcam_target():
         if not cached_target:
-            cached_target.append(run.gradcam_target())
+            cached_target.append(gradcam_target_of(run))
         return cached_target[0]
 
     bins = None
@@ -278,13 +278,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
         predict_chunk=lambda paths, settings, stop=NEVER_STOP, texts=None: run.predict_images(
             paths, settings, stop=stop, texts=texts),
         uses_text=capabilities.needs_text,
-        gradcam_target=gradcam_target,
-        not_explainable_reason=(
-            "" if capabilities.explainable else
-            f"A {manifest.family} run cannot be explained with Grad-CAM: it predicts from cached backbone "
-            f"features with no gradient path back to the pixels (tree ensembles and kernel models work on "
-            f"the feature table, not on the image)."),
-        bin_centres=bins,
+        gradcam_target=gradcam_target, bin_centres=bins,
     )
 
 
@@ -305,7 +299,7 @@ SCORER_CACHE_SIZE = 3
 def cached_scorer(scorer_id: str, settings: Settings) -> Scorer:
     """``load_scorer`` remembered for the last few scorers, for the UI and the HTTP
     API where every request would otherwise reload the model. Runs never change
-    after they are written; a deleted one is dropped."""
+    after they are written (but for their display name, read again); a deleted one is dropped."""
     from workbench.runs import RunStore
 
     key = (scorer_id, str(settings.weights_dir), str(settings.models_dir), str(settings.data_dir))
@@ -317,6 +311,11 @@ def cached_scorer(scorer_id: str, settings: Settings) -> Scorer:
         if scorer is None:
             scorer = load_scorer(scorer_id, settings)
             _SCORER_CACHE[key] = scorer
+        elif scorer_id != NIMA_ID:  # renamed since it was loaded? the model is the same, the name is not
+            try:
+                scorer.name = RunStore(settings.models_dir).get(scorer_id).name
+            except Exception:  # an unreadable manifest: keep the name it had
+                pass
             while len(_SCORER_CACHE) > SCORER_CACHE_SIZE:
                 _SCORER_CACHE.popitem(last=False)
         _SCORER_CACHE.move_to_end(key)
@@ -411,6 +410,8 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
         if stopped:
             break
     scored = sorted((r for r in rows if r.error is None), key=lambda r: -r.score)  # all finite (_rows_of)
+    for rank, row in enumerate(scored, start=1):
+        row.rank = rank
     failed = [r for r in rows if r.error is not None]
     if failed:
         yield Notice(f"{len(failed)} file(s) could not be scored; each is listed with its reason", level="warning")
@@ -447,13 +448,16 @@ def score_one(image_path: str | Path, scorer: Scorer, settings: Settings, *,
 
 
 def csv_columns(result: BatchResult) -> list[str]:
+    """The contract columns first (``path,score``), then what the screen shows: std (where the
+    scorer gives one), rank, percentile, verdict, error, and the distribution's bins."""
     columns = ["path", "score"]
+    if any(r.std is not None for r in result.rows):
+        columns.append("std")
+    columns += ["rank", "percentile", "verdict", "error"]
     if result.has_distribution:
-        columns += ["std"] + [f"p{i}" for i in range(1, 11)]
+        columns += [f"p{i}" for i in range(1, 11)]
     if any(r.text_source is not None for r in result.rows):
         columns.append("text_source")
-    if result.failed:
-        columns.append("error")
     return columns
 
 
@@ -466,25 +470,33 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def csv_text(result: BatchResult, *, for_spreadsheet: bool = False) -> str:
-    """The CSV contract: path,score (+ std,p1..p10 for distribution models) (+ error).
+def csv_text(result: BatchResult, names: dict[str, str] | None = None, *, for_spreadsheet: bool = False) -> str:
+    """The batch as CSV (columns: :func:`csv_columns`), best first, failures last.
 
+    ``names`` maps a row's path to what the ``path`` column says instead: the UI
+    passes the person's own file name for an upload, not the server's temporary copy.
     ``for_spreadsheet`` (the UI's download): text cells that a spreadsheet would run
     as formulas get a leading ``'``; the CLI's --csv keeps paths exact for scripts.
     """
     text_cell = spreadsheet_safe if for_spreadsheet else str
     columns = csv_columns(result)
+    names = names or {}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in result.rows:
-        values = {"path": text_cell(str(row.path)), "score": "" if row.score is None else f"{row.score:.4f}",
-                  "std": "" if row.std is None else f"{row.std:.4f}", "error": text_cell(row.error or ""),
-                  "text_source": row.text_source or ""}
+        values = {"path": text_cell(str(names.get(row.path, row.path))), "score": _num(row.score, 4),
+                  "std": _num(row.std, 4), "rank": "" if row.rank is None else str(row.rank),
+                  "percentile": _num(row.percentile, 1), "verdict": row.verdict or "",
+                  "error": text_cell(row.error or ""), "text_source": row.text_source or ""}
         for i in range(10):
             values[f"p{i + 1}"] = f"{row.distribution[i]:.5f}" if row.distribution else ""
         writer.writerow([values[c] for c in columns])
     return buffer.getvalue()
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def write_csv(result: BatchResult, path: str | Path) -> Path:

@@ -168,7 +168,7 @@ def test_training_data_edits_are_saved_at_once(app_server, page, scored_photo_fo
 
     # a score typed in the table is written too
     edit_table_score(page, "data", "63_china.jpg", "64")
-    expect(page.locator("#data-status")).to_contain_text("Saved 1 score")
+    expect(page.locator("#data-status")).to_contain_text("Saved 63_china.jpg → 64.")
     assert disk_scores(data_dir)["63_china.jpg"] == 64
 
     # bad scores: a clear message, the file untouched

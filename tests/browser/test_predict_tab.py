@@ -75,8 +75,15 @@ def test_score_a_batch_sort_download_and_explain(page: Page, shoot, app_server, 
     saved = output_dir / "scores.csv"
     download_info.value.save_as(saved)
     rows = list(csv.DictReader(open(saved, encoding="utf-8")))
-    assert list(rows[0]) == ["path", "score", "std"] + [f"p{i}" for i in range(1, 11)] + ["error"]
+    assert list(rows[0]) == (["path", "score", "std", "rank", "percentile", "verdict", "error"]
+                             + [f"p{i}" for i in range(1, 11)])
     assert [Path(r["path"]).name for r in rows[:6]] == expected_names
+    # uploads by the name they had on this computer, not the server's temporary copy; folder photos by path
+    uploaded = {p.name for p in shoot["uploads"].iterdir()}
+    assert {r["path"] for r in rows[:6] if r["path"] in uploaded} == uploaded
+    assert all(r["path"] in uploaded or r["path"].startswith(str(shoot["folder"])) for r in rows)
+    assert [r["rank"] for r in rows[:6]] == ["1", "2", "3", "4", "5", "6"]
+    assert all(r["verdict"] in ("good", "bad") for r in rows[:6])
     assert Path(rows[6]["path"]).name == "broken.jpg" and rows[6]["score"] == "" and rows[6]["error"]
 
     # a Grad-CAM overlay of the best photo, at two opacities
@@ -101,10 +108,10 @@ def test_one_photo_shows_score_verdict_and_distribution(page: Page, shoot, app_s
     expect(page.locator("#predict-result")).to_contain_text("on 1-10", timeout=DONE_TIMEOUT)
     expect(page.locator("#predict-result")).to_contain_text("at the threshold 5.1")
     expect(page.locator("#predict-distribution")).to_be_visible()
-    page.get_by_text("Why this score? (Grad-CAM)").click()
+    page.get_by_text("Why this score? (where the model looked)").click()
     page.locator("#predict-explain").click()
     expect(page.locator("#predict-overlay img")).to_be_visible(timeout=60_000)
-    expect(page.locator("#predict-explain-note")).to_contain_text("Warm colours")
+    expect(page.locator("#predict-explain-note")).to_contain_text("Grad-CAM: warm colours")
     page.get_by_text("Caption and critique (optional)").click()
     page.locator("#predict-describe").click()
     expect(page.locator("#predict-description")).to_contain_text("No language model is configured",

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.fsutil import cached_file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.backbones.registry import BackboneSpec
@@ -101,21 +102,8 @@ class WeightStatus:
 
 
 # ------------------------------------------------------------------ hashing
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, remembered per (path, size, mtime) for this process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        with open(path, "rb") as fh:
-            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
-    return _DIGESTS[key]
-
-
 def weights_id_of(path: Path) -> str:
-    return f"sha256:{file_digest(path)[:16]}"
+    return f"sha256:{cached_file_sha256(path)[:16]}"
 
 
 def random_weights_id() -> str:

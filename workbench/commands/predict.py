@@ -1,10 +1,11 @@
 """``python -m workbench predict RUN_ID PATH...`` and ``python -m workbench describe IMAGE``.
 
 ``predict`` scores images and folders with a stored run or ``nima`` (the ready
-AVA scorer), best first; ``--csv OUT`` writes ``path,score`` (+ ``std,p1..p10``
-for distribution models, + ``error``); ``--json`` prints
+AVA scorer), best first; ``--csv OUT`` writes ``path,score`` first, then ``std``
+(distribution models), ``rank,percentile,verdict,error`` and ``p1..p10``
+(distribution models); ``--json`` prints
 ``{"scorer", "scale", "threshold", "weights", "stopped", "scored", "failed",
-"results": [{"path", "score", "std", "distribution", "percentile", "verdict", "error"}]}``.
+"results": [{"path", "score", "std", "distribution", "percentile", "verdict", "error", "rank"}]}``.
 ``describe`` prints one photo's score, BLIP caption and LLM critique.
 """
 from __future__ import annotations

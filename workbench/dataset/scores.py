@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Sequence
 
 from workbench.errors import BadInput
 
@@ -37,6 +37,27 @@ def format_score(value: float | None) -> str:
 
 def format_range(score_min: float, score_max: float) -> str:
     return f"{format_score(score_min)}–{format_score(score_max)}"
+
+
+NUMBER_KEY_MODES = ("stars", "tenths")
+
+
+def number_key_scores(mode: str, score_min: float, score_max: float,
+                      star_scores: Sequence[float] | None = None) -> dict[str, float]:
+    """The score each number key gives a selected photo in a gallery.
+
+    ``stars`` (Lightroom, Photo Mechanic): 1-5 stars, scored as ``star_scores`` says
+    (the mapping imported ratings use), else spread evenly from the lowest score to
+    the highest. ``tenths``: 1-9 = 10 %-90 % of the range, 0 = the top.
+    """
+    span = score_max - score_min
+    if mode == "stars":
+        if star_scores is not None:
+            return {str(n): float(score) for n, score in enumerate(star_scores, start=1)}
+        return {str(n): round(score_min + (n - 1) / 4 * span, 6) for n in range(1, 6)}
+    if mode == "tenths":
+        return {str(d): round(score_min + (d or 10) / 10 * span, 6) for d in range(10)}
+    raise BadInput(f"keyboard.number_keys must be one of {', '.join(NUMBER_KEY_MODES)}, not {mode!r}")
 
 
 def validate_score(value: Any, score_min: float, score_max: float) -> float:

@@ -11,6 +11,7 @@ once through a table, and watch the summary and histogram follow.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -78,6 +79,8 @@ class ImportSession:
     score_min: float
     score_max: float
     scores: dict[str, float | None] = field(default_factory=dict)
+    saved: bool = False  # copied into the training set already
+    unlabelled_first: bool = True  # how the preview pages are ordered (see :meth:`page`)
     sources: str = ""  # where scores were looked for, in order (shown to the person)
 
     def __post_init__(self) -> None:
@@ -130,12 +133,16 @@ class ImportSession:
         """Counts, range and histogram of the scores as edited so far."""
         return summarize_scores(self.scores.values(), self.score_min, self.score_max, bins)
 
-    def page(self, page: int, page_size: int, thumbnails_dir: Path, thumbnail_size: int) -> SessionPage:
-        """Page ``page`` (0-based, clamped) with cached thumbnails made for just this page."""
-        total = len(self.preview.items)
+    def page(self, page: int, page_size: int, thumbnails_dir: Path, thumbnail_size: int, *,
+             unlabelled_first: bool = False) -> SessionPage:
+        """Page ``page`` (0-based, clamped) with cached thumbnails made for just this page; names in
+        natural order (``8_a`` before ``89_b``), the unlabelled ones first when asked."""
+        ordered = sorted(self.preview.items, key=lambda item: (
+            unlabelled_first and self.scores[item.name] is not None, natural_key(item.name)))
+        total = len(ordered)
         pages = max(1, math.ceil(total / page_size))
         page = min(max(page, 0), pages - 1)
-        chunk = self.preview.items[page * page_size:(page + 1) * page_size]
+        chunk = ordered[page * page_size:(page + 1) * page_size]
         items = [SessionItem(item.name, self.scores[item.name], Path(item.source),
                              item.thumbnail or _thumbnail_or_none(item.source, thumbnail_size, thumbnails_dir))
                  for item in chunk]
@@ -179,6 +186,12 @@ class ImportSession:
         """Copy the images into ``store`` with the edited scores; yields Progress, then Finished(ImportReport)."""
         yield from import_into_store(self.preview.items, store, scores=dict(self.scores), stop=stop,
                                      skipped=self.preview.skipped)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key reading digit runs as numbers: ``9_x`` < ``10_x`` < ``89_x``, case ignored."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+                 for part in re.split(r"(\d+)", name) if part)
 
 
 def _thumbnail_or_none(source: str | Path, size: int, thumbnails_dir: Path) -> Path | None:

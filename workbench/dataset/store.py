@@ -366,9 +366,11 @@ class ScoreStore:
                 raise ScoreError(f"{name}: {exc}") from None
             self._existing_image(name)
         with self._editing() as rows:
+            before = {name: rows[name].score if name in rows else "" for name in checked}
             for name, number in checked.items():
                 row = rows.setdefault(name, _Row(""))
                 row.score = _csv_number(number)
+            self._push_undo({"kind": "score", "scores": before})  # Z in the gallery takes it back
         return checked
 
     def clear_score(self, filename: str) -> None:
@@ -504,6 +506,30 @@ class ScoreStore:
         except (OSError, ValueError):
             return []
 
+    def _push_undo(self, record: dict) -> None:
+        """Add ``record`` to the undo stack (call under the lock, inside :meth:`_editing`)."""
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        stack = self._read_undo()[-(UNDO_DEPTH - 1):] + [record]
+        atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
+
+    def undo(self) -> tuple[str, list[str]] | None:
+        """Take back the most recent change, a score edit or a deletion: ("score" | "delete", file names);
+        None when there is nothing to undo. Raises as :meth:`undo_delete` does for a deletion."""
+        stack = self._read_undo()
+        if not stack:
+            return None
+        if stack[-1].get("kind") != "score":
+            entry = self.undo_delete()
+            return ("delete", [entry.filename]) if entry is not None else None
+        with self._editing() as rows:
+            stack = self._read_undo()
+            record = stack.pop()
+            for name, score in record["scores"].items():
+                if name in rows or score:
+                    rows.setdefault(name, _Row("")).score = score
+            atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
+        return "score", list(record["scores"])
+
     def delete(self, filename: str) -> Entry:
         """Move the image and its row to ``data/.trash/``; :meth:`undo_delete` brings them back."""
         path = self.path_of(filename)
@@ -518,8 +544,7 @@ class ScoreStore:
                 folder.mkdir(parents=True)
                 os.replace(path, folder / filename)
                 record["trashed"] = str((folder / filename).relative_to(self.data_dir))
-            stack = self._read_undo()[-(UNDO_DEPTH - 1):] + [record]
-            atomic_write_text(self._undo_path(), json.dumps(stack, ensure_ascii=False, indent=1))
+            self._push_undo(record)
         return Entry(filename, self._parse_score(row.score), row.text or None)
 
     def can_undo(self) -> bool:
@@ -534,9 +559,10 @@ class ScoreStore:
         """
         with self._editing() as rows:
             stack = self._read_undo()
-            if not stack:
+            deletions = [i for i, r in enumerate(stack) if r.get("kind") != "score"]
+            if not deletions:
                 return None
-            record = stack.pop()
+            record = stack.pop(deletions[-1])  # score edits made since stay where they are
             name = record["filename"]
             if record.get("trashed"):
                 trashed = self.data_dir / record["trashed"]

@@ -18,7 +18,9 @@ API summary (what the UI, the CLI and predict.py call)::
     run.predict_images(paths, settings, stop=NEVER_STOP)  generator: Progress/Notice ..., then
                                                      Finished(ImagePredictions(paths, scores [N],
                                                      distributions [N,10] | None, errors {path: reason}))
-    run.gradcam_target() -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
+    run.gradcam_target(head=None) -> (module: normalised [N,3,S,S] -> scores [N], target_layer, transform) | None
+                                                     (``workbench.explain.gradcam_target_of`` adds the torch
+                                                     form of linear and kernel predictors)
 
 The package: ``store`` (the folders and their manifests), ``persist`` (saving and
 loading fitted models without unpickling), ``inference`` (a loaded run scoring images).

@@ -46,8 +46,8 @@ class LoadedRun:
                        texts: Mapping[str, str] | None = None) -> Iterator[Any]:
         yield from predict_images(self, [Path(p) for p in paths], settings, stop=stop, texts=texts)
 
-    def gradcam_target(self):
-        return gradcam_target(self)
+    def gradcam_target(self, head: nn.Module | None = None):
+        return gradcam_target(self, head=head)
 
 
 def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEVER_STOP,
@@ -120,21 +120,21 @@ class _FirstColumn(nn.Module):
         return self.inner(x)[:, 0]
 
 
-def gradcam_target(run):
+def gradcam_target(run, head: nn.Module | None = None):
     """(module: normalised [N,3,S,S] -> scores [N], target layer, transform), or None without a torch path.
 
-    Image families (finetune, swin_moe) own their network; heads and ridge on
-    one backbone's features are composed with that backbone; tree ensembles,
-    SVR and multi-backbone ensembles have no gradient to pixels: None.
+    Image families (finetune, swin_moe) own their network; a torch head on one
+    backbone's features (the run's own, or ``head``: its predictor re-expressed
+    in torch by ``workbench.explain.torch_predictor``) is composed with that
+    backbone; anything else (features of several backbones, no head): None.
     """
     from workbench.backbones import load_backbone
 
     if hasattr(run.model, "gradcam_target"):
         return run.model.gradcam_target()
-    family = get_family(run.manifest.family)
-    if not family.capabilities.explainable or len(run.manifest.backbones) != 1:
+    if len(run.manifest.backbones) != 1:
         return None
-    head = run.model.torch_head() if hasattr(run.model, "torch_head") else _linear_pipeline_head(run.model)
+    head = run.model.torch_head() if hasattr(run.model, "torch_head") else head
     if head is None:
         return None
     backbone = load_backbone(run.manifest.backbones[0], run.settings, random_weights=run.manifest.random_weights)
@@ -147,22 +147,3 @@ def gradcam_target(run):
         features = MultiLevel(backbone.model, backbone.spec.stage_taps)  # the same vector the head was fitted on
     module = ScoreFromPixels(features, head).eval()
     return module, backbone.gradcam_layer, backbone.transform
-
-
-def _linear_pipeline_head(model) -> nn.Module | None:
-    """Ridge on standardised features is one linear layer: express it in torch."""
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if not (isinstance(model, Pipeline) and len(model.steps) == 2 and isinstance(model[0], StandardScaler)
-            and isinstance(model[1], Ridge)):
-        return None
-    scaler, ridge = model[0], model[1]
-    weight = np.asarray(ridge.coef_, dtype=np.float64) / np.asarray(scaler.scale_, dtype=np.float64)
-    bias = float(ridge.intercept_) - float(np.dot(weight, scaler.mean_))
-    layer = nn.Linear(len(weight), 1)
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(weight.astype(np.float32))[None, :])
-        layer.bias.fill_(bias)
-    return _FirstColumn(layer)

@@ -47,7 +47,9 @@ class RunManifest:
     random_weights: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 42
-    status: str = "complete"  # "complete" | "stopped" (ended early by Stop; best checkpoint kept)
+    status: str = "complete"  # "complete" | "stopped" (Stop pressed) | "stopped early" (patience); best epoch kept
+    stop_reason: str = ""  # "stopped early at epoch 17: validation loss had not improved for 15 epochs ..."
+    best_epoch: int = 0  # the epoch whose weights were kept, when early stopping chose it (0: not recorded)
     data_fingerprint: str = ""
     n_images: int = 0
     split: dict[str, list[str]] = field(default_factory=dict)  # train/val/test -> file names
@@ -58,7 +60,8 @@ class RunManifest:
     score_min: float = 0.0
     score_max: float = 100.0
     good_threshold: float = 50.0
-    fit_seconds: float = 0.0
+    fit_seconds: float = 0.0  # fitting the model alone
+    wall_seconds: float = 0.0  # the whole run as the person waited it, extraction too (0: not recorded)
     model_file: str = ""
     model_format: str = ""  # "skops" | "safetensors"
     model_sha256: str = ""

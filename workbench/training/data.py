@@ -42,11 +42,11 @@ class LabelledSet:
         if self._keys is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            from workbench.fsutil import file_sha256
+            from workbench.fsutil import cached_file_sha256
 
             def key(path: Path) -> str:
                 try:
-                    return file_sha256(path)
+                    return cached_file_sha256(path)
                 except OSError:
                     return f"unreadable:{path.name}"
 

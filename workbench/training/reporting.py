@@ -20,6 +20,19 @@ CURVE_COLUMNS = ("epoch", "loss", "curve")
 # Metrics shown in tables, in reading order, with the label people see.
 METRIC_LABELS = {"srcc": "SRCC", "plcc": "PLCC", "krcc": "KRCC", "mae": "MAE", "rmse": "RMSE", "r2": "R²",
                  "accuracy": "good/bad accuracy"}
+# One plain sentence per metric, for people who have not met them (hover on a header, or the legend).
+METRIC_HELP = {
+    "srcc": "Spearman rank correlation: does the model put the photos in the same order as you? "
+            "1 = exactly your order, 0 = no relation.",
+    "plcc": "Pearson correlation: do predicted and your scores rise together in a straight line? 1 = perfectly.",
+    "krcc": "Kendall rank correlation: of every pair of photos, how often the model orders the pair as you did "
+            "(1 = always, 0 = a coin toss).",
+    "mae": "Mean absolute error: how far off a prediction is on average, in score points (lower is better).",
+    "rmse": "Root mean squared error: like MAE, but large misses count more (lower is better).",
+    "r2": "R²: the share of the spread in your scores the model explains (1 = all, 0 = no better than "
+          "always guessing the average).",
+    "accuracy": "Good/bad accuracy: how often the model puts a photo on the same side of the good threshold as you.",
+}
 RUN_COLUMNS = ("name", "family", "backbone", "weights", "status", "n_images", "srcc", "plcc", "krcc", "mae",
                "rmse", "r2", "accuracy", "fit_seconds", "created", "notes", "run_id")
 LEADERBOARD_COLUMNS = ("name", "family", "backbone", "status", "srcc", "plcc", "mae", "rmse", "fit_seconds", "run_id")
@@ -94,15 +107,20 @@ def leaderboard_place(rows: Sequence[Mapping[str, Any]], run_id: str, metric: st
     return text + "."
 
 
-def metrics_markdown(metrics: Mapping[str, float], heading: str = "") -> str:
-    """A two-row Markdown table of the metrics people compare models by."""
+def metrics_markdown(metrics: Mapping[str, float], heading: str = "", legend: bool = True) -> str:
+    """A two-row Markdown table of the metrics people compare models by; each header explains
+    itself on hover, and a folded legend says it in one sentence per metric."""
     keys = [k for k in METRIC_LABELS if k in metrics]
     if not keys:
         return ""
-    head = "| " + " | ".join(METRIC_LABELS[k] for k in keys) + " |"
+    head = "| " + " | ".join(f'<abbr title="{METRIC_HELP[k]}">{METRIC_LABELS[k]}</abbr>' for k in keys) + " |"
     rule = "|" + "---|" * len(keys)
     values = "| " + " | ".join(_fmt(metrics[k]) for k in keys) + " |"
-    return (f"{heading}\n\n" if heading else "") + "\n".join((head, rule, values))
+    text = (f"{heading}\n\n" if heading else "") + "\n".join((head, rule, values))
+    if legend:
+        items = "".join(f"<li><b>{METRIC_LABELS[k]}</b>: {METRIC_HELP[k]}</li>" for k in keys)
+        text += f"\n\n<details><summary>What do these numbers mean?</summary><ul>{items}</ul></details>"
+    return text
 
 
 def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None = None) -> pd.DataFrame:
@@ -193,7 +211,44 @@ class TrainingMonitor:
         self.total_epochs = total
 
     def curve(self, max_epochs: int | None = None) -> pd.DataFrame:
-        return curve_frame(self.history, max_epochs=max_epochs)
+        """The losses so far, plus a vertical "best epoch (kept)" line once the run is stored."""
+        frame = curve_frame(self.history, max_epochs=max_epochs)
+        best = self.best_epoch
+        if best is None or frame.empty:
+            return frame
+        line = pd.DataFrame({"epoch": [best, best], "loss": [frame["loss"].min(), frame["loss"].max()],
+                             "curve": ["best epoch (kept)"] * 2})
+        return pd.concat([frame, line], ignore_index=True)
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights the stored run kept (known once it is stored with several epochs)."""
+        if self.result is None or len(self.history) < 2:
+            return None
+        kept = getattr(self.result, "best_epoch", 0)
+        if kept:
+            return int(kept)
+        losses = [(h["val_loss"], h["epoch"]) for h in self.history if h.get("val_loss") is not None]
+        return min(losses)[1] if losses else None
+
+    @property
+    def stop_reason(self) -> str:
+        return getattr(self.result, "stop_reason", "") or ""
+
+    def overfitting(self, min_rise: float = 0.05, min_epochs: int = 3) -> str:
+        """A plain notice when validation loss has risen for a while since its best epoch while training
+        loss kept falling (the model learns these photos by heart); "" otherwise."""
+        points = [h for h in self.history if h.get("val_loss") is not None and h.get("train_loss") is not None]
+        if len(points) < min_epochs + 1:
+            return ""
+        best = min(points, key=lambda h: h["val_loss"])
+        last = points[-1]
+        if (last["epoch"] - best["epoch"] >= min_epochs and last["val_loss"] > best["val_loss"] * (1 + min_rise)
+                and last["train_loss"] < best["train_loss"]):
+            return (f"Overfitting: validation loss has risen since epoch {best['epoch']} while training loss "
+                    f"keeps falling, so the model is learning these photos by heart rather than your taste. "
+                    f"The best epoch is kept; more labelled photos, fewer epochs or a lower learning rate help.")
+        return ""
 
     @property
     def elapsed(self) -> float:
@@ -215,7 +270,8 @@ class TrainingMonitor:
             eta = f" · about {format_duration(self.eta)} left" if self.eta else ""
             return f"Preparing: {self._message}{eta}"
         if self.phase == "done":
-            return f"Finished in {format_duration(self.elapsed)}."
+            reason = f": {self.stop_reason}" if self.stop_reason else ""
+            return f"Finished in {format_duration(self.elapsed)}{reason}."
         if self.phase == "stopped":
             return (f"Stopped after {format_duration(self.elapsed)}: "
                     + ("the best model so far was kept as a run marked stopped." if self.result is not None

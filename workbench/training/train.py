@@ -89,6 +89,26 @@ def finite_predictions(family: str, scores, settings) -> np.ndarray:
     return clip_scores(scores, settings)
 
 
+def early_stop_reason(history: list[dict], params: dict[str, Any], stopped: bool) -> tuple[str, int | None]:
+    """("stopped early at epoch 17: ...", best epoch) when patience ended the fit before the epochs asked
+    for; ("", None) otherwise. The loop keeps the epoch with the lowest validation loss."""
+    asked, patience = params.get("epochs"), params.get("patience")
+    if stopped or not history or not asked or not patience or len(history) >= int(asked):
+        return "", None
+    losses = [(h.get("val_loss"), h["epoch"]) for h in history if h.get("val_loss") is not None]
+    best = min(losses)[1] if losses else None
+    reason = (f"stopped early at epoch {history[-1]['epoch']} of {int(asked)}: validation loss had not improved "
+              f"for {int(patience)} epochs (patience)")
+    return reason + (f"; the best epoch, {best}, was kept" if best is not None else ""), best
+
+
+def readable_name(family: str, backbone: str | None, n_images: int, metrics: dict[str, float]) -> str:
+    """A default run name a person can read in a list: ``auto · efficientnet_lite0 · 150 photos · SRCC 0.64``."""
+    srcc = metrics.get("srcc")
+    parts = [family, backbone or "own network", f"{n_images} photos"]
+    return " · ".join(parts + ([f"SRCC {srcc:.2f}"] if srcc is not None and np.isfinite(srcc) else []))
+
+
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
                stop: StopFlag, random_weights: bool, view: str = "pooled") -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
@@ -140,6 +160,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     """
     from workbench.runs.store import RunStore
 
+    wall_started = time.perf_counter()  # what the person waited: extraction and fitting
     fam = get_family(family)
     values = fam.resolve_params(params)
     seed = settings.seed if seed is None else int(seed)
@@ -192,6 +213,9 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
         yield Notice("stopped before the model learnt anything: no run was saved", level="warning")
         yield Finished(None, stopped=True)
         return
+    stop_reason, best_epoch = early_stop_reason(history, values, stopped) if iterative else ("", None)
+    if stop_reason:
+        yield Notice(stop_reason[0].upper() + stop_reason[1:] + ".")
 
     weights = weights or getattr(estimator, "weights_", {})  # image families load their backbone themselves
     predictions = finite_predictions(fam.name, estimator.predict(X[split.test]), settings)
@@ -207,14 +231,17 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
         store, fam, estimator, settings,
         backbone=chosen, backbones=list(backbones), feature_view=view, weights=weights,
         random_weights=random_weights,
-        params=values, seed=seed, status="stopped" if stopped else "complete",
+        params=values, seed=seed, status="stopped" if stopped else "stopped early" if stop_reason else "complete",
+        stop_reason=stop_reason, best_epoch=best_epoch or 0,
+        display_name=readable_name(fam.name, chosen if fam.capabilities.needs_features else None, len(data),
+                                   metrics),
         data_fingerprint=data.fingerprint, n_images=len(data),
         split={part: [names[i] for i in getattr(split, part)] for part in ("train", "val", "test")},
         fit_on="train" if iterative else "train+val", metrics=metrics, history=history,
         predictions=[{"filename": names[i], "true": float(y[i]), "pred": float(p)}
                      for i, p in zip(split.test, predictions)],
         score_min=settings.score_min, score_max=settings.score_max, good_threshold=threshold,
-        fit_seconds=fit_seconds, skipped=skipped)
+        fit_seconds=fit_seconds, wall_seconds=time.perf_counter() - wall_started, skipped=skipped)
     yield Finished(manifest, stopped=stopped)
 
 

@@ -13,6 +13,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from workbench.config import Settings
+from workbench.ui import keyboard
 from workbench.ui.http_guard import HostGuard
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
@@ -72,6 +73,7 @@ def create_server(settings: Settings) -> FastAPI:
         server_name=settings.host, server_port=settings.port,
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         footer_links=["api"],
+        head=keyboard.head_script(settings),  # ←/→, number keys, Enter, Z, Delete in the galleries
     )
     # Gradio checks that a file named in an event came from an upload only for a
     # Blocks that has "launched" (processing_utils._check_allowed returns early

@@ -20,7 +20,7 @@ from workbench.dataset.ratings import write_star_ratings
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
-from workbench.ui.widgets import LabelledGallery, histogram, received_file, table_rows
+from workbench.ui.widgets import LabelledGallery, changes_text, histogram, received_file, table_rows
 
 TITLE = "Training data"
 
@@ -45,10 +45,10 @@ def build(settings: Settings) -> None:
         min_score = gr.Number(label="Min score", value=settings.score_min, elem_id="data-min-score")
         max_score = gr.Number(label="Max score", value=settings.score_max, elem_id="data-max-score")
         refresh = gr.Button("↻ Refresh", elem_id="data-refresh", scale=1)
-    view = LabelledGallery.build("data", settings, gallery_label="Training set")
+    view = LabelledGallery.build("data", settings, gallery_label="Training set", can_delete=True)
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
-        undo = gr.Button("↶ Undo delete", elem_id="data-undo")
+        undo = gr.Button("↶ Undo", elem_id="data-undo")
         write_xmp = gr.Button("Write labels to XMP sidecars", elem_id="data-write-xmp")
     with gr.Accordion("Add an image", open=False, elem_id="data-add"):
         with gr.Row(equal_height=False):
@@ -75,8 +75,8 @@ def build(settings: Settings) -> None:
         names = [item.filename for item in page.items]
         selected = names.index(keep) if keep in names else index
         summary = summarize(store)
-        return dict(zip(everything, (*view.show(page, selected), summary_line(summary), histogram(summary.histogram),
-                                     status)))
+        return dict(zip(everything, (*view.show(page, selected), summary_line(summary),
+                                     histogram(summary.histogram, settings), status)))
 
     def refresh_view(*query):
         return render(query)
@@ -97,7 +97,7 @@ def build(settings: Settings) -> None:
                 return render(query, page_no, name, selected, f"⚠️ {exc} Nothing was changed.")
             if confirmation is None:
                 return {view.status: gr.skip()}  # nothing to show
-            gr.Info(confirmation, duration=3)
+            # no toast: the status line under the photo says it, and toasts piled up over the photo
             return render(query, page_no, keep, selected, f"✓ {confirmation}")
         return callback
 
@@ -110,17 +110,20 @@ def build(settings: Settings) -> None:
         changes = table_changes(table_rows(value), shown)
         if not changes:
             return None, name
-        return f"Saved {len(store.set_scores(changes))} score(s) from the table.", name
+        return f"Saved {changes_text(store.set_scores(changes))}.", name
 
     def delete_entry(page, name):
         store.delete(name)
-        return f"Moved {name} to the trash. “Undo delete” brings it back.", None
+        return f"Moved {name} to the trash. “Undo” (or Z) brings it back.", None
 
-    def undo_delete(page, name):
-        entry = store.undo_delete()
-        if entry is None:
+    def undo_last(page, name):
+        undone = store.undo()  # the latest score edit or deletion
+        if undone is None:
             raise NotFound("There is nothing to undo.")
-        return f"Restored {entry.filename}.", entry.filename
+        kind, names = undone
+        if kind == "delete":
+            return f"Restored {names[0]}.", names[0]
+        return f"Took back the score of {', '.join(names)}.", names[0] if len(names) == 1 else name
 
     def add_entry(page, name, file, typed_name, typed_score):
         if file:
@@ -145,21 +148,27 @@ def build(settings: Settings) -> None:
     def turn(delta):
         return lambda page, *query: render(query, (page.page if page else 0) + delta)
 
+    def redraw(event) -> None:
+        """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
+        before the one it was sent (and ignores data that lands while its tab is hidden)."""
+        event.then(lambda: histogram(summarize(store).histogram, settings), None, view.histogram,
+                   show_progress="hidden")
+
     default_query = [sort.value, unlabelled_first.value, only_unlabelled.value, min_score.value, max_score.value]
     gr.on(None, lambda: render(default_query), None, everything)  # on page load
     # Build runs inside the app's gr.Tab: opening the tab re-reads the disk, so an
     # import saved in the Import tab (or by the CLI) shows up without a click.
     if isinstance(tab := gr.context.Context.block, gr.Tab):
         # The bar plot ignores data that lands while its tab is still hidden: send it again once shown.
-        tab.select(refresh_view, query_inputs, everything, show_progress="hidden").then(
-            lambda: histogram(summarize(store).histogram), None, view.histogram, show_progress="hidden")
+        redraw(tab.select(refresh_view, query_inputs, everything, show_progress="hidden"))
     gr.on([refresh.click, sort.change, unlabelled_first.change, only_unlabelled.change,
            min_score.submit, max_score.submit], refresh_view, query_inputs, everything)
     state = [view.page, view.selected, *query_inputs]
-    view.score.submit(edit(save_score), [*state, view.score], everything, show_progress="hidden")
-    view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything, show_progress="hidden")
-    delete.click(edit(delete_entry), state, everything, show_progress="hidden")
-    undo.click(edit(undo_delete, needs_selection=False), state, everything, show_progress="hidden")
+    redraw(view.score.submit(edit(save_score), [*state, view.score], everything, show_progress="hidden"))
+    redraw(view.table.input(edit(save_table, needs_selection=False), [*state, view.table], everything,
+                            show_progress="hidden"))
+    redraw(delete.click(edit(delete_entry), state, everything, show_progress="hidden"))
+    redraw(undo.click(edit(undo_last, needs_selection=False), state, everything, show_progress="hidden"))
     write_xmp.click(edit(write_labels, needs_selection=False), state, everything, show_progress="hidden")
     # empty the form once the photo was added
     add.click(edit(add_entry, needs_selection=False), [*state, upload, existing, add_score], everything).then(

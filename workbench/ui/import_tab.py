@@ -3,6 +3,8 @@ the scores read from the file names, then copy everything into the training
 set. Nothing touches ``data/`` before "Save to training set"."""
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from workbench.config import Settings
@@ -10,7 +12,7 @@ from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
-from workbench.ui.widgets import LabelledGallery, histogram, received_files, table_rows
+from workbench.ui.widgets import LabelledGallery, changes_text, histogram, received_files, table_rows
 
 TITLE = "Import"
 
@@ -26,6 +28,9 @@ PATTERN_HELP = ("Optional Python regular expression searched in each file name (
 def summary_line(session: ImportSession | None) -> str:
     if session is None:
         return "Nothing scanned yet."
+    if session.saved:
+        return (f"**Saved to the training set — {session.summary().line()}.** Edit them in *Training data* "
+                f"from now on; preview another folder to import more.")
     line = f"**To import — {session.summary().line()}, {len(session.skipped)} skipped.**"
     rated = sum(item.from_rating for item in session.preview.items)
     if session.sources:
@@ -38,13 +43,21 @@ def summary_line(session: ImportSession | None) -> str:
 
 
 def report_text(report) -> str:
+    """One line a person reads at a glance; the per-file reasons folded under it."""
     r = report.to_json()
-    text = (f"**Saved.** {r['imported']} images copied into the training set "
-            f"({r['labelled']} labelled" + (f", {r['from_ratings']} of them from star ratings" if r["from_ratings"] else "")
-            + f", {r['unlabelled']} unlabelled).")
+    already = [item for item in r["skipped"] if "already in the training set" in item["reason"]]
+    if r["imported"] == 0 and r["skipped"] and len(already) == len(r["skipped"]):
+        text = f"**Nothing new to copy:** all {len(already)} are already in your training set."
+    else:
+        text = (f"**Saved.** {r['imported']} images copied into the training set "
+                f"({r['labelled']} labelled"
+                + (f", {r['from_ratings']} of them from star ratings" if r["from_ratings"] else "")
+                + f", {r['unlabelled']} unlabelled)"
+                + (f"; {len(r['skipped'])} skipped ({len(already)} already there)." if r["skipped"] else "."))
     if r["skipped"]:
-        text += f" {len(r['skipped'])} files were skipped:"
-        text += "".join(f"\n- `{item['file']}`: {item['reason']}" for item in r["skipped"])
+        items = "".join(f"<li><code>{html.escape(item['file'])}</code>: {html.escape(item['reason'])}</li>"
+                        for item in r["skipped"])
+        text += f"\n\n<details><summary>Which files, and why</summary><ul>{items}</ul></details>"
     if r["renamed"]:
         text += "\n\nRenamed because the name was taken: " + ", ".join(
             f"`{item['file']}` → `{item['saved_as']}`" for item in r["renamed"])
@@ -80,6 +93,7 @@ def build(settings: Settings) -> None:
     pattern = gr.Textbox(label="Custom file-name pattern (optional)", info=PATTERN_HELP,
                          placeholder=settings.filename_pattern or "default rule", elem_id="import-pattern",
                          value=settings.filename_pattern, max_lines=1)
+    unlabelled_first = gr.Checkbox(value=True, label="Unlabelled first", elem_id="import-unlabelled-first")
     view = LabelledGallery.build("import", settings, gallery_label="Preview (not saved yet)")
     with gr.Row():
         save = gr.Button("Save to training set", variant="primary", elem_id="import-save", size="lg")
@@ -88,12 +102,17 @@ def build(settings: Settings) -> None:
     everything = [session, *view.page_outputs, view.summary, view.histogram, view.status]
 
     def render(current: ImportSession | None, page_no: int = 0, selected: int | None = None,
-               status: str = "") -> dict:
+               status: str = "", keep: str | None = None) -> dict:
+        """Draw ``page_no``; select the photo named ``keep`` if it is on it (a scored photo moves
+        when the unlabelled come first), else the index ``selected``."""
         page = None if current is None else current.page(
-            page_no, settings.gallery_page_size, settings.thumbnails_dir, settings.thumbnail_size)
+            page_no, settings.gallery_page_size, settings.thumbnails_dir, settings.thumbnail_size,
+            unlabelled_first=current.unlabelled_first)
+        names = [item.filename for item in page.items] if page is not None else []
+        selected = names.index(keep) if keep in names else selected
         bins = [] if current is None else current.summary().histogram
-        return dict(zip(everything, (current, *view.show(page, selected), summary_line(current), histogram(bins),
-                                     status)))
+        return dict(zip(everything, (current, *view.show(page, selected), summary_line(current),
+                                     histogram(bins, settings), status)))
 
     def say(status: str) -> dict:
         return {view.status: status}  # the rest of the screen stays as it is
@@ -119,7 +138,8 @@ def build(settings: Settings) -> None:
         except ScoreError as exc:
             gr.Warning(str(exc), duration=6)
             return say(f"⚠️ {exc} Nothing was changed.")
-        return render(current, page.page, selected, f"✓ {name}: score {score:g} (in the preview; Save to keep it)")
+        return render(current, page.page, selected, f"✓ {name}: score {score:g} (in the preview; Save to keep it)",
+                      keep=name)
 
     def save_table(current, page, selected, value):
         if current is None:
@@ -129,8 +149,10 @@ def build(settings: Settings) -> None:
         except ScoreError as exc:
             gr.Warning(str(exc), duration=6)
             return render(current, page.page, selected, f"⚠️ {exc}")
+        if not changed:  # the table fires without an edit too: keep the last message
+            return (*[gr.skip()] * len(everything),)
         return render(current, page.page, selected,
-                      f"✓ {len(changed)} score(s) changed in the preview." if changed else "")
+                      f"✓ {changes_text(changed)} (in the preview; Save to keep it)")
 
     def turn(delta: int):
         return lambda current, page: render(current, (page.page if page else 0) + delta, None)
@@ -141,18 +163,34 @@ def build(settings: Settings) -> None:
         try:
             report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
         except (WorkbenchError, OSError) as exc:  # a bad score, the CLI writing too, a full disk
-            return f"⚠️ {exc} Nothing was copied."
-        return report_text(report_)
+            return {report: f"⚠️ {exc} Nothing was copied."}
+        current.saved = True  # the preview now says so, instead of "not saved yet"
+        return {report: report_text(report_), view.summary: summary_line(current),
+                view.gallery: gr.Gallery(label="Saved to the training set")}
 
-    scan_folder.click(scan, [session, folder, pattern], everything)
-    folder.submit(scan, [session, folder, pattern], everything)
+    # one progress bar, over the summary line (not one drawn over every panel)
+    scan_folder.click(scan, [session, folder, pattern], everything, show_progress_on=[view.summary])
+    folder.submit(scan, [session, folder, pattern], everything, show_progress_on=[view.summary])
     scan_upload.click(lambda previous, files, pattern_text, progress=gr.Progress():
                       scan(previous, received_files(files, settings), pattern_text, progress),
-                      [session, uploads, pattern], everything)
-    view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
-                      show_progress="hidden")
-    view.table.input(save_table, [session, view.page, view.selected, view.table], everything,
-                     show_progress="hidden")
+                      [session, uploads, pattern], everything, show_progress_on=[view.summary])
+    def redraw(event) -> None:
+        """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
+        before the one it was sent."""
+        event.then(lambda current: histogram(current.summary().histogram if current else [], settings), session,
+                   view.histogram, show_progress="hidden")
+
+    redraw(view.score.submit(save_score, [session, view.page, view.selected, view.score], everything,
+                             show_progress="hidden"))
+    redraw(view.table.input(save_table, [session, view.page, view.selected, view.table], everything,
+                            show_progress="hidden"))
+    def reorder(current, flag: bool):
+        if current is None:
+            return {view.status: gr.skip()}
+        current.unlabelled_first = bool(flag)
+        return render(current, 0, None)
+
+    unlabelled_first.change(reorder, [session, unlabelled_first], everything, show_progress="hidden")
     view.previous_page.click(turn(-1), [session, view.page], everything, show_progress="hidden")
     view.next_page.click(turn(+1), [session, view.page], everything, show_progress="hidden")
-    save.click(save_all, [session], report)
+    save.click(save_all, [session], [report, view.summary, view.gallery], show_progress_on=[report])

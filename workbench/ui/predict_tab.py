@@ -2,9 +2,9 @@
 
 **One photo**: its score on the scorer's scale, percentile among the training
 scores, good/bad at a threshold you set, the distribution for distribution
-models, a Grad-CAM overlay (or why there is none), and an optional caption and
+models, where the model looked (Grad-CAM, or occlusion for models without gradients), and an optional caption and
 critique. **Many photos**: a gallery sorted best first, a table and a CSV, with
-progress and Stop; click a photo in the gallery for its Grad-CAM overlay.
+progress and Stop; click a photo in the gallery to see where the model looked.
 Callbacks only call ``workbench.predict`` and ``workbench.describe``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from workbench.config import Settings
 from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
-from workbench.describe.critique import HOW_TO_CONFIGURE, LLMConfig
+from workbench.describe.critique import LLMConfig
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
 from workbench.images import ImageError, thumbnail
@@ -47,6 +47,18 @@ TABLE_COLUMNS = ["rank", "file", "score", "std", "percentile", "verdict", "error
 
 INTRO = """Score new photos. The ready **nima** scorer (trained on the AVA photo contest, 1-10) needs no
 training; a run you trained scores on your own scale. Drop one photo for a close look, or many to cull a shoot."""
+
+
+NO_LLM = ("No language model is configured: fill in **Base URL** and **Model** above (and the key for a "
+          "hosted service), then press Describe again.")
+
+
+def caption_hint(note: str, settings: Settings) -> str:
+    """The engine's note on a missing caption, in UI terms (no command lines)."""
+    if "not available offline" not in note:
+        return note
+    return (f"BLIP's files are not on this machine. Put the model folder in the weights folder "
+            f"({settings.weights_dir}), or untick “Caption with BLIP”; the critique works without it.")
 
 
 STOP_FLAGS = StopFlags()
@@ -101,12 +113,19 @@ def distribution_figure(row: ScoreRow, scorer: Scorer) -> Figure | None:
 
 
 def results_table(result: BatchResult) -> pd.DataFrame:
-    rows = []
-    for rank, row in enumerate(result.rows, start=1):
-        rows.append({"rank": rank if row.error is None else None, "file": Path(row.path).name,
-                     "score": _round(row.score, 3), "std": _round(row.std, 3), "percentile": _round(row.percentile, 1),
-                     "verdict": row.verdict or "", "error": row.error or ""})
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    """What the CSV holds, one row per file; no std column for a scorer that gives one score."""
+    rows = [{"rank": row.rank, "file": Path(row.path).name, "score": _round(row.score, 3), "std": _round(row.std, 3),
+             "percentile": _round(row.percentile, 1), "verdict": row.verdict or "", "error": row.error or ""}
+            for row in result.rows]
+    columns = [c for c in TABLE_COLUMNS if c != "std" or any(r.std is not None for r in result.rows)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def display_names(result: BatchResult, uploads: list[str]) -> dict[str, str]:
+    """An uploaded photo by the name it had on the person's computer (Gradio keeps it as the
+    copy's file name); a photo from a typed folder by its full path."""
+    uploaded = {str(Path(u)) for u in uploads}
+    return {row.path: Path(row.path).name for row in result.rows if str(Path(row.path)) in uploaded}
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -127,10 +146,10 @@ def gallery_items(result: BatchResult, settings: Settings) -> tuple[list[tuple[s
     return items, shown
 
 
-def csv_file(result: BatchResult) -> str:
+def csv_file(result: BatchResult, names: dict[str, str]) -> str:
     folder = Path(tempfile.mkdtemp(prefix="workbench-scores-"))
     path = folder / "scores.csv"
-    path.write_text(csv_text(result, for_spreadsheet=True), encoding="utf-8")  # opened in spreadsheets
+    path.write_text(csv_text(result, names, for_spreadsheet=True), encoding="utf-8")  # opened in spreadsheets
     return str(path)
 
 
@@ -142,7 +161,7 @@ def build(settings: Settings) -> None:
         scorer_id = gr.Dropdown(choices, value=default_scorer_id(settings), label="Scorer",
                                 info="default: your best run by held-out SRCC, else nima", scale=4,
                                 elem_id="predict-scorer")
-        refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=140, elem_id="predict-refresh")
+    picked_by_person = gr.State(False)  # until the person picks, the default follows the run store
     scorer_info = gr.Markdown(elem_id="predict-scorer-info")
     threshold = gr.Slider(1, 10, value=5.1, step=0.01, label="Good from (threshold)", elem_id="predict-threshold")
 
@@ -157,16 +176,16 @@ def build(settings: Settings) -> None:
                                         elem_id="predict-text")
                 verdict = gr.Markdown(elem_id="predict-result")
                 distribution = gr.Plot(label="Predicted score distribution", elem_id="predict-distribution")
-        with gr.Accordion("Why this score? (Grad-CAM)", open=False):
+        with gr.Accordion("Why this score? (where the model looked)", open=False):
             explain_button = gr.Button("Show where the model looked", elem_id="predict-explain")
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity", elem_id="predict-opacity")
-            overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=420, elem_id="predict-overlay")
+            overlay = gr.Image(label="Explanation overlay", interactive=False, height=420, elem_id="predict-overlay")
             explain_note = gr.Markdown(elem_id="predict-explain-note")
         with gr.Accordion("Caption and critique (optional)", open=False):
-            configured = LLMConfig.from_settings(settings).configured
-            gr.Markdown("A BLIP caption and written feedback from any OpenAI-compatible chat server. "
-                        "The key stays in this browser session; it is never saved." +
-                        ("" if configured else "\n\n" + HOW_TO_CONFIGURE.replace("\n", "  \n")))
+            gr.Markdown("A BLIP caption and written feedback from any OpenAI-compatible chat server: fill in "
+                        "**Base URL** and **Model** below (a local Ollama: `http://127.0.0.1:11434/v1` and "
+                        "`llava`; a hosted service: its URL, model and your key). The key stays in this "
+                        "browser session; it is never saved.")
             with gr.Row():
                 want_caption = gr.Checkbox(value=True, label="Caption with BLIP", elem_id="predict-caption")
                 send_image = gr.Checkbox(value=False, label="Send the photo (vision models only)")
@@ -184,22 +203,22 @@ def build(settings: Settings) -> None:
 
     with gr.Tab("Many photos"):
         with gr.Row():
-            uploads = gr.File(file_count="multiple", file_types=["image"], type="filepath",
-                              label="Photos", elem_id="predict-uploads")
+            uploads = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=180,
+                              label="Photos", elem_id="predict-uploads")  # a long list scrolls, Score all stays near
             folder = gr.Textbox(label="…or a folder on this computer", placeholder="/home/me/Pictures/shoot",
                                 elem_id="predict-folder")
         with gr.Row():
             start = gr.Button("Score all", variant="primary", elem_id="predict-start")
-            stop = gr.Button("Stop", variant="stop", elem_id="predict-stop")
+            stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="predict-stop")
         progress = gr.HTML(elem_id="predict-progress")
         with gr.Row(equal_height=False):
             gallery = gr.Gallery(label="Best first", columns=5, height=440, allow_preview=False,
                                  object_fit="cover", interactive=False, elem_id="predict-gallery", scale=3)
             with gr.Column(scale=2):
-                picked = gr.Markdown("Click a photo for its Grad-CAM overlay.", elem_id="predict-picked")
+                picked = gr.Markdown("Click a photo to see where the model looked.", elem_id="predict-picked")
                 picked_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity",
                                            elem_id="predict-picked-opacity")
-                picked_overlay = gr.Image(label="Grad-CAM overlay", interactive=False, height=360,
+                picked_overlay = gr.Image(label="Explanation overlay", interactive=False, height=360,
                                           elem_id="predict-picked-overlay")
         table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
         download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
@@ -224,17 +243,19 @@ def build(settings: Settings) -> None:
         return scorer_markdown(scorer), gr.Slider(minimum=low, maximum=high, value=scorer.default_threshold,
                                                   step=step)
 
-    def refresh_choices(chosen: str):
+    def refresh_choices(chosen: str, picked: bool):
+        """The run store as it is now; the default follows it until the person picks a scorer."""
         options = scorer_choices(settings)
-        ids = [value for _, value in options]
-        return gr.Dropdown(choices=options, value=chosen if chosen in ids else default_scorer_id(settings))
+        keep = picked and chosen in [value for _, value in options]
+        return gr.Dropdown(choices=options, value=chosen if keep else default_scorer_id(settings))
 
     def score_photo(chosen: str, limit: float, path: str | None, text: str = ""):
         if not path:
             return "", None, None, None, ""
         path, scorer = received_file(path, settings), _scorer(chosen)
         row = score_one(path, scorer, settings, threshold=limit, text=text)
-        return row_markdown(row, scorer, limit), distribution_figure(row, scorer), None, None, ""
+        figure = distribution_figure(row, scorer)  # none for a single score: hide the empty box
+        return (row_markdown(row, scorer, limit), gr.Plot(figure, visible=figure is not None), None, None, "")
 
     def explain_photo(chosen: str, path: str | None, alpha: float):
         if not path:
@@ -246,7 +267,7 @@ def build(settings: Settings) -> None:
             return None, None, f"⚠ {html.escape(str(exc))}"
         if result.heatmap is None:
             return None, result, f"ℹ {html.escape(result.reason)}"
-        return result.overlay(alpha), result, "Warm colours: the regions that raised the score most."
+        return result.overlay(alpha), result, result.note
 
     def reblend(result, alpha: float):
         return result.overlay(alpha) if result is not None and result.heatmap is not None else gr.skip()
@@ -264,8 +285,10 @@ def build(settings: Settings) -> None:
                                       send_image=bool(send), language=lang or settings.language)
         found = describe_photo(path, score=row.score, scale=scorer.scale, threshold=limit, settings=settings,
                                caption=caption_on, llm=llm)
-        caption = f"**Caption:** {html.escape(found.caption)}" if found.caption else f"**Caption:** none. {found.caption_note}"
-        critique = found.critique if found.critique is not None else found.critique_note
+        caption = (f"**Caption:** {html.escape(found.caption)}" if found.caption else
+                   f"**Caption:** none. {html.escape(caption_hint(found.caption_note, settings))}")
+        critique = found.critique if found.critique is not None else (
+            NO_LLM if not llm.configured else found.critique_note)
         return f"{caption}\n\n**Critique** (score {row.score:.2f}):\n\n{critique}"
 
     def score_many(chosen: str, limit: float, files: list[str] | None, typed_folder: str, request: gr.Request):
@@ -289,8 +312,9 @@ def build(settings: Settings) -> None:
             word = "Stopped" if result.stopped else "Done"
             text = f"{word}: {len(result.scored)} scored, {len(result.failed)} could not be scored (see the table)."
             items, shown = gallery_items(result, settings)
+            names = display_names(result, list(files or []))
             yield {progress: progress_html(1.0, text), gallery: items, table: results_table(result),
-                   download: csv_file(result) if result.rows else None, shown_rows: (result.scorer_id, shown)}
+                   download: csv_file(result, names) if result.rows else None, shown_rows: (result.scorer_id, shown)}
         except WorkbenchError as exc:  # the person can fix these: say what to do
             yield {progress: progress_html(1, f"Could not score: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
@@ -310,7 +334,7 @@ def build(settings: Settings) -> None:
     def pick(shown: tuple[str, list[ScoreRow]] | None, alpha: float, event: gr.SelectData):
         batch_scorer, rows = shown or (None, [])
         if not rows or event.index is None or event.index >= len(rows):
-            return "Click a photo for its Grad-CAM overlay.", None, None
+            return "Click a photo to see where the model looked.", None, None
         row = rows[event.index]
         title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
         try:  # the scorer that scored this batch, whatever the dropdown shows now
@@ -318,8 +342,8 @@ def build(settings: Settings) -> None:
         except WorkbenchError as exc:  # e.g. the photo was moved since it was scored
             return f"{title}  \n⚠ {html.escape(str(exc))}", None, None
         if found.heatmap is None:
-            return f"{title}  \nℹ {html.escape(found.reason)}", found.image, found
-        return title, found.overlay(alpha), found
+            return f"{title}  \nℹ {html.escape(found.reason)}", None, found
+        return f"{title}  \n{found.note}", found.overlay(alpha), found
 
     def write_sidecars(shown: tuple[str, list[ScoreRow]] | None, method: str, typed_folder: str) -> str:
         batch_scorer, rows = shown or (None, [])
@@ -342,7 +366,11 @@ def build(settings: Settings) -> None:
     one_photo = [scorer_id, threshold, photo, photo_text]
     scorer_id.change(load, scorer_id, [scorer_info, threshold]).then(
         score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
-    gr.on([refresh.click], refresh_choices, scorer_id, scorer_id)
+    scorer_id.input(lambda: True, None, picked_by_person, show_progress="hidden")
+    # Each time the tab is shown: runs trained, renamed or deleted meanwhile are in the list.
+    shown_tab = gr.context.Context.block
+    if isinstance(shown_tab, gr.Tab):
+        shown_tab.select(refresh_choices, [scorer_id, picked_by_person], scorer_id, show_progress="hidden")
     gr.on([photo.change, photo_text.submit], score_photo, one_photo,
           [verdict, distribution, overlay, explanation, explain_note])
     threshold.release(score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
@@ -350,8 +378,9 @@ def build(settings: Settings) -> None:
     opacity.change(reblend, [explanation, opacity], overlay, show_progress="hidden")
     describe_button.click(describe, [scorer_id, threshold, photo, want_caption, send_image, language, base_url,
                                      model, api_key], description)
-    start.click(score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
-                concurrency_limit=2)
+    start.click(lambda: gr.Button(interactive=True), None, stop, show_progress="hidden").then(
+        score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
+        concurrency_limit=2).then(lambda: gr.Button(interactive=False), None, stop, show_progress="hidden")
     stop.click(stop_batch, None, None, queue=False)
     write_xmp.click(write_sidecars, [shown_rows, stars_by, folder], xmp_note)
     gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])

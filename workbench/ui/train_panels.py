@@ -102,7 +102,15 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
 
 
-def build_compare_panel(settings: Settings, stop_flags) -> None:
+@dataclass
+class ComparePanel:
+    """The "Train the winner" button and what it needs: the (family, backbone) that won."""
+
+    train_winner: gr.Button
+    winner: gr.State
+
+
+def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
     gr.Markdown("Cross-validate several families on **the same folds** of your labelled photos: every model "
                 "is fitted K times and judged on the fold it did not see. Features are computed once per backbone; "
                 f"**{BASELINE}** is always included as the baseline.")
@@ -122,11 +130,15 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="compare-progress")
     table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
                          elem_id="compare-table")
-    with gr.Row():
-        srcc_plot = gr.BarPlot(x="model", y="srcc", title="SRCC (higher is better)", sort="-y", height=280,
-                               elem_id="compare-srcc")
-        time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s)", height=280,
-                               elem_id="compare-time")
+    train_winner = gr.Button("Train the winner", variant="primary", visible=False, elem_id="compare-train-winner")
+    winner = gr.State(None)  # (family, backbone) of the best SRCC
+    with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
+        # Axes from zero, so a bar's length is its value (0.47 never looks like zero beside 0.6);
+        # set here once: props sent with a value are drawn one update late (Gradio 6.31)
+        srcc_plot = gr.BarPlot(x="model", y="srcc", title="SRCC (higher is better; axis from 0)", sort="-y",
+                               height=280, y_lim=[0, None], elem_id="compare-srcc")
+        time_plot = gr.BarPlot(x="model", y="fit_seconds", title="Fit time per fold (s; axis from 0)", height=280,
+                               y_lim=[0, None], elem_id="compare-time")
 
     def run_comparison(chosen: list[str], backbone_name: str, k: float | None, seed_value: float | None,
                        view: str, request: gr.Request):
@@ -135,7 +147,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
             return
         flag = stop_flags.start(request.session_hash, "compare")
         yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True),
-               progress: progress_html(0, "Starting…"), table: None, srcc_plot: None, time_plot: None}
+               progress: progress_html(0, "Starting…"), table: None, winner: None,
+               train_winner: gr.Button(visible=False)}
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -153,8 +166,12 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
                         f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     order = list(frame["model"]) if len(frame) else None
-                    yield {progress: progress_html(1, note), table: frame, srcc_plot: gr.BarPlot(frame, sort=order),
-                           time_plot: gr.BarPlot(frame, sort=order)}
+                    best = (order[0], report["backbone"]) if order else None
+                    # plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
+                    yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
+                           charts: gr.Row(visible=bool(order)), winner: best,
+                           train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
+                                                   visible=bool(best))}
         except WorkbenchError as exc:
             yield {progress: progress_html(1, f"Comparison could not run: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, details in the server log
@@ -168,10 +185,12 @@ def build_compare_panel(settings: Settings, stop_flags) -> None:
         return gr.Button("Stopping…", interactive=False)
 
     start.click(run_comparison, [families, backbone, folds, seed, features],
-                [start, stop, progress, table, srcc_plot, time_plot], show_progress="hidden", concurrency_limit=1
+                {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner},
+                show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
     stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
+    return ComparePanel(train_winner=train_winner, winner=winner)
 
 
 # --------------------------------------------------------------------- runs
@@ -195,8 +214,11 @@ def run_details(settings: Settings, run_id: str | None) -> str:
     weights = "; ".join(f"{name}: {w.get('source', '?')}" for name, w in m.weights.items()) or "—"
     params = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "—"
     random = "\n\n⚠️ **Trained on RANDOM weights: its scores mean nothing.**" if m.random_weights else ""
-    return (f"**{m.name}** · {m.family} on {m.backbone or 'its own network'} · {m.status} · "
-            f"{m.n_images} photos · fitted in {format_duration(m.fit_seconds)}\n\n"
+    took = (f"took {format_duration(m.wall_seconds)} (fitting alone {format_duration(m.fit_seconds)})"
+            if m.wall_seconds else f"fitted in {format_duration(m.fit_seconds)}")
+    why = f" ({m.stop_reason})" if m.stop_reason else ""
+    return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
+            f"{m.n_images} photos · {took}\n\n"
             f"Weights: {weights}\n\nSettings: {params}{random}\n\n"
             + metrics_markdown(m.metrics, "Held-out metrics:"))
 

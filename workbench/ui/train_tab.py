@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
 import pandas as pd
@@ -25,7 +27,6 @@ from workbench.training import check_weights, train
 from workbench.training.reporting import (
     LEADERBOARD_COLUMNS,
     TrainingMonitor,
-    empty_curve_frame,
     leaderboard_place,
     metrics_markdown,
     runs_frame,
@@ -97,7 +98,8 @@ def highlighted(rows: list[dict], run_id: str):
 def live_curve(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` plus one empty (NaN) point per curve: Gradio's LinePlot fixes its colour legend from the
     first value it draws, so both curves must be named before any epoch has ended."""
-    legend = pd.DataFrame({"epoch": [float("nan")] * 2, "loss": [float("nan")] * 2, "curve": ["train", "validation"]})
+    names = ["train", "validation", "best epoch (kept)"]
+    legend = pd.DataFrame({"epoch": [float("nan")] * 3, "loss": [float("nan")] * 3, "curve": names})
     return pd.concat([legend, frame.astype({"epoch": "float64"})], ignore_index=True)
 
 
@@ -110,20 +112,36 @@ def curve_note(name: str) -> str:
 # --------------------------------------------------------------- the panel
 def build(settings: Settings) -> None:
     gr.Markdown(INTRO)
-    with gr.Tabs():
+    with gr.Tabs() as panels:
         with gr.Tab("Train a model", id="train-one"):
-            trained = build_train_panel(settings)
+            panel = build_train_panel(settings)
         with gr.Tab("Compare families", id="train-compare"):
-            train_panels.build_compare_panel(settings, STOP_FLAGS)
+            compared = train_panels.build_compare_panel(settings, STOP_FLAGS)
         with gr.Tab("Would more labels help?", id="train-curve"):
             train_panels.build_learning_curve_panel(settings, STOP_FLAGS)
         with gr.Tab("Runs", id="train-runs"):
             runs_panel = train_panels.build_runs_panel(settings)
-    trained.then(runs_panel.refresh, None, runs_panel.outputs)
+    # "Train the winner": the form shows the winning family and backbone, then trains as Train would
+    chosen = compared.train_winner.click(
+        lambda won: (gr.Tabs(selected="train-one"), *won), compared.winner, [panels, panel.family, panel.backbone],
+        show_progress="hidden")
+    for trained in (panel.wire(panel.start.click), panel.wire(chosen.then)):
+        trained.then(runs_panel.refresh, None, runs_panel.outputs)
 
 
-def build_train_panel(settings: Settings) -> gr.events.Dependency:
-    """The family/backbone/hyper-parameter form, Train/Stop, live plot and result; returns the train event."""
+@dataclass
+class TrainPanel:
+    """The form's family and backbone, its Train button, and ``wire(trigger)`` to start training from
+    any event (the Train button, "Train the winner"); ``wire`` returns the training's last event."""
+
+    family: gr.Dropdown
+    backbone: gr.Dropdown
+    start: gr.Button
+    wire: Callable[[Callable], gr.events.Dependency]
+
+
+def build_train_panel(settings: Settings) -> TrainPanel:
+    """The family/backbone/hyper-parameter form, Train/Stop, live plot and result."""
     with gr.Row(equal_height=True):
         family = gr.Dropdown([(family_label(n), n) for n in FAMILIES], value=DEFAULT_FAMILY, label="Model family",
                              elem_id="train-family", scale=1)
@@ -159,7 +177,8 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
     notes = gr.Markdown("", elem_id="train-notices")
     one_step = gr.Markdown(curve_note(DEFAULT_FAMILY), elem_id="train-curve-note")
     with gr.Row(visible=FAMILIES[DEFAULT_FAMILY].capabilities.iterative) as curve_row:
-        loss_plot = gr.LinePlot(live_curve(empty_curve_frame()), x="epoch", y="loss", color="curve", height=320,
+        # no value until the first epoch: a plot of nothing has no extent (Vega warns "Infinite extent")
+        loss_plot = gr.LinePlot(None, x="epoch", y="loss", color="curve", height=320,
                                 title="Loss per epoch (lower is better)", elem_id="train-loss-plot", scale=3)
         live = gr.Markdown("", elem_id="train-live-metrics", min_height=80)
     with gr.Column(visible=False) as result_box:
@@ -179,10 +198,12 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
         message, offer_random = weights_message(name, new_backbone, allow_random, settings)
         return ([gr.Column(visible=n == name) for n in panels]
                 + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
-                   gr.Row(visible=fam.capabilities.iterative), curve_note(name)])
+                   gr.Row(visible=fam.capabilities.iterative), curve_note(name),
+                   gr.Column(visible=False)])  # the previous family's result does not belong under the new form
 
     family.change(choose_family, [family, backbone, random_weights],
-                  [*panels.values(), family_info, backbone, weights_info, random_weights, curve_row, one_step])
+                  [*panels.values(), family_info, backbone, weights_info, random_weights, curve_row, one_step,
+                   result_box])
 
     def check_backbone(name: str, chosen_backbone: str, allow_random: bool):
         message, offer_random = weights_message(name, chosen_backbone, allow_random, settings)
@@ -207,7 +228,7 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
         monitor, flag = TrainingMonitor(), STOP_FLAGS.start(request.session_hash, "train")
         yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True), live: "", notes: "",
                progress: progress_html(0, "Starting…"), **waiting_view(),
-               **({loss_plot: live_curve(empty_curve_frame())} if plotted else {})}
+               **({loss_plot: None} if plotted else {})}
         try:
             last = 0.0
             for event in train(name, settings, backbone=values[backbone], params=params, stop=flag,
@@ -226,10 +247,17 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
             STOP_FLAGS.finish(request.session_hash, "train", flag)
 
     def live_view(monitor: TrainingMonitor, plotted: bool) -> dict:
-        warned = [f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in monitor.notices]
+        # where the weights come from is said once, above the form; warnings (random, download) stay
+        shown = [n for n in monitor.notices if n.level == "warning" or "weights from" not in n.message]
+        warned = list(dict.fromkeys(f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in shown))
+        if monitor.overfitting():
+            warned.append(f"{WARN} **{monitor.overfitting()}**")
+        epoch = monitor.history[-1]["epoch"] if monitor.history else None
+        label = (f"**Validation photos, epoch {epoch}** <small>(moves every epoch; the run is judged on the "
+                 f"held-out photos when it ends)</small>") if epoch else ""
         view = {progress: progress_html(monitor.fraction, monitor.status_line()), notes: "\n\n".join(warned),
-                live: metrics_markdown(monitor.latest_metrics, "**Validation, latest epoch**")}
-        if plotted:
+                live: metrics_markdown(monitor.latest_metrics, label, legend=False)}
+        if plotted and monitor.history:
             view[loss_plot] = live_curve(monitor.curve(PLOT_EPOCHS))
         return view
 
@@ -246,7 +274,10 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
             return {}
         rows = leaderboard_rows(RunStore(settings.models_dir))
         picture = RunStore(settings.models_dir).folder(run.run_id) / "scatter.png"
-        heading = f"**Run `{run.run_id}`** ({run.status}) — held-out metrics on {len(run.predictions)} photos:"
+        why = f": {run.stop_reason}" if run.stop_reason else ""
+        heading = (f"**{run.name}** · `{run.run_id}` ({run.status}{why})\n\n**The run's result** — held-out "
+                   f"photos it never saw "
+                   f"({len(run.predictions)}):")
         return {result_box: gr.Column(visible=True), held_out: metrics_markdown(run.metrics, heading),
                 place: "Place on the leaderboard: " + leaderboard_place(rows, run.run_id),
                 scatter: Image.open(picture) if picture.is_file() else None, leaderboard: highlighted(rows, run.run_id)}
@@ -258,7 +289,11 @@ def build_train_panel(settings: Settings) -> gr.events.Dependency:
     # The buttons are reset by a .then, not by the training's last yield: that runs after a late
     # "Stopping…" and before a quick next click on Train, whatever order the messages arrive in.
     stop.click(request_stop, None, stop, concurrency_limit=None, show_progress="hidden")
-    return start.click(run_training, {family, backbone, random_weights, features, *all_controls}, outputs,
+
+    def wire(trigger: Callable) -> gr.events.Dependency:
+        return trigger(run_training, {family, backbone, random_weights, features, *all_controls}, outputs,
                        show_progress="hidden", concurrency_limit=2).then(
-        lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None, [start, stop],
-        show_progress="hidden")
+            lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None, [start, stop],
+            show_progress="hidden")
+
+    return TrainPanel(family=family, backbone=backbone, start=start, wire=wire)

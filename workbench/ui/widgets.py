@@ -29,9 +29,11 @@ from PIL import Image
 
 from workbench.config import Settings
 from workbench.dataset.scores import format_score
+from workbench.dataset.summary import summarize_scores
 from workbench.events import StopFlag
 from workbench.fsutil import UnsafePath, atomic_write_bytes, require_inside
 from workbench.images import ImageError, thumbnail
+from workbench.ui import keyboard
 
 TABLE_HEADERS = ["filename", "score"]
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
@@ -114,15 +116,21 @@ def placeholder_image(settings: Settings) -> Path:
     return path
 
 
-def histogram(bins: Sequence[Any]) -> gr.BarPlot:
-    """The score histogram as a bar-plot update (``bins``: objects with ``lo``, ``hi``, ``count``).
+def histogram(bins: Sequence[Any], settings: Settings) -> pd.DataFrame:
+    """The score histogram's bars (``bins``: objects with ``lo``, ``hi``, ``count``; none: all zero).
 
     Drawn in the browser from a few numbers, so an edit does not wait for a
-    server-side matplotlib render (about 0.25 s each).
+    server-side matplotlib render (about 0.25 s each). A plain frame, never a
+    ``gr.BarPlot(value=..., sort=...)`` update: Gradio 6.31 redraws a bar plot
+    whose ``sort`` arrives with its value from the *previous* value, which left
+    the histogram one edit behind. The bin order is set once, in :meth:`LabelledGallery.build`.
     """
-    labels = [f"{format_score(b.lo)}–{format_score(b.hi)}" for b in bins]
-    table = pd.DataFrame({"score": labels, "images": [b.count for b in bins]})
-    return gr.BarPlot(value=table, sort=labels or None)
+    bins = bins or summarize_scores([], settings.score_min, settings.score_max).histogram  # a domain, never empty
+    return pd.DataFrame({"score": [_bin_label(b) for b in bins], "images": [b.count for b in bins]})
+
+
+def _bin_label(b: Any) -> str:
+    return f"{format_score(b.lo)}–{format_score(b.hi)}"
 
 
 def preview_image(path: Path, settings: Settings) -> str | None:
@@ -160,7 +168,8 @@ class LabelledGallery:
     extra_actions: gr.Row  # tab-specific buttons under the score field (delete, undo, ...)
 
     @classmethod
-    def build(cls, prefix: str, settings: Settings, *, gallery_label: str) -> "LabelledGallery":
+    def build(cls, prefix: str, settings: Settings, *, gallery_label: str,
+              can_delete: bool = False) -> "LabelledGallery":
         """Lay out the gallery; every component gets ``elem_id = f"{prefix}-..."``."""
         gr.set_static_paths([settings.thumbnails_dir])  # thumbnails are immutable: serve, never copy
         page, selected = gr.State(None), gr.State(None)
@@ -188,6 +197,7 @@ class LabelledGallery:
                     previous = gr.Button("◀ Previous", elem_id=f"{prefix}-prev")
                     next_ = gr.Button("Next ▶", elem_id=f"{prefix}-next")
                 extra_actions = gr.Row()
+                gr.Markdown(keyboard.help_line(settings, can_delete=can_delete), elem_id=f"{prefix}-keys")
                 status = gr.Markdown(elem_id=f"{prefix}-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -197,9 +207,11 @@ class LabelledGallery:
                     elem_id=f"{prefix}-table", max_height=360, column_widths=["70%", "30%"],
                 )
             with gr.Column(scale=2):
-                histogram = gr.BarPlot(x="score", y="images", label="Score distribution", height=260,
-                                       elem_id=f"{prefix}-histogram", x_label_angle=-45)
-        widget = cls(settings, page, selected, summary, histogram, gallery, page_label, previous_page,
+                empty = histogram([], settings)
+                histogram_plot = gr.BarPlot(empty, x="score", y="images", label="Score distribution", height=260,
+                                            elem_id=f"{prefix}-histogram", x_label_angle=-45,
+                                            sort=list(empty["score"]))
+        widget = cls(settings, page, selected, summary, histogram_plot, gallery, page_label, previous_page,
                      next_page, preview, name, score, previous, next_, table, status, extra_actions)
         widget._wire_selection()
         return widget
@@ -264,6 +276,13 @@ class LabelledGallery:
         for button, delta in ((self.previous, -1), (self.next, +1)):
             button.click(step(delta), [self.page, self.selected], [*select_outputs, self.gallery],
                          show_progress="hidden")
+
+
+def changes_text(changes: dict[str, Any], shown: int = 3) -> str:
+    """``"55_rocket.jpg → 58.5, 40_coffee.jpg → 47"`` (and how many more): what a table edit changed."""
+    parts = [f"{name} → {format_score(score) or 'unlabelled'}" for name, score in list(changes.items())[:shown]]
+    more = len(changes) - shown
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def table_rows(value: Any) -> list[tuple[str, str]]:
