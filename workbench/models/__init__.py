@@ -7,7 +7,9 @@ API summary::
     family = get_family("head")            raises UnknownFamily with the list of names
     family.params -> tuple[Param]          Param(name, type, default, help, low, high, choices, log, advanced)
     family.capabilities                    needs_features, iterative, distribution, explainable,
-                                           needs_backbone_weights, torch
+                                           needs_backbone_weights, torch, needs_text
+                                           (needs_text: X = image features + the text block of
+                                           workbench.multimodal: multimodal_concat, multimodal_moe)
     family.default_backbone                None: the person's chosen backbone (settings.default_backbone)
     family.resolve_params({"epochs": "5"}) defaults overlaid, validated (raises BadParameter)
     family.make(params, seed=42, context=FitContext(settings=...)) -> unfitted estimator
