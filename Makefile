@@ -69,9 +69,13 @@ bench: $(DEV_STAMP)
 	$(PY) bench/data_tab_bench.py --n 5000 --repeats 5
 	$(PY) bench/extract_bench.py --count 200 --naive-count 50
 	$(PY) bench/train_tab_bench.py
+	$(PY) bench/load_bench.py
+	$(PY) bench/fuzz_bench.py
 	@if [ -d $(SHARED)/datasets/savoias ]; then \
-	  $(PY) bench/compare_bench.py && $(PY) bench/predict_bench.py --n 48; \
-	else echo "skipped compare_bench and predict_bench: $(SHARED)/datasets/savoias is absent"; fi
+	  $(PY) bench/compare_bench.py && $(PY) bench/predict_bench.py --n 48 && \
+	  $(PY) bench/learning_curve_bench.py && $(PY) bench/category_split_bench.py && \
+	  $(PY) bench/multimodal_bench.py && $(PY) bench/labelling_bench.py && $(PY) bench/cull_bench.py; \
+	else echo "skipped the SAVOIAS benchmarks: $(SHARED)/datasets/savoias is absent"; fi
 
 clean-venv:
 	rm -rf $(VENV)
