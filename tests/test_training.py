@@ -313,8 +313,12 @@ def test_missing_swin_weights_are_reported_before_training(brightness_settings):
 
     if weight_status("swin_tiny", brightness_settings).source != "unavailable":
         pytest.skip("Swin weights can be had on this machine")
-    with pytest.raises(TrainingError, match=r"swin_tiny has no pretrained weights here: .*swin_tiny"):
+    with pytest.raises(TrainingError, match=r"swin_tiny has no pretrained weights here: .*swin_tiny") as raised:
         check_weights("swin_moe", brightness_settings)
+    # the fields the Train tab words in its own terms: which file, in which folder
+    assert raised.value.backbone == "swin_tiny"
+    assert raised.value.target.parent == brightness_settings.weights_dir
+    assert raised.value.target.name.startswith("swin_tiny") or raised.value.url
     with pytest.raises(TrainingError):
         next(iter(train("swin_moe", brightness_settings)))
 

@@ -26,3 +26,13 @@ class NotFound(WorkbenchError, KeyError):
 
 class TrainingError(WorkbenchError):
     """Training cannot start or went wrong (no weights, diverged, ...)."""
+
+
+class WeightsMissing(TrainingError):
+    """A backbone has no pretrained weights here. The message is worded for the CLI; the fields let
+    the UI say the same in its own terms: ``target`` is the file to place (None: no pretrained
+    weights exist, only random ones can be used), ``url`` where to get it."""
+
+    def __init__(self, message: str, *, backbone: str, target=None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.backbone, self.target, self.url = backbone, target, url

@@ -267,3 +267,36 @@ def test_stop_in_one_browser_tab_leaves_the_other_tab_training(page, browser, br
         assert len({m.run_id for m in runs}) == 2
     finally:
         other.context.close()
+
+
+def test_a_backbone_without_weights_says_what_to_do_and_cannot_train(page, app_server, settings):
+    """Choosing a backbone whose weights are not here explains, in the UI's words, which file goes in which
+    folder (or the random-weights box), and Train stays off until the choice can train."""
+    def choose_backbone(name: str) -> None:
+        page.locator("#train-backbone input").click()
+        page.get_by_role("option", name=re.compile(rf"^{name} ")).click()
+
+    page.goto(app_server)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    expect(page.locator("#train-start")).to_be_enabled()
+
+    choose_backbone("resnet50")
+    weights = page.locator("#train-weights")
+    expect(weights).to_contain_text("Pretrained weights for resnet50 are missing")
+    expect(weights).to_contain_text(f"in the weights folder {settings.weights_dir}")
+    expect(weights).to_contain_text(".pth")  # the file to place, by name
+    expect(weights).to_contain_text("Train on random weights")
+    expect(weights).not_to_contain_text("--")  # no CLI flags in the browser
+    expect(page.locator("#train-start")).to_be_disabled()
+
+    # ticking the box is an explicit choice: Train comes back, with the warning
+    page.locator("#train-random input").check()
+    expect(weights).to_contain_text("RANDOM WEIGHTS")
+    expect(page.locator("#train-start")).to_be_enabled()
+    page.locator("#train-random input").uncheck()
+    expect(page.locator("#train-start")).to_be_disabled()
+
+    choose_backbone("efficientnet_lite0")
+    expect(weights).to_contain_text("efficientnet_lite0")
+    expect(weights).not_to_contain_text("missing")
+    expect(page.locator("#train-start")).to_be_enabled()

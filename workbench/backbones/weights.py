@@ -188,14 +188,25 @@ def resolve(spec: "BackboneSpec", settings: "Settings", *, check_online: bool = 
     return WeightStatus("unavailable", missing_message(spec, settings), ""), None
 
 
-def missing_message(spec: "BackboneSpec", settings: "Settings") -> str:
+def missing_file(spec: "BackboneSpec", settings: "Settings") -> tuple[str | None, Path] | None:
+    """(URL to get it from, or None; where to save it) for a backbone without weights here.
+
+    None when no pretrained weights are published at all (only random weights can be used).
+    Shared by the CLI message below and the Train tab, which words it in UI terms.
+    """
     if not spec.weights:
-        return f"{spec.name} has no known pretrained weights; use random weights explicitly (--random-weights)."
+        return None
     # name the file a person gets from the URL we can give them
     first = next((s for s in spec.weights if source_url(spec.name, s)), spec.weights[0])
-    url = source_url(spec.name, first)
-    target = Path(settings.weights_dir) / first.filename
-    get = f"Download {url} and save it as {target}" if url else f"Place the file {first.filename} in {target.parent}"
+    return source_url(spec.name, first), Path(settings.weights_dir) / first.filename
+
+
+def missing_message(spec: "BackboneSpec", settings: "Settings") -> str:
+    missing = missing_file(spec, settings)
+    if missing is None:
+        return f"{spec.name} has no known pretrained weights; use random weights explicitly (--random-weights)."
+    url, target = missing
+    get = f"Download {url} and save it as {target}" if url else f"Place the file {target.name} in {target.parent}"
     return (
         f"No pretrained weights for {spec.name} on this machine. {get} (the weights folder; set it with "
         f"--weights-dir or WORKBENCH_WEIGHTS_DIR), or connect to the internet so it is downloaded automatically."

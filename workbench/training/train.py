@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from workbench.errors import TrainingError
+from workbench.errors import TrainingError, WeightsMissing
 from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, Progress, StopFlag, relay
 from workbench.features import feature_matrix
 from workbench.metrics import compute_metrics, good_threshold
@@ -33,7 +33,8 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
     Returns warnings (random weights, a download needed); raises TrainingError
     when pretrained weights are missing and random ones were not asked for.
     """
-    from workbench.backbones import weight_status
+    from workbench.backbones import get_backbone, weight_status
+    from workbench.backbones.weights import missing_file
 
     family = get_family(family) if isinstance(family, str) else family
     chosen = resolve_backbone(family, backbone, settings)
@@ -50,16 +51,19 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
         notices.append(Notice(f"text: {DEFAULT_TEXT_BACKBONE} from {status.detail}"))
     for name in family.feature_backbones(chosen, settings):
         if name in family.private_backbones and not random_weights:
-            raise TrainingError(f"{name} is {family.private_backbones[name]}: it has no pretrained weights, "
-                                f"so train it with --random-weights (knowingly)")
+            raise WeightsMissing(f"{name} is {family.private_backbones[name]}: it has no pretrained weights, "
+                                 f"so train it with --random-weights (knowingly)", backbone=name)
         if random_weights:
             notices.append(Notice(f"{name}: TRAINING ON RANDOM WEIGHTS, as asked. Its features carry no learned "
                                   f"meaning; the run is marked random.", level="warning"))
             continue
         status = weight_status(name, settings)
         if status.source == "unavailable":
-            raise TrainingError(f"{name} has no pretrained weights here: {status.detail} "
-                                f"(or train with random weights, knowingly, via --random-weights)")
+            missing = missing_file(get_backbone(name), settings)
+            url, target = missing if missing else (None, None)
+            raise WeightsMissing(f"{name} has no pretrained weights here: {status.detail} "
+                                 f"(or train with random weights, knowingly, via --random-weights)",
+                                 backbone=name, target=target, url=url)
         level = "warning" if status.source == "download" else "info"
         notices.append(Notice(f"{name}: weights from {status.source} ({status.detail})", level=level))
     return notices

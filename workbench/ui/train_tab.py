@@ -20,7 +20,7 @@ from PIL import Image
 
 from workbench.backbones import backbone_choices
 from workbench.config import Settings
-from workbench.errors import TrainingError, WorkbenchError
+from workbench.errors import TrainingError, WeightsMissing, WorkbenchError
 from workbench.models import DEFAULT_FAMILY, FAMILIES, Param
 from workbench.runs import RunStore, leaderboard_rows
 from workbench.training import check_weights, train
@@ -68,16 +68,30 @@ def family_label(name: str) -> str:
     return f"{name} (recommended)" if name == DEFAULT_FAMILY else name
 
 
-def weights_message(family: str, backbone: str, random_weights: bool, settings: Settings) -> tuple[str, bool]:
-    """(Markdown about where the weights come from, whether the random-weights box must be offered)."""
+def missing_weights_markdown(exc: WeightsMissing, settings: Settings) -> str:
+    """What to do about missing weights, in the UI's terms (a file, a folder, the box), not CLI flags."""
+    box = "or tick *Train on random weights* below (knowingly: the results would mean nothing)"
+    if exc.target is None:
+        return (f"{STOP} **{exc.backbone} has no pretrained weights.** Train is off until you choose another "
+                f"backbone {box}.")
+    get = f"Download [{exc.target.name}]({exc.url}) and place it" if exc.url else f"Place the file `{exc.target.name}`"
+    return (f"{STOP} **Pretrained weights for {exc.backbone} are missing.** Train is off until they are here. "
+            f"{get} in the weights folder `{exc.target.parent}` (*weights_dir* in the settings), then reload "
+            f"this page; or choose a backbone marked *local file* or *package*; {box}.")
+
+
+def weights_message(family: str, backbone: str, random_weights: bool, settings: Settings) -> tuple[str, bool, bool]:
+    """(Markdown about where the weights come from, whether the random-weights box must be offered,
+    whether Train can start with this choice)."""
     try:
         notices = check_weights(family, settings, backbone=backbone, random_weights=random_weights)
-    except TrainingError as exc:
-        return (f"{STOP} **Pretrained weights are missing.** {exc}\n\nTraining stops here unless you tick "
-                f"*Train on random weights* below (the results would mean nothing).", True)
+    except WeightsMissing as exc:
+        return missing_weights_markdown(exc, settings), True, False
+    except TrainingError as exc:  # e.g. the text encoder: nothing the random-weights box can fix
+        return f"{STOP} **Training cannot start:** {exc}", False, False
     except Exception as exc:  # a bug in the check must not take the whole app down: show it, log it
         log.exception("checking the weights of %s on %s failed", family, backbone)
-        return f"{STOP} **Could not check where the weights come from:** {exc}", False
+        return f"{STOP} **Could not check where the weights come from:** {exc}", False, True
     lines = []
     for notice in notices:
         if notice.level == "warning":
@@ -85,7 +99,7 @@ def weights_message(family: str, backbone: str, random_weights: bool, settings: 
         else:
             icon = OK
         lines.append(f"{icon} {notice.message}")
-    return "\n\n".join(lines) or f"{OK} This family reads the pixels itself.", random_weights
+    return "\n\n".join(lines) or f"{OK} This family reads the pixels itself.", random_weights, True
 
 
 def highlighted(rows: list[dict], run_id: str):
@@ -149,11 +163,11 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                                label="Backbone (where its weights come from)", scale=2)
     features = train_panels.feature_view_control("train-features")
     family_info = gr.Markdown(FAMILIES[DEFAULT_FAMILY].description)
-    weights_info = gr.Markdown(weights_message(DEFAULT_FAMILY, settings.default_backbone, False, settings)[0],
-                               elem_id="train-weights")
+    first_message, first_offer, first_usable = weights_message(DEFAULT_FAMILY, settings.default_backbone, False,
+                                                               settings)
+    weights_info = gr.Markdown(first_message, elem_id="train-weights")
     random_weights = gr.Checkbox(False, label="Train on random weights (not pretrained: the results mean nothing)",
-                                 visible=weights_message(DEFAULT_FAMILY, settings.default_backbone, False,
-                                                         settings)[1], elem_id="train-random")
+                                 visible=first_offer, elem_id="train-random")
 
     panels, controls = {}, {}
     for name, fam in FAMILIES.items():
@@ -171,7 +185,7 @@ def build_train_panel(settings: Settings) -> TrainPanel:
             controls[name] = pairs
 
     with gr.Row():
-        start = gr.Button("Train", variant="primary", elem_id="train-start")
+        start = gr.Button("Train", variant="primary", interactive=first_usable, elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="train-progress")
     notes = gr.Markdown("", elem_id="train-notices")
@@ -195,27 +209,28 @@ def build_train_panel(settings: Settings) -> TrainPanel:
     def choose_family(name: str, chosen_backbone: str, allow_random: bool):
         fam = FAMILIES[name]
         new_backbone = fam.default_backbone or chosen_backbone
-        message, offer_random = weights_message(name, new_backbone, allow_random, settings)
+        message, offer_random, usable = weights_message(name, new_backbone, allow_random, settings)
         return ([gr.Column(visible=n == name) for n in panels]
                 + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
-                   gr.Row(visible=fam.capabilities.iterative), curve_note(name),
+                   gr.Button(interactive=usable), gr.Row(visible=fam.capabilities.iterative), curve_note(name),
                    gr.Column(visible=False)])  # the previous family's result does not belong under the new form
 
     family.change(choose_family, [family, backbone, random_weights],
-                  [*panels.values(), family_info, backbone, weights_info, random_weights, curve_row, one_step,
-                   result_box])
+                  [*panels.values(), family_info, backbone, weights_info, random_weights, start, curve_row,
+                   one_step, result_box])
 
     def check_backbone(name: str, chosen_backbone: str, allow_random: bool):
-        message, offer_random = weights_message(name, chosen_backbone, allow_random, settings)
-        return message, gr.Checkbox(visible=offer_random)
+        # Train is off while the choice cannot train (weights missing, random weights not ticked)
+        message, offer_random, usable = weights_message(name, chosen_backbone, allow_random, settings)
+        return message, gr.Checkbox(visible=offer_random), gr.Button(interactive=usable)
 
     gr.on([backbone.change, random_weights.change], check_backbone, [family, backbone, random_weights],
-          [weights_info, random_weights])
+          [weights_info, random_weights, start])
     # On every page load: weights placed in the weights folder since the server started count now.
     # (no inputs, or it would also run on every change of them; the form is at its defaults on load)
     gr.on(None, lambda: (gr.Dropdown(choices=backbone_choices(settings)),
                          *check_backbone(DEFAULT_FAMILY, settings.default_backbone, False)),
-          None, [backbone, weights_info, random_weights])
+          None, [backbone, weights_info, random_weights, start])
 
     all_controls = [c for pairs in controls.values() for _, c in pairs]
     outputs = [start, stop, progress, loss_plot, live, notes, result_box, held_out, place, scatter, leaderboard]
@@ -293,7 +308,9 @@ def build_train_panel(settings: Settings) -> TrainPanel:
     def wire(trigger: Callable) -> gr.events.Dependency:
         return trigger(run_training, {family, backbone, random_weights, features, *all_controls}, outputs,
                        show_progress="hidden", concurrency_limit=2).then(
-            lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None, [start, stop],
+            # Train comes back only if the form (perhaps changed meanwhile) can still train
+            lambda f, b, r: (gr.Button(interactive=weights_message(f, b, r, settings)[2]),
+                             gr.Button("Stop", interactive=False)), [family, backbone, random_weights], [start, stop],
             show_progress="hidden")
 
     return TrainPanel(family=family, backbone=backbone, start=start, wire=wire)
