@@ -96,8 +96,18 @@ def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, w
     compared = {n for pair in shown[:2] for n in pair}
     assert labelled == set(names[:5]) | compared
 
-    # Training data writes every label into an XMP sidecar that photo managers read
+    # Training data's table says which labels came from the comparisons
     page.get_by_role("tab", name="Training data", exact=True).click()
+    table = page.locator("#data-table")
+    expect(table).to_contain_text("label from")
+    from_pairs = compared - set(names[:5])
+    assert from_pairs  # else the check below would prove nothing
+    for name in from_pairs:
+        expect(table.get_by_role("row").filter(has_text=name)).to_contain_text("comparisons")
+    for name in names[:5]:
+        expect(table.get_by_role("row").filter(has_text=name)).not_to_contain_text("comparisons")
+
+    # ... and writes every label into an XMP sidecar that photo managers read
     page.locator("#data-write-xmp").click()
     expect(page.locator("#data-status")).to_contain_text(f"Wrote stars for {len(labelled)} labelled photos")
     sidecars = {p.name for p in data.glob("*.xmp")}

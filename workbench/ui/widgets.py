@@ -21,7 +21,7 @@ import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 import pandas as pd
@@ -36,6 +36,7 @@ from workbench.images import ImageError, thumbnail
 from workbench.ui import keyboard
 
 TABLE_HEADERS = ["filename", "score"]
+SOURCE_HEADER = "label from"  # the optional third column: "comparisons" for a Bradley–Terry label
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
 
 
@@ -166,10 +167,12 @@ class LabelledGallery:
     table: gr.Dataframe
     status: gr.Markdown
     extra_actions: gr.Row  # tab-specific buttons under the score field (delete, undo, ...)
+    # when set, the table's third column says which labels came from comparisons (the names it returns)
+    from_comparisons: Callable[[], set[str]] | None = None
 
     @classmethod
-    def build(cls, prefix: str, settings: Settings, *, gallery_label: str,
-              can_delete: bool = False) -> "LabelledGallery":
+    def build(cls, prefix: str, settings: Settings, *, gallery_label: str, can_delete: bool = False,
+              from_comparisons: Callable[[], set[str]] | None = None) -> "LabelledGallery":
         """Lay out the gallery; every component gets ``elem_id = f"{prefix}-..."``."""
         gr.set_static_paths([settings.thumbnails_dir])  # thumbnails are immutable: serve, never copy
         page, selected = gr.State(None), gr.State(None)
@@ -201,10 +204,13 @@ class LabelledGallery:
                 status = gr.Markdown(elem_id=f"{prefix}-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
+                headers = TABLE_HEADERS + ([SOURCE_HEADER] if from_comparisons else [])
                 table = gr.Dataframe(
-                    headers=TABLE_HEADERS, datatype=["str", "str"], type="array", interactive=True,
-                    static_columns=[0], label="Scores on this page (edit a score cell and press Enter)",
-                    elem_id=f"{prefix}-table", max_height=360, column_widths=["70%", "30%"],
+                    headers=headers, datatype=["str"] * len(headers), type="array", interactive=True,
+                    static_columns=[0, 2] if from_comparisons else [0],
+                    label="Scores on this page (edit a score cell and press Enter)",
+                    elem_id=f"{prefix}-table", max_height=360,
+                    column_widths=["55%", "20%", "25%"] if from_comparisons else ["70%", "30%"],
                 )
             with gr.Column(scale=2):
                 empty = histogram([], settings)
@@ -212,7 +218,8 @@ class LabelledGallery:
                                             elem_id=f"{prefix}-histogram", x_label_angle=-45,
                                             sort=list(empty["score"]))
         widget = cls(settings, page, selected, summary, histogram_plot, gallery, page_label, previous_page,
-                     next_page, preview, name, score, previous, next_, table, status, extra_actions)
+                     next_page, preview, name, score, previous, next_, table, status, extra_actions,
+                     from_comparisons)
         widget._wire_selection()
         return widget
 
@@ -232,13 +239,18 @@ class LabelledGallery:
         gallery = gr.Gallery(value=[(str(i.thumbnail or placeholder_image(self.settings)), caption(i))
                                     for i in items], selected_index=selected)
         rows = [[i.filename, format_score(i.score)] for i in items]
+        if self.from_comparisons is not None:
+            compared = self.from_comparisons() if items else set()
+            rows = [row + ["comparisons" if i.filename in compared else "score" if i.score is not None else ""]
+                    for row, i in zip(rows, items)]
         if page is None or not page.total:
             label = "No images to show."
         else:
             everything = getattr(page, "total_all", page.total)
             label = f"Page {page.page + 1} of {page.pages} · {page.total} images"
             label += f" (of {everything}; the filter hides the rest)" if everything != page.total else ""
-        return (page, selected, gallery, rows or [["", ""]], label, *self._selection(page, selected))
+        blank = [[""] * (2 if self.from_comparisons is None else 3)]
+        return (page, selected, gallery, rows or blank, label, *self._selection(page, selected))
 
     def _selection(self, page: Any, index: int | None) -> tuple:
         if page is None or index is None or not page.items:
