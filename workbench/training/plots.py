@@ -12,7 +12,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    # a margin round the tight box: the title must not touch the top edge (the UI overlays buttons there)
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", pad_inches=0.25)
     return buffer.getvalue()
 
 

@@ -284,6 +284,8 @@ def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3.6), layout="constrained")
+    # the title is in the figure (the UI hides its block label, which covered the y axis's top)
+    fig.suptitle("Loss curves of the chosen runs", fontsize=10, x=0.02, ha="left")
     ax = fig.add_subplot()
     drawn, flat = 0, []
     for index, (name, curve) in enumerate(curves.items()):

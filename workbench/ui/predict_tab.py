@@ -107,7 +107,11 @@ def distribution_figure(row: ScoreRow, scorer: Scorer) -> Figure | None:
                    label=f"±1 std ({row.std:.2f})")
     ax.set_xlabel("score")
     ax.set_ylabel("probability")
-    ax.legend(fontsize=8, frameon=False)
+    # explicit y domain with headroom: the legend sits above the bars, not on them
+    ax.set_ylim(0, max(row.distribution) * 1.35)
+    # the title is drawn in the figure: Gradio's block label would cover the plot's top
+    ax.set_title("Predicted score distribution", fontsize=10, loc="left")
+    ax.legend(fontsize=8, frameon=False, loc="upper right", ncols=2)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
 
@@ -175,7 +179,8 @@ def build(settings: Settings) -> None:
                                                     "keywords/title/description or cached caption, if any",
                                         elem_id="predict-text")
                 verdict = gr.Markdown(elem_id="predict-result")
-                distribution = gr.Plot(label="Predicted score distribution", elem_id="predict-distribution")
+                distribution = gr.Plot(label="Predicted score distribution", show_label=False,
+                                       elem_id="predict-distribution")
         with gr.Accordion("Why this score? (where the model looked)", open=False):
             explain_button = gr.Button("Show where the model looked", elem_id="predict-explain")
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity", elem_id="predict-opacity")

@@ -234,7 +234,7 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
     with gr.Row():
         with gr.Column(scale=1):
             overlay_pick = gr.Dropdown([], multiselect=True, label="Runs to overlay", elem_id="runs-overlay-pick")
-        overlay = gr.Plot(overlay_figure({}), label="Loss curves of the chosen runs", scale=3,
+        overlay = gr.Plot(overlay_figure({}), label="Loss curves of the chosen runs", show_label=False, scale=3,
                           elem_id="runs-overlay")
     gr.Markdown("### One run")
     run = gr.Dropdown([], label="Run", elem_id="runs-selected")
