@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,11 @@ def test_cull_override_a_pick_with_the_keyboard_and_copy_the_picks(page: Page, s
     expect(page.locator("#predict-scorer-info")).to_contain_text("NIMA", timeout=DONE_TIMEOUT)
     page.get_by_role("tab", name="Many photos", exact=True).click()
     page.locator("#predict-folder textarea").fill(str(shoot.folder))
+    expect(page.locator("#cull-stop")).to_be_disabled()  # nothing runs yet: grey and off, not a red button
+    expect(page.locator("#cull-stop")).not_to_have_class(re.compile(r"\bstop\b"))
     page.locator("#cull-start").click()
     expect(page.locator("#cull-progress")).to_contain_text("Done: ", timeout=DONE_TIMEOUT)
+    expect(page.locator("#cull-stop")).to_be_disabled()
     expect(page.locator("#cull-groups .cull-group")).to_have_count(len(shoot.groups))
     photos = page.locator("#cull-groups .cull-photo")
     expect(photos).to_have_count(sum(len(g) for g in shoot.groups))

@@ -21,7 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress, drain
 from workbench.images import ImageError, thumbnail
 from workbench.predict import cached_scorer
-from workbench.ui.widgets import StopFlags, progress_html, received_files
+from workbench.ui.widgets import StopFlags, progress_html, received_files, stop_button
 
 log = logging.getLogger(__name__)
 STOP_FLAGS = StopFlags()
@@ -170,7 +170,7 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
                                 label="Crushed shadows from (share of pixels)")
         with gr.Row():
             start = gr.Button("Cull", variant="primary", elem_id="cull-start")
-            stop = gr.Button("Stop", variant="stop", elem_id="cull-stop")
+            stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="cull-stop")  # on while culling
             show = gr.Radio(list(SHOW), value="all photos", label="Show", elem_id="cull-show")
         progress = gr.HTML(elem_id="cull-progress")
         info = gr.Markdown(elem_id="cull-summary")
@@ -267,8 +267,10 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
                 return f"⚠ {html.escape(str(exc))}"
         return call
 
-    start.click(run, [scorer_id, uploads, folder, similarity, burst_seconds, burst_similarity, blur, highlights,
-                      shadows, show], [progress, state, groups, info], concurrency_limit=2)
+    start.click(lambda: stop_button(True), None, stop, show_progress="hidden").then(
+        run, [scorer_id, uploads, folder, similarity, burst_seconds, burst_similarity, blur, highlights, shadows, show],
+        [progress, state, groups, info], concurrency_limit=2).then(
+        lambda: stop_button(False), None, stop, show_progress="hidden")
     def stop_cull(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "", "cull")
 

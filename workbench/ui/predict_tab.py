@@ -39,7 +39,7 @@ from workbench.predict import (
     scorer_choices,
 )
 from workbench.ui import cull_view
-from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files
+from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files, stop_button
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -214,7 +214,7 @@ def build(settings: Settings) -> None:
                                 elem_id="predict-folder")
         with gr.Row():
             start = gr.Button("Score all", variant="primary", elem_id="predict-start")
-            stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="predict-stop")
+            stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="predict-stop")  # on while scoring
         progress = gr.HTML(elem_id="predict-progress")
         with gr.Row(equal_height=False):
             gallery = gr.Gallery(label="Best first", columns=5, height=440, allow_preview=False,
@@ -383,9 +383,9 @@ def build(settings: Settings) -> None:
     opacity.change(reblend, [explanation, opacity], overlay, show_progress="hidden")
     describe_button.click(describe, [scorer_id, threshold, photo, want_caption, send_image, language, base_url,
                                      model, api_key], description)
-    start.click(lambda: gr.Button(interactive=True), None, stop, show_progress="hidden").then(
+    start.click(lambda: stop_button(True), None, stop, show_progress="hidden").then(
         score_many, [scorer_id, threshold, uploads, folder], [progress, gallery, table, download, shown_rows],
-        concurrency_limit=2).then(lambda: gr.Button(interactive=False), None, stop, show_progress="hidden")
+        concurrency_limit=2).then(lambda: stop_button(False), None, stop, show_progress="hidden")
     stop.click(stop_batch, None, None, queue=False)
     write_xmp.click(write_sidecars, [shown_rows, stars_by, folder], xmp_note)
     gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])

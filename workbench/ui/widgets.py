@@ -290,6 +290,11 @@ class LabelledGallery:
                          show_progress="hidden")
 
 
+def stop_button(running: bool) -> gr.Button:
+    """A Stop button is red and clickable only while its job runs; grey and off otherwise."""
+    return gr.Button(variant="stop" if running else "secondary", interactive=running)
+
+
 def changes_text(changes: dict[str, Any], shown: int = 3) -> str:
     """``"55_rocket.jpg → 58.5, 40_coffee.jpg → 47"`` (and how many more): what a table edit changed."""
     parts = [f"{name} → {format_score(score) or 'unlabelled'}" for name, score in list(changes.items())[:shown]]
