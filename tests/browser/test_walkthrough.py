@@ -78,6 +78,17 @@ def y_axis(page: Page, plot: str) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------ item 1
+def test_the_heading_is_drawn_in_one_system_font(page, walk, output_dir):
+    """Item 18: with the theme's web fonts the heading's first letter came out in another face."""
+    page.goto(walk.url)
+    heading = page.locator("h1").first
+    expect(heading).to_have_text("Aesthetic Workbench")
+    assert page.evaluate("() => [...document.fonts].map(f => f.family)") == []  # no web font to fall out of
+    families = heading.evaluate("h => [getComputedStyle(h).fontFamily, getComputedStyle(h, '::first-letter').fontFamily]")
+    assert families[0] == families[1] and "Source Sans" not in families[0]
+    heading.screenshot(path=output_dir / "heading.png")
+
+
 def test_trained_runs_appear_in_predict_and_become_the_default(page, walk):
     store = RunStore(walk.settings.models_dir)
     page.goto(walk.url)

@@ -30,6 +30,12 @@ API_MODULES = ("workbench.api",)
 log = logging.getLogger(__name__)
 
 
+# Gradio's default theme with system fonts: with the theme's web fonts (Source Sans Pro, IBM Plex Mono)
+# Chromium drew the heading's first letter in another face than the rest of it (issue 11 item 18).
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                          font_mono=["ui-monospace", "Consolas", "monospace"])
+
+
 def build_blocks(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Aesthetic Workbench") as blocks:
         gr.Markdown(
@@ -74,6 +80,7 @@ def create_server(settings: Settings) -> FastAPI:
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         footer_links=["api"],
         head=keyboard.head_script(settings),  # ←/→, number keys, Enter, Z, Delete in the galleries
+        theme=THEME,
     )
     # Gradio checks that a file named in an event came from an upload only for a
     # Blocks that has "launched" (processing_utils._check_allowed returns early
