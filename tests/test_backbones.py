@@ -169,7 +169,7 @@ def test_offline_without_weights_names_the_file_and_the_folder(settings, offline
     assert "resnet50-11ad3fa6.pth" in message and str(settings.weights_dir) in message
     assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in message
     labels = dict((name, label) for label, name in backbone_choices(settings))
-    assert labels["resnet50"] == "resnet50 — unavailable"
+    assert labels["resnet50"] == "resnet50 — no weights yet (choose it to see how to add them)"
     assert labels["efficientnet_lite0"] == "efficientnet_lite0 — package (offline)"
 
 

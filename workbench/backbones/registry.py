@@ -300,6 +300,8 @@ def backbone_choices(settings: "Settings") -> list[tuple[str, str]]:
         label = status.label()
         if status.source == "download" and status.path is None:
             label = "download (needs internet)"
+        elif not status.available:  # not a dead end: choosing it says which file to add, and where
+            label = "no weights yet (choose it to see how to add them)"
         choices.append((f"{name} — {label}", name))
     return choices
 
