@@ -181,10 +181,10 @@ def test_the_predict_download_neutralises_formulas_and_the_cli_csv_keeps_paths()
                                ScoreRow(path="@SUM(A1).jpg", score=2.0), ScoreRow(path="+1.jpg", score=3.0),
                                ScoreRow(path="-2.jpg", error="-bad"), ScoreRow(path="ok.jpg", score=4.0)],
                          scorer_id="x", scale=(1.0, 10.0), threshold=5.0)
-    with open(csv_file(result), encoding="utf-8", newline="") as fh:
+    with open(csv_file(result, {}), encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     assert [r[0] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'@SUM(A1).jpg", "'+1.jpg", "'-2.jpg", "ok.jpg"]
-    assert rows[1][1] == "-1.5000" and rows[4][-1] == "'-bad"  # numbers stay numbers
+    assert rows[1][1] == "-1.5000" and rows[4][rows[0].index("error")] == "'-bad"  # numbers stay numbers
     exact = list(csv.reader(io.StringIO(csv_text(result))))
     assert [r[0] for r in exact[1:]] == ["=HYPERLINK(\"http://x\")", "@SUM(A1).jpg", "+1.jpg", "-2.jpg", "ok.jpg"]
 

@@ -69,6 +69,32 @@ class CompareReport:
         return sorted(self.results, key=lambda r: getattr(r, metric), reverse=HIGHER_IS_BETTER[metric])
 
 
+def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, features, grouped: bool,
+                           stop: StopFlag, random_weights: bool, data: LabelledSet | None):
+    """The set-up compare and learning curves share (``yield from`` it): weight notices, every
+    family's inputs, content keys, near-duplicate groups (with a notice when some were merged)
+    and the folds. Returns ``(inputs, weights, data, names, keys, groups, group_info, fold_indices)``,
+    or None when stopped."""
+    data = labelled_set(settings) if data is None else data
+    check_enough(len(data))
+    for fam in fams:
+        for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
+                                    random_weights=random_weights):
+            yield notice
+    finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
+                                              random_weights=random_weights))
+    if finished.stopped:
+        return None
+    inputs, weights, data, names = finished.result
+    keys = np.array(data.content_keys())
+    groups, group_info = duplicate_groups(inputs, names) if grouped else (None, None)
+    if group_info and group_info["merged"]:
+        yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
+                     f"({group_info['merged']} merged); each group stays within one fold")
+    fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys, groups=groups)
+    return inputs, weights, data, names, keys, groups, group_info, fold_indices
+
+
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
             seed: int | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
             params: dict[str, dict] | None = None, data: LabelledSet | None = None,
@@ -87,26 +113,14 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         raise BadInput("choose at least one model family to compare")
     folds = settings.folds if folds is None else int(folds)
     seed = settings.seed if seed is None else int(seed)
-    data = labelled_set(settings) if data is None else data
-    check_enough(len(data))
     chosen = backbone or settings.default_backbone
-    for fam in fams:
-        for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
-                                    random_weights=random_weights):
-            yield notice
-
-    finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
-                                              random_weights=random_weights))
-    if finished.stopped:
+    prepared = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
+                                                 features=features, grouped=grouped, stop=stop,
+                                                 random_weights=random_weights, data=data)
+    if prepared is None:
         yield Finished(None, stopped=True)
         return
-    inputs, weights, data, names = finished.result
-    keys = np.array(data.content_keys())
-    groups, group_info = duplicate_groups(inputs, names) if grouped else (None, None)
-    if group_info and group_info["merged"]:
-        yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
-                     f"({group_info['merged']} merged); each group stays within one fold")
-    fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys, groups=groups)
+    inputs, weights, data, names, keys, groups, group_info, fold_indices = prepared
     y = data.scores
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     results: list[FamilyResult] = []

@@ -22,12 +22,12 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from workbench.errors import BadInput
-from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
+from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
 from workbench.models.registry import FitContext, get_family
-from workbench.training.compare import _fit_fold, _input_key, duplicate_groups, gather_inputs
-from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import check_enough, kfold, score_bins
-from workbench.training.train import TrainingError, check_weights, resolve_backbone
+from workbench.training.compare import _fit_fold, _input_key, cross_validation_folds
+from workbench.training.data import LabelledSet
+from workbench.training.splits import score_bins
+from workbench.training.train import TrainingError, resolve_backbone
 
 DEFAULT_SIZES = (10, 25, 50, 100, 200, 400, 800, 1600, 3200)
 MIN_TRAIN = 5  # fewer photos than this cannot fit a meaningful model
@@ -113,22 +113,14 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
         raise BadInput("repeats must be at least 1")
     folds = settings.folds if folds is None else int(folds)
     seed = settings.seed if seed is None else int(seed)
-    data = labelled_set(settings) if data is None else data
-    check_enough(len(data))
-    for fam in fams:
-        for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
-                                    random_weights=random_weights):
-            yield notice
-    finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
-                                              random_weights=random_weights))
-    if finished.stopped:
+    prepared = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
+                                                 features=features, grouped=True, stop=stop,
+                                                 random_weights=random_weights, data=data)
+    if prepared is None:
         yield Finished(None, stopped=True)
         return
-    inputs, _, data, names = finished.result
-    keys = np.array(data.content_keys())
+    inputs, _, data, names, keys, groups, _, fold_indices = prepared
     y = data.scores
-    groups, _ = duplicate_groups(inputs, names)
-    fold_indices = kfold(y, folds=folds, seed=seed, keys=keys, groups=groups)
     steps = label_sizes(min(len(tr) for tr, _ in fold_indices), sizes)
     total, done = len(fams) * ((len(steps) - 1) * repeats + 1) * folds, 0
     curves = []
