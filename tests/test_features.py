@@ -127,6 +127,23 @@ def test_progress_events_report_rate_and_eta(photo_dir, settings):
     assert [e.done for e in timed] == sorted(e.done for e in timed)
 
 
+def test_a_paused_extraction_leaves_its_thread_able_to_train(photo_dir, settings):
+    """Gradio resumes a generator on whichever worker thread is free; grad mode is per thread, so
+    extraction paused between batches must not leave its thread in inference mode (another tab's
+    training on that thread then failed with "element 0 of tensors does not require grad")."""
+    import torch
+
+    events = extract_features(jpgs(photo_dir), BACKBONE, settings.replace(batch_size=2, num_workers=0))
+    for event in events:
+        if isinstance(event, Progress) and event.rate is not None:  # paused after a computed batch
+            break
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    weight = torch.ones(1, requires_grad=True)
+    (weight * 2).sum().backward()
+    assert weight.grad is not None
+    events.close()
+
+
 def test_worker_processes_give_the_same_features(photo_dir, settings):
     paths = jpgs(photo_dir)
     inline = features_for(paths, BACKBONE, settings.replace(num_workers=0, batch_size=2))

@@ -325,20 +325,23 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
                         num_workers=workers, worker_init_fn=_worker_init if workers else None,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     started, count = time.perf_counter(), 0
-    with torch.inference_mode():
-        for indices, images, reasons in loader:
-            if stop.is_set():
-                yield Finished(None, stopped=True)
-                return
-            ok = [i for i, reason in enumerate(reasons) if not reason]
-            errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
-            vectors = {}
-            if ok:
-                batch = images[ok].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    for indices, images, reasons in loader:
+        if stop.is_set():
+            yield Finished(None, stopped=True)
+            return
+        ok = [i for i, reason in enumerate(reasons) if not reason]
+        errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
+        vectors = {}
+        if ok:
+            batch = images[ok].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            # Never yield inside inference_mode: grad mode is per thread, and Gradio resumes a generator
+            # on whichever worker thread is free, so a thread left in inference mode would later run
+            # another tab's training without gradients ("does not require grad").
+            with torch.inference_mode():
                 out = model(batch).float().cpu().numpy()
-                vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
-            count += len(reasons)
-            yield vectors, errors, count / max(time.perf_counter() - started, 1e-9)
+            vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
+        count += len(reasons)
+        yield vectors, errors, count / max(time.perf_counter() - started, 1e-9)
     yield Finished(None, stopped=False)
 
 
