@@ -18,11 +18,10 @@ from workbench import compat  # noqa: F401
 
 import argparse
 import csv
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from compare_bench import SHARED, savoias  # bench/ is on the path when this script runs
+from compare_bench import SHARED, bench_settings, savoias  # bench/ is on the path when this script runs
 from scipy.stats import pearsonr, spearmanr
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import VotingRegressor
@@ -31,7 +30,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from workbench.config import load_settings
 from workbench.events import drain
 from workbench.features import feature_matrix
 from workbench.models.auto import RIDGE_ALPHAS
@@ -70,13 +68,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--weights-dir", type=Path, default=None)
     args = parser.parse_args()
-    weights_dir = args.weights_dir
-    if weights_dir is None:
-        weights_dir = Path(tempfile.mkdtemp(prefix="bench-weights-"))
-        (weights_dir / "nima_mobilenet_aesthetic_ava.hdf5").symlink_to(
-            SHARED / "weights" / "nima_mobilenet_aesthetic_ava.hdf5")
-    settings = load_settings(cache_dir=args.cache_dir, weights_dir=weights_dir,
-                             models_dir=tempfile.mkdtemp(prefix="bench-runs-"))
+    settings = bench_settings(args.cache_dir, args.weights_dir)
     data = savoias(args.savoias)
     cats = np.array([r["category"] for r in csv.DictReader(open(args.savoias / "scores.csv", encoding="utf-8"))])
     keys = np.array(data.content_keys())

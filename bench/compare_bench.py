@@ -48,6 +48,17 @@ def savoias(folder: Path) -> LabelledSet:
     return LabelledSet.from_pairs([(folder / "images" / r["filename"], float(r["score"])) for r in rows])
 
 
+def bench_settings(cache_dir: Path | None, weights_dir: Path | None):
+    """Settings for a SAVOIAS benchmark: the given caches, NIMA's weights linked from ../shared when no
+    weights folder is named, and throwaway runs."""
+    if weights_dir is None:
+        weights_dir = Path(tempfile.mkdtemp(prefix="bench-weights-"))
+        nima = SHARED / "weights" / "nima_mobilenet_aesthetic_ava.hdf5"
+        if nima.is_file():
+            (weights_dir / nima.name).symlink_to(nima)
+    return load_settings(cache_dir=cache_dir, weights_dir=weights_dir, models_dir=tempfile.mkdtemp(prefix="bench-runs-"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--savoias", type=Path, default=SHARED / "datasets" / "savoias")
@@ -63,14 +74,7 @@ def main() -> None:
                         help="families also run on ungrouped folds, for the grouped-vs-ungrouped column")
     args = parser.parse_args()
 
-    weights_dir = args.weights_dir
-    if weights_dir is None:
-        weights_dir = Path(tempfile.mkdtemp(prefix="bench-weights-"))
-        nima = SHARED / "weights" / "nima_mobilenet_aesthetic_ava.hdf5"
-        if nima.is_file():
-            (weights_dir / nima.name).symlink_to(nima)
-    settings = load_settings(cache_dir=args.cache_dir, weights_dir=weights_dir,
-                             models_dir=tempfile.mkdtemp(prefix="bench-runs-"))
+    settings = bench_settings(args.cache_dir, args.weights_dir)
     data = savoias(args.savoias)
     families = [f for f in args.families.split(",") if f]
     print(f"SAVOIAS: {len(data)} images, {args.folds}-fold CV, seed {args.seed}, backbone {args.backbone}")

@@ -16,13 +16,11 @@ from workbench import compat  # noqa: F401
 # isort: split
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from compare_bench import SHARED, savoias  # bench/ is on the path when this script runs
+from compare_bench import SHARED, bench_settings, savoias  # bench/ is on the path when this script runs
 
-from workbench.config import load_settings
 from workbench.events import drain
 from workbench.training.learning_curve import learning_curve
 
@@ -38,14 +36,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--weights-dir", type=Path, default=None)
     args = parser.parse_args()
-    weights_dir = args.weights_dir
-    if weights_dir is None:
-        weights_dir = Path(tempfile.mkdtemp(prefix="bench-weights-"))
-        nima = SHARED / "weights" / "nima_mobilenet_aesthetic_ava.hdf5"
-        if nima.is_file():
-            (weights_dir / nima.name).symlink_to(nima)
-    settings = load_settings(cache_dir=args.cache_dir, weights_dir=weights_dir,
-                             models_dir=tempfile.mkdtemp(prefix="bench-runs-"))
+    settings = bench_settings(args.cache_dir, args.weights_dir)
     data = savoias(args.savoias)
     print(f"SAVOIAS: {len(data)} photos, {args.folds}-fold CV (grouped, content-keyed), seed {args.seed}, "
           f"{args.repeats} draws per size")
