@@ -197,6 +197,18 @@ def test_training_data_edits_are_saved_at_once(app_server, page, scored_photo_fo
     assert "30_flower.jpg" in images_on_disk(data_dir)
     page.screenshot(path=str(output_dir / "training_data_tab.png"), full_page=True)
 
+    # leaving and re-opening the tab re-reads the disk but keeps the photo in view and a score
+    # being typed for it (the re-read used to jump to the first photo and wipe the box)
+    select_image(page, "data", "63_china.jpg")
+    page.locator("#data-score input").fill("66")
+    open_tab(page, "Import")
+    open_tab(page, "Training data")
+    expect(page.locator("#data-name")).to_contain_text("63_china.jpg")
+    expect(page.locator("#data-score input")).to_have_value("66")
+    page.locator("#data-score input").press("Enter")
+    expect(page.locator("#data-status")).to_contain_text("Saved score 66 for 63_china.jpg")
+    assert disk_scores(data_dir)["63_china.jpg"] == 66
+
 
 @pytest.fixture
 def five_per_page(tmp_path, monkeypatch):

@@ -83,6 +83,13 @@ def build(settings: Settings) -> None:
     def refresh_view(*query):
         return render(query)
 
+    def reopen(page, selected, *query):
+        """Opening the tab re-reads the disk but keeps the page and the photo in view; a score being
+        typed for that photo survives (the re-read can land after the first keystrokes)."""
+        name = view.selected_filename(page, selected)
+        shown = render(query, page.page if page is not None else 0, name, selected)
+        return view.keep_typed_score(shown, page, selected)
+
     def edit(action, needs_selection: bool = True):
         """Wrap ``action(page, name, *args) -> (confirmation | None, keep)`` as a callback that
         writes through the store, then redraws from disk; a refused edit shows why."""
@@ -162,7 +169,7 @@ def build(settings: Settings) -> None:
     # import saved in the Import tab (or by the CLI) shows up without a click.
     if isinstance(tab := gr.context.Context.block, gr.Tab):
         # The bar plot ignores data that lands while its tab is still hidden: send it again once shown.
-        redraw(tab.select(refresh_view, query_inputs, everything, show_progress="hidden"))
+        redraw(tab.select(reopen, [view.page, view.selected, *query_inputs], everything, show_progress="hidden"))
     gr.on([refresh.click, sort.change, unlabelled_first.change, only_unlabelled.change,
            min_score.submit, max_score.submit], refresh_view, query_inputs, everything)
     state = [view.page, view.selected, *query_inputs]

@@ -260,6 +260,17 @@ class LabelledGallery:
         return (preview_image(item.path, self.settings), f"**{item.filename}**{where}",
                 format_score(item.score))
 
+    def keep_typed_score(self, shown: dict, old_page: Any, old_selected: int | None) -> dict:
+        """Leave the score box alone in ``shown`` (a redraw) when it still shows the same photo with the
+        same score on disk: the box may hold a score the user is typing."""
+        old = self.selected_filename(old_page, old_selected)
+        new_page, new_selected = shown[self.page], shown[self.selected]
+        if old is None or self.selected_filename(new_page, new_selected) != old:
+            return shown
+        if old_page.items[old_selected].score != new_page.items[new_selected].score:
+            return shown  # changed elsewhere (another tab, the CLI): show the new score
+        return {**shown, self.score: gr.skip()}
+
     def selected_filename(self, page: Any, index: int | None) -> str | None:
         if page is None or index is None or index >= len(page.items):
             return None
