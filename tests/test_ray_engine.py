@@ -1,0 +1,179 @@
+"""The Ray engine (``--engine ray``) on a real local Ray instance: 2 CPUs, started once for the module.
+
+Ray's start-up costs 10-20 s, so every test shares one instance (``ray_session``)
+and one small ridge run; the engine reuses an initialised Ray instead of starting
+its own. Answers are compared with the local engine on the same real photos.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TOLERANCE = 1e-5  # scores and features: Ray vs local engine (same code, other batch sizes: float rounding only)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, address="local",
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                                       "OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, photos):
+    """Settings on fresh folders, a ridge run trained on brightness crops, and a folder of real photos
+    (JPEGs at their own sizes) with two files that are not usable images."""
+    from training_fixtures import make_brightness_set, settings_for
+
+    from workbench.events import drain
+    from workbench.training import train
+
+    root = tmp_path_factory.mktemp("ray")
+    data = make_brightness_set(photos, root / "data", n=24)
+    settings = settings_for(data, root / "runs", root / "cache", root / "weights")
+    nima = Path(__file__).resolve().parents[2] / "shared" / "weights" / "nima_mobilenet_aesthetic_ava.hdf5"
+    if nima.is_file():
+        os.symlink(nima, root / "weights" / nima.name)
+    run = drain(train("ridge", settings))
+    shoot = root / "shoot"
+    shoot.mkdir()
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(shoot / f"{name}.jpg", quality=90)
+    (shoot / "not_an_image.jpg").write_bytes(b"this is a text file, not a JPEG")
+    buffer = io.BytesIO()
+    Image.fromarray(photos["rocket"]).save(buffer, format="JPEG")
+    (shoot / "truncated.jpg").write_bytes(buffer.getvalue()[:2000])
+    return {"settings": settings, "run_id": run.run_id, "shoot": shoot, "root": root, "nima": nima.is_file()}
+
+
+def read_rows(path: Path) -> dict[str, dict]:
+    import pyarrow.parquet as pq
+
+    return {row["path"]: row for row in pq.read_table(path).to_pylist()}
+
+
+def local_scores(scorer_id: str, paths, settings) -> dict[str, float]:
+    from workbench.events import drain
+    from workbench.predict import load_scorer, score_images
+
+    result = drain(score_images(paths, load_scorer(scorer_id, settings), settings))
+    return {row.path: row for row in result.rows}
+
+
+def test_ray_scores_equal_the_local_engine_and_bad_files_are_error_rows(ray_session, folders, tmp_path):
+    from workbench.events import drain
+    from workbench.scale.ray_engine import ray_predict
+
+    settings, shoot = folders["settings"], folders["shoot"]
+    out = tmp_path / "scores.parquet"
+    job = drain(ray_predict(folders["run_id"], [shoot], settings, out))
+    rows = read_rows(out)
+    assert (job.new, job.failed, job.skipped, job.rows) == (6, 2, 0, 8)
+    assert not (tmp_path / "scores.parquet.parts").exists()  # merged into --out at the end
+    local = local_scores(folders["run_id"], [shoot], settings)
+    assert set(rows) == set(local)
+    for path, row in rows.items():
+        if local[path].error is None:
+            assert row["error"] is None and abs(row["score"] - local[path].score) <= TOLERANCE, path
+            assert row["sha256"] == __import__("hashlib").sha256(Path(path).read_bytes()).hexdigest()
+        else:
+            assert row["score"] is None and row["error"], path
+    assert "damaged" in rows[str(shoot / "truncated.jpg")]["error"] or "truncated" in rows[str(shoot / "truncated.jpg")]["error"]
+    assert "not_an_image.jpg" in rows[str(shoot / "not_an_image.jpg")]["error"]
+
+
+def test_a_rerun_skips_photos_already_scored_and_finishes_a_killed_job(ray_session, folders, tmp_path, photos):
+    from workbench.events import drain
+    from workbench.scale.ray_engine import ray_predict
+    from workbench.scale.results import ResultFile
+
+    settings, shoot, run_id = folders["settings"], folders["shoot"], folders["run_id"]
+    good = sorted(p for p in shoot.glob("*.jpg") if p.name not in ("not_an_image.jpg", "truncated.jpg"))
+    out = tmp_path / "scores.parquet"
+    first = drain(ray_predict(run_id, good[:3], settings, out))
+    assert (first.new, first.skipped) == (3, 0)
+    # a job killed after one batch leaves its finished parts: here, the row of a fourth photo
+    before = read_rows(out)
+    import hashlib
+
+    from workbench.runs import RunStore
+
+    manifest = RunStore(settings.models_dir).get(run_id)
+    killed = ResultFile(out, "scores", {"scorer": run_id, "model": manifest.model_sha256})
+    fourth = local_scores(run_id, [good[3]], settings)[str(good[3])]
+    killed.write_part([{"path": str(good[3]), "sha256": hashlib.sha256(good[3].read_bytes()).hexdigest(),
+                        "score": fourth.score, "error": None}])
+    # the rerun scores only the photos not done yet: the two others, and the fourth's copy under a new name
+    copy = tmp_path / "copy_of_fourth.jpg"
+    copy.write_bytes(good[3].read_bytes())
+    second = drain(ray_predict(run_id, [*good, copy], settings, out))
+    assert (second.new, second.skipped, second.resumed_parts) == (len(good) - 4, 4, 1)
+    rows = read_rows(out)
+    assert len(rows) == len(good) + 1 and all(rows[p]["score"] == before[p]["score"] for p in before)
+    assert rows[str(copy)]["score"] == fourth.score  # taken from the row of the same content, not rescored
+    third = drain(ray_predict(run_id, [*good, copy], settings, out))
+    assert (third.new, third.skipped, third.rows) == (0, len(good) + 1, len(good) + 1)
+
+
+def test_results_of_another_model_are_not_mixed(folders, tmp_path):
+    from workbench.errors import BadInput
+    from workbench.events import drain
+    from workbench.scale.ray_engine import ray_features
+    from workbench.scale.results import ResultFile
+
+    out = tmp_path / "scores.parquet"
+    ResultFile(out, "scores", {"scorer": "some-other-run", "model": "0" * 64}).write_part(
+        [{"path": "x.jpg", "sha256": "1" * 64, "score": 1.0, "error": None}])
+    with pytest.raises(BadInput, match="some-other-run"):
+        drain(ray_features("efficientnet_lite0", [folders["shoot"]], folders["settings"], out))
+
+
+def test_cli_predict_and_features_on_ray(ray_session, folders, tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.features import features_for
+
+    settings, shoot = folders["settings"], folders["shoot"]
+    flags = ["--data-dir", str(settings.data_dir), "--models-dir", str(settings.models_dir),
+             "--weights-dir", str(settings.weights_dir), "--cache-dir", str(tmp_path / "cache")]
+    out = tmp_path / "features.parquet"
+    assert main([*flags, "features", "--backbone", "efficientnet_lite0", str(shoot), "--engine", "ray",
+                 "--out", str(out), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["engine"], document["new"], document["failed"], document["rows"]) == ("ray", 6, 2, 8)
+    rows = read_rows(out)
+    local = features_for(sorted(shoot.glob("*.jpg")), "efficientnet_lite0", settings)
+    for path, vector in zip(local.paths, local.features):
+        assert np.abs(np.asarray(rows[str(path)]["features"]) - vector).max() <= TOLERANCE * max(1.0, np.abs(vector).max())
+    if not folders["nima"]:
+        pytest.skip("NIMA weights are absent: the distribution column is not checked")
+    out = tmp_path / "nima.parquet"
+    assert main([*flags, "predict", "nima", str(shoot / "*.jpg"), "--engine", "ray", "--out", str(out), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["scorer"], document["scale"], document["scored"], document["failed"]) == ("nima", [1.0, 10.0], 6, 2)
+    rows = read_rows(out)
+    local = local_scores("nima", [shoot], settings)
+    for path, row in local.items():
+        if row.error is None:
+            assert abs(rows[path]["score"] - row.score) <= TOLERANCE and abs(rows[path]["std"] - row.std) <= TOLERANCE
+            assert np.allclose(rows[path]["distribution"], row.distribution, atol=TOLERANCE)
+
+
+def test_cli_engine_options_are_checked(folders, capsys):
+    from workbench.cli import main
+
+    shoot = str(folders["shoot"])
+    assert main(["predict", "nima", shoot, "--engine", "ray"]) == 2
+    assert "--out FILE.parquet" in capsys.readouterr().err
+    assert main(["predict", "nima", shoot, "--engine", "ray", "--out", "x.parquet", "--csv", "x.csv"]) == 2
+    assert "--csv" in capsys.readouterr().err
+    assert main(["predict", "nima", shoot, "--out", "x.parquet"]) == 2
+    assert "go with --engine ray" in capsys.readouterr().err
