@@ -6,9 +6,11 @@ its own. Answers are compared with the local engine on the same real photos.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,59 +71,65 @@ def local_scores(scorer_id: str, paths, settings) -> dict[str, float]:
     return {row.path: row for row in result.rows}
 
 
-def test_ray_scores_equal_the_local_engine_and_bad_files_are_error_rows(ray_session, folders, tmp_path):
+@pytest.fixture(scope="module")
+def first_job(ray_session, folders):
+    """The ridge run on Ray over three real photos and two bad files: (job, --out)."""
     from workbench.events import drain
     from workbench.scale.ray_engine import ray_predict
 
-    settings, shoot = folders["settings"], folders["shoot"]
-    out = tmp_path / "scores.parquet"
-    job = drain(ray_predict(folders["run_id"], [shoot], settings, out))
+    shoot = folders["shoot"]
+    out = folders["root"] / "first" / "scores.parquet"
+    inputs = [*good_photos(shoot)[:3], shoot / "not_an_image.jpg", shoot / "truncated.jpg"]
+    return drain(ray_predict(folders["run_id"], inputs, folders["settings"], out)), out, inputs
+
+
+def good_photos(shoot: Path) -> list[Path]:
+    return sorted(p for p in shoot.glob("*.jpg") if p.name not in ("not_an_image.jpg", "truncated.jpg"))
+
+
+def test_ray_scores_equal_the_local_engine_and_bad_files_are_error_rows(first_job, folders):
+    job, out, inputs = first_job
     rows = read_rows(out)
-    assert (job.new, job.failed, job.skipped, job.rows) == (6, 2, 0, 8)
-    assert not (tmp_path / "scores.parquet.parts").exists()  # merged into --out at the end
-    local = local_scores(folders["run_id"], [shoot], settings)
-    assert set(rows) == set(local)
+    assert (job.new, job.failed, job.skipped, job.rows) == (3, 2, 0, 5)
+    assert not out.with_name("scores.parquet.parts").exists()  # merged into --out at the end
+    local = local_scores(folders["run_id"], inputs, folders["settings"])
+    assert set(rows) == set(local) == {str(p) for p in inputs}
     for path, row in rows.items():
         if local[path].error is None:
             assert row["error"] is None and abs(row["score"] - local[path].score) <= TOLERANCE, path
-            assert row["sha256"] == __import__("hashlib").sha256(Path(path).read_bytes()).hexdigest()
+            assert row["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
         else:
-            assert row["score"] is None and row["error"], path
-    assert "damaged" in rows[str(shoot / "truncated.jpg")]["error"] or "truncated" in rows[str(shoot / "truncated.jpg")]["error"]
-    assert "not_an_image.jpg" in rows[str(shoot / "not_an_image.jpg")]["error"]
+            assert row["score"] is None and row["error"] == local[path].error, path
+    assert "truncated" in rows[inputs[-1].as_posix()]["error"] and "not_an_image.jpg" in rows[str(inputs[-2])]["error"]
 
 
-def test_a_rerun_skips_photos_already_scored_and_finishes_a_killed_job(ray_session, folders, tmp_path, photos):
+def test_a_rerun_skips_photos_already_scored_and_finishes_a_killed_job(first_job, folders, tmp_path):
     from workbench.events import drain
+    from workbench.runs import RunStore
     from workbench.scale.ray_engine import ray_predict
     from workbench.scale.results import ResultFile
 
-    settings, shoot, run_id = folders["settings"], folders["shoot"], folders["run_id"]
-    good = sorted(p for p in shoot.glob("*.jpg") if p.name not in ("not_an_image.jpg", "truncated.jpg"))
+    settings, run_id = folders["settings"], folders["run_id"]
+    good = good_photos(folders["shoot"])
     out = tmp_path / "scores.parquet"
-    first = drain(ray_predict(run_id, good[:3], settings, out))
-    assert (first.new, first.skipped) == (3, 0)
-    # a job killed after one batch leaves its finished parts: here, the row of a fourth photo
+    shutil.copyfile(first_job[1], out)  # three photos scored, two bad files
     before = read_rows(out)
-    import hashlib
-
-    from workbench.runs import RunStore
-
+    # a job killed after one batch leaves its finished parts: here, the row of a fourth photo
     manifest = RunStore(settings.models_dir).get(run_id)
     killed = ResultFile(out, "scores", {"scorer": run_id, "model": manifest.model_sha256})
     fourth = local_scores(run_id, [good[3]], settings)[str(good[3])]
     killed.write_part([{"path": str(good[3]), "sha256": hashlib.sha256(good[3].read_bytes()).hexdigest(),
                         "score": fourth.score, "error": None}])
-    # the rerun scores only the photos not done yet: the two others, and the fourth's copy under a new name
+    # the rerun runs the model only on photos not done yet; the fourth's copy under a new name takes its row
     copy = tmp_path / "copy_of_fourth.jpg"
     copy.write_bytes(good[3].read_bytes())
-    second = drain(ray_predict(run_id, [*good, copy], settings, out))
-    assert (second.new, second.skipped, second.resumed_parts) == (len(good) - 4, 4, 1)
+    job = drain(ray_predict(run_id, [*good, copy], settings, out))
+    assert (job.new, job.skipped, job.resumed_parts, job.failed) == (len(good) - 4, 4, 1, 0)
     rows = read_rows(out)
-    assert len(rows) == len(good) + 1 and all(rows[p]["score"] == before[p]["score"] for p in before)
-    assert rows[str(copy)]["score"] == fourth.score  # taken from the row of the same content, not rescored
-    third = drain(ray_predict(run_id, [*good, copy], settings, out))
-    assert (third.new, third.skipped, third.rows) == (0, len(good) + 1, len(good) + 1)
+    assert len(rows) == len(good) + 1 + 2  # the two bad files' error rows are kept
+    assert all(rows[p]["score"] == before[p]["score"] for p in before)
+    assert rows[str(copy)]["score"] == fourth.score and rows[str(good[3])]["score"] == fourth.score
+    assert not out.with_name("scores.parquet.parts").exists()
 
 
 def test_results_of_another_model_are_not_mixed(folders, tmp_path):

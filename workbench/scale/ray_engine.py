@@ -136,9 +136,9 @@ def _workers(ray) -> tuple[int, float, float]:
     gpus = int(resources.get("GPU", 0))
     if gpus:
         return gpus, 1.0, 1.0
-    cpus = int(resources.get("CPU", 1))
-    # half the cores run the model (one thread each), the rest read, hash and decode
-    return max(1, cpus // 2), 1.0, 0.0
+    # On CPUs Ray Data fuses reading and decoding into the model's actors (same resources), so one
+    # actor per core, one thread each, does the whole chain; GPU actors leave decoding to CPU tasks.
+    return max(1, int(resources.get("CPU", 1))), 1.0, 0.0
 
 
 # --------------------------------------------------------------- stages
@@ -344,7 +344,8 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
         ds = ds.map_batches(Model, batch_size=max(1, batch_size or settings.batch_size),
                             fn_constructor_kwargs={"plan": plan, "settings": settings, "run_files": run_files,
                                                    "threads": int(cpus)},
-                            concurrency=(1, actors), num_cpus=cpus, num_gpus=gpus, batch_format="numpy")
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+                            num_cpus=cpus, num_gpus=gpus, batch_format="numpy")
         yield Progress(0, len(paths), f"{len(paths)} photo(s) on Ray at {where} ({actors} model actor(s) at most)")
         seen = new = failed = 0
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
