@@ -159,6 +159,11 @@ def test_cli_predict_and_features_on_ray(ray_session, folders, tmp_path, capsys)
     assert (document["engine"], document["new"], document["failed"], document["rows"]) == ("ray", 6, 2, 8)
     rows = read_rows(out)
     local = features_for(sorted(shoot.glob("*.jpg")), "efficientnet_lite0", settings)
+    # the local engine takes PATHs too (and keeps its JSON): here all from the cache features_for filled
+    assert main([*flags[:6], "--cache-dir", str(settings.cache_dir), "features", "--backbone", "efficientnet_lite0",
+                 str(shoot), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["n_images"], document["n_features"], document["cache_hits"], len(document["errors"])) == (8, 6, 6, 2)
     for path, vector in zip(local.paths, local.features):
         assert np.abs(np.asarray(rows[str(path)]["features"]) - vector).max() <= TOLERANCE * max(1.0, np.abs(vector).max())
     if not folders["nima"]:

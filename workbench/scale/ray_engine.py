@@ -16,6 +16,10 @@ The pipeline, one Ray Data dataset streamed end to end:
    (``feature_network``/``forward_batch``, ``nima_distributions``) and head (``head_outputs``);
 5. the driver writes each finished batch as one Parquet part (``workbench.scale.results``).
 
+On CPU-only clusters Ray Data fuses 2-4 into the actors (same resources), one actor per core;
+with GPUs the actors take one GPU each and decoding stays in CPU tasks. The stages live in
+``workbench.scale.stages``.
+
 A run's model files travel from its folder to the actors as constructor arguments (Ray's
 object store); each actor writes them to a private folder and loads them with ``load_run``,
 which checks the model file's SHA-256 against the manifest, as a local load does, before
@@ -175,7 +179,7 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
             rows = []
             for row in table.to_pylist():
                 if row["copy"]:  # the same photo under another path: its done row, under this path
-                    row = {**done.by_sha[row["copy"]], "path": row["path"]}
+                    row = {**done.row(row["copy"]), "path": row["path"]}
                 else:
                     new += row["error"] is None
                     failed += row["error"] is not None
@@ -187,6 +191,7 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
     finally:
         if started_here:
             ray.shutdown()
+    yield Progress(len(paths), len(paths), f"{new} done, {failed} failed, {len(paths) - seen} already done before")
     mark = time.perf_counter()
     total = results.merge()
     driver += time.perf_counter() - mark

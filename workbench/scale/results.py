@@ -47,9 +47,15 @@ def _schema(kind: str, distribution: bool, identity: dict[str, Any]):
 class Done:
     """What earlier (finished or killed) jobs left: the rows with a result, by content hash."""
 
-    by_sha: dict[str, dict] = field(default_factory=dict)  # sha256 -> a row with a result
+    by_sha: dict[str, tuple[int, int]] = field(default_factory=dict)  # sha256 -> (table, row) of a row with a result
     path_sha: dict[str, str] = field(default_factory=dict)  # path -> sha256 of its row with a result
     parts_left: int = 0  # parts of a killed job found (merged at the end of this one)
+    tables: list = field(default_factory=list, repr=False)
+
+    def row(self, sha: str) -> dict:
+        """The full row done for this content (all columns)."""
+        table, index = self.by_sha[sha]
+        return self.tables[table].slice(index, 1).to_pylist()[0]
 
 
 class ResultFile:
@@ -88,10 +94,15 @@ class ResultFile:
         done = Done()
         for source, table in self._tables():
             done.parts_left += source != self.out
-            for row in table.to_pylist():
-                if row.get(self.result_column) is not None and not row.get("error"):
-                    done.by_sha[row["sha256"]] = row
-                    done.path_sha[row["path"]] = row["sha256"]
+            t = len(done.tables)
+            done.tables.append(table)
+            # column-wise: a million rows of distributions would be slow as Python dicts
+            columns = [table.column(c).to_pylist() for c in ("path", "sha256", "error")]
+            results = table.column(self.result_column).is_null().to_pylist()
+            for index, (path, sha, error, missing) in enumerate(zip(*columns, results)):
+                if not missing and not error:
+                    done.by_sha[sha] = (t, index)
+                    done.path_sha[path] = sha
         return done
 
     # ------------------------------------------------------------ writing
@@ -117,15 +128,12 @@ class ResultFile:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [table for _, table in self._tables()]
-        if not tables:
-            table = self.schema.empty_table()
-        else:
-            rows: dict[str, dict] = {}
-            for t in tables:
-                for row in t.to_pylist():
-                    rows[row["path"]] = row
-            table = pa.Table.from_pylist([rows[p] for p in sorted(rows)], schema=self.schema)
+        tables = [table.cast(self.schema) for _, table in self._tables()]
+        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        if table.num_rows:  # one row per path, the latest one (parts are read oldest first)
+            order = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+            latest = order.group_by("path").aggregate([("_row", "max")]).column("_row_max")
+            table = table.take(latest).sort_by("path")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp)
