@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-TOLERANCE = 1e-5  # scores and features: Ray vs local engine (same code, other batch sizes: float rounding only)
+# Ray vs local engine: the same code in other batches and thread counts, so float32 rounding only.
+TOLERANCE = 1e-6  # of the score range (1e-4 on the ridge run's 0-100 scale, 1e-5 on NIMA's 1-10); features: relative
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_ray_scores_equal_the_local_engine_and_bad_files_are_error_rows(first_jo
     assert set(rows) == set(local) == {str(p) for p in inputs}
     for path, row in rows.items():
         if local[path].error is None:
-            assert row["error"] is None and abs(row["score"] - local[path].score) <= TOLERANCE, path
+            assert row["error"] is None and abs(row["score"] - local[path].score) <= TOLERANCE * 100, path
             assert row["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
         else:
             assert row["score"] is None and row["error"] == local[path].error, path
@@ -165,7 +166,7 @@ def test_cli_predict_and_features_on_ray(ray_session, folders, tmp_path, capsys)
     document = json.loads(capsys.readouterr().out)
     assert (document["n_images"], document["n_features"], document["cache_hits"], len(document["errors"])) == (8, 6, 6, 2)
     for path, vector in zip(local.paths, local.features):
-        assert np.abs(np.asarray(rows[str(path)]["features"]) - vector).max() <= TOLERANCE * max(1.0, np.abs(vector).max())
+        assert np.abs(np.asarray(rows[str(path)]["features"]) - vector).max() <= 10 * TOLERANCE * max(1.0, np.abs(vector).max())
     if not folders["nima"]:
         pytest.skip("NIMA weights are absent: the distribution column is not checked")
     out = tmp_path / "nima.parquet"
@@ -176,7 +177,7 @@ def test_cli_predict_and_features_on_ray(ray_session, folders, tmp_path, capsys)
     local = local_scores("nima", [shoot], settings)
     for path, row in local.items():
         if row.error is None:
-            assert abs(rows[path]["score"] - row.score) <= TOLERANCE and abs(rows[path]["std"] - row.std) <= TOLERANCE
+            assert abs(rows[path]["score"] - row.score) <= TOLERANCE * 9 and abs(rows[path]["std"] - row.std) <= TOLERANCE * 9
             assert np.allclose(rows[path]["distribution"], row.distribution, atol=TOLERANCE)
 
 
