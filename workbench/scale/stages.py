@@ -184,12 +184,16 @@ class Model:
 
 def _load_shipped_run(run_id: str, files: dict[str, bytes], settings: Settings):
     """The run rebuilt from the bytes shipped to this actor, loaded (and hash-checked) by ``load_run``."""
+    import shutil
     import tempfile
 
     from workbench.runs import load_run
 
     root = Path(tempfile.mkdtemp(prefix="workbench-run-"))
-    (root / run_id).mkdir()
-    for name, data in files.items():
-        (root / run_id / Path(name).name).write_bytes(data)  # names from the manifest: no folder parts
-    return load_run(run_id, replace(settings, models_dir=root))
+    try:
+        (root / run_id).mkdir()
+        for name, data in files.items():
+            (root / run_id / Path(name).name).write_bytes(data)  # names from the manifest: no folder parts
+        return load_run(run_id, replace(settings, models_dir=root))  # reads it all: the files can go
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
