@@ -17,14 +17,18 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def torchvision_weights(url: str, convert=None) -> WeightSource:
+TORCHVISION_WEIGHTS_URL = "https://download.pytorch.org/models/"
+
+
+def torchvision_weights(filename: str, convert=None) -> WeightSource:
     """torchvision's own file; its name carries the first hex digits of its SHA-256.
 
-    ``url`` is the model's ``<Model>_Weights.DEFAULT.url``, kept here as data so that
-    registering a backbone needs no torchvision import (about a second, paid by every
-    start of the app); tests/test_startup.py checks each against torchvision.
+    ``filename`` is the last part of the model's ``<Model>_Weights.DEFAULT.url``, kept
+    here as data so that registering a backbone needs no torchvision import (about a
+    second, paid by every start of the app); tests/test_startup.py checks each URL
+    against torchvision's.
     """
-    filename = url.rsplit("/", 1)[-1]
+    url = TORCHVISION_WEIGHTS_URL + filename
     prefix = re.search(r"-([a-f0-9]+)\.", filename)
     return WeightSource(filename=filename, url=url, sha256_prefix=prefix.group(1) if prefix else None, convert=convert)
 
@@ -69,35 +73,35 @@ def _timm_model(name: str) -> nn.Module:
 
 # ---------------------------------------------------------------- torchvision
 @register_backbone(description="ResNet-18 (torchvision, ImageNet)", input_size=224, feature_dim=512,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/resnet18-f37072fd.pth"),),
+                   interpolation="bilinear", weights=(torchvision_weights("resnet18-f37072fd.pth"),),
                    head="fc", gradcam_layer="layer4", stage_taps=_resnet_stages(64))
 def resnet18() -> nn.Module:
     return _tv().resnet18(weights=None)
 
 
 @register_backbone(description="ResNet-50 (torchvision, ImageNet V2 recipe)", input_size=224, feature_dim=2048,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/resnet50-11ad3fa6.pth"),),
+                   interpolation="bilinear", weights=(torchvision_weights("resnet50-11ad3fa6.pth"),),
                    head="fc", gradcam_layer="layer4", stage_taps=_resnet_stages(256))
 def resnet50() -> nn.Module:
     return _tv().resnet50(weights=None)
 
 
 @register_backbone(description="VGG-16 (torchvision, ImageNet); fc7 features", input_size=224, feature_dim=4096,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/vgg16-397923af.pth"),),
+                   interpolation="bilinear", weights=(torchvision_weights("vgg16-397923af.pth"),),
                    head="classifier.6", gradcam_layer="features.29")
 def vgg16() -> nn.Module:
     return _tv().vgg16(weights=None)
 
 
 @register_backbone(description="DenseNet-121 (torchvision, ImageNet)", input_size=224, feature_dim=1024,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/densenet121-a639ec97.pth", _densenet_keys),),
+                   interpolation="bilinear", weights=(torchvision_weights("densenet121-a639ec97.pth", _densenet_keys),),
                    head="classifier", gradcam_layer="features.norm5")
 def densenet121() -> nn.Module:
     return _tv().densenet121(weights=None)
 
 
 @register_backbone(description="EfficientNet-B0 (torchvision, ImageNet)", input_size=224, feature_dim=1280,
-                   interpolation="bicubic", weights=(torchvision_weights("https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth"),),
+                   interpolation="bicubic", weights=(torchvision_weights("efficientnet_b0_rwightman-7f5810bc.pth"),),
                    head="classifier", gradcam_layer="features.8",
                    stage_taps=tuple((f"features.{i}", c) for i, c in
                                     enumerate((16, 24, 40, 80, 112, 192, 320, 1280), start=1)))
@@ -113,7 +117,7 @@ def _inception_features(model: nn.Module) -> nn.Module:
 
 
 @register_backbone(description="Inception-v3 (torchvision, ImageNet; 299 px)", input_size=299, feature_dim=2048,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"),),
+                   interpolation="bilinear", weights=(torchvision_weights("inception_v3_google-0cc3c7bd.pth"),),
                    to_features=_inception_features, gradcam_layer="Mixed_7c")
 def inception_v3() -> nn.Module:
     # transform_input=True: the Google weights expect [-1, 1] inputs; the model
@@ -122,14 +126,14 @@ def inception_v3() -> nn.Module:
 
 
 @register_backbone(description="MobileNet-V3 Large (torchvision, ImageNet)", input_size=224, feature_dim=1280,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/mobilenet_v3_large-5c1a4163.pth"),),
+                   interpolation="bilinear", weights=(torchvision_weights("mobilenet_v3_large-5c1a4163.pth"),),
                    head="classifier.3", gradcam_layer="features.16")
 def mobilenet_v3_large() -> nn.Module:
     return _tv().mobilenet_v3_large(weights=None)
 
 
 @register_backbone(description="ConvNeXt-Tiny (torchvision, ImageNet)", input_size=224, feature_dim=768,
-                   interpolation="bilinear", weights=(torchvision_weights("https://download.pytorch.org/models/convnext_tiny-983f1562.pth"),),
+                   interpolation="bilinear", weights=(torchvision_weights("convnext_tiny-983f1562.pth"),),
                    head="classifier.2", gradcam_layer="features.7",
                    stage_taps=(("features.1", 96), ("features.3", 192), ("features.5", 384), ("features.7", 768)))
 def convnext_tiny() -> nn.Module:
