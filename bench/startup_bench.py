@@ -15,6 +15,11 @@ turns within each repeat, so both see the same load on a shared machine.
 - app first page: from starting ``gradio_app.py --port P`` to the first HTTP 200
   of ``/`` that is the real page (it names the app), polled every 20 ms.
 
+Besides wall time, each row gives the CPU seconds the process used (for the app:
+by the time its first page came back). Start-up is one thread importing and
+building, so on a quiet machine wall ≈ CPU; on a loaded one the CPU figures are
+the steadier comparison.
+
 ``rows()`` returns the figures as dicts (``bench/scale_bench.py`` prints them with
 its own); ``main()`` prints a table.
 """
@@ -69,11 +74,23 @@ def workbench_env(root: Path, photos: int) -> dict[str, str]:
     return env
 
 
-def process_seconds(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+def process_seconds(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process."""
     start = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} in {cwd} exited with {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -82,8 +99,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def first_page_seconds(cwd: Path, env: dict[str, str], timeout: float = 300) -> float:
-    """Seconds from starting ``gradio_app.py`` to the first 200 of ``/`` carrying the real page."""
+def first_page_seconds(cwd: Path, env: dict[str, str], timeout: float = 300) -> tuple[float, float]:
+    """(wall, CPU) seconds from starting ``gradio_app.py`` to the first 200 of ``/`` carrying the real page."""
     port = _free_port()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "gradio_app.py", "--port", str(port)], cwd=cwd,
@@ -99,7 +116,7 @@ def first_page_seconds(cwd: Path, env: dict[str, str], timeout: float = 300) -> 
                 body = reply.read()
                 conn.close()
                 if reply.status == 200 and PAGE_MARK in body:
-                    return time.perf_counter() - start
+                    return time.perf_counter() - start, _cpu_seconds(proc.pid)
             except OSError:
                 pass
             time.sleep(0.02)
@@ -129,15 +146,21 @@ def rows(base: str = BASE_COMMIT, repeats: int = 7, app_repeats: int = 5, photos
         for name, (n, measure) in cases.items():
             measure(trees["this"])  # warm the file cache for both trees before timing
             measure(trees["base"])
-            times: dict[str, list[float]] = {"base": [], "this": []}
+            wall: dict[str, list[float]] = {"base": [], "this": []}
+            cpu: dict[str, list[float]] = {"base": [], "this": []}
             for i in range(n):
                 order = ("base", "this") if i % 2 == 0 else ("this", "base")  # take turns: same load for both
                 for which in order:
-                    times[which].append(measure(trees[which]))
-            base_s, this_s = statistics.median(times["base"]), statistics.median(times["this"])
-            results.append({"measurement": name, "repeats": n, "base_s": round(base_s, 3), "this_s": round(this_s, 3),
-                            "ratio": round(base_s / this_s, 2), "this_min_s": round(min(times["this"]), 3),
-                            "this_max_s": round(max(times["this"]), 3)})
+                    w, c = measure(trees[which])
+                    wall[which].append(w)
+                    cpu[which].append(c)
+            med = {k: statistics.median(v) for k, v in wall.items()}
+            med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+            results.append({"measurement": name, "repeats": n, "base_s": round(med["base"], 3),
+                            "this_s": round(med["this"], 3), "ratio": round(med["base"] / med["this"], 2),
+                            "this_min_s": round(min(wall["this"]), 3), "this_max_s": round(max(wall["this"]), 3),
+                            "base_cpu_s": round(med_cpu["base"], 3), "this_cpu_s": round(med_cpu["this"], 3),
+                            "cpu_ratio": round(med_cpu["base"] / med_cpu["this"], 2)})
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -153,10 +176,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     found = rows(args.base, args.repeats, args.app_repeats, args.photos)
     load = os.getloadavg()[0]
     print(f"start-up, median whole-process seconds; base {args.base} vs this tree; load average {load:.1f}")
-    print(f"{'measurement':<16}{'n':>3}{'base s':>9}{'this s':>9}{'min-max':>14}{'ratio':>8}")
+    print(f"{'measurement':<16}{'n':>3}{'base s':>9}{'this s':>9}{'this min-max':>15}{'ratio':>8}"
+          f"{'base CPU s':>12}{'this CPU s':>12}{'CPU ratio':>11}")
     for r in found:
         print(f"{r['measurement']:<16}{r['repeats']:>3}{r['base_s']:>9.2f}{r['this_s']:>9.2f}"
-              f"{r['this_min_s']:>7.2f}-{r['this_max_s']:<6.2f}{r['ratio']:>7.1f}x")
+              f"{r['this_min_s']:>8.2f}-{r['this_max_s']:<6.2f}{r['ratio']:>7.1f}x"
+              f"{r['base_cpu_s']:>12.2f}{r['this_cpu_s']:>12.2f}{r['cpu_ratio']:>10.1f}x")
     return found
 
 
