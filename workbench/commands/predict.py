@@ -15,16 +15,20 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cli import CommandError, command
 from workbench.commands.engine import add_engine_arguments, check_engine_arguments, ray_document
 from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
-from workbench.predict import BatchResult, default_scorer_id, load_scorer, score_images, write_csv
+
+if TYPE_CHECKING:
+    from workbench.predict import BatchResult
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.dataset.ratings import STAR_METHODS
+
     parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="images or folders (searched recursively)")
     parser.add_argument("--csv", metavar="OUT", help="also write the results to this CSV file")
@@ -82,6 +86,9 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
     check_engine_arguments(args, {"--csv": bool(args.csv), "--write-xmp": args.write_xmp, "--text": bool(args.text)})
     if args.engine == "ray":
         return _predict_on_ray(args, settings)
+    from workbench.dataset.ratings import write_star_ratings
+    from workbench.predict import load_scorer, score_images, write_csv  # torch: only when scoring
+
     scorer = load_scorer(args.run_id, settings)
     if not args.json:
         print(f"{scorer.id}: scale {scorer.scale[0]:g}-{scorer.scale[1]:g}; {scorer.weights_note}", file=sys.stderr)
@@ -150,6 +157,7 @@ def _describe_arguments(parser: argparse.ArgumentParser) -> None:
 def describe_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.describe.critique import LLMConfig
     from workbench.describe.report import describe_photo
+    from workbench.predict import default_scorer_id, load_scorer, score_images
 
     scorer = load_scorer(args.run or default_scorer_id(settings), settings)
     result = result_of(score_images([args.image], scorer, settings), bars=False)
