@@ -39,11 +39,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from workbench.backbones import (
     PREPROCESSING_VERSION,
+    VIEWS,
     LoadedBackbone,
-    MultiLevel,
     WeightStatus,
     get_backbone,
-    load_backbone,
+    load_for_view,
+    view_weight_status,
     weight_status,
 )
 from workbench.backbones.weights import random_weights_id
@@ -189,7 +190,10 @@ def _hash_one(path: Path) -> str | OSError:
         return exc
 
 
-def _status_without_loading(name: str, settings: Settings, random_weights: bool) -> WeightStatus | None:
+def _status_without_loading(name: str, settings: Settings, random_weights: bool, view: str = "pooled") -> WeightStatus | None:
+    if VIEWS[view].status is not None:  # a view with a network of its own (CLIP prompts): its weights
+        status = view_weight_status(name, view, settings, random_weights=random_weights)
+        return status if status.weights_id else None
     if random_weights:
         return WeightStatus("random", "random initialisation requested", random_weights_id())
     status = weight_status(name, settings, check_online=False)
@@ -213,9 +217,9 @@ def extract_features(
     loaded = backbone if isinstance(backbone, LoadedBackbone) else None
     spec = loaded.spec if loaded else get_backbone(backbone)
     dim = spec.feature_dim_of(view)  # also refuses a view the backbone does not have
-    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights)
+    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights, view)
     if status is None:  # weights still to be downloaded: load now so the id is known
-        loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+        loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
         status = loaded.weights
     level = "warning" if status.is_random else "info"
     yield Notice(f"{spec.name}: weights from {status.label()} — {status.detail}", level)
@@ -262,7 +266,7 @@ def extract_features(
     computed = 0
     if todo:
         if loaded is None:
-            loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+            loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
         first_of = {indices[0]: digest for digest, indices in todo.items()}
         items = [(index, str(paths[index])) for index in sorted(first_of)]
         for event in _run_network(loaded, items, settings, stop, view):
@@ -306,12 +310,13 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
     model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
-    multilevel = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else None
+    wrap = VIEWS[view].wrap  # hooks around the backbone's forward (multilevel); None: its output as it is
+    wrapped = wrap(model, loaded.spec) if wrap else None
     try:
-        yield from _batches(loaded, multilevel or model, device, items, settings, stop)
+        yield from _batches(loaded, wrapped or model, device, items, settings, stop)
     finally:
-        if multilevel is not None:
-            multilevel.remove()
+        if wrapped is not None:
+            wrapped.remove()
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 

@@ -79,7 +79,7 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, f
     check_enough(len(data))
     for fam in fams:
         for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
-                                    random_weights=random_weights):
+                                    random_weights=random_weights, features=features):
             yield notice
     finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
                                               random_weights=random_weights))
