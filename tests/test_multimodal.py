@@ -159,6 +159,8 @@ def test_clip_prompts_is_a_feature_view_and_says_plainly_that_no_clip_is_here(se
         check_weights("ridge", settings, backbone="clip_vit_b32", features="clip_prompts")
     message, offer_random, usable = weights_message("ridge", "clip_vit_b32", False, settings, "clip_prompts")
     assert not usable and offer_random and "clip-vit-base-patch32" in message and "not measured" in message
+    message, _, usable = weights_message("ridge", "efficientnet_lite0", False, settings, "clip_prompts")
+    assert not usable and "not a CLIP model" in message  # the Train tab's Features control refuses it too
     image = settings.data_dir / "chelsea.png"
     Image.fromarray(photos["chelsea"]).save(image)
     with pytest.raises(WeightsUnavailable, match="none is on this machine"):

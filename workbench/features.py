@@ -210,7 +210,7 @@ def extract_features(
     random_weights: bool = False,
     view: str = "pooled",
 ) -> Iterator[Progress | Notice | Finished]:
-    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled" or "multilevel",
+    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled", "multilevel", "clip_prompts",
     see ``FEATURE_VIEWS``). Raises WeightsUnavailable up front."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]

@@ -102,7 +102,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
 
     ``params`` optionally maps a family to hyper-parameter overrides; ``features`` is
-    the feature view ("pooled" or "multilevel"; ``auto`` chooses its own). With ``grouped``
+    the feature view (a name in ``FEATURE_VIEWS``; ``auto`` chooses its own). With ``grouped``
     (the default) near-duplicate photos stay in one fold (``splits.near_duplicate_groups``). A Stop
     ends after the current fold with the families finished so far
     (``Finished(report, stopped=True)``).

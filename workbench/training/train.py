@@ -173,7 +173,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
           ) -> Iterator[Progress | EpochEnd | Notice | Finished]:
     """Train ``family`` and store the run; ends with ``Finished(RunManifest, stopped)``.
 
-    ``features`` is the feature view ("pooled" or "multilevel"; families such as
+    ``features`` is the feature view (a name in ``FEATURE_VIEWS``; families such as
     ``auto`` choose their own), recorded in the run so predicting uses the same.
 
     ``params`` overrides the family's defaults (validated); ``data`` defaults

@@ -75,7 +75,7 @@ def missing_weights_markdown(exc: WeightsMissing, settings: Settings) -> str:
         return (f"{STOP} **{exc.backbone} has no pretrained weights.** Train is off until you choose another "
                 f"backbone {box}.")
     if not exc.target.suffix:  # a model folder (the CLIP behind the clip_prompts view): its own instructions
-        return f"{STOP} **Train is off: {exc.backbone} lacks the model this feature view needs.** {exc} Or {box}."
+        return f"{STOP} **Train is off: {exc.backbone} lacks the model this feature view needs.** {exc} — {box}."
     get = f"Download [{exc.target.name}]({exc.url}) and place it" if exc.url else f"Place the file `{exc.target.name}`"
     return (f"{STOP} **Pretrained weights for {exc.backbone} are missing.** Train is off until they are here. "
             f"{get} in the weights folder `{exc.target.parent}` (*weights_dir* in the settings), then reload "
