@@ -39,11 +39,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from workbench.backbones import (
     PREPROCESSING_VERSION,
+    VIEWS,
     LoadedBackbone,
-    MultiLevel,
     WeightStatus,
     get_backbone,
-    load_backbone,
+    load_for_view,
+    view_weight_status,
     weight_status,
 )
 from workbench.backbones.weights import random_weights_id
@@ -204,7 +205,10 @@ def _hash_one(path: Path) -> str | OSError:
         return exc
 
 
-def _status_without_loading(name: str, settings: Settings, random_weights: bool) -> WeightStatus | None:
+def _status_without_loading(name: str, settings: Settings, random_weights: bool, view: str = "pooled") -> WeightStatus | None:
+    if VIEWS[view].status is not None:  # a view with a network of its own (CLIP prompts): its weights
+        status = view_weight_status(name, view, settings, random_weights=random_weights)
+        return status if status.weights_id else None
     if random_weights:
         return WeightStatus("random", "random initialisation requested", random_weights_id())
     status = weight_status(name, settings, check_online=False)
@@ -221,16 +225,16 @@ def extract_features(
     random_weights: bool = False,
     view: str = "pooled",
 ) -> Iterator[Progress | Notice | Finished]:
-    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled" or "multilevel",
+    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled", "multilevel", "clip_prompts",
     see ``FEATURE_VIEWS``). Raises WeightsUnavailable up front."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     loaded = backbone if isinstance(backbone, LoadedBackbone) else None
     spec = loaded.spec if loaded else get_backbone(backbone)
     dim = spec.feature_dim_of(view)  # also refuses a view the backbone does not have
-    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights)
+    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights, view)
     if status is None:  # weights still to be downloaded: load now so the id is known
-        loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+        loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
         status = loaded.weights
     level = "warning" if status.is_random else "info"
     yield Notice(f"{spec.name}: weights from {status.label()} — {status.detail}", level)
@@ -277,7 +281,7 @@ def extract_features(
     computed = 0
     if todo:
         if loaded is None:
-            loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+            loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
         first_of = {indices[0]: digest for digest, indices in todo.items()}
         items = [(index, str(paths[index])) for index in sorted(first_of)]
         for event in _run_network(loaded, items, settings, stop, view):
@@ -324,16 +328,17 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
     try:
         yield from _batches(loaded, model, device, items, settings, stop)
     finally:
-        if isinstance(model, MultiLevel):
+        if model is not loaded.model:  # a view's hooks (multilevel) come off the caller's backbone
             model.remove()
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 
 def feature_network(loaded: LoadedBackbone, device: torch.device, view: str = "pooled") -> torch.nn.Module:
-    """The backbone as batched extraction runs it: on ``device``, channels-last, eval; wrapped in
-    MultiLevel for the multilevel view (call ``.remove()`` on that when done)."""
+    """The backbone as batched extraction runs it: on ``device``, channels-last, eval; wrapped as the
+    view says (multilevel hooks its stages: call ``.remove()`` on a wrapper when done)."""
     model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
-    return MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else model
+    wrap = VIEWS[view].wrap  # None: the backbone's output as it is
+    return wrap(model, loaded.spec) if wrap else model
 
 
 def forward_batch(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> np.ndarray:
