@@ -163,15 +163,30 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int):
         index, path = self.items[i]
-        try:
-            draft = (self.min_size, self.min_size) if self.min_size else None
-            image = load_image(path, max_pixels=self.max_pixels, min_size=draft)
-            return index, self.transform(image), ""
-        except ImageError as exc:
-            reason = str(exc)
-        except Exception as exc:  # a decoder bug must not end the whole extraction
-            reason = f"{Path(path).name}: cannot be decoded ({type(exc).__name__}: {exc})"
-        return index, torch.zeros(3, self.size, self.size), reason
+        tensor, reason = decode_tensor(path, self.transform, self.min_size, self.max_pixels)
+        return index, tensor, reason
+
+
+def decode_tensor(source, transform, min_size: int | None, max_pixels: int,
+                  name: str | None = None) -> tuple[torch.Tensor, str]:
+    """(normalised [3,S,S], "") for a photo (path or bytes; ``name`` labels bytes in messages),
+    or (zeros, reason) when it cannot be used: a broken file gives a reason, never an exception.
+    ``min_size``: JPEG draft decoding near the network's input size (None: full decode)."""
+    try:
+        draft = (min_size, min_size) if min_size else None
+        image = load_image(source, max_pixels=max_pixels, min_size=draft, name=name)
+        return transform(image), ""
+    except ImageError as exc:
+        reason = str(exc)
+    except Exception as exc:  # a decoder bug must not end the whole extraction
+        label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
+        reason = f"{label}: cannot be decoded ({type(exc).__name__}: {exc})"
+    return torch.zeros(3, transform.size, transform.size), reason
+
+
+def draft_size(spec) -> int | None:
+    """The size a backbone's JPEGs may be draft-decoded near (None: it needs a full decode)."""
+    return spec.input_size if spec.draft_decode else None
 
 
 def _worker_init(_: int) -> None:
@@ -305,23 +320,37 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
     """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
-    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
-    multilevel = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else None
+    model = feature_network(loaded, device, view)
     try:
-        yield from _batches(loaded, multilevel or model, device, items, settings, stop)
+        yield from _batches(loaded, model, device, items, settings, stop)
     finally:
-        if multilevel is not None:
-            multilevel.remove()
+        if isinstance(model, MultiLevel):
+            model.remove()
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 
+def feature_network(loaded: LoadedBackbone, device: torch.device, view: str = "pooled") -> torch.nn.Module:
+    """The backbone as batched extraction runs it: on ``device``, channels-last, eval; wrapped in
+    MultiLevel for the multilevel view (call ``.remove()`` on that when done)."""
+    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
+    return MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else model
+
+
+def forward_batch(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Features float32 [N, D] of normalised images [N,3,S,S] (a ``feature_network``)."""
+    batch = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    # Never yield inside inference_mode: grad mode is per thread, and Gradio resumes a generator
+    # on whichever worker thread is free, so a thread left in inference mode would later run
+    # another tab's training without gradients ("does not require grad").
+    with torch.inference_mode():
+        return model(batch).float().cpu().numpy()
+
+
 def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
-    size = loaded.spec.input_size
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
     workers = settings.num_workers if len(items) > 2 * batch_size else 0
-    draft_size = size if loaded.spec.draft_decode else None
-    loader = DataLoader(_Images(items, loaded.transform, draft_size, settings.max_pixels), batch_size=batch_size,
+    loader = DataLoader(_Images(items, loaded.transform, draft_size(loaded.spec), settings.max_pixels), batch_size=batch_size,
                         num_workers=workers, worker_init_fn=_worker_init if workers else None,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     started, count = time.perf_counter(), 0
@@ -333,12 +362,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
         if ok:
-            batch = images[ok].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            # Never yield inside inference_mode: grad mode is per thread, and Gradio resumes a generator
-            # on whichever worker thread is free, so a thread left in inference mode would later run
-            # another tab's training without gradients ("does not require grad").
-            with torch.inference_mode():
-                out = model(batch).float().cpu().numpy()
+            out = forward_batch(model, images[ok], device)
             vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
         count += len(reasons)
         yield vectors, errors, count / max(time.perf_counter() - started, 1e-9)
