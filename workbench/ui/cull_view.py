@@ -47,6 +47,7 @@ KEYS_JS = """
   document.addEventListener('keydown', (e) => {
     const view = document.querySelector('#cull-groups');
     if (!view || view.offsetParent === null || !view.querySelector('.cull-photo')) return;
+    if (window.__keysOwner === 'predict') return;  /* the Best-first gallery above was clicked last */
     const t = e.target;
     if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
     if (e.ctrlKey || e.metaKey || e.altKey || !keys.includes(e.key.toLowerCase())) return;
