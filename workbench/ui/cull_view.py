@@ -35,13 +35,23 @@ KEYS_JS = """
 () => {
   if (window.__cullKeys) return;
   window.__cullKeys = true;
-  const send = (value) => {
+  // One message at a time through the hidden box: set it, let Gradio see the input, click, then
+  // the next. (Two sends within the 30 ms used to click twice with the second value: a click on a
+  // photo followed at once by → moved two photos.)
+  const queue = [];
+  let sending = false;
+  const pump = () => {
     const box = document.querySelector('#cull-key textarea, #cull-key input');
     const go = document.querySelector('#cull-key-go');
-    if (!box || !go) return;
-    box.value = value + '|' + Date.now();
+    if (!queue.length || !box || !go) { sending = false; return; }
+    sending = true;
+    box.value = queue.shift();
     box.dispatchEvent(new Event('input', {bubbles: true}));
-    setTimeout(() => go.click(), 30);
+    setTimeout(() => { go.click(); pump(); }, 30);
+  };
+  const send = (value) => {
+    queue.push(value + '|' + Date.now());
+    if (!sending) pump();
   };
   const keys = ['p', 'x', 'u', 'arrowleft', 'arrowright', '0', '1', '2', '3', '4', '5'];
   document.addEventListener('keydown', (e) => {
