@@ -10,7 +10,9 @@
 3. the rest is decoded by DataLoader worker processes (JPEG draft decoding near
    the network's input size, EXIF orientation applied) and run through the
    backbone in batches under ``torch.inference_mode``, channels-last, on the GPU
-   when there is one. A broken image is skipped with its reason; its batch goes on.
+   when there is one; on the CPU in ONNX Runtime instead where its export was
+   checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
+   and a Notice say which). A broken image is skipped with its reason; its batch goes on.
 
 Cache files are safetensors (no pickle) holding one float32 vector and the
 SHA-256 of its bytes; a file whose checksum, key or shape does not match is
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from workbench import onnx_runtime
 from workbench.backbones import (
     PREPROCESSING_VERSION,
     LoadedBackbone,
@@ -70,6 +73,7 @@ class FeatureResult:
     computed: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    runtime: str = ""  # what computed the new features, e.g. "onnxruntime (checked against torch ...)"; "" if none
 
 
 # ------------------------------------------------------------------- cache
@@ -260,6 +264,7 @@ def extract_features(
 
     stopped = cache_failed = False
     computed = 0
+    runtime = ""
     if todo:
         if loaded is None:
             loaded = load_backbone(spec.name, settings, random_weights=random_weights)
@@ -269,6 +274,10 @@ def extract_features(
             if isinstance(event, Finished):
                 stopped = event.stopped
                 break
+            if isinstance(event, onnx_runtime.Choice):  # which runtime computes, and why
+                runtime = event.label
+                yield Notice(f"{spec.name}: computed by {event.label}", event.level)
+                continue
             batch_vectors, batch_errors, rate = event
             for index, vector in batch_vectors.items():
                 digest = first_of[index]
@@ -296,26 +305,32 @@ def extract_features(
     features = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
     result = FeatureResult(features=features, paths=[paths[i] for i in order], errors=errors, weights=status,
                            backbone=spec.name, cache_hits=hits, computed=computed,
-                           seconds=time.perf_counter() - started, notes=notes)
+                           seconds=time.perf_counter() - started, notes=notes, runtime=runtime)
     yield Finished(result, stopped=stopped)
 
 
 def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag,
                  view: str = "pooled"):
-    """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
+    """Yields the runtime Choice, then (vectors {index: [D]}, errors {index: reason}, images/s) per batch,
+    then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
     model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
     multilevel = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else None
     try:
-        yield from _batches(loaded, multilevel or model, device, items, settings, stop)
+        choice = onnx_runtime.choose(multilevel or model, settings, backbone=loaded.spec.name,
+                                     weights_id=loaded.weights.weights_id, output=view, transform=loaded.transform,
+                                     n_images=len(items), on_gpu=device.type != "cpu")
+        yield choice
+        yield from _batches(loaded, multilevel or model, device, items, settings, stop, choice.runner)
     finally:
         if multilevel is not None:
             multilevel.remove()
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 
-def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
+def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag,
+             runner: onnx_runtime.Runner | None = None):
     size = loaded.spec.input_size
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
@@ -332,7 +347,10 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         ok = [i for i, reason in enumerate(reasons) if not reason]
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
-        if ok:
+        if ok and runner is not None:  # ONNX Runtime, checked against torch: plain NCHW float32 in and out
+            out = runner.run(images[ok].numpy())
+            vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
+        elif ok:
             batch = images[ok].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             # Never yield inside inference_mode: grad mode is per thread, and Gradio resumes a generator
             # on whichever worker thread is free, so a thread left in inference mode would later run
