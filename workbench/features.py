@@ -264,7 +264,7 @@ def extract_features(
 
     stopped = cache_failed = False
     computed = 0
-    runtime = ""
+    runtime = runtime_short = ""
     if todo:
         if loaded is None:
             loaded = load_backbone(spec.name, settings, random_weights=random_weights)
@@ -275,7 +275,7 @@ def extract_features(
                 stopped = event.stopped
                 break
             if isinstance(event, onnx_runtime.Choice):  # which runtime computes, and why
-                runtime = event.label
+                runtime, runtime_short = event.label, event.short
                 yield Notice(f"{spec.name}: computed by {event.label}", event.level)
                 continue
             batch_vectors, batch_errors, rate = event
@@ -298,7 +298,7 @@ def extract_features(
                 yield Notice(f"skipped {reason}", "warning")
             done = len(vectors) + len(errors)
             remaining = total - done
-            yield Progress(done, total, f"{spec.name}: {rate:.1f} images/s", rate=rate,
+            yield Progress(done, total, f"{spec.name}: {rate:.1f} images/s on {runtime_short}", rate=rate,
                            eta=remaining / rate if rate > 0 else None)
 
     order = sorted(vectors)

@@ -80,6 +80,11 @@ class Choice:
     label: str  # "onnxruntime (checked against torch ...)" or "torch (...why...)"
     level: str = "info"  # "warning" when ONNX Runtime was wanted but refused
 
+    @property
+    def short(self) -> str:
+        """For progress lines: "onnxruntime (checked against torch)" or "torch"."""
+        return "onnxruntime (checked against torch)" if self.runner is not None else "torch"
+
 
 def cpu_count() -> int:
     """Cores this process may use (affinity, not the machine's total)."""

@@ -198,7 +198,7 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
             elif tensors:
                 with lock, torch.inference_mode():  # not while Grad-CAM hooks sit on the shared model
                     dists.append(model(torch.stack(tensors)).numpy().astype(np.float64))
-            yield Progress(min((index + 1) * batch, len(paths)), len(paths), "scoring with NIMA")
+            yield Progress(min((index + 1) * batch, len(paths)), len(paths), f"scoring with NIMA on {choice.short}")
         for future in pending:
             future.cancel()
     p = np.concatenate(dists) if dists else np.zeros((0, 10))
