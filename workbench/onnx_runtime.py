@@ -159,6 +159,9 @@ def _session(path: Path):
     options.intra_op_num_threads = cpu_count()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle threads sleep instead of spinning: image decoding shares these cores with the network
+    # (DataLoader workers, NIMA's decode threads), and a spinning thread takes their time.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
