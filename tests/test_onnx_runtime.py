@@ -27,7 +27,7 @@ from workbench.backbones.nima import distribution_mean_std, load_nima
 from workbench.config import load_settings
 from workbench.errors import BadInput
 from workbench.events import Finished, Notice, drain
-from workbench.features import extract_features
+from workbench.features import clear_cache, extract_features
 
 # Exported and compared here with random weights (the graph is what an export can get wrong; the
 # weights are numbers in it). The big ones take 20-60 s to export on two cores: bench/cpu_path_bench.py
@@ -117,18 +117,26 @@ def test_nima_scores_within_0005_of_torch_and_chelsea_still_512(cpu_settings, ph
     assert ort_mean[list(photos).index("chelsea")] == pytest.approx(5.12, abs=0.02)
 
 
-def test_extraction_uses_the_checked_export_and_gives_torchs_features(cpu_settings, scored_photo_folder, tmp_path):
+def test_a_large_extraction_exports_then_small_ones_reuse_it(settings, scored_photo_folder, monkeypatch):
     paths = sorted(scored_photo_folder.iterdir())
-    loaded = load_backbone("efficientnet_lite0", cpu_settings)
-    _checked(loaded.model, cpu_settings, loaded, "pooled")  # made once; a small job then uses it
-    events = list(extract_features(paths, "efficientnet_lite0", cpu_settings))
+    monkeypatch.setattr(onnx_runtime, "EXPORT_MIN_IMAGES", len(paths))  # six photos count as a large job here
+    events = list(extract_features(paths, "efficientnet_lite0", settings))
+    messages = [e.message for e in events if isinstance(e, Notice)]
+    assert any("exporting to ONNX Runtime and checking it against torch" in m for m in messages)
+    assert any("computed by onnxruntime (checked against torch" in m for m in messages)
     result = events[-1].result
     assert result.runtime.startswith("onnxruntime (checked against torch")
-    assert any(isinstance(e, Notice) and "computed by onnxruntime" in e.message for e in events)
-    torch_settings = cpu_settings.replace(cache_dir=tmp_path / "torch_cache", runtime="torch")
+    assert (settings.cache_dir / "onnx" / "efficientnet_lite0").is_dir()
+
+    monkeypatch.setattr(onnx_runtime, "EXPORT_MIN_IMAGES", 48)
+    clear_cache(settings)  # features computed again, by a job too small to export: the export is reused
+    again = drain(extract_features(paths[:2], "efficientnet_lite0", settings))
+    assert again.computed == 2 and again.runtime.startswith("onnxruntime")
+
+    torch_settings = settings.replace(cache_dir=settings.cache_dir / "torch_only", runtime="torch")
     reference = drain(extract_features(paths, "efficientnet_lite0", torch_settings))
     assert reference.runtime == "torch (features.runtime is 'torch')"
-    assert not (tmp_path / "torch_cache" / "onnx").exists()
+    assert not (torch_settings.cache_dir / "onnx").exists()
     assert onnx_runtime.max_relative_difference(result.features, reference.features) < 1e-4
 
 

@@ -274,6 +274,9 @@ def extract_features(
             if isinstance(event, Finished):
                 stopped = event.stopped
                 break
+            if isinstance(event, Notice):
+                yield event
+                continue
             if isinstance(event, onnx_runtime.Choice):  # which runtime computes, and why
                 runtime, runtime_short = event.label, event.short
                 yield Notice(f"{spec.name}: computed by {event.label}", event.level)
@@ -311,16 +314,19 @@ def extract_features(
 
 def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag,
                  view: str = "pooled"):
-    """Yields the runtime Choice, then (vectors {index: [D]}, errors {index: reason}, images/s) per batch,
+    """Yields a Notice before an export, the runtime Choice, then (vectors {index: [D]}, errors {index: reason}, images/s) per batch,
     then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
     model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
     multilevel = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else None
     try:
-        choice = onnx_runtime.choose(multilevel or model, settings, backbone=loaded.spec.name,
-                                     weights_id=loaded.weights.weights_id, output=view, transform=loaded.transform,
-                                     n_images=len(items), on_gpu=device.type != "cpu")
+        where = dict(backbone=loaded.spec.name, weights_id=loaded.weights.weights_id, output=view,
+                     n_images=len(items), on_gpu=device.type != "cpu")
+        if onnx_runtime.will_export(settings, **where):
+            yield Notice(f"{loaded.spec.name}: exporting to ONNX Runtime and checking it against torch "
+                         f"(once per weights file; seconds to a minute)")
+        choice = onnx_runtime.choose(multilevel or model, settings, transform=loaded.transform, **where)
         yield choice
         yield from _batches(loaded, multilevel or model, device, items, settings, stop, choice.runner)
     finally:

@@ -95,11 +95,20 @@ def cpu_count() -> int:
 
 
 def versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
+    """torch, onnx and onnxruntime versions (read from their metadata: importing onnx costs time).
+    Raises ImportError when onnx or onnxruntime is not installed."""
+    import importlib
+    from importlib import metadata
+
     import torch
 
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    def version(module: str) -> str:
+        try:
+            return metadata.version(module)
+        except metadata.PackageNotFoundError:  # another distribution of it (onnxruntime-gpu ...), or none
+            return importlib.import_module(module).__version__
+
+    return {"torch": torch.__version__, "onnx": version("onnx"), "onnxruntime": version("onnxruntime")}
 
 
 def export_folder(settings: "Settings", backbone: str, weights_id: str, output: str) -> tuple[Path, str]:
@@ -319,6 +328,18 @@ def choose(model: "nn.Module", settings: "Settings", *, backbone: str, weights_i
         return Choice(None, "torch (on the GPU)")
     return prepare(model, settings, backbone=backbone, weights_id=weights_id, output=output, transform=transform,
                    export=n_images >= EXPORT_MIN_IMAGES)
+
+
+def will_export(settings: "Settings", *, backbone: str, weights_id: str, output: str, n_images: int,
+                on_gpu: bool = False) -> bool:
+    """Whether :func:`choose` with these arguments is about to export (so a caller can say so first)."""
+    if settings.runtime != "auto" or on_gpu or n_images < EXPORT_MIN_IMAGES:
+        return False
+    try:
+        folder, key = export_folder(settings, backbone, weights_id, output)
+    except ImportError:
+        return False
+    return _read_check(folder, key) is None
 
 
 def forward(choice: Choice, model: Callable, x) -> np.ndarray:
