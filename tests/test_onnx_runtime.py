@@ -13,6 +13,7 @@ from workbench import compat  # noqa: F401
 # isort: split
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,14 @@ def test_nima_scorer_says_which_runtime_scored(cpu_settings, scored_photo_folder
                 if isinstance(e, Finished)][-1]
     for row in finished.result.rows:
         assert ort_rows[row.path] == pytest.approx(row.score, abs=0.005)
+
+
+def test_cli_runtime_flag_and_json_say_which_runtime_computed(run_cli, workbench_env, photos):
+    data_dir = workbench_env["WORKBENCH_DATA_DIR"]
+    for name in ("chelsea", "coffee"):
+        Image.fromarray(photos[name]).save(f"{data_dir}/{name}.jpg", quality=90)
+    document = json.loads(run_cli("--runtime", "torch", "features", "--json").stdout)
+    assert document["computed"] == 2 and document["runtime"] == "torch (features.runtime is 'torch')"
+    again = json.loads(run_cli("features", "--json").stdout)  # all from the cache now: nothing computed
+    assert again["cache_hits"] == 2 and again["runtime"] == "none (all from cache)"
+    assert not list((Path(workbench_env["WORKBENCH_CACHE_DIR"]) / "onnx").glob("*"))  # two images: no export
