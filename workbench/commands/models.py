@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.backbones import BACKBONES, FEATURE_VIEWS, weight_status
 from workbench.cli import CommandError, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
@@ -22,6 +21,8 @@ def _megabytes(n: int) -> str:
 
 @command("backbones", "List the pretrained backbones and where each one's weights would come from now.")
 def backbones_command(args: argparse.Namespace, settings: Settings) -> list[dict]:
+    from workbench.backbones import BACKBONES, weight_status  # timm: only for the commands that use it
+
     rows = []
     for name, spec in BACKBONES.items():
         status = weight_status(name, settings)
@@ -50,6 +51,8 @@ def backbones_command(args: argparse.Namespace, settings: Settings) -> list[dict
 
 
 def _features_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.backbones import BACKBONES, FEATURE_VIEWS
+
     parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
                         help="backbone to extract with (default: features.default_backbone)")
     parser.add_argument("--random-weights", action="store_true",
@@ -96,6 +99,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.backbones import BACKBONES
+
     parser.add_argument("--clear", action="store_true", help="delete every cached feature (rebuilt on demand)")
     parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
                         help="with --clear: only this backbone's features")

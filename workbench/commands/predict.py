@@ -15,15 +15,19 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cli import CommandError, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
-from workbench.predict import BatchResult, default_scorer_id, load_scorer, score_images, write_csv
+
+if TYPE_CHECKING:
+    from workbench.predict import BatchResult
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.dataset.ratings import STAR_METHODS
+
     parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="images or folders (searched recursively)")
     parser.add_argument("--csv", metavar="OUT", help="also write the results to this CSV file")
@@ -77,6 +81,9 @@ def _document(result: BatchResult, scorer) -> dict:
 
 @command("predict", "Score images or folders with a trained run or 'nima', best first.", _predict_arguments)
 def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.dataset.ratings import write_star_ratings
+    from workbench.predict import load_scorer, score_images, write_csv  # torch: only when scoring
+
     scorer = load_scorer(args.run_id, settings)
     if not args.json:
         print(f"{scorer.id}: scale {scorer.scale[0]:g}-{scorer.scale[1]:g}; {scorer.weights_note}", file=sys.stderr)
@@ -130,6 +137,7 @@ def _describe_arguments(parser: argparse.ArgumentParser) -> None:
 def describe_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.describe.critique import LLMConfig
     from workbench.describe.report import describe_photo
+    from workbench.predict import default_scorer_id, load_scorer, score_images
 
     scorer = load_scorer(args.run or default_scorer_id(settings), settings)
     result = result_of(score_images([args.image], scorer, settings), bars=False)
