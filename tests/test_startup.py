@@ -66,7 +66,7 @@ def test_a_command_still_lists_its_own_options_in_its_help(workbench_env):
     # arguments are declared when a command is asked for: check ones that come from a registry
     out, loaded = _cli(workbench_env, "features", "--help")
     assert "--backbone NAME" in out.stdout and "--random-weights" in out.stdout
-    assert "{pooled,multilevel}" in out.stdout  # the feature views of workbench.backbones
+    assert "{pooled,multilevel,clip_prompts}" in out.stdout  # the feature views of workbench.backbones
     assert "gradio" not in loaded
 
 

@@ -158,7 +158,8 @@ def _clip_features(model: nn.Module) -> nn.Module:
 @register_backbone(description="CLIP ViT-B/32 image tower (OpenAI; timm); online only", input_size=224, feature_dim=512,
                    mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
                    weights=(hf_timm_weights("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors", _openai_clip_keys),),
-                   to_features=_clip_features, gradcam_layer="", online_only=True)
+                   to_features=_clip_features, gradcam_layer="", online_only=True,
+                   prompt_model="openai/clip-vit-base-patch32")
 def clip_vit_b32() -> nn.Module:
     return _timm_model("vit_base_patch32_clip_224.openai")
 
@@ -166,7 +167,8 @@ def clip_vit_b32() -> nn.Module:
 @register_backbone(description="CLIP ViT-L/14 image tower (OpenAI; timm); online only, large", input_size=224,
                    feature_dim=768, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
                    weights=(hf_timm_weights("timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors", _openai_clip_keys),),
-                   to_features=_clip_features, gradcam_layer="", online_only=True)
+                   to_features=_clip_features, gradcam_layer="", online_only=True,
+                   prompt_model="openai/clip-vit-large-patch14")
 def clip_vit_l14() -> nn.Module:
     return _timm_model("vit_large_patch14_clip_224.openai")
 

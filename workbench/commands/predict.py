@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.cli import CommandError, command
+from workbench.commands.engine import add_engine_arguments, check_engine_arguments, ray_document
 from workbench.commands.progress import result_of
 from workbench.config import Settings
 
@@ -44,6 +45,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "comes from scores.csv, its XMP keywords/title/description, or a cached caption")
     parser.add_argument("--embed-xmp", action="store_true",
                         help="with --write-xmp, also write the rating into each photo file itself (rewrites the photo)")
+    add_engine_arguments(parser, "scores.parquet", "path, sha256, score, std, distribution (distribution models), error")
 
 
 def typed_texts(values: list[str], paths: list[str]) -> dict[str, str] | None:
@@ -81,6 +83,9 @@ def _document(result: BatchResult, scorer) -> dict:
 
 @command("predict", "Score images or folders with a trained run or 'nima', best first.", _predict_arguments)
 def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
+    check_engine_arguments(args, {"--csv": bool(args.csv), "--write-xmp": args.write_xmp, "--text": bool(args.text)})
+    if args.engine == "ray":
+        return _predict_on_ray(args, settings)
     from workbench.dataset.ratings import write_star_ratings
     from workbench.predict import load_scorer, score_images, write_csv  # torch: only when scoring
 
@@ -118,6 +123,21 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
     if xmp is not None:
         document["xmp"] = xmp.to_json()
     return document
+
+
+def _predict_on_ray(args: argparse.Namespace, settings: Settings) -> dict:
+    """Scores into --out (Parquet) on Ray; the JSON says what the scorer is and where the rows went."""
+    from workbench.scale.ray_engine import ray_predict, scorer_info
+
+    info = scorer_info(args.run_id, settings)
+    job = result_of(ray_predict(args.run_id, args.paths, settings, args.out, address=args.ray_address),
+                    "scoring on Ray", unit="img")
+    threshold = info["threshold"] if args.threshold is None else args.threshold
+    if not args.json:
+        print(f"{job.new} scored, {job.skipped} already in {job.out}, {job.failed} could not be scored "
+              f"({job.rows} rows in it) in {job.seconds:.1f} s on Ray at {job.address}", file=sys.stderr)
+    return ray_document(job, scorer=args.run_id, scale=info["scale"], threshold=threshold, weights=info["weights"],
+                        stopped=False, scored=job.new, failed=job.failed)
 
 
 def _describe_arguments(parser: argparse.ArgumentParser) -> None:
