@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("workbench.training",),
     ("workbench.runs",),
     ("workbench.models",),
-    ("workbench.features", "workbench.backbones", "workbench.dataset", "workbench.multimodal"),
+    ("workbench.features", "workbench.onnx_runtime", "workbench.backbones", "workbench.dataset", "workbench.multimodal"),
     ("workbench.images", "workbench.metrics", "workbench.errors", "workbench.config", "workbench.events",
      "workbench.fsutil", "workbench.compat", "workbench"),
 )

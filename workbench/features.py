@@ -10,7 +10,9 @@
 3. the rest is decoded by DataLoader worker processes (JPEG draft decoding near
    the network's input size, EXIF orientation applied) and run through the
    backbone in batches under ``torch.inference_mode``, channels-last, on the GPU
-   when there is one. A broken image is skipped with its reason; its batch goes on.
+   when there is one; on the CPU in ONNX Runtime instead where its export was
+   checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
+   and a Notice say which). A broken image is skipped with its reason; its batch goes on.
 
 Cache files are safetensors (no pickle) holding one float32 vector and the
 SHA-256 of its bytes; a file whose checksum, key or shape does not match is
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from workbench import onnx_runtime
 from workbench.backbones import (
     PREPROCESSING_VERSION,
     VIEWS,
@@ -71,6 +74,7 @@ class FeatureResult:
     computed: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    runtime: str = ""  # what computed the new features, e.g. "onnxruntime (checked against torch ...)"; "" if none
 
 
 # ------------------------------------------------------------------- cache
@@ -279,6 +283,7 @@ def extract_features(
 
     stopped = cache_failed = False
     computed = 0
+    runtime = runtime_short = ""
     if todo:
         if loaded is None:
             loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
@@ -288,6 +293,13 @@ def extract_features(
             if isinstance(event, Finished):
                 stopped = event.stopped
                 break
+            if isinstance(event, Notice):
+                yield event
+                continue
+            if isinstance(event, onnx_runtime.Choice):  # which runtime computes, and why
+                runtime, runtime_short = event.label, event.short
+                yield Notice(f"{spec.name}: computed by {event.label}", event.level)
+                continue
             batch_vectors, batch_errors, rate = event
             for index, vector in batch_vectors.items():
                 digest = first_of[index]
@@ -308,25 +320,33 @@ def extract_features(
                 yield Notice(f"skipped {reason}", "warning")
             done = len(vectors) + len(errors)
             remaining = total - done
-            yield Progress(done, total, f"{spec.name}: {rate:.1f} images/s", rate=rate,
+            yield Progress(done, total, f"{spec.name}: {rate:.1f} images/s on {runtime_short}", rate=rate,
                            eta=remaining / rate if rate > 0 else None)
 
     order = sorted(vectors)
     features = np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
     result = FeatureResult(features=features, paths=[paths[i] for i in order], errors=errors, weights=status,
                            backbone=spec.name, cache_hits=hits, computed=computed,
-                           seconds=time.perf_counter() - started, notes=notes)
+                           seconds=time.perf_counter() - started, notes=notes, runtime=runtime)
     yield Finished(result, stopped=stopped)
 
 
 def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings: Settings, stop: StopFlag,
                  view: str = "pooled"):
-    """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
+    """Yields a Notice before an export, the runtime Choice, then (vectors {index: [D]}, errors {index: reason}, images/s) per batch,
+    then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
     model = feature_network(loaded, device, view)
     try:
-        yield from _batches(loaded, model, device, items, settings, stop)
+        where = dict(backbone=loaded.spec.name, weights_id=loaded.weights.weights_id, output=view,
+                     n_images=len(items), on_gpu=device.type != "cpu")
+        if onnx_runtime.will_export(settings, **where):
+            yield Notice(f"{loaded.spec.name}: exporting to ONNX Runtime and checking it against torch "
+                         f"(once per weights file; seconds to a minute)")
+        choice = onnx_runtime.choose(model, settings, transform=loaded.transform, **where)
+        yield choice
+        yield from _batches(loaded, model, device, items, settings, stop, choice.runner)
     finally:
         if model is not loaded.model:  # a view's hooks (multilevel) come off the caller's backbone
             model.remove()
@@ -351,7 +371,8 @@ def forward_batch(model: torch.nn.Module, images: torch.Tensor, device: torch.de
         return model(batch).float().cpu().numpy()
 
 
-def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
+def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag,
+             runner: onnx_runtime.Runner | None = None):
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
     workers = settings.num_workers if len(items) > 2 * batch_size else 0
@@ -366,7 +387,10 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         ok = [i for i, reason in enumerate(reasons) if not reason]
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
-        if ok:
+        if ok and runner is not None:  # ONNX Runtime, checked against torch: plain NCHW float32 in and out
+            out = runner.run(images[ok].numpy())
+            vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
+        elif ok:
             out = forward_batch(model, images[ok], device)
             vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
         count += len(reasons)

@@ -157,13 +157,25 @@ def nima_distributions(model, images: torch.Tensor) -> np.ndarray:
 
 
 def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag,
-                  lock: threading.Lock) -> Iterator[Any]:
+                  lock: threading.Lock, said: list[str] | None = None) -> Iterator[Any]:
     """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
-    while the network runs on this one."""
+    while the network runs on this one. On the CPU the network runs in ONNX Runtime where
+    its export gives torch's mean scores (workbench.onnx_runtime); ``said`` remembers the
+    runtime last announced, so a job of many chunks says it once."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from workbench import onnx_runtime
     from workbench.backbones.nima import distribution_mean_std
     from workbench.runs import ImagePredictions
+
+    with lock:  # exporting traces the shared model: not while Grad-CAM hooks sit on it
+        choice = onnx_runtime.choose(model, settings, backbone="nima_mobilenet", weights_id=model.weights.weights_id,
+                                     output="distribution", transform=model.transform, n_images=len(paths),
+                                     on_gpu=next(model.parameters()).device.type != "cpu")
+    said = [] if said is None else said
+    if not said or said[-1] != choice.label:
+        said[:] = [choice.label]
+        yield Notice(f"NIMA computed by {choice.label}", choice.level)
 
     ok: list[Path] = []
     dists: list[np.ndarray] = []
@@ -187,10 +199,12 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
                 else:
                     tensors.append(item)
                     ok.append(path)
-            if tensors:
+            if tensors and choice.runner is not None:  # a separate session: no lock against Grad-CAM needed
+                dists.append(choice.runner.run(torch.stack(tensors).numpy()).astype(np.float64))
+            elif tensors:
                 with lock:  # not while Grad-CAM hooks sit on the shared model
                     dists.append(nima_distributions(model, torch.stack(tensors)))
-            yield Progress(min((index + 1) * batch, len(paths)), len(paths), "scoring with NIMA")
+            yield Progress(min((index + 1) * batch, len(paths)), len(paths), f"scoring with NIMA on {choice.short}")
         for future in pending:
             future.cancel()
     p = np.concatenate(dists) if dists else np.zeros((0, 10))
@@ -213,12 +227,13 @@ def load_nima_scorer(settings: Settings) -> Scorer:
         return _NimaMeanScore(model).eval(), model.blocks[-1], model.transform
 
     lock = threading.Lock()
+    said: list[str] = []  # the runtime last announced (ONNX Runtime or torch), said again only when it changes
     return Scorer(
         id=NIMA_ID, name="NIMA (MobileNet, AVA) - ready, no training", family="nima", scale=(1.0, 10.0),
         default_threshold=NIMA_THRESHOLD, has_distribution=True,
         weights_note=f"NIMA weights: {model.weights.source} ({model.weights.detail})",
         reference_scores=None,
-        predict_chunk=lambda paths, settings, stop=NEVER_STOP: _nima_predict(model, paths, settings, stop, lock),
+        predict_chunk=lambda paths, settings, stop=NEVER_STOP: _nima_predict(model, paths, settings, stop, lock, said),
         gradcam_target=gradcam_target, lock=lock, bin_centres=[float(i) for i in range(1, 11)],
     )
 

@@ -107,7 +107,7 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
         "n_images": len(paths), "n_features": len(result.paths), "feature_dim": int(result.features.shape[1]),
         "cache_hits": result.cache_hits, "computed": result.computed, "seconds": round(result.seconds, 3),
         "errors": [{"file": path, "reason": reason} for path, reason in result.errors.items()],
-        "notes": result.notes,
+        "notes": result.notes, "runtime": result.runtime or "none (all from cache)",
     }
     if not args.json:
         if result.weights.is_random:
@@ -115,6 +115,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
         print(f"{name}: {len(result.paths)} of {len(paths)} images -> {result.features.shape[1]}-d features "
               f"({result.cache_hits} from cache, {result.computed} computed) in {result.seconds:.1f} s; "
               f"weights: {result.weights.label()}")
+        if result.computed:
+            print(f"computed by {result.runtime}")
         for path, reason in result.errors.items():
             print(f"  skipped: {reason}")
     return document
