@@ -102,7 +102,7 @@ def ridge_model(seed):
 
 
 def auto_model(seed):
-    return get_family("auto").build(seed=seed)
+    return get_family("auto").make({}, seed=seed)
 
 
 MODELS = {"ridgecv": ridge_model, "auto": auto_model}
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--weights-dir", type=Path, default=None)
     parser.add_argument("--store", type=Path, default=Path("/tmp/cues_bench.npz"))
     parser.add_argument("--std-backbones", default="efficientnet_lite0,nima_mobilenet")
+    parser.add_argument("--parts", default="A,B,all", help="where to score: half A, half B, all photos")
     parser.add_argument("--prepare-only", action="store_true", help="fill --store and stop")
     args = parser.parse_args()
     settings = bench_settings(args.cache_dir, args.weights_dir)
@@ -150,7 +151,6 @@ def main() -> None:
             "lite0 pooled": (lite[:, -1280:], None),
             "lite0 pooled + cues": (np.hstack([lite[:, -1280:], cue]), "lite0 pooled"),
             "lite0 multilevel": (lite, None),
-            "lite0 multilevel + cues": (np.hstack([lite, cue]), "lite0 multilevel"),
             "nima+lite0 multilevel": (np.hstack([nima, lite]), None),
             "nima+lite0 multilevel + cues": (np.hstack([nima, lite, cue]), "nima+lite0 multilevel")}
     if "std efficientnet_lite0" in stored:
@@ -162,12 +162,14 @@ def main() -> None:
     cats = np.array([r["category"] for r in csv.DictReader(open(args.savoias / "scores.csv", encoding="utf-8"))])
     a = np.isin(cats, HALF_A)
     parts = {"all": np.arange(len(y)), "A": np.flatnonzero(a), "B": np.flatnonzero(~a)}
-    for part, idx in parts.items():
+    for part in args.parts.split(","):
+        idx = parts[part]
         folds = kfold(y[idx], folds=5, seed=42, keys=keys[idx], groups=groups[idx])
         scores = {}
+        needed = {base for _, base in sets.values() if base} | {"cues alone"}
         for mname, make in MODELS.items():
             for fname, (X, base) in sets.items():
-                if fname == "cues alone" and mname == "auto":
+                if (fname == "cues alone" and mname == "auto") or (base is None and fname not in needed):
                     continue
                 s, p = cv(make, X[idx], y[idx], folds)
                 scores[fname, mname] = s

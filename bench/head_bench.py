@@ -1,7 +1,7 @@
 """Which recipe lets the MLP heads beat ridge? Paired per fold, on SAVOIAS and on a 150-photo subset.
 
     .venv/bin/python bench/head_bench.py [--cache-dir DIR] [--weights-dir DIR] [--recipes a,b,...]
-        [--view pooled] [--subset 150] [--subset-seed 0] [--categories]
+        [--view pooled] [--subset 150] [--subset-seeds 0,1,2] [--categories]
 
 Every recipe sees compare's folds (5-fold, seed 42, content-keyed, near-duplicates grouped on
 the same features) and is fitted the way compare fits it (torch heads early-stop on 15% of each
@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--view", default="pooled")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--subset", type=int, default=150, help="photos in the small-set check (0: skip it)")
-    parser.add_argument("--subset-seed", type=int, default=0)
+    parser.add_argument("--subset-seeds", default="0", help="draws of the subset (comma-separated seeds); "
+                        "the summary pools the per-fold differences of every draw")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True, help="run on all photos")
     parser.add_argument("--categories", action="store_true", help="also train on half A, test on half B")
     parser.add_argument("--seed", type=int, default=42)
@@ -108,8 +109,16 @@ def main() -> None:
     if args.full:
         run(recipes, X, y, keys, "all", args.seed)
     if args.subset:
-        pick = np.sort(np.random.default_rng(args.subset_seed).choice(len(y), size=args.subset, replace=False))
-        run(recipes, X[pick], y[pick], keys[pick], f"{args.subset}", args.seed)
+        pooled = {}
+        for draw in [int(d) for d in args.subset_seeds.split(",") if d]:
+            pick = np.sort(np.random.default_rng(draw).choice(len(y), size=args.subset, replace=False))
+            per = run(recipes, X[pick], y[pick], keys[pick], f"{args.subset}/{draw}", args.seed)
+            for recipe, srcc in per.items():
+                pooled.setdefault(recipe, []).extend(srcc)
+        for recipe, srcc in pooled.items():
+            d = np.array(srcc) - np.array(pooled["ridge"])
+            print(f"{args.subset} pooled {recipe:<28}SRCC {np.mean(srcc):.3f}  vs ridge {d.mean():+.4f} ± "
+                  f"{d.std() / np.sqrt(len(d)):.4f} (s.e.) wins {int((d > 0).sum())}/{len(d)}", flush=True)
     if args.categories:
         cats = np.array([r["category"] for r in csv.DictReader(open(args.savoias / "scores.csv", encoding="utf-8"))])
         a = np.isin(cats, HALF_A)
