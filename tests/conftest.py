@@ -196,6 +196,11 @@ def browser():
 
 @pytest.fixture
 def page(browser, output_dir):
+    from playwright.sync_api import expect
+
+    # Playwright's 5 s for an assertion is short for a server reply on a busy two-core machine;
+    # an assertion that holds still returns at once.
+    expect.set_options(timeout=20_000)
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
