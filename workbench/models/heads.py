@@ -54,7 +54,8 @@ class MLP(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Members trained apart (own seed, own early stopping), outputs averaged."""
+    """Members trained apart (own seed, own early stopping), outputs averaged (for nima_head the
+    logits: its distribution is the members' normalised geometric mean)."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
