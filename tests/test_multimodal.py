@@ -5,6 +5,7 @@ import csv
 
 import numpy as np
 import pytest
+from PIL import Image
 from training_fixtures import make_brightness_set, settings_for
 
 from workbench.backbones import text as text_backbones
@@ -132,6 +133,61 @@ def test_clip_prompt_view_runs_on_a_tiny_random_clip():
     assert first.shape == (3, len(PROMPT_PAIRS)) and np.all((first > 0) & (first < 1))
     assert np.array_equal(first, prompt_features(tiny_random_clip(tokenizer, seed=0), images))
     assert not np.allclose(first[0], first[1])  # the image matters
+
+
+def test_clip_prompts_is_a_feature_view_and_says_plainly_that_no_clip_is_here(settings, photos, monkeypatch):
+    """Offered wherever pooled and multilevel are (registry), refused for non-CLIP backbones, and with
+    no CLIP on this machine it names the folder to fill and says its accuracy is not measured."""
+    from workbench.backbones import FEATURE_VIEWS, check_view, get_backbone, view_weight_status
+    from workbench.backbones.weights import WeightsUnavailable
+    from workbench.cli import build_parser
+    from workbench.errors import BadInput, WeightsMissing
+    from workbench.features import features_for
+    from workbench.training import check_weights
+    from workbench.ui.train_tab import weights_message
+
+    assert "clip_prompts" in FEATURE_VIEWS
+    for command in (["features"], ["compare"], ["train", "ridge"], ["learning-curve"]):
+        assert build_parser().parse_args([*command, "--features", "clip_prompts"]).features == "clip_prompts"
+    with pytest.raises(BadInput, match="not a CLIP model.*clip_vit_b32"):
+        check_view(get_backbone("efficientnet_lite0"), "clip_prompts")
+    monkeypatch.setenv("WORKBENCH_OFFLINE", "1")
+    status = view_weight_status("clip_vit_b32", "clip_prompts", settings)
+    assert status.source == "unavailable"
+    assert str(settings.weights_dir / "clip-vit-base-patch32") in status.detail and "not measured" in status.detail
+    with pytest.raises(WeightsMissing, match="clip_prompts.*none is on this machine"):
+        check_weights("ridge", settings, backbone="clip_vit_b32", features="clip_prompts")
+    message, offer_random, usable = weights_message("ridge", "clip_vit_b32", False, settings, "clip_prompts")
+    assert not usable and offer_random and "clip-vit-base-patch32" in message and "not measured" in message
+    message, _, usable = weights_message("ridge", "efficientnet_lite0", False, settings, "clip_prompts")
+    assert not usable and "not a CLIP model" in message  # the Train tab's Features control refuses it too
+    image = settings.data_dir / "chelsea.png"
+    Image.fromarray(photos["chelsea"]).save(image)
+    with pytest.raises(WeightsUnavailable, match="none is on this machine"):
+        features_for([image], "clip_vit_b32", settings, view="clip_prompts")
+
+
+def test_clip_prompt_view_trains_end_to_end_on_a_tiny_random_clip(texted_brightness):
+    """--random-weights builds a tiny random CLIP (stated as such): 8 probabilities per photo, cached,
+    and a run trained on them reloads and predicts. Plumbing only: accuracy not measured."""
+    from workbench.features import features_for
+    from workbench.training import compare
+
+    settings = texted_brightness
+    paths = sorted(settings.data_dir.glob("*.png"))[:6]
+    first = features_for(paths, "clip_vit_b32", settings, random_weights=True, view="clip_prompts")
+    assert first.weights.is_random and "TINY randomly initialised CLIP" in first.weights.detail
+    assert first.features.shape == (6, 8) and np.all((first.features > 0) & (first.features < 1))
+    again = features_for(paths, "clip_vit_b32", settings, random_weights=True, view="clip_prompts")
+    assert again.computed == 0 and np.array_equal(again.features, first.features)
+    report = drain(compare(["ridge"], settings, backbone="clip_vit_b32", features="clip_prompts",
+                           random_weights=True, folds=2))
+    assert report.features == "clip_prompts" and report.results[0].model == "ridge"
+    manifest = [e for e in train("ridge", settings, backbone="clip_vit_b32", features="clip_prompts",
+                                 random_weights=True)][-1].result
+    assert manifest.feature_view == "clip_prompts" and manifest.random_weights
+    run = load_run(manifest.run_id, settings)
+    assert np.all(np.isfinite(drain(run.predict_images(paths[:2], settings)).scores))
 
 
 SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>

@@ -4,6 +4,12 @@ Sub-commands live in ``workbench/commands/<area>.py``; each module registers
 its commands with :func:`command`. This file only holds the global options and
 the dispatch, so adding a command never touches it.
 
+Start-up stays fast (``--help`` and ``dataset`` well under a second): command
+modules import torch, timm, scikit-learn and gradio only inside the functions
+that use them, and a command's own arguments are declared only when that
+command is run or asked for its help (so ``train``'s options, generated from the
+model registry, cost nothing to ``--help`` or ``dataset``).
+
 ``--json`` makes a command print exactly one JSON document on stdout; progress
 bars and messages go to stderr.
 """
@@ -70,6 +76,42 @@ def _load_command_modules() -> None:
         importlib.import_module(module)
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser that declares its arguments the first time it parses or shows help.
+
+    Declaring them may import a registry (backbones, model families), so only the command
+    being run pays for it; argparse hands the command's arguments to this parser, so what
+    it accepts and what ``COMMAND --help`` lists are exactly what ``add_arguments`` declares.
+    """
+
+    declare: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _declare(self) -> None:
+        declare, self.declare = self.declare, None
+        if declare is not None:
+            declare(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._declare()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._declare()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._declare()
+        return super().format_usage()
+
+
+def _declare_command(cmd: Command) -> Callable[[argparse.ArgumentParser], None]:
+    def declare(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")
+        cmd.add_arguments(p)
+
+    return declare
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
     parser = argparse.ArgumentParser(
@@ -78,11 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Aesthetic Workbench: label photos, train and compare score predictors, score new photos.",
     )
     add_setting_flags(parser)  # --data-dir, --models-dir, ... --config: declared with the settings
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")
-        cmd.add_arguments(p)
+        p.declare = _declare_command(cmd)
     return parser
 
 

@@ -39,11 +39,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from workbench.backbones import (
     PREPROCESSING_VERSION,
+    VIEWS,
     LoadedBackbone,
-    MultiLevel,
     WeightStatus,
     get_backbone,
-    load_backbone,
+    load_for_view,
+    view_weight_status,
     weight_status,
 )
 from workbench.backbones.weights import random_weights_id
@@ -163,15 +164,30 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int):
         index, path = self.items[i]
-        try:
-            draft = (self.min_size, self.min_size) if self.min_size else None
-            image = load_image(path, max_pixels=self.max_pixels, min_size=draft)
-            return index, self.transform(image), ""
-        except ImageError as exc:
-            reason = str(exc)
-        except Exception as exc:  # a decoder bug must not end the whole extraction
-            reason = f"{Path(path).name}: cannot be decoded ({type(exc).__name__}: {exc})"
-        return index, torch.zeros(3, self.size, self.size), reason
+        tensor, reason = decode_tensor(path, self.transform, self.min_size, self.max_pixels)
+        return index, tensor, reason
+
+
+def decode_tensor(source, transform, min_size: int | None, max_pixels: int,
+                  name: str | None = None) -> tuple[torch.Tensor, str]:
+    """(normalised [3,S,S], "") for a photo (path or bytes; ``name`` labels bytes in messages),
+    or (zeros, reason) when it cannot be used: a broken file gives a reason, never an exception.
+    ``min_size``: JPEG draft decoding near the network's input size (None: full decode)."""
+    try:
+        draft = (min_size, min_size) if min_size else None
+        image = load_image(source, max_pixels=max_pixels, min_size=draft, name=name)
+        return transform(image), ""
+    except ImageError as exc:
+        reason = str(exc)
+    except Exception as exc:  # a decoder bug must not end the whole extraction
+        label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
+        reason = f"{label}: cannot be decoded ({type(exc).__name__}: {exc})"
+    return torch.zeros(3, transform.size, transform.size), reason
+
+
+def draft_size(spec) -> int | None:
+    """The size a backbone's JPEGs may be draft-decoded near (None: it needs a full decode)."""
+    return spec.input_size if spec.draft_decode else None
 
 
 def _worker_init(_: int) -> None:
@@ -189,7 +205,10 @@ def _hash_one(path: Path) -> str | OSError:
         return exc
 
 
-def _status_without_loading(name: str, settings: Settings, random_weights: bool) -> WeightStatus | None:
+def _status_without_loading(name: str, settings: Settings, random_weights: bool, view: str = "pooled") -> WeightStatus | None:
+    if VIEWS[view].status is not None:  # a view with a network of its own (CLIP prompts): its weights
+        status = view_weight_status(name, view, settings, random_weights=random_weights)
+        return status if status.weights_id else None
     if random_weights:
         return WeightStatus("random", "random initialisation requested", random_weights_id())
     status = weight_status(name, settings, check_online=False)
@@ -206,16 +225,16 @@ def extract_features(
     random_weights: bool = False,
     view: str = "pooled",
 ) -> Iterator[Progress | Notice | Finished]:
-    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled" or "multilevel",
+    """Features for ``paths`` (see the module docstring) in ``view`` ("pooled", "multilevel", "clip_prompts",
     see ``FEATURE_VIEWS``). Raises WeightsUnavailable up front."""
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
     loaded = backbone if isinstance(backbone, LoadedBackbone) else None
     spec = loaded.spec if loaded else get_backbone(backbone)
     dim = spec.feature_dim_of(view)  # also refuses a view the backbone does not have
-    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights)
+    status = loaded.weights if loaded else _status_without_loading(spec.name, settings, random_weights, view)
     if status is None:  # weights still to be downloaded: load now so the id is known
-        loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+        loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
         status = loaded.weights
     level = "warning" if status.is_random else "info"
     yield Notice(f"{spec.name}: weights from {status.label()} — {status.detail}", level)
@@ -262,7 +281,7 @@ def extract_features(
     computed = 0
     if todo:
         if loaded is None:
-            loaded = load_backbone(spec.name, settings, random_weights=random_weights)
+            loaded = load_for_view(spec.name, view, settings, random_weights=random_weights)
         first_of = {indices[0]: digest for digest, indices in todo.items()}
         items = [(index, str(paths[index])) for index in sorted(first_of)]
         for event in _run_network(loaded, items, settings, stop, view):
@@ -305,23 +324,38 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
     """Yields (vectors {index: [D]}, errors {index: reason}, images/s) per batch, then Finished(None, stopped)."""
     device = device_for_inference()
     home = next(loaded.model.parameters()).device
-    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
-    multilevel = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else None
+    model = feature_network(loaded, device, view)
     try:
-        yield from _batches(loaded, multilevel or model, device, items, settings, stop)
+        yield from _batches(loaded, model, device, items, settings, stop)
     finally:
-        if multilevel is not None:
-            multilevel.remove()
+        if model is not loaded.model:  # a view's hooks (multilevel) come off the caller's backbone
+            model.remove()
         loaded.model.to(home)  # a caller's LoadedBackbone is handed back where it was, as it was
 
 
+def feature_network(loaded: LoadedBackbone, device: torch.device, view: str = "pooled") -> torch.nn.Module:
+    """The backbone as batched extraction runs it: on ``device``, channels-last, eval; wrapped as the
+    view says (multilevel hooks its stages: call ``.remove()`` on a wrapper when done)."""
+    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
+    wrap = VIEWS[view].wrap  # None: the backbone's output as it is
+    return wrap(model, loaded.spec) if wrap else model
+
+
+def forward_batch(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Features float32 [N, D] of normalised images [N,3,S,S] (a ``feature_network``)."""
+    batch = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    # Never yield inside inference_mode: grad mode is per thread, and Gradio resumes a generator
+    # on whichever worker thread is free, so a thread left in inference mode would later run
+    # another tab's training without gradients ("does not require grad").
+    with torch.inference_mode():
+        return model(batch).float().cpu().numpy()
+
+
 def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, stop: StopFlag):
-    size = loaded.spec.input_size
     batch_size = max(1, settings.batch_size)
     # Worker processes pay off only when there is more than a batch or two to decode.
     workers = settings.num_workers if len(items) > 2 * batch_size else 0
-    draft_size = size if loaded.spec.draft_decode else None
-    loader = DataLoader(_Images(items, loaded.transform, draft_size, settings.max_pixels), batch_size=batch_size,
+    loader = DataLoader(_Images(items, loaded.transform, draft_size(loaded.spec), settings.max_pixels), batch_size=batch_size,
                         num_workers=workers, worker_init_fn=_worker_init if workers else None,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     started, count = time.perf_counter(), 0
@@ -333,12 +367,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
         if ok:
-            batch = images[ok].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            # Never yield inside inference_mode: grad mode is per thread, and Gradio resumes a generator
-            # on whichever worker thread is free, so a thread left in inference mode would later run
-            # another tab's training without gradients ("does not require grad").
-            with torch.inference_mode():
-                out = model(batch).float().cpu().numpy()
+            out = forward_batch(model, images[ok], device)
             vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
         count += len(reasons)
         yield vectors, errors, count / max(time.perf_counter() - started, 1e-9)

@@ -150,6 +150,12 @@ def _decode_for_nima(path: Path, max_pixels: int, transform) -> torch.Tensor | I
         return exc if isinstance(exc, ImageError) else ImageError(f"{path.name}: {exc}")
 
 
+def nima_distributions(model, images: torch.Tensor) -> np.ndarray:
+    """NIMA's score distributions float64 [N,10] of normalised images [N,3,224,224]."""
+    with torch.inference_mode():
+        return model(images).numpy().astype(np.float64)
+
+
 def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag,
                   lock: threading.Lock) -> Iterator[Any]:
     """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
@@ -182,8 +188,8 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
                     tensors.append(item)
                     ok.append(path)
             if tensors:
-                with lock, torch.inference_mode():  # not while Grad-CAM hooks sit on the shared model
-                    dists.append(model(torch.stack(tensors)).numpy().astype(np.float64))
+                with lock:  # not while Grad-CAM hooks sit on the shared model
+                    dists.append(nima_distributions(model, torch.stack(tensors)))
             yield Progress(min((index + 1) * batch, len(paths)), len(paths), "scoring with NIMA")
         for future in pending:
             future.cancel()

@@ -1,7 +1,8 @@
 """Tab 4 in a real chromium against a real server: score a batch with the ready
 NIMA scorer (uploads plus a typed folder holding a broken file), check the
 gallery is sorted best first, download the CSV and read it, open a Grad-CAM
-overlay of a gallery photo and change its opacity; then one photo on its own.
+overlay of a gallery photo and change its opacity; then one photo on its own;
+then an image+text run, where the text typed for a photo changes its score.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from test_describe_critique import SECRET, ChatServer, completion
 
 from workbench.config import load_settings
 from workbench.events import drain
-from workbench.predict import load_scorer, score_images
+from workbench.predict import load_scorer, score_images, score_one
 
 pytestmark = pytest.mark.browser
 
@@ -132,3 +133,54 @@ def test_one_photo_shows_score_verdict_and_distribution(page: Page, shoot, app_s
     assert server.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
     assert SECRET not in (output_dir / "server.log").read_text()
     page.screenshot(path=str(output_dir / "predict_one_photo.png"), full_page=True)
+
+
+@pytest.fixture
+def texted_run(workbench_env, photos, tmp_path) -> dict:
+    """An image+text run (multimodal_concat on the packaged lite0) whose text carries 40 of the points
+    (a client verdict the pixels cannot show), and a new photo with no text anywhere."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from training_fixtures import make_brightness_set
+
+    from workbench.training import train
+
+    data = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    make_brightness_set(photos, data, n=24, size=48)
+    rows = list(csv.reader(open(data / "scores.csv", encoding="utf-8")))[1:]
+    with open(data / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["filename", "score", "text"])
+        for i, (name, score) in enumerate(rows):
+            loved = i % 2 == 0
+            writer.writerow([name, round(0.6 * float(score) + 40 * loved, 3),
+                             "the client loved it" if loved else "the client rejected it"])
+    manifest = drain(train("multimodal_concat", load_settings()))
+    photo = tmp_path / "new photo.jpg"
+    Image.fromarray(photos["coffee"]).save(photo, quality=92)
+    return {"run_id": manifest.run_id, "photo": photo}
+
+
+def test_typed_text_rescores_a_photo_with_an_image_text_run(page: Page, texted_run, app_server, output_dir):
+    settings = load_settings()
+    scorer = load_scorer(texted_run["run_id"], settings)
+    plain = score_one(texted_run["photo"], scorer, settings)
+    loved = score_one(texted_run["photo"], scorer, settings, text="the client loved it")
+    assert plain.text_source == "none" and loved.text_source == "typed" and abs(loved.score - plain.score) > 1
+
+    page.goto(app_server)
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    # the run is the default scorer once the page has opened (wait for it: its load re-scores the photo)
+    expect(page.locator("#predict-scorer-info")).to_contain_text(scorer.name, timeout=DONE_TIMEOUT)
+    page.locator("#predict-photo input[type=file]").set_input_files(str(texted_run["photo"]))
+    result = page.locator("#predict-result")
+    expect(result).to_contain_text("no text", timeout=DONE_TIMEOUT)  # the server's reply, before any typing
+    expect(result).to_contain_text(f"{plain.score:.2f}")
+    box = page.locator("#predict-text textarea")
+    box.fill("the client loved it")
+    box.press("Enter")
+    expect(result).to_contain_text("Text used: from typed", timeout=DONE_TIMEOUT)
+    expect(result).to_contain_text(f"{loved.score:.2f}")
+    expect(result).not_to_contain_text("no text")
+    page.screenshot(path=str(output_dir / "predict_typed_text.png"), full_page=True)

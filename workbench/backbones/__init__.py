@@ -19,6 +19,7 @@ from workbench.backbones.registry import (
     BACKBONES,
     FEATURE_VIEWS,
     PREPROCESSING_VERSION,
+    VIEWS,
     BackboneSpec,
     ImageTransform,
     LoadedBackbone,
@@ -27,8 +28,11 @@ from workbench.backbones.registry import (
     check_view,
     get_backbone,
     load_backbone,
+    load_for_view,
     make_transform,
     register_backbone,
+    register_view,
+    view_weight_status,
     weight_status,
 )
 from workbench.backbones.weights import WeightSource, WeightStatus, WeightsUnavailable
@@ -38,10 +42,12 @@ from workbench.backbones.weights import WeightSource, WeightStatus, WeightsUnava
 from workbench.backbones import lite  # noqa: F401  (efficientnet_lite0/1/2: the offline default first)
 from workbench.backbones import nima  # noqa: F401
 from workbench.backbones import zoo  # noqa: F401
+from workbench.backbones import clip_prompts  # noqa: F401  (the clip_prompts feature view of the CLIP backbones)
 # isort: on
 
 __all__ = [
-    "BACKBONES", "FEATURE_VIEWS", "MultiLevel", "check_view", "PREPROCESSING_VERSION", "BackboneSpec",
+    "BACKBONES", "FEATURE_VIEWS", "VIEWS", "MultiLevel", "check_view", "PREPROCESSING_VERSION", "BackboneSpec",
+    "load_for_view", "register_view", "view_weight_status",
     "ImageTransform", "LoadedBackbone",
     "WeightSource", "WeightStatus", "WeightsUnavailable", "backbone_choices", "get_backbone", "load_backbone",
     "make_transform", "register_backbone", "weight_status",

@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-import timm
-from timm.models._efficientnet_blocks import DepthwiseSeparableConv
 from torch import nn
 
 from workbench.backbones.registry import HALF, register_backbone, timm_features
@@ -35,6 +33,9 @@ _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 @lru_cache(maxsize=None)
 def _timm_block_layout(variant: str) -> list[tuple[str, dict[str, str]]]:
     """[(timm prefix 'blocks.s.j', member map)] in forward order."""
+    import timm  # here, as in the builders below: registering a backbone must not import timm (~1 s)
+    from timm.models._efficientnet_blocks import DepthwiseSeparableConv
+
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
     layout = []
     for s, stage in enumerate(model.blocks):
@@ -95,6 +96,8 @@ _LITE0_STAGES = _stages((16, 24, 40, 80, 112, 192, 320))
                    input_size=224, weights=_lite_sources(0, "57934424", "0aa007d2"), stage_taps=_LITE0_STAGES,
                    **_COMMON)
 def efficientnet_lite0() -> nn.Module:
+    import timm
+
     return timm.create_model("tf_efficientnet_lite0", pretrained=False)
 
 
@@ -102,6 +105,8 @@ def efficientnet_lite0() -> nn.Module:
                    input_size=240, weights=_lite_sources(1, "77cc7160", "bde8b488"), stage_taps=_LITE0_STAGES,
                    **_COMMON)
 def efficientnet_lite1() -> nn.Module:
+    import timm
+
     return timm.create_model("tf_efficientnet_lite1", pretrained=False)
 
 
@@ -109,4 +114,6 @@ def efficientnet_lite1() -> nn.Module:
                    input_size=260, weights=_lite_sources(2, "9656183e", "dcccb7df"),
                    stage_taps=_stages((16, 24, 48, 88, 120, 208, 352)), **_COMMON)
 def efficientnet_lite2() -> nn.Module:
+    import timm
+
     return timm.create_model("tf_efficientnet_lite2", pretrained=False)

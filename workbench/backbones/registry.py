@@ -77,25 +77,74 @@ class BackboneSpec:
     # whose output is globally average-pooled and concatenated (MLSP, Hosu et al. CVPR 2019).
     # Early stages see colour, texture and contrast; the last one sees objects. Empty: no such view.
     stage_taps: tuple[tuple[str, int], ...] = ()
+    # The CLIP model (Hugging Face id, image and text towers) behind the clip_prompts view; empty: no such view.
+    prompt_model: str = ""
 
     def feature_dim_of(self, view: str) -> int:
-        """Length of one image's vector in ``view`` ("pooled" or "multilevel")."""
+        """Length of one image's vector in ``view`` (see ``FEATURE_VIEWS``)."""
         check_view(self, view)
-        return self.feature_dim if view == "pooled" else sum(c for _, c in self.stage_taps)
+        return VIEWS[view].dim(self)
 
 
-# The feature views a backbone can give: what each one is, for --help and the UI.
-FEATURE_VIEWS = {
-    "pooled": "the last layer's pooled features (what the network's classifier sees)",
-    "multilevel": "every stage's output, pooled and concatenated (colour, texture and layout as well as objects)",
-}
+@dataclass(frozen=True)
+class FeatureView:
+    """One way of turning a backbone's forward pass into a vector per photo, as data.
+
+    ``refuse(spec)`` says why a backbone has no such view (None: it has). ``wrap(model, spec)``
+    hooks around the backbone's own network (its ``remove()`` unhooks it). A view with a network
+    of its own (CLIP prompts) gives ``status(spec, settings, random_weights)`` (where its weights
+    come from, loading nothing) and ``load(spec, settings, random_weights) -> LoadedBackbone``.
+    """
+
+    name: str
+    description: str
+    dim: Callable[["BackboneSpec"], int]
+    refuse: Callable[["BackboneSpec"], Optional[str]] = lambda spec: None
+    wrap: Optional[Callable[[nn.Module, "BackboneSpec"], nn.Module]] = None
+    status: Optional[Callable[..., WeightStatus]] = None
+    load: Optional[Callable[..., "LoadedBackbone"]] = None
+
+
+VIEWS: dict[str, FeatureView] = {}
+# name -> what it is, for --help and the UI (filled by register_view)
+FEATURE_VIEWS: dict[str, str] = {}
+
+
+def register_view(view: FeatureView) -> FeatureView:
+    if view.name in VIEWS:
+        raise ValueError(f"feature view {view.name} registered twice")
+    VIEWS[view.name] = view
+    FEATURE_VIEWS[view.name] = view.description
+    return view
 
 
 def check_view(spec: "BackboneSpec", view: str) -> None:
-    if view not in FEATURE_VIEWS:
-        raise BadInput(f"unknown feature view {view!r}; choose one of: {', '.join(FEATURE_VIEWS)}")
-    if view == "multilevel" and not spec.stage_taps:
-        raise BadInput(f"{spec.name} declares no stage taps, so it has no multilevel view; use --features pooled")
+    if view not in VIEWS:
+        raise BadInput(f"unknown feature view {view!r}; choose one of: {', '.join(VIEWS)}")
+    reason = VIEWS[view].refuse(spec)
+    if reason:
+        raise BadInput(reason)
+
+
+def view_weight_status(name: str, view: str, settings: "Settings", *, random_weights: bool = False) -> WeightStatus:
+    """Where the weights a view of backbone ``name`` needs come from now: the view's own network's
+    (CLIP prompts) or the backbone's."""
+    spec = get_backbone(name)
+    check_view(spec, view)
+    if VIEWS[view].status is not None:
+        return VIEWS[view].status(spec, settings, random_weights=random_weights)
+    if random_weights:
+        return WeightStatus("random", "random initialisation requested", random_weights_id())
+    return weight_status(name, settings)
+
+
+def load_for_view(name: str, view: str, settings: "Settings", *, random_weights: bool = False) -> "LoadedBackbone":
+    """The network that computes ``view`` of backbone ``name``: the view's own, or the backbone."""
+    spec = get_backbone(name)
+    check_view(spec, view)
+    if VIEWS[view].load is not None:
+        return VIEWS[view].load(spec, settings, random_weights=random_weights)
+    return load_backbone(name, settings, random_weights=random_weights)
 
 
 class MultiLevel(nn.Module):
@@ -129,6 +178,15 @@ class MultiLevel(nn.Module):
         finally:
             self._outputs = []
 
+
+register_view(FeatureView(
+    "pooled", "the last layer's pooled features (what the network's classifier sees)", lambda spec: spec.feature_dim))
+register_view(FeatureView(
+    "multilevel", "every stage's output, pooled and concatenated (colour, texture and layout as well as objects)",
+    lambda spec: sum(c for _, c in spec.stage_taps),
+    refuse=lambda spec: None if spec.stage_taps else
+    f"{spec.name} declares no stage taps, so it has no multilevel view; use --features pooled",
+    wrap=lambda model, spec: MultiLevel(model, spec.stage_taps)))
 
 BACKBONES: dict[str, BackboneSpec] = {}
 

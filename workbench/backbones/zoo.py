@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-import timm
-import torchvision.models as tv
 from torch import nn
 
 from workbench.backbones.registry import L2Normalized, register_backbone, timm_features
@@ -19,10 +17,18 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def torchvision_weights(enum, convert=None) -> WeightSource:
-    """torchvision's own file; its name carries the first hex digits of its SHA-256."""
-    url = enum.DEFAULT.url
-    filename = url.rsplit("/", 1)[-1]
+TORCHVISION_WEIGHTS_URL = "https://download.pytorch.org/models/"
+
+
+def torchvision_weights(filename: str, convert=None) -> WeightSource:
+    """torchvision's own file; its name carries the first hex digits of its SHA-256.
+
+    ``filename`` is the last part of the model's ``<Model>_Weights.DEFAULT.url``, kept
+    here as data so that registering a backbone needs no torchvision import (about a
+    second, paid by every start of the app); tests/test_startup.py checks each URL
+    against torchvision's.
+    """
+    url = TORCHVISION_WEIGHTS_URL + filename
     prefix = re.search(r"-([a-f0-9]+)\.", filename)
     return WeightSource(filename=filename, url=url, sha256_prefix=prefix.group(1) if prefix else None, convert=convert)
 
@@ -52,42 +58,55 @@ def _resnet_stages(first: int) -> tuple[tuple[str, int], ...]:
     return tuple((f"layer{i}", first * 2 ** (i - 1)) for i in range(1, 5))
 
 
+def _tv():
+    """``torchvision.models``, imported when a network is built (not when one is registered)."""
+    import torchvision.models
+
+    return torchvision.models
+
+
+def _timm_model(name: str) -> nn.Module:
+    import timm  # as _tv(): only when a network is built
+
+    return timm.create_model(name, pretrained=False)
+
+
 # ---------------------------------------------------------------- torchvision
 @register_backbone(description="ResNet-18 (torchvision, ImageNet)", input_size=224, feature_dim=512,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.ResNet18_Weights),),
+                   interpolation="bilinear", weights=(torchvision_weights("resnet18-f37072fd.pth"),),
                    head="fc", gradcam_layer="layer4", stage_taps=_resnet_stages(64))
 def resnet18() -> nn.Module:
-    return tv.resnet18(weights=None)
+    return _tv().resnet18(weights=None)
 
 
 @register_backbone(description="ResNet-50 (torchvision, ImageNet V2 recipe)", input_size=224, feature_dim=2048,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.ResNet50_Weights),),
+                   interpolation="bilinear", weights=(torchvision_weights("resnet50-11ad3fa6.pth"),),
                    head="fc", gradcam_layer="layer4", stage_taps=_resnet_stages(256))
 def resnet50() -> nn.Module:
-    return tv.resnet50(weights=None)
+    return _tv().resnet50(weights=None)
 
 
 @register_backbone(description="VGG-16 (torchvision, ImageNet); fc7 features", input_size=224, feature_dim=4096,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.VGG16_Weights),),
+                   interpolation="bilinear", weights=(torchvision_weights("vgg16-397923af.pth"),),
                    head="classifier.6", gradcam_layer="features.29")
 def vgg16() -> nn.Module:
-    return tv.vgg16(weights=None)
+    return _tv().vgg16(weights=None)
 
 
 @register_backbone(description="DenseNet-121 (torchvision, ImageNet)", input_size=224, feature_dim=1024,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.DenseNet121_Weights, _densenet_keys),),
+                   interpolation="bilinear", weights=(torchvision_weights("densenet121-a639ec97.pth", _densenet_keys),),
                    head="classifier", gradcam_layer="features.norm5")
 def densenet121() -> nn.Module:
-    return tv.densenet121(weights=None)
+    return _tv().densenet121(weights=None)
 
 
 @register_backbone(description="EfficientNet-B0 (torchvision, ImageNet)", input_size=224, feature_dim=1280,
-                   interpolation="bicubic", weights=(torchvision_weights(tv.EfficientNet_B0_Weights),),
+                   interpolation="bicubic", weights=(torchvision_weights("efficientnet_b0_rwightman-7f5810bc.pth"),),
                    head="classifier", gradcam_layer="features.8",
                    stage_taps=tuple((f"features.{i}", c) for i, c in
                                     enumerate((16, 24, 40, 80, 112, 192, 320, 1280), start=1)))
 def efficientnet_b0() -> nn.Module:
-    return tv.efficientnet_b0(weights=None)
+    return _tv().efficientnet_b0(weights=None)
 
 
 def _inception_features(model: nn.Module) -> nn.Module:
@@ -98,27 +117,27 @@ def _inception_features(model: nn.Module) -> nn.Module:
 
 
 @register_backbone(description="Inception-v3 (torchvision, ImageNet; 299 px)", input_size=299, feature_dim=2048,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.Inception_V3_Weights),),
+                   interpolation="bilinear", weights=(torchvision_weights("inception_v3_google-0cc3c7bd.pth"),),
                    to_features=_inception_features, gradcam_layer="Mixed_7c")
 def inception_v3() -> nn.Module:
     # transform_input=True: the Google weights expect [-1, 1] inputs; the model
     # converts from ImageNet normalisation itself, as torchvision does for them.
-    return tv.inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+    return _tv().inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=True)
 
 
 @register_backbone(description="MobileNet-V3 Large (torchvision, ImageNet)", input_size=224, feature_dim=1280,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.MobileNet_V3_Large_Weights),),
+                   interpolation="bilinear", weights=(torchvision_weights("mobilenet_v3_large-5c1a4163.pth"),),
                    head="classifier.3", gradcam_layer="features.16")
 def mobilenet_v3_large() -> nn.Module:
-    return tv.mobilenet_v3_large(weights=None)
+    return _tv().mobilenet_v3_large(weights=None)
 
 
 @register_backbone(description="ConvNeXt-Tiny (torchvision, ImageNet)", input_size=224, feature_dim=768,
-                   interpolation="bilinear", weights=(torchvision_weights(tv.ConvNeXt_Tiny_Weights),),
+                   interpolation="bilinear", weights=(torchvision_weights("convnext_tiny-983f1562.pth"),),
                    head="classifier.2", gradcam_layer="features.7",
                    stage_taps=(("features.1", 96), ("features.3", 192), ("features.5", 384), ("features.7", 768)))
 def convnext_tiny() -> nn.Module:
-    return tv.convnext_tiny(weights=None)
+    return _tv().convnext_tiny(weights=None)
 
 
 # ----------------------------------------------------------------------- timm
@@ -127,7 +146,7 @@ def convnext_tiny() -> nn.Module:
                    weights=(hf_timm_weights("timm/swin_tiny_patch4_window7_224.ms_in1k"),),
                    to_features=timm_features, gradcam_layer="layers.3", tags=("nhwc_gradcam",))
 def swin_tiny() -> nn.Module:
-    return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
+    return _timm_model("swin_tiny_patch4_window7_224")
 
 
 def _clip_features(model: nn.Module) -> nn.Module:
@@ -139,15 +158,17 @@ def _clip_features(model: nn.Module) -> nn.Module:
 @register_backbone(description="CLIP ViT-B/32 image tower (OpenAI; timm); online only", input_size=224, feature_dim=512,
                    mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
                    weights=(hf_timm_weights("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors", _openai_clip_keys),),
-                   to_features=_clip_features, gradcam_layer="", online_only=True)
+                   to_features=_clip_features, gradcam_layer="", online_only=True,
+                   prompt_model="openai/clip-vit-base-patch32")
 def clip_vit_b32() -> nn.Module:
-    return timm.create_model("vit_base_patch32_clip_224.openai", pretrained=False)
+    return _timm_model("vit_base_patch32_clip_224.openai")
 
 
 @register_backbone(description="CLIP ViT-L/14 image tower (OpenAI; timm); online only, large", input_size=224,
                    feature_dim=768, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
                    weights=(hf_timm_weights("timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors", _openai_clip_keys),),
-                   to_features=_clip_features, gradcam_layer="", online_only=True)
+                   to_features=_clip_features, gradcam_layer="", online_only=True,
+                   prompt_model="openai/clip-vit-large-patch14")
 def clip_vit_l14() -> nn.Module:
-    return timm.create_model("vit_large_patch14_clip_224.openai", pretrained=False)
+    return _timm_model("vit_large_patch14_clip_224.openai")
 

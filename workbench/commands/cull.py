@@ -15,14 +15,13 @@ from pathlib import Path
 from workbench.cli import CommandError, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.cull import CullOptions, copy_photos, cull, cull_csv_text, write_cull_xmp
-from workbench.predict import load_scorer
-
-DEFAULTS = CullOptions()
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     from workbench.commands.predict import _finite_float
+    from workbench.cull import CullOptions
+
+    defaults = CullOptions()
 
     parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="photos or folders (searched recursively)")
@@ -43,8 +42,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
             ("blur_threshold", "flag out of focus below this Laplacian sharpness"),
             ("highlight_threshold", "flag clipped highlights at this share of pixels >= 250/255"),
             ("shadow_threshold", "flag crushed shadows at this share of pixels <= 5/255")):
-        parser.add_argument("--" + name.replace("_", "-"), type=_finite_float, default=getattr(DEFAULTS, name),
-                            help=f"{help_text} (default: {getattr(DEFAULTS, name):g})")
+        parser.add_argument("--" + name.replace("_", "-"), type=_finite_float, default=getattr(defaults, name),
+                            help=f"{help_text} (default: {getattr(defaults, name):g})")
 
 
 def _print(result) -> None:
@@ -60,6 +59,9 @@ def _print(result) -> None:
 
 @command("cull", "Group bursts and near-duplicates, flag blur and clipping, pick the best of each group.", _arguments)
 def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.cull import CullOptions, copy_photos, cull, cull_csv_text, write_cull_xmp
+    from workbench.predict import load_scorer  # torch: only when culling
+
     options = CullOptions(similarity=args.similarity, burst_seconds=args.burst_seconds,
                           burst_similarity=args.burst_similarity, blur_threshold=args.blur_threshold,
                           highlight_threshold=args.highlight_threshold, shadow_threshold=args.shadow_threshold,

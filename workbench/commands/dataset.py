@@ -14,17 +14,11 @@ from pathlib import Path
 from workbench.cli import CommandError, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.dataset import (
-    ScoreStore,
-    import_into_store,
-    scan_source_events,
-    summarize,
-)
-from workbench.dataset.ratings import SOURCES, StarMapping, describe_order
-from workbench.dataset.scores import format_range, format_score
 
 
 def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.dataset.ratings import SOURCES
+
     parser.add_argument("src", metavar="SRC_DIR", help="folder of photos (only files directly inside), or a .zip")
     parser.add_argument("--pattern", default=None,
                         help="regular expression reading the score from the file stem (group 'score', else the "
@@ -39,6 +33,9 @@ def _import_arguments(parser: argparse.ArgumentParser) -> None:
                    "(XMP/EXIF) and file names.",
          _import_arguments)
 def import_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.dataset import ScoreStore, import_into_store, scan_source_events
+    from workbench.dataset.ratings import StarMapping, describe_order
+
     src = Path(args.src).expanduser()
     if not src.exists():
         raise CommandError(f"{src} does not exist")
@@ -80,6 +77,9 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
 @command("dataset", "Describe the training set: counts, score range, histogram, unlabelled files.",
          _dataset_arguments)
 def dataset_command(args: argparse.Namespace, settings: Settings) -> dict:
+    from workbench.dataset import ScoreStore, summarize
+    from workbench.dataset.scores import format_range, format_score
+
     if args.bins < 1:
         raise CommandError("--bins must be at least 1")
     summary = summarize(ScoreStore.from_settings(settings), bins=args.bins)

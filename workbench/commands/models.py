@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.backbones import BACKBONES, FEATURE_VIEWS, weight_status
 from workbench.cli import CommandError, command
+from workbench.commands.engine import add_engine_arguments, check_engine_arguments, ray_document
 from workbench.commands.progress import result_of
 from workbench.config import Settings
 
@@ -22,6 +22,8 @@ def _megabytes(n: int) -> str:
 
 @command("backbones", "List the pretrained backbones and where each one's weights would come from now.")
 def backbones_command(args: argparse.Namespace, settings: Settings) -> list[dict]:
+    from workbench.backbones import BACKBONES, weight_status  # timm: only for the commands that use it
+
     rows = []
     for name, spec in BACKBONES.items():
         status = weight_status(name, settings)
@@ -50,6 +52,8 @@ def backbones_command(args: argparse.Namespace, settings: Settings) -> list[dict
 
 
 def _features_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.backbones import BACKBONES, FEATURE_VIEWS
+
     parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
                         help="backbone to extract with (default: features.default_backbone)")
     parser.add_argument("--random-weights", action="store_true",
@@ -57,6 +61,9 @@ def _features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labelled-only", action="store_true", help="only the images that carry a score")
     parser.add_argument("--features", choices=list(FEATURE_VIEWS), default="pooled",
                         help="feature view: " + "; ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()))
+    parser.add_argument("paths", metavar="PATH", nargs="*",
+                        help="images or folders to extract (default: the images of the data set)")
+    add_engine_arguments(parser, "features.parquet", "path, sha256, features, error")
 
 
 @command("features", "Extract and cache backbone features for the images of the data set.", _features_arguments)
@@ -65,13 +72,33 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.features import extract_features
 
     name = args.backbone or settings.default_backbone
+    check_engine_arguments(args, {})
     store = ScoreStore.from_settings(settings)
-    if args.labelled_only:
+    if args.paths:
+        if args.labelled_only:
+            raise CommandError("--labelled-only picks images of the data set: leave it out when giving PATHs")
+        paths = args.paths
+    elif args.labelled_only:
         paths = [path for path, _ in store.labelled()]
     else:
         paths = [store.data_dir / entry.filename for entry in store.entries()]
     if not paths:
         raise CommandError(f"no images in {settings.data_dir}; import some first (python -m workbench import FOLDER)")
+    if args.engine == "ray":
+        from workbench.scale.ray_engine import ray_features
+
+        job = result_of(ray_features(name, paths, settings, args.out, address=args.ray_address,
+                                     random_weights=args.random_weights, view=args.features), name, unit="img")
+        if not args.json:
+            print(f"{name}: {job.new} extracted, {job.skipped} already in {job.out}, {job.failed} skipped "
+                  f"({job.rows} rows in it) in {job.seconds:.1f} s on Ray at {job.address}")
+        return ray_document(job, backbone=name, features=args.features, random_weights=args.random_weights)
+    if args.paths:
+        from workbench.predict import expand_inputs
+
+        paths, missing = expand_inputs(args.paths)
+        if missing:
+            raise CommandError("; ".join(f"{p}: {why}" for p, why in missing.items()))
     result = result_of(extract_features(paths, name, settings, random_weights=args.random_weights,
                                         view=args.features), name, unit="img")
     document = {
@@ -94,6 +121,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.backbones import BACKBONES
+
     parser.add_argument("--clear", action="store_true", help="delete every cached feature (rebuilt on demand)")
     parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
                         help="with --clear: only this backbone's features")

@@ -15,15 +15,20 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cli import CommandError, command
+from workbench.commands.engine import add_engine_arguments, check_engine_arguments, ray_document
 from workbench.commands.progress import result_of
 from workbench.config import Settings
-from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
-from workbench.predict import BatchResult, default_scorer_id, load_scorer, score_images, write_csv
+
+if TYPE_CHECKING:
+    from workbench.predict import BatchResult
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.dataset.ratings import STAR_METHODS
+
     parser.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or 'nima' for the ready AVA scorer")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="images or folders (searched recursively)")
     parser.add_argument("--csv", metavar="OUT", help="also write the results to this CSV file")
@@ -40,6 +45,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "comes from scores.csv, its XMP keywords/title/description, or a cached caption")
     parser.add_argument("--embed-xmp", action="store_true",
                         help="with --write-xmp, also write the rating into each photo file itself (rewrites the photo)")
+    add_engine_arguments(parser, "scores.parquet", "path, sha256, score, std, distribution (distribution models), error")
 
 
 def typed_texts(values: list[str], paths: list[str]) -> dict[str, str] | None:
@@ -77,6 +83,12 @@ def _document(result: BatchResult, scorer) -> dict:
 
 @command("predict", "Score images or folders with a trained run or 'nima', best first.", _predict_arguments)
 def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
+    check_engine_arguments(args, {"--csv": bool(args.csv), "--write-xmp": args.write_xmp, "--text": bool(args.text)})
+    if args.engine == "ray":
+        return _predict_on_ray(args, settings)
+    from workbench.dataset.ratings import write_star_ratings
+    from workbench.predict import load_scorer, score_images, write_csv  # torch: only when scoring
+
     scorer = load_scorer(args.run_id, settings)
     if not args.json:
         print(f"{scorer.id}: scale {scorer.scale[0]:g}-{scorer.scale[1]:g}; {scorer.weights_note}", file=sys.stderr)
@@ -113,6 +125,21 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
     return document
 
 
+def _predict_on_ray(args: argparse.Namespace, settings: Settings) -> dict:
+    """Scores into --out (Parquet) on Ray; the JSON says what the scorer is and where the rows went."""
+    from workbench.scale.ray_engine import ray_predict, scorer_info
+
+    info = scorer_info(args.run_id, settings)
+    job = result_of(ray_predict(args.run_id, args.paths, settings, args.out, address=args.ray_address),
+                    "scoring on Ray", unit="img")
+    threshold = info["threshold"] if args.threshold is None else args.threshold
+    if not args.json:
+        print(f"{job.new} scored, {job.skipped} already in {job.out}, {job.failed} could not be scored "
+              f"({job.rows} rows in it) in {job.seconds:.1f} s on Ray at {job.address}", file=sys.stderr)
+    return ray_document(job, scorer=args.run_id, scale=info["scale"], threshold=threshold, weights=info["weights"],
+                        stopped=False, scored=job.new, failed=job.failed)
+
+
 def _describe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="one photo")
     parser.add_argument("--run", metavar="RUN_ID", help="run id or 'nima' (default: the best run by SRCC, else nima)")
@@ -130,6 +157,7 @@ def _describe_arguments(parser: argparse.ArgumentParser) -> None:
 def describe_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.describe.critique import LLMConfig
     from workbench.describe.report import describe_photo
+    from workbench.predict import default_scorer_id, load_scorer, score_images
 
     scorer = load_scorer(args.run or default_scorer_id(settings), settings)
     result = result_of(score_images([args.image], scorer, settings), bars=False)

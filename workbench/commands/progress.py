@@ -7,11 +7,12 @@ job's ``Finished`` event is returned.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, Iterable
 
 from workbench.events import EpochEnd, Finished, Notice, Progress
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def drive(events: Iterable[Any], desc: str = "progress", *, unit: str = "it", bars: bool = True) -> Finished | None:
@@ -19,6 +20,7 @@ def drive(events: Iterable[Any], desc: str = "progress", *, unit: str = "it", ba
 
     ``bars=False`` hides the bars (a single photo) but still prints the notices.
     """
+    from tqdm import tqdm  # here, not at the top: ``--help`` need not load it
     bar: tqdm | None = None
     kind = ""  # what the current bar counts: Progress units or epochs (a disabled tqdm keeps no unit)
     finished = None
@@ -55,6 +57,8 @@ def result_of(events: Iterable[Any], desc: str = "progress", *, unit: str = "it"
 
 
 def _new_bar(old: tqdm | None, desc: str, total: int | None, unit: str, shown: bool) -> tqdm:
+    from tqdm import tqdm
+
     if old is not None:
         old.close()
     return tqdm(desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,

@@ -60,7 +60,6 @@ def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEV
     manifest = run.manifest
     family = get_family(manifest.family)
     paths = [Path(p) for p in paths]
-    low, high = manifest.score_min, manifest.score_max
     if family.capabilities.needs_features:
         finished = yield from relay(feature_matrix(paths, manifest.backbones, settings, stop=stop,
                                                    random_weights=manifest.random_weights,
@@ -91,13 +90,21 @@ def predict_images(run, paths: Sequence[Path], settings, *, stop: StopFlag = NEV
                          f"trained with ({then.get('detail')}); its scores may be off", level="warning")
         X, found = with_text_block(X, ok, settings, typed=texts, table=store_texts(settings))
         yield Notice(coverage_note(found), level="info" if all(f.text for f in found) else "warning")
-    scores = np.clip(run.model.predict(X), low, high)
-    distributions = spreads = None
-    if family.capabilities.distribution:
-        distributions = run.model.predict_distribution(X)
-        spreads = run.model.predict_spread(X)
+    scores, distributions, spreads = head_outputs(run, X)
     yield Finished(ImagePredictions(paths=ok, scores=scores, distributions=distributions, errors=errors,
                                     spreads=spreads, texts=found))
+
+
+def head_outputs(run, X) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(scores [N] clipped to the run's range, distributions [N,10] | None, spreads [N] | None) of the
+    run's model on inputs X: features [N, D], or for image families what ``readable_inputs`` gives."""
+    manifest = run.manifest
+    scores = np.clip(run.model.predict(X), manifest.score_min, manifest.score_max)
+    distributions = spreads = None
+    if get_family(manifest.family).capabilities.distribution:
+        distributions = run.model.predict_distribution(X)
+        spreads = run.model.predict_spread(X)
+    return scores, distributions, spreads
 
 
 class ScoreFromPixels(nn.Module):

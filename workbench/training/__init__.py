@@ -13,7 +13,7 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
     # --random-weights), BadParameter / UnknownFamily (workbench.models). Stop: set the StopFlag;
     # the best checkpoint so far is saved as a run with status "stopped" (None if nothing was learnt).
 
-    check_weights(family, settings, backbone=None, random_weights=False) -> list[Notice]
+    check_weights(family, settings, backbone=None, random_weights=False, features=None) -> list[Notice]
         # call when a family/backbone is chosen: raises TrainingError if it cannot train (e.g. Swin
         # weights offline), returns notices to show (weights source, download needed, random weights)
 

@@ -79,7 +79,7 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, f
     check_enough(len(data))
     for fam in fams:
         for notice in check_weights(fam, settings, backbone=resolve_backbone(fam, backbone, settings),
-                                    random_weights=random_weights):
+                                    random_weights=random_weights, features=features):
             yield notice
     finished = yield from relay(gather_inputs(fams, data, backbone, settings, features=features, stop=stop,
                                               random_weights=random_weights))
@@ -102,7 +102,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     """Cross-validate ``families`` ending with ``Finished(CompareReport)``.
 
     ``params`` optionally maps a family to hyper-parameter overrides; ``features`` is
-    the feature view ("pooled" or "multilevel"; ``auto`` chooses its own). With ``grouped``
+    the feature view (a name in ``FEATURE_VIEWS``; ``auto`` chooses its own). With ``grouped``
     (the default) near-duplicate photos stay in one fold (``splits.near_duplicate_groups``). A Stop
     ends after the current fold with the families finished so far
     (``Finished(report, stopped=True)``).

@@ -27,13 +27,14 @@ def resolve_backbone(family: Family, backbone: str | None, settings) -> str:
 
 
 def check_weights(family: str | Family, settings, *, backbone: str | None = None,
-                  random_weights: bool = False) -> list[Notice]:
+                  random_weights: bool = False, features: str | None = None) -> list[Notice]:
     """What the person must know before training starts (the UI calls this when a family/backbone is chosen).
+    ``features``: the feature view asked for; a view with a network of its own is checked for its weights.
 
     Returns warnings (random weights, a download needed); raises TrainingError
     when pretrained weights are missing and random ones were not asked for.
     """
-    from workbench.backbones import get_backbone, weight_status
+    from workbench.backbones import VIEWS, get_backbone, weight_status
     from workbench.backbones.weights import missing_file
 
     family = get_family(family) if isinstance(family, str) else family
@@ -49,7 +50,12 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
         if not status.available:
             raise TrainingError(f"the text encoder {DEFAULT_TEXT_BACKBONE} is missing: {status.detail}")
         notices.append(Notice(f"text: {DEFAULT_TEXT_BACKBONE} from {status.detail}"))
-    for name in family.feature_backbones(chosen, settings):
+    names = tuple(family.feature_backbones(chosen, settings))
+    view = family.view_for(features, names) if family.capabilities.needs_features else "pooled"
+    for name in names:
+        if view in VIEWS and VIEWS[view].status is not None:  # a view with a network of its own (CLIP prompts): its weights count
+            notices.append(_view_weights(name, view, settings, random_weights))
+            continue
         if name in family.private_backbones and not random_weights:
             raise WeightsMissing(f"{name} is {family.private_backbones[name]}: it has no pretrained weights, "
                                  f"so train it with --random-weights (knowingly)", backbone=name)
@@ -67,6 +73,19 @@ def check_weights(family: str | Family, settings, *, backbone: str | None = None
         level = "warning" if status.source == "download" else "info"
         notices.append(Notice(f"{name}: weights from {status.source} ({status.detail})", level=level))
     return notices
+
+
+def _view_weights(name: str, view: str, settings, random_weights: bool) -> Notice:
+    """The notice for a view whose network has weights of its own; WeightsMissing when it has none here."""
+    from workbench.backbones import view_weight_status
+
+    check_view_of(name, view)
+    status = view_weight_status(name, view, settings, random_weights=random_weights)
+    if status.source == "unavailable":
+        raise WeightsMissing(f"{name} --features {view}: {status.detail}", backbone=name, target=status.path,
+                             url=status.url)
+    level = "warning" if status.source in ("random", "download") else "info"
+    return Notice(f"{name} ({view}): weights from {status.label()} — {status.detail}", level=level)
 
 
 def check_view_of(backbone: str, view: str) -> None:
@@ -154,7 +173,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
           ) -> Iterator[Progress | EpochEnd | Notice | Finished]:
     """Train ``family`` and store the run; ends with ``Finished(RunManifest, stopped)``.
 
-    ``features`` is the feature view ("pooled" or "multilevel"; families such as
+    ``features`` is the feature view (a name in ``FEATURE_VIEWS``; families such as
     ``auto`` choose their own), recorded in the run so predicting uses the same.
 
     ``params`` overrides the family's defaults (validated); ``data`` defaults
@@ -172,7 +191,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     check_enough(len(data))
     chosen = resolve_backbone(fam, backbone, settings)
     backbones = tuple(fam.feature_backbones(chosen, settings)) if fam.capabilities.needs_features else (chosen,)
-    for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights):
+    for notice in check_weights(fam, settings, backbone=chosen, random_weights=random_weights, features=features):
         yield notice
 
     view = fam.view_for(features, backbones) if fam.capabilities.needs_features else "pooled"

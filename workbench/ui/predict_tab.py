@@ -174,7 +174,9 @@ def build(settings: Settings) -> None:
             photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
                              elem_id="predict-photo")
             with gr.Column():
-                photo_text = gr.Textbox(label="Text for this photo (image+text runs only)", lines=2,
+                # one line, so Enter re-scores (in a taller box Enter only adds a line break)
+                photo_text = gr.Textbox(label="Text for this photo (image+text runs only; Enter re-scores)",
+                                        lines=1, max_lines=4,
                                         placeholder="keywords, a title, a note… empty: its scores.csv text, XMP "
                                                     "keywords/title/description or cached caption, if any",
                                         elem_id="predict-text")

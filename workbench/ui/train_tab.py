@@ -74,17 +74,20 @@ def missing_weights_markdown(exc: WeightsMissing, settings: Settings) -> str:
     if exc.target is None:
         return (f"{STOP} **{exc.backbone} has no pretrained weights.** Train is off until you choose another "
                 f"backbone {box}.")
+    if not exc.target.suffix:  # a model folder (the CLIP behind the clip_prompts view): its own instructions
+        return f"{STOP} **Train is off: {exc.backbone} lacks the model this feature view needs.** {exc} — {box}."
     get = f"Download [{exc.target.name}]({exc.url}) and place it" if exc.url else f"Place the file `{exc.target.name}`"
     return (f"{STOP} **Pretrained weights for {exc.backbone} are missing.** Train is off until they are here. "
             f"{get} in the weights folder `{exc.target.parent}` (*weights_dir* in the settings), then reload "
             f"this page; or choose a backbone marked *local file* or *package*; {box}.")
 
 
-def weights_message(family: str, backbone: str, random_weights: bool, settings: Settings) -> tuple[str, bool, bool]:
+def weights_message(family: str, backbone: str, random_weights: bool, settings: Settings,
+                    features: str | None = None) -> tuple[str, bool, bool]:
     """(Markdown about where the weights come from, whether the random-weights box must be offered,
-    whether Train can start with this choice)."""
+    whether Train can start with this choice); ``features``: the view chosen (CLIP prompts has its own)."""
     try:
-        notices = check_weights(family, settings, backbone=backbone, random_weights=random_weights)
+        notices = check_weights(family, settings, backbone=backbone, random_weights=random_weights, features=features)
     except WeightsMissing as exc:
         return missing_weights_markdown(exc, settings), True, False
     except TrainingError as exc:  # e.g. the text encoder: nothing the random-weights box can fix
@@ -206,26 +209,26 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                                    interactive=False, max_height=320, elem_id="train-leaderboard")
 
     # -------------------------------------------------------------- events
-    def choose_family(name: str, chosen_backbone: str, allow_random: bool):
+    def choose_family(name: str, chosen_backbone: str, allow_random: bool, view: str):
         fam = FAMILIES[name]
         new_backbone = fam.default_backbone or chosen_backbone
-        message, offer_random, usable = weights_message(name, new_backbone, allow_random, settings)
+        message, offer_random, usable = weights_message(name, new_backbone, allow_random, settings, view)
         return ([gr.Column(visible=n == name) for n in panels]
                 + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
                    gr.Button(interactive=usable), gr.Row(visible=fam.capabilities.iterative), curve_note(name),
                    gr.Column(visible=False)])  # the previous family's result does not belong under the new form
 
-    family.change(choose_family, [family, backbone, random_weights],
+    family.change(choose_family, [family, backbone, random_weights, features],
                   [*panels.values(), family_info, backbone, weights_info, random_weights, start, curve_row,
                    one_step, result_box])
 
-    def check_backbone(name: str, chosen_backbone: str, allow_random: bool):
+    def check_backbone(name: str, chosen_backbone: str, allow_random: bool, view: str | None = None):
         # Train is off while the choice cannot train (weights missing, random weights not ticked)
-        message, offer_random, usable = weights_message(name, chosen_backbone, allow_random, settings)
+        message, offer_random, usable = weights_message(name, chosen_backbone, allow_random, settings, view)
         return message, gr.Checkbox(visible=offer_random), gr.Button(interactive=usable)
 
-    gr.on([backbone.change, random_weights.change], check_backbone, [family, backbone, random_weights],
-          [weights_info, random_weights, start])
+    gr.on([backbone.change, random_weights.change, features.change], check_backbone,
+          [family, backbone, random_weights, features], [weights_info, random_weights, start])
     # On every page load: weights placed in the weights folder since the server started count now.
     # (no inputs, or it would also run on every change of them; the form is at its defaults on load)
     gr.on(None, lambda: (gr.Dropdown(choices=backbone_choices(settings)),
@@ -309,8 +312,9 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         return trigger(run_training, {family, backbone, random_weights, features, *all_controls}, outputs,
                        show_progress="hidden", concurrency_limit=2).then(
             # Train comes back only if the form (perhaps changed meanwhile) can still train
-            lambda f, b, r: (gr.Button(interactive=weights_message(f, b, r, settings)[2]),
-                             gr.Button("Stop", interactive=False)), [family, backbone, random_weights], [start, stop],
+            lambda f, b, r, v: (gr.Button(interactive=weights_message(f, b, r, settings, v)[2]),
+                                gr.Button("Stop", interactive=False)), [family, backbone, random_weights, features],
+            [start, stop],
             show_progress="hidden")
 
     return TrainPanel(family=family, backbone=backbone, start=start, wire=wire)
