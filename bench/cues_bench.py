@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("/tmp/cues_bench.npz"))
     parser.add_argument("--std-backbones", default="efficientnet_lite0,nima_mobilenet")
     parser.add_argument("--parts", default="A,B,all", help="where to score: half A, half B, all photos")
+    parser.add_argument("--models", default=",".join(MODELS), help="models to score with (comma-separated)")
     parser.add_argument("--prepare-only", action="store_true", help="fill --store and stop")
     args = parser.parse_args()
     settings = bench_settings(args.cache_dir, args.weights_dir)
@@ -167,7 +168,7 @@ def main() -> None:
         folds = kfold(y[idx], folds=5, seed=42, keys=keys[idx], groups=groups[idx])
         scores = {}
         needed = {base for _, base in sets.values() if base} | {"cues alone"}
-        for mname, make in MODELS.items():
+        for mname, make in [(m, MODELS[m]) for m in args.models.split(",")]:
             for fname, (X, base) in sets.items():
                 if (fname == "cues alone" and mname == "auto") or (base is None and fname not in needed):
                     continue

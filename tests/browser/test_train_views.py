@@ -27,8 +27,11 @@ def test_features_control_trains_on_the_chosen_view(page, brightness_set, app_se
     choose_family(page, "ridge")
     views = page.locator("#train-features")
     expect(views.get_by_label("pooled", exact=True)).to_be_checked()  # the default
+    # Choosing a view re-checks the weights (its reply rewrites the weights note and Train's state, never
+    # the radio), so Train may be clicked while that reply is on its way: it sends the radio's value.
     views.get_by_label("multilevel", exact=True).check()
     expect(views.get_by_label("multilevel", exact=True)).to_be_checked()
+    expect(page.locator("#train-start")).to_be_enabled()
     page.locator("#train-start").click()
     wait_until_done(page, "Finished")
 
