@@ -1,20 +1,25 @@
 """Labelling with a simulated person on SAVOIAS: active vs random labels, pairs, keyboard latency.
 
-    .venv/bin/python bench/labelling_bench.py [--cache-dir DIR] [--seeds 5] [--parts active,pairs,latency]
+    .venv/bin/python bench/labelling_bench.py [--cache-dir DIR] [--seeds 10] [--parts active,pairs,latency]
+        [--features best|lite0] [--categories "Art,Scenes"]
 
 SAVOIAS (../shared/datasets/savoias, 1,218 photos with human scores 0-100):
 its true scores play the person.
 
 * **active**: per seed, 20% of the photos are held out as the test set; the
   rest is the pool a person labels from. Random labelling takes pool photos in
-  random order; active labelling starts from 10 photos chosen by k-center
-  greedy and then takes batches of 10 chosen by
-  :func:`workbench.labelling.suggest.rank_for_labelling` (bootstrap-ridge
-  committee disagreement x k-center distance). After each label count a
-  ridge (standardised features, alpha by leave-one-out over a fixed grid) is
-  trained on the labels and its SRCC on the test set is reported, mean and
-  std over the seeds (Monte-Carlo cross-validation). Features:
-  efficientnet_lite0, from the cache.
+  random order; active labelling takes batches of 10 chosen by
+  :func:`workbench.labelling.suggest.rank_for_labelling` (greedy variance
+  reduction, from the first photo). Both see the same seeds, splits and model:
+  after each label count a ridge (standardised features, alpha by leave-one-out
+  over a fixed grid) is trained on the labels and its SRCC on the test set is
+  reported as the median and quartiles over the seeds (Monte-Carlo
+  cross-validation), with the paired difference active - random. Per seed, the
+  label count at which active first reaches that seed's random@200 is given too.
+  Features (``--features``): ``best`` = NIMA + efficientnet_lite0 multilevel
+  (what ``auto`` uses; NIMA's weights linked from ../shared), ``lite0`` =
+  efficientnet_lite0 pooled (the default backbone). ``--categories`` keeps only
+  some SAVOIAS categories (a check on photos the defaults were not chosen on).
 * **pairs**: per seed, ``--pair-photos`` random photos; the simulated person
   prefers the truly better photo but flips the answer with probability
   ``0.5 * exp(-|s_i - s_j| / tau)`` (tau = 10 score points: a coin flip for
@@ -54,16 +59,26 @@ CHECKPOINTS = [25, 50, 75, 100, 120, 150, 200]
 PER_PHOTO = [1, 2, 5, 10]
 
 
-def load_savoias(folder: Path, cache_dir: Path | None):
-    from workbench.config import load_settings
+FEATURES = {"best": (("nima_mobilenet", "efficientnet_lite0"), "multilevel"),  # what auto uses
+            "lite0": (("efficientnet_lite0",), "pooled")}
+
+
+def load_savoias(folder: Path, cache_dir: Path | None, features: str = "lite0", categories: str | None = None):
+    from compare_bench import bench_settings  # bench/ is on the path when this script runs
+
     from workbench.events import drain
     from workbench.features import feature_matrix
 
     rows = list(csv.DictReader(open(folder / "scores.csv", encoding="utf-8")))
+    if categories:
+        wanted = {c.strip() for c in categories.split(",")}
+        rows = [r for r in rows if r["category"] in wanted]
+        if not rows:
+            raise SystemExit(f"no SAVOIAS photo is in the categories {sorted(wanted)}")
     paths = [folder / "images" / r["filename"] for r in rows]
     y = np.array([float(r["score"]) for r in rows])
-    settings = load_settings(cache_dir=cache_dir) if cache_dir else load_settings()
-    matrix = drain(feature_matrix(paths, ["efficientnet_lite0"], settings))
+    backbones, view = FEATURES[features]
+    matrix = drain(feature_matrix(paths, backbones, bench_settings(cache_dir, None), view=view))
     return matrix.X.astype(np.float64), y[matrix.keep], [paths[i] for i in matrix.keep]
 
 
@@ -93,7 +108,7 @@ def active_vs_random(X, y, seeds: int) -> dict:
         for k in CHECKPOINTS:
             while len(chosen) < k:
                 batch = min(10, k - len(chosen))
-                picks, _ = rank_for_labelling(X[chosen], y[chosen], X[remaining], batch, seed=seed)
+                picks, _ = rank_for_labelling(X[chosen], y[chosen], X[remaining], batch, seed=seed, members=0)
                 new = [remaining[i] for i in picks]
                 chosen += new
                 remaining = [i for i in remaining if i not in set(new)]
@@ -201,7 +216,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--savoias", type=Path, default=SHARED / "datasets" / "savoias")
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--features", choices=sorted(FEATURES), default="best",
+                        help="best: NIMA + efficientnet_lite0 multilevel (auto's); lite0: efficientnet_lite0 pooled")
+    parser.add_argument("--categories", default=None, help="keep only these SAVOIAS categories (comma-separated)")
     parser.add_argument("--parts", default="active,pairs,latency")
     parser.add_argument("--pair-photos", type=int, default=300)
     parser.add_argument("--tau", type=float, default=10.0)
@@ -213,21 +231,28 @@ def main() -> None:
         print(f"skipped: {args.savoias} is absent")
         return
     parts = set(args.parts.split(","))
-    X, y, paths = load_savoias(args.savoias, args.cache_dir)
-    print(f"SAVOIAS: {len(y)} photos, features {X.shape[1]}-d (efficientnet_lite0)")
+    X, y, paths = load_savoias(args.savoias, args.cache_dir, args.features, args.categories)
+    print(f"SAVOIAS{' (' + args.categories + ')' if args.categories else ''}: {len(y)} photos, "
+          f"features {X.shape[1]}-d ({args.features})")
     if "active" in parts:
         t = time.monotonic()
         result = active_vs_random(X, y, args.seeds)
-        print(f"\nActive vs random labelling, test SRCC of ridge, mean ± std over {args.seeds} seeds "
+        print(f"\nActive vs random labelling, test SRCC of ridge over {args.seeds} seeds: median [quartiles] "
               f"({time.monotonic() - t:.0f} s):")
-        print("| labels | random | active |\n| --- | --- | --- |")
+        print("| labels | random | active | active - random (paired) |\n| --- | --- | --- | --- |")
+        quart = lambda v: f"{np.median(v):.3f} [{np.percentile(v, 25):.3f}, {np.percentile(v, 75):.3f}]"  # noqa: E731
         for k in CHECKPOINTS:
             r, a = np.array(result["random"][k]), np.array(result["active"][k])
-            print(f"| {k} | {r.mean():.3f} ± {r.std():.3f} | {a.mean():.3f} ± {a.std():.3f} |")
-        goal = np.mean(result["random"][200])
-        reach = next((k for k in CHECKPOINTS if np.mean(result["active"][k]) >= goal), None)
-        print(f"random@200 = {goal:.3f}; active reaches it at {reach} labels" if reach
-              else f"random@200 = {goal:.3f}; active does not reach it by 200 labels")
+            print(f"| {k} | {quart(r)} | {quart(a)} | {np.median(a - r):+.3f} [{np.percentile(a - r, 25):+.3f}, "
+                  f"{np.percentile(a - r, 75):+.3f}] |")
+        goal = np.median(result["random"][200])
+        reach = next((k for k in CHECKPOINTS if np.median(result["active"][k]) >= goal), None)
+        print(f"median random@200 = {goal:.3f}; median active reaches it at "
+              + (f"{reach} labels" if reach else "none of the counts up to 200"))
+        per_seed = [next((k for k in CHECKPOINTS if result["active"][k][s] >= result["random"][200][s]), None)
+                    for s in range(args.seeds)]
+        print("per seed, labels at which active first reaches that seed's random@200: "
+              + ", ".join(str(k) if k else ">200" for k in per_seed))
     if "pairs" in parts:
         t = time.monotonic()
         result = pairs_bench(y, args.seeds, args.pair_photos, args.tau)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -155,3 +156,65 @@ def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _shot(pixels: np.ndarray, when: str, *, blur: float = 0, crop: float = 0) -> bytes:
+    """A JPEG as a camera writes it: EXIF capture time (DateTimeOriginal + hundredths)."""
+    from PIL import ImageFilter
+
+    image = Image.fromarray(pixels)
+    if crop:
+        w, h = image.size
+        image = image.crop((int(w * crop), int(h * crop), w, h)).resize((w, h))
+    if blur:
+        image = image.filter(ImageFilter.GaussianBlur(blur))
+    exif = Image.Exif()
+    sub = exif.get_ifd(0x8769)
+    sub[36867], sub[37521] = when.split(".")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def test_cull_groups_a_burst_flags_the_blurred_frame_and_echoes_names_without_using_them(server, photos):
+    import tempfile
+    import uuid
+
+    escape = f"wb-api-cull-{uuid.uuid4().hex}.jpg"  # were an uploaded name a path, it would land next to our folder
+    shoot = [(f"../{escape}", _shot(photos["chelsea"], "2025:06:14 14:00:00.00")),
+             ("IMG_2.jpg", _shot(photos["chelsea"], "2025:06:14 14:00:00.40", crop=0.04)),
+             ("sub/dir/IMG_3.jpg", _shot(photos["chelsea"], "2025:06:14 14:00:00.80", blur=5)),
+             ("coffee.jpg", _shot(photos["coffee"], "2025:06:14 14:03:00.00"))]
+    response = httpx.post(f"{server}/api/cull", files=[("files", (n, b, "image/jpeg")) for n, b in shoot], timeout=300)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["n_photos"] == 4 and not body["failed"] and "closed_eyes" in body["unavailable_flags"]
+    groups = sorted((sorted(p["filename"] for p in g["photos"]) for g in body["groups"]), key=len)
+    assert groups == [["coffee.jpg"], sorted(["IMG_2.jpg", f"../{escape}", "sub/dir/IMG_3.jpg"])]
+    photo = {p["filename"]: p for g in body["groups"] for p in g["photos"]}
+    assert {photo[n]["index"] for n in photo} == {0, 1, 2, 3}
+    blurred = photo["sub/dir/IMG_3.jpg"]
+    assert blurred["flags"]["out_of_focus"]["flagged"] and blurred["rejected"] and not blurred["pick"]
+    assert "sub/dir/IMG_3.jpg" in body["rejected"]
+    for group in body["groups"]:
+        assert sum(p["pick"] for p in group["photos"]) <= 1
+        scores = [p["score"] for p in group["photos"]]
+        assert scores == sorted(scores, reverse=True)  # best first
+    burst = next(g for g in body["groups"] if len(g["photos"]) == 3)
+    assert [p["filename"] for p in burst["photos"] if p["pick"]] == [p["filename"] for p in burst["photos"]
+                                                                     if not p["rejected"]][:1]
+    assert not (Path(tempfile.gettempdir()) / escape).exists()
+
+
+def test_cull_refuses_bad_thresholds_unreadable_files_and_unknown_runs(server, photos):
+    good = [("files", ("a.jpg", jpeg_bytes(photos["chelsea"]), "image/jpeg"))]
+    for field, bad in (("similarity", "2"), ("blur_threshold", "-1"), ("burst_seconds", "nan")):
+        response = httpx.post(f"{server}/api/cull", files=good, data={field: bad}, timeout=120)
+        assert response.status_code == 422 and field in response.text, response.text
+    response = httpx.post(f"{server}/api/cull", files=good + [("files", ("notes.jpg", b"milk", "image/jpeg"))],
+                          timeout=120)
+    assert response.status_code == 415 and response.json()["detail"]["files"][0]["filename"] == "notes.jpg"
+    response = httpx.post(f"{server}/api/cull", files=good, data={"run": "../x"}, timeout=120)
+    assert response.status_code == 404
+    schema = httpx.get(f"{server}/api/openapi.json", timeout=30).json()
+    assert "Group bursts" in schema["paths"]["/api/cull"]["post"]["description"]

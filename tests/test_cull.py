@@ -219,3 +219,39 @@ def test_cli_contract(culled, run_cli, workbench_env, tmp_path, nima_weights):
     assert len(rows) == document["n_photos"]
     bad = run_cli("cull", "nima", str(folder), "--similarity", "2", "--json", check=False)
     assert bad.returncode == 2 and "similarity" in json.loads(bad.stdout)["error"]
+
+
+def test_cli_sends_the_persons_ratings_not_its_own_stars_to_the_training_set(culled, run_cli, workbench_env, tmp_path,
+                                                                             nima_weights):
+    """The CLI's feedback loop: a cull wrote its sidecars (--write-xmp), the person re-rated one photo and
+    rejected another in their photo manager; --send-to-training sends those two, scored by the star
+    mapping, and leaves out the stars the workbench wrote itself."""
+    import copy
+
+    from workbench.dataset.ratings import StarMapping
+
+    shoot, _, _, _ = culled
+    folder = tmp_path / "shoot"
+    shutil.copytree(shoot.folder, folder, ignore=shutil.ignore_patterns("*.xmp"))
+    (Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name).symlink_to(nima_weights)
+    earlier = copy.deepcopy(_result(culled))
+    for photo in earlier.photos:
+        photo.path = str(folder / Path(photo.path).name)
+    assert not write_cull_xmp(earlier)["failed"]  # what `cull --write-xmp` wrote
+    rerated, rejected = earlier.picks[:2]
+    write_rating(rerated, 2)   # merged: the workbench's score stays in the sidecar, the stars are the person's
+    write_rating(rejected, -1)
+
+    document = json.loads(run_cli("cull", "nima", str(folder), "--json", "--send-to-training").stdout)
+    mapping = StarMapping.from_settings(load_settings())
+    sent = {d["path"]: d["score"] for d in document["training"]["sent"]}
+    assert sent == {rerated: mapping.scores[1], rejected: mapping.score_min}
+    assert document["training"]["added"] == 2
+    assert len(document["training"]["left_out_as_written"]) == document["n_photos"] - 2
+    entries = ScoreStore.from_settings(load_settings()).entries()
+    assert sorted(e.score for e in entries) == sorted(sent.values())
+
+    for sidecar in folder.glob("*.xmp"):
+        sidecar.unlink()
+    nothing = run_cli("cull", "nima", str(folder), "--send-to-training")  # said, and the cull still printed
+    assert "none of these photos has a rating of yours" in nothing.stderr and "group 1" in nothing.stdout

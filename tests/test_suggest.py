@@ -1,4 +1,4 @@
-"""What to label next: committee disagreement with diversity, and ``python -m workbench suggest``."""
+"""What to label next: variance reduction with diversity, the committee, and ``python -m workbench suggest``."""
 from __future__ import annotations
 
 import csv
@@ -49,7 +49,7 @@ def test_suggest_cli_ranks_the_unlabelled_photos(workbench_env, photos, run_cli,
     proc = run_cli("suggest", "--n", "5", "--json")
     document = json.loads(proc.stdout)
     assert (document["n_labelled"], document["n_pool"]) == (12, 8)
-    assert "committee" in document["method"]
+    assert "variance reduction" in document["method"]
     names = [s["filename"] for s in document["suggestions"]]
     assert len(names) == 5 == len(set(names)) and [s["rank"] for s in document["suggestions"]] == [1, 2, 3, 4, 5]
     assert set(names) <= {f"crop_{i:03d}.png" for i in range(12, 20)}
@@ -69,3 +69,37 @@ def test_suggest_cli_ranks_the_unlabelled_photos(workbench_env, photos, run_cli,
     from_folder = json.loads(capsys.readouterr().out)
     assert from_folder["n_pool"] == 3 and len(from_folder["suggestions"]) == 2
     assert all(Path(s["path"]).parent == folder for s in from_folder["suggestions"])
+
+
+def test_the_first_suggestions_cover_every_scene_of_a_real_set(workbench_env, photos):
+    """Real photos, real features: 15 crops of one scene and 3 of each of five others, nothing labelled.
+    The first six suggestions are one of each scene (picking six at random repeats the big one most of the
+    time); once two scenes are labelled, the next four are the four scenes nobody has labelled."""
+    from PIL import Image
+
+    from workbench.config import load_settings
+    from workbench.dataset import ScoreStore
+    from workbench.events import drain
+    from workbench.labelling.suggest import suggest
+
+    rng = np.random.default_rng(0)
+    data = Path(workbench_env["WORKBENCH_DATA_DIR"])
+    scene_of = {}
+    for scene, (name, pixels) in enumerate(photos.items()):
+        for i in range(15 if scene == 0 else 3):
+            h, w = pixels.shape[:2]
+            side = int(min(h, w) * rng.uniform(0.6, 0.9))
+            top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+            filename = f"{name}_{i:02d}.png"
+            Image.fromarray(pixels[top:top + side, left:left + side, :3]).resize((96, 96)).save(data / filename)
+            scene_of[filename] = name
+    settings = load_settings()
+    first = drain(suggest(settings, n=6))
+    assert first.n_labelled == 0 and first.n_pool == 30
+    assert sorted(scene_of[s["filename"]] for s in first.items) == sorted(photos)
+    store = ScoreStore.from_settings(settings)
+    labelled_scenes = list(photos)[:2]
+    store.set_scores({f: 50.0 + rng.normal() for f, name in scene_of.items() if name in labelled_scenes})
+    second = drain(suggest(settings, n=4))
+    assert second.n_labelled == 18 and "variance reduction" in second.method
+    assert sorted(scene_of[s["filename"]] for s in second.items) == sorted(list(photos)[2:])

@@ -132,7 +132,10 @@ def test_ctrl_c_stops_and_keeps_the_best_model_as_a_stopped_run(cli_data, run_cl
     try:
         deadline = time.monotonic() + 120
         seen = ""
-        while "training" not in seen and time.monotonic() < deadline:
+        # wait for the epoch bar ("training: ... 1/5000"), not the "training head on ..." notice: the first
+        # epoch may take seconds after the notice (the first optimizer step imports torch._dynamo), and a
+        # Ctrl-C before it ends rightly saves no run
+        while "/5000" not in seen and time.monotonic() < deadline:
             chunk = os.read(proc.stderr.fileno(), 4096)
             if not chunk:
                 break  # the process ended

@@ -1,10 +1,14 @@
-"""A small JSON API for other programs: ``POST /api/score``.
+"""A small JSON API for other programs: ``POST /api/score`` and ``POST /api/cull``.
 
 Served with the UI, on the same address (127.0.0.1 by default). Interactive
 documentation: ``/api/docs``. Example::
 
     curl -F files=@a.jpg -F files=@b.jpg http://127.0.0.1:7860/api/score
     curl -F files=@a.jpg -F run=nima -F threshold=5.5 http://127.0.0.1:7860/api/score
+    curl -F files=@IMG_1.jpg -F files=@IMG_2.jpg -F blur_threshold=0.01 http://127.0.0.1:7860/api/cull
+
+Both take uploads, never paths: a file is stored under a name of our own in a
+temporary folder while it is scored, and its uploaded name is only echoed back.
 
 or with httpx: ``httpx.post(url, files=[("files", open("a.jpg", "rb"))], data={"run": "nima"})``.
 """
@@ -19,16 +23,19 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Iterator
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from workbench.config import Settings
+from workbench.cull import UNAVAILABLE_FLAGS, CullError, CullOptions, cull
 from workbench.events import drain
 from workbench.images import FORMAT_SUFFIX, SUPPORTED_EXTENSIONS, ImageError, check_image
 from workbench.predict import ScorerUnavailable, cached_scorer, default_scorer_id, score_images
+
+CULL_DEFAULTS = CullOptions()
 
 
 class ImageScore(BaseModel):
@@ -57,6 +64,36 @@ class ScoreResponse(BaseModel):
 class RejectedFile(BaseModel):
     filename: str
     error: str
+
+
+class CulledFile(BaseModel):
+    """One uploaded photo in its group."""
+
+    filename: str = Field(description="the name the file was uploaded under")
+    index: int = Field(description="its position in the upload, from 0")
+    score: float | None = Field(description="predicted score on the scorer's scale")
+    flags: dict[str, dict[str, float | bool]] = Field(
+        description="technical flags: {name: {value, flagged}} for out_of_focus, clipped_highlights, crushed_shadows")
+    pick: bool = Field(description="the group's best unflagged photo")
+    rejected: bool = Field(description="flagged: out of focus, clipped or crushed beyond its threshold")
+    taken: float | None = Field(None, description="EXIF capture time, seconds since the epoch (local clock)")
+
+
+class CullGroupOut(BaseModel):
+    id: int = Field(description="1 = the group whose best photo scored highest")
+    photos: list[CulledFile] = Field(description="best first")
+
+
+class CullResponse(BaseModel):
+    scorer: str = Field(description="run id, or 'nima' for the ready AVA scorer")
+    scale: tuple[float, float] = Field(description="lowest and highest possible score")
+    n_photos: int
+    options: dict[str, float | str | None] = Field(description="the thresholds used")
+    unavailable_flags: dict[str, str] = Field(description="flags this installation cannot compute, and why")
+    groups: list[CullGroupOut]
+    picks: list[str] = Field(description="file names of the picks, group order")
+    rejected: list[str] = Field(description="file names of the flagged photos")
+    failed: list[RejectedFile] = Field(description="photos that could be read yet not culled, with why")
 
 
 def _upload_limited_route(max_mb: float) -> type[APIRoute]:
@@ -178,35 +215,46 @@ def router(settings: Settings) -> APIRouter:
         with gate.enter():  # checking decodes every image in full too: it counts as scoring
             return _score(files, run, threshold)
 
-    def _score(files: list[UploadFile], run: str | None, threshold: float | None) -> ScoreResponse:
+    def _read_checked(files: list[UploadFile]) -> list[tuple[str, bytes, str]]:
+        """(name, bytes, format) per upload; 415 listing each file that is not a readable image."""
         uploads = [(f.filename or f"file{i}", f.file.read()) for i, f in enumerate(files)]
-        formats, rejected = [], []
+        checked, rejected = [], []
         for name, data in uploads:
             try:
-                formats.append(check_image(data, settings.max_pixels, name=name).format)
+                checked.append((name, data, check_image(data, settings.max_pixels, name=name).format))
             except ImageError as exc:
                 rejected.append(RejectedFile(filename=name, error=str(exc)))
         if rejected:
             raise HTTPException(415, {"message": f"{len(rejected)} of {len(uploads)} file(s) are not readable images",
                                       "files": [r.model_dump() for r in rejected]})
-        scorer_id = (run or "").strip() or default_scorer_id(settings)
+        return checked
+
+    def _scorer(run: str | None):
         try:
-            scorer = cached_scorer(scorer_id, settings)
+            return cached_scorer((run or "").strip() or default_scorer_id(settings), settings)
         except ScorerUnavailable as exc:
             raise HTTPException(404 if exc.not_found else 503, str(exc)) from None
+
+    @contextmanager
+    def _stored(uploads: list[tuple[str, bytes, str]]) -> Iterator[list[Path]]:
+        """The uploads in a temporary folder under our own file names: an uploaded name never becomes a path."""
         with tempfile.TemporaryDirectory(prefix="workbench-api-") as folder:
-            # our own file names: an uploaded name never becomes a path
-            paths = [Path(folder) / f"{i:05d}{_suffix_for(name, fmt)}"
-                     for i, ((name, _), fmt) in enumerate(zip(uploads, formats))]
-            for path, (_, data) in zip(paths, uploads):
+            paths = [Path(folder) / f"{i:05d}{_suffix_for(name, fmt)}" for i, (name, _, fmt) in enumerate(uploads)]
+            for path, (_, data, _) in zip(paths, uploads):
                 path.write_bytes(data)
+            yield paths
+
+    def _score(files: list[UploadFile], run: str | None, threshold: float | None) -> ScoreResponse:
+        uploads = _read_checked(files)
+        scorer = _scorer(run)
+        with _stored(uploads) as paths:
             try:
                 result = drain(score_images(paths, scorer, settings, threshold=threshold))
             except ScorerUnavailable as exc:  # e.g. a feature run whose backbone weights were deleted
                 raise HTTPException(503, str(exc)) from None
         by_path = {row.path: row for row in result.rows}
         results = []
-        for path, (name, _) in zip(paths, uploads):
+        for path, (name, _, _) in zip(paths, uploads):
             row = by_path[str(path)]
             if row.error is not None:  # readable above, yet the model could not use it
                 raise HTTPException(422, {"message": f"{name} could not be scored",  # our temp name -> theirs
@@ -215,5 +263,62 @@ def router(settings: Settings) -> APIRouter:
                                       percentile=row.percentile, verdict=row.verdict, rank=row.rank))
         return ScoreResponse(scorer=scorer.id, scale=scorer.scale, threshold=result.threshold,
                              weights=scorer.weights_note, bins=scorer.bin_centres, results=results)
+
+    @api.post(
+        "/cull", response_model=CullResponse, tags=["culling"],
+        responses={413: {"description": "the upload is over server.max_upload_mb"},
+                   415: {"description": "a file is not a readable image; `detail.files` lists each with its reason"},
+                   404: {"description": "no stored run with that id"},
+                   422: {"description": "a threshold is out of its range"},
+                   503: {"description": "the scorer cannot be used, or the server is busy (then with Retry-After)"}},
+    )
+    def cull_uploads(
+        files: Annotated[list[UploadFile], File(description="the shoot's photos; keep their EXIF for bursts")],
+        run: Annotated[str | None, Form(description="a run id, or 'nima'; default: the best run by SRCC, else nima")] = None,
+        similarity: Annotated[float, Form(description="cosine at or above which two photos are near-duplicates")]
+        = CULL_DEFAULTS.similarity,
+        burst_seconds: Annotated[float, Form(description="a burst: each photo at most this many seconds after the last")]
+        = CULL_DEFAULTS.burst_seconds,
+        burst_similarity: Annotated[float, Form(description="... and at least this alike (cosine)")]
+        = CULL_DEFAULTS.burst_similarity,
+        blur_threshold: Annotated[float, Form(description="flag out of focus below this Laplacian sharpness")]
+        = CULL_DEFAULTS.blur_threshold,
+        highlight_threshold: Annotated[float, Form(description="flag clipped highlights at this share of pixels")]
+        = CULL_DEFAULTS.highlight_threshold,
+        shadow_threshold: Annotated[float, Form(description="flag crushed shadows at this share of pixels")]
+        = CULL_DEFAULTS.shadow_threshold,
+    ) -> CullResponse:
+        """Group bursts and near-duplicates, flag blur and clipping, and pick the best photo of each group.
+
+        Multipart form: ``files`` (repeat for each photo), optional ``run`` and the
+        thresholds of ``python -m workbench cull``. The same rules as the CLI and the
+        Predict tab's Cull view; photos are named by their upload names. Nothing is
+        copied, moved or written: the caller holds the files and acts on the picks.
+        """
+        try:
+            options = CullOptions(similarity=similarity, burst_seconds=burst_seconds,
+                                  burst_similarity=burst_similarity, blur_threshold=blur_threshold,
+                                  highlight_threshold=highlight_threshold, shadow_threshold=shadow_threshold).check()
+        except CullError as exc:
+            raise HTTPException(422, str(exc)) from None
+        with gate.enter():
+            uploads = _read_checked(files)
+            scorer = _scorer(run)
+            with _stored(uploads) as paths:
+                try:
+                    result = drain(cull(paths, scorer, settings, options=options))
+                except ScorerUnavailable as exc:
+                    raise HTTPException(503, str(exc)) from None
+                index = {str(path): i for i, path in enumerate(paths)}
+        name = {path: uploads[i][0] for path, i in index.items()}
+        groups = [CullGroupOut(id=g.id, photos=[
+            CulledFile(filename=name[p.path], index=index[p.path], score=p.score, flags=p.flags, pick=p.status == "pick",
+                       rejected=p.status == "reject", taken=p.taken) for p in g.photos]) for g in result.groups]
+        failed = [RejectedFile(filename=name[path], error=error.replace(Path(path).name, name[path]))
+                  for path, error in result.errors.items()]
+        return CullResponse(scorer=result.scorer_id, scale=result.scale, n_photos=len(result.photos),
+                            options=dict(options.__dict__), unavailable_flags=UNAVAILABLE_FLAGS, groups=groups,
+                            picks=[name[p] for p in result.picks], rejected=[name[p] for p in result.rejected],
+                            failed=failed)
 
     return api

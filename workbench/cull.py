@@ -602,3 +602,34 @@ def corrected_scores(result: CullResult, mapping) -> list[tuple[str, float]]:
         if score is not None:
             items.append((photo.path, score))
     return items
+
+
+def metadata_ratings(result: CullResult) -> tuple[dict[str, Any], list[str]]:
+    """The person's ratings of the culled photos, read from their metadata (XMP sidecar, embedded XMP,
+    EXIF Rating, as imports read them): ``({path: Rating}, [paths left out])``. A sidecar that holds the
+    workbench's own score and the stars (or reject) the cull writes for it is the workbench's guess,
+    not the person's, so it is left out: only a rating changed since (in Lightroom, darktable...) counts."""
+    from workbench.dataset.ratings import stars_for_scores
+    from workbench.dataset.xmp import SCORE_KEY, MetadataError, Rating, read_rating, read_sidecar, sidecar_paths
+
+    ratings, own = {}, []
+    for photo in result.photos:
+        rating = read_rating(photo.path)
+        if rating is None:
+            continue
+        sidecar = next((s for s in sidecar_paths(Path(photo.path)) if rating.source == f"XMP sidecar {s.name}"), None)
+        try:
+            tags = read_sidecar(sidecar) if sidecar else {}
+            ours = float(tags[SCORE_KEY]) if SCORE_KEY in tags else None
+            stars = int(float(tags.get("Xmp.xmp.Rating", "0")))
+            pick = int(float(tags.get("Xmp.xmpDM.pick", "0")))
+        except (MetadataError, OSError, ValueError):
+            ours = None
+        if ours is not None and math.isfinite(ours):
+            written = -1 if pick == -1 else stars_for_scores([ours], "thresholds", *result.scale)[0]
+            if stars == written:
+                own.append(photo.path)
+                continue
+            rating = Rating(stars if stars >= 1 else None, stars < 0, rating.label, rating.source)
+        ratings[photo.path] = rating
+    return ratings, own

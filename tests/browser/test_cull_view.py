@@ -12,6 +12,7 @@ from cull_fixtures import make_shoot
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
+expect.set_options(timeout=30_000)  # each key is a server round trip: seconds, on two cores shared with other work
 
 DONE_TIMEOUT = 240_000  # ms: NIMA and the feature backbone load on two shared cores
 

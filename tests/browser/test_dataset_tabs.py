@@ -276,3 +276,34 @@ def test_training_data_pages_add_refresh_filter_sort(five_per_page, app_server, 
     page.get_by_role("option", name="Score, high to low").click()
     expect(page.locator("#data-gallery .caption-label").first).to_have_text("85 · 85_chelsea.jpg")
     page.screenshot(path=str(output_dir / "training_data_filtered.png"), full_page=True)
+
+
+def test_a_new_import_preview_keeps_the_unlabelled_first_box(app_server, page, scored_photo_folder, photos, tmp_path):
+    """The box is unticked, then another folder is previewed: its unlabelled photo stays in name order."""
+    folder = tmp_path / "second shoot"
+    folder.mkdir()
+    for source in scored_photo_folder.iterdir():
+        (folder / source.name).write_bytes(source.read_bytes())
+    Image.fromarray(photos["rocket"]).save(folder / "unrated.jpg", quality=90)  # no score in its name
+
+    def captions() -> list[str]:
+        return page.locator("#import-gallery button.thumbnail-item").all_inner_texts()
+
+    page.goto(app_server)
+    page.locator("#import-folder input").fill(str(folder))
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-summary")).to_contain_text("To import — 7 images", timeout=60_000)
+    expect(page.locator("#import-gallery button.thumbnail-item").first).to_contain_text("unrated.jpg")
+    page.locator("#import-unlabelled-first input").uncheck()
+    expect(page.locator("#import-gallery button.thumbnail-item").first).to_contain_text("30_flower.jpg")
+    expect(page.locator("#import-gallery button.thumbnail-item").last).to_contain_text("unrated.jpg")
+
+    page.locator("#import-folder input").fill(str(scored_photo_folder))  # another folder, then this one again
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-summary")).to_contain_text("To import — 6 images", timeout=60_000)
+    page.locator("#import-folder input").fill(str(folder))
+    page.locator("#import-scan-folder").click()
+    expect(page.locator("#import-summary")).to_contain_text("To import — 7 images", timeout=60_000)
+    expect(page.locator("#import-unlabelled-first input")).not_to_be_checked()
+    expect(page.locator("#import-gallery button.thumbnail-item").last).to_contain_text("unrated.jpg")
+    assert "unrated.jpg" in captions()[-1] and "30_flower.jpg" in captions()[0]

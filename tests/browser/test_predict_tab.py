@@ -184,3 +184,48 @@ def test_typed_text_rescores_a_photo_with_an_image_text_run(page: Page, texted_r
     expect(result).to_contain_text(f"{loved.score:.2f}")
     expect(result).not_to_contain_text("no text")
     page.screenshot(path=str(output_dir / "predict_typed_text.png"), full_page=True)
+
+
+def test_best_first_with_the_keyboard_only_adds_a_corrected_score_to_the_training_set(page: Page, shoot, app_server,
+                                                                                      output_dir):
+    """←/→ move through "Best first", a number key gives the person's own score (stars mapped onto the
+    training set's range), Enter adds the photo to the training set, Z takes it back."""
+    from workbench.dataset import ScoreStore
+
+    settings = load_settings()
+    expected = drain(score_images([shoot["folder"]], load_scorer("nima", settings), settings))
+    names = [Path(r.path).name for r in expected.scored]
+    store = ScoreStore.from_settings(settings)
+    page.goto(app_server)
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    expect(page.locator("#predict-scorer-info")).to_contain_text("NIMA", timeout=DONE_TIMEOUT)
+    page.get_by_role("tab", name="Many photos", exact=True).click()
+    page.locator("#predict-folder textarea").fill(str(shoot["folder"]))
+    page.locator("#predict-start").click()  # the setting up; from here on, keys only
+    expect(page.locator("#predict-progress")).to_contain_text("Done: 3 scored", timeout=DONE_TIMEOUT)
+    page.locator("#predict-start").blur()
+    expect(page.locator("#predict-keys")).to_contain_text("Enter adds it to the training set")
+
+    picked = page.locator("#predict-picked")
+    page.keyboard.press("ArrowRight")  # nothing selected yet: the best photo
+    expect(picked).to_contain_text(f"{names[0]}", timeout=30_000)
+    expect(picked).to_contain_text("photo 1 of 3")
+    page.keyboard.press("ArrowRight")
+    expect(picked).to_contain_text("photo 2 of 3", timeout=30_000)
+    expect(picked).to_contain_text(names[1])
+    page.keyboard.press("4")  # four stars: 70 on the training set's 0-100
+    expect(page.locator("#predict-score input")).to_have_value("70")
+    page.keyboard.press("Enter")
+    note = page.locator("#predict-label-note")
+    expect(note).to_contain_text(f"{names[1]} added to the training set (70)", timeout=30_000)
+    assert [(e.filename, e.score) for e in store.entries()] == [(names[1], 70)]
+
+    page.keyboard.press("ArrowLeft")  # Enter gave the keys back to the gallery
+    expect(picked).to_contain_text("photo 1 of 3", timeout=30_000)
+    expect(page.locator("#predict-score input")).to_have_value("")  # a new photo: no score carried over
+    page.keyboard.press("z")
+    expect(note).to_contain_text(f"{names[1]} removed from the training set", timeout=30_000)
+    assert store.entries() == []
+    page.keyboard.press("ArrowLeft")  # wraps round to the last
+    expect(picked).to_contain_text("photo 3 of 3", timeout=30_000)
+    page.screenshot(path=str(output_dir / "predict_best_first_keys.png"), full_page=True)

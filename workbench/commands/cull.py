@@ -3,7 +3,8 @@ failures, pick the best photo of each group, and optionally act on the picks.
 
 ``--json`` prints ``{"scorer", "n_photos", "stopped", "options", "unavailable_flags",
 "groups": [{"id", "photos": [{"path", "score", "flags": {name: {"value", "flagged"}}, "pick",
-"rejected", "stars", "taken"}]}], "picks", "rejected", "failed"}`` (+ "copied", "xmp").
+"rejected", "stars", "taken"}]}], "picks", "rejected", "failed"}`` (+ "copied_picks",
+"copied_rejects", "xmp", "training").
 ``--csv OUT`` writes path,score,group,status,stars and each flag's value and 1/0.
 """
 from __future__ import annotations
@@ -33,6 +34,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-xmp", action="store_true",
                         help="write each photo's stars, score and pick flag (xmpDM:pick 1/-1/0) into its XMP "
                              "sidecar, merged into an existing one; the photo itself is not touched")
+    parser.add_argument("--send-to-training", action="store_true",
+                        help="copy the photos you rated or rejected (XMP sidecar or embedded, EXIF Rating: in "
+                             "Lightroom, darktable...) into the training set, stars scored as ratings.star_scores "
+                             "says; the stars --write-xmp wrote and nobody changed are the model's, not yours, "
+                             "and are left out")
     parser.add_argument("--csv", metavar="OUT", help="also write path,score,group,status,stars and the flags")
     parser.add_argument("--backbone", help="features used for content similarity (default: features.default_backbone)")
     for name, help_text in (
@@ -57,6 +63,25 @@ def _print(result) -> None:
         print(f"  -    {'-':>8}  {path}  ({error})")
 
 
+def _send_to_training(result, settings: Settings, *, quiet: bool) -> dict:
+    from workbench.cull import metadata_ratings, send_to_training
+    from workbench.dataset.ratings import StarMapping
+
+    ratings, own = metadata_ratings(result)
+    mapping = StarMapping.from_settings(settings)  # the same mapping star-rated imports use
+    items = [(path, score) for path, rating in ratings.items() if (score := mapping.score(rating)[0]) is not None]
+    if not items:  # said, not fatal: the cull itself (and what else was asked) still stands
+        note = ("none of these photos has a rating of yours (1-5 stars or rejected) in its metadata"
+                + (f"; {len(own)} carry only the stars --write-xmp wrote" if own else ""))
+        print(f"--send-to-training: {note}", file=sys.stderr)
+        return {"sent": [], "added": 0, "left_out_as_written": own, "note": note}
+    report = result_of(send_to_training(items, settings), "sending to the training set", unit="img", bars=False)
+    if not quiet:
+        print(f"training set: {len(items)} rated photo(s) sent, {report.imported} added "
+              f"({len(items) - report.imported} already there)", file=sys.stderr)
+    return {"sent": [{"path": p, "score": s} for p, s in items], "added": report.imported, "left_out_as_written": own}
+
+
 @command("cull", "Group bursts and near-duplicates, flag blur and clipping, pick the best of each group.", _arguments)
 def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.cull import CullOptions, copy_photos, cull, cull_csv_text, write_cull_xmp
@@ -75,7 +100,9 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
         from workbench.fsutil import atomic_write_text
 
         atomic_write_text(Path(args.csv), cull_csv_text(result))
-    if args.write_xmp:  # first, so that copies and moves take their sidecars along
+    if args.send_to_training:  # before --write-xmp, which would write the model's stars over the person's
+        document["training"] = _send_to_training(result, settings, quiet=args.json)
+    if args.write_xmp:  # before copying, so that copies and moves take their sidecars along
         document["xmp"] = write_cull_xmp(result, new_sidecar=settings.new_sidecar)
         if not args.json:
             print(f"XMP: {len(document['xmp']['written'])} sidecars written", file=sys.stderr)

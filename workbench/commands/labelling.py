@@ -21,8 +21,9 @@ def _suggest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="features to judge by (default: features.default_backbone)")
 
 
-@command("suggest", "The unlabelled photos that would teach the model most, in order: committee "
-                    "disagreement (bootstrap ridge) with diversity (k-center greedy).", _suggest_arguments)
+@command("suggest", "The unlabelled photos that would teach the model most, in order: the largest drop of "
+                    "a ridge's uncertainty over all unlabelled photos (uncertain, typical, and unlike those "
+                    "already chosen).", _suggest_arguments)
 def suggest_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.labelling.suggest import suggest
 

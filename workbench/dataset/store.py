@@ -495,6 +495,29 @@ class ScoreStore:
             index.save()
         return results
 
+    def add_labelled(self, source: str | Path, score) -> tuple[str, bool, float | None]:
+        """The person's score for a photo from outside the set (one Predict scored, say): copied in with
+        it, or, when the same picture is already in, its score set to this one (the person's latest word).
+        Returns ``(file name in the set, copied, its score before or None)`` for an undo."""
+        source = Path(source)
+        added = self.add_image(source, source.name, score)
+        if added.error:
+            raise ImageError(f"{source.name}: {added.error}")
+        if added.copied or added.score_applied:
+            return added.filename, added.copied, None
+        before = self.get(added.filename).score
+        self.set_score(added.filename, score)
+        return added.filename, False, before
+
+    def take_back_labelled(self, filename: str, copied: bool, before: float | None) -> None:
+        """Undo :meth:`add_labelled`: a copied photo goes to the trash, a changed score goes back."""
+        if copied:
+            self.delete(filename)
+        elif before is not None:
+            self.set_score(filename, before)
+        else:
+            self.clear_score(filename)
+
     # ---------------------------------------------------- delete and undo
     def _undo_path(self) -> Path:
         return self.trash_dir / UNDO_NAME

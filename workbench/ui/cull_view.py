@@ -47,6 +47,7 @@ KEYS_JS = """
   document.addEventListener('keydown', (e) => {
     const view = document.querySelector('#cull-groups');
     if (!view || view.offsetParent === null || !view.querySelector('.cull-photo')) return;
+    if (window.__keysOwner === 'predict') return;  /* the Best-first gallery above was clicked last */
     const t = e.target;
     if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
     if (e.ctrlKey || e.metaKey || e.altKey || !keys.includes(e.key.toLowerCase())) return;
@@ -275,7 +276,9 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
         STOP_FLAGS.stop(request.session_hash or "", "cull")
 
     stop.click(stop_cull, None, None, queue=False)
-    key_go.click(on_key, [state, key, show], [state, groups, info], show_progress="hidden")
+    # "multiple": a key pressed while the previous one is still on its way to the server is queued,
+    # not dropped (Gradio's default "once" ignored an → sent right after a click on a photo)
+    key_go.click(on_key, [state, key, show], [state, groups, info], show_progress="hidden", trigger_mode="multiple")
     for button, letter in ((pick_b, "p"), (reject_b, "x"), (unmark_b, "u")):
         button.click(lambda current, shown, k=letter: on_key(current, f"key:{k}", shown), [state, show],
                      [state, groups, info], show_progress="hidden")

@@ -117,7 +117,7 @@ def build(settings: Settings) -> None:
     def say(status: str) -> dict:
         return {view.status: status}  # the rest of the screen stays as it is
 
-    def scan(previous, source, pattern_text, progress=gr.Progress()):
+    def scan(previous, source, pattern_text, first=True, progress=gr.Progress()):
         if not source:
             return say("Choose a folder or upload files first.")
         try:
@@ -127,6 +127,7 @@ def build(settings: Settings) -> None:
             return say(f"⚠️ {exc}")
         if previous is not None:
             previous.close()
+        current.unlabelled_first = bool(first)  # a new preview keeps the order the box shows
         return render(current, 0, 0 if current.names else None, "")
 
     def save_score(current, page, selected, typed):
@@ -169,11 +170,11 @@ def build(settings: Settings) -> None:
                 view.gallery: gr.Gallery(label="Saved to the training set")}
 
     # one progress bar, over the summary line (not one drawn over every panel)
-    scan_folder.click(scan, [session, folder, pattern], everything, show_progress_on=[view.summary])
-    folder.submit(scan, [session, folder, pattern], everything, show_progress_on=[view.summary])
-    scan_upload.click(lambda previous, files, pattern_text, progress=gr.Progress():
-                      scan(previous, received_files(files, settings), pattern_text, progress),
-                      [session, uploads, pattern], everything, show_progress_on=[view.summary])
+    scan_folder.click(scan, [session, folder, pattern, unlabelled_first], everything, show_progress_on=[view.summary])
+    folder.submit(scan, [session, folder, pattern, unlabelled_first], everything, show_progress_on=[view.summary])
+    scan_upload.click(lambda previous, files, pattern_text, first, progress=gr.Progress():
+                      scan(previous, received_files(files, settings), pattern_text, first, progress),
+                      [session, uploads, pattern, unlabelled_first], everything, show_progress_on=[view.summary])
     def redraw(event) -> None:
         """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
         before the one it was sent."""

@@ -1,9 +1,12 @@
 """Rating and culling with the keyboard, as in Lightroom and Photo Mechanic.
 
-In the Import preview and the Training-data gallery, with a photo selected and
-no text field focused: ←/→ move, a number key puts its score in the score field
-(star ratings or tenths of the range, ``keyboard.number_keys``), Enter saves,
-Z undoes and Delete deletes (Training data; Undo brings it back). The keys press
+In the Import preview, the Training-data gallery and Predict's "Best first", with
+a photo selected and no text field focused: ←/→ move, a number key puts its score
+in the score field (star ratings or tenths of the range, ``keyboard.number_keys``),
+Enter saves (in Predict: adds the photo to the training set with that score),
+Z undoes and Delete deletes (Training data; Undo brings it back). Predict's
+gallery shares its page with the Cull view, which has keys of its own: the one
+clicked or tabbed into last (``window.__keysOwner``) gets the keys. The keys press
 the same buttons a mouse would, so every rule (validation, undo, messages) stays
 in one place on the server; this module only writes the small script that maps
 keys to buttons, with the number keys' scores computed by the engine.
@@ -16,7 +19,7 @@ from workbench.config import Settings
 from workbench.dataset.ratings import StarMapping
 from workbench.dataset.scores import format_score, number_key_scores
 
-GALLERIES = ("import", "data")  # the LabelledGallery prefixes
+GALLERIES = ("import", "data", "predict")  # the LabelledGallery prefixes, and Predict's "Best first"
 
 _SCRIPT = """
 <script>
@@ -26,6 +29,19 @@ _SCRIPT = """
   const shown = (el) => el && el.offsetParent !== null;
   const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.isContentEditable);
   const visibleGallery = () => GALLERIES.find((p) => shown(document.getElementById(p + "-gallery")));
+  // Predict's gallery and the Cull view share a page: the keys go to the one clicked last
+  // (by mouse or by Tab); until either is chosen, the Cull view once it shows photos
+  const claim = (event) => {
+    const at = event.target && event.target.closest ? event.target : null;
+    if (at && at.closest("#cull-groups")) window.__keysOwner = "cull";
+    else if (at && at.closest("#predict-gallery, #predict-label-panel")) window.__keysOwner = "predict";
+  };
+  document.addEventListener("pointerdown", claim, true);
+  document.addEventListener("focusin", claim, true);
+  const cullShowsPhotos = () => {
+    const view = document.getElementById("cull-groups");
+    return shown(view) && view.querySelector(".cull-photo");
+  };
   const press = (id) => {
     const button = document.getElementById(id);
     if (!shown(button) || button.disabled) return false;
@@ -35,7 +51,7 @@ _SCRIPT = """
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const prefix = visibleGallery();
-    if (!prefix) return;
+    if (!prefix || (prefix === "predict" && window.__keysOwner !== "predict" && cullShowsPhotos())) return;
     const field = document.querySelector(`#${prefix}-score input, #${prefix}-score textarea`);
     if (typing(event.target)) {
       // Enter in the score field saves (Gradio's submit); then give the keys back to the gallery
@@ -74,11 +90,11 @@ def head_script(settings: Settings) -> str:
     return _SCRIPT % {"scores": json.dumps(scores), "galleries": json.dumps(list(GALLERIES))}
 
 
-def help_line(settings: Settings, *, can_delete: bool) -> str:
-    """One line under the score field saying which keys do what."""
+def help_line(settings: Settings, *, can_delete: bool, enter: str = "Enter saves", undo: bool | None = None) -> str:
+    """One line under the score field saying which keys do what (Z undo with Delete, unless ``undo`` says)."""
     keys = key_scores(settings)
     first, last = min(keys, key=keys.get), max(keys, key=keys.get)
     numbers = (f"{first}–{last} stars → {format_score(keys[first])}–{format_score(keys[last])}"
                if settings.number_keys == "stars" else "1–9, 0 → tenths of the range")
-    extra = " · Z undo · Delete to trash" if can_delete else ""
-    return f"<small>⌨ ←/→ move · {numbers} · Enter saves{extra}</small>"
+    extra = (" · Z undo" if (can_delete if undo is None else undo) else "") + (" · Delete to trash" if can_delete else "")
+    return f"<small>⌨ ←/→ move · {numbers} · {enter}{extra}</small>"

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from workbench.config import Settings
 from workbench.dataset.ratings import STAR_METHODS, write_star_ratings
+from workbench.dataset.store import ScoreStore
 from workbench.describe.critique import LLMConfig
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
@@ -38,7 +39,7 @@ from workbench.predict import (
     score_one,
     scorer_choices,
 )
-from workbench.ui import cull_view
+from workbench.ui import cull_view, keyboard
 from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files, stop_button
 
 TITLE = "Predict"
@@ -227,6 +228,17 @@ def build(settings: Settings) -> None:
                                            elem_id="predict-picked-opacity")
                 picked_overlay = gr.Image(label="Explanation overlay", interactive=False, height=360,
                                           elem_id="predict-picked-overlay")
+                with gr.Group(elem_id="predict-label-panel"):  # the model's score corrected: a label to learn from
+                    with gr.Row():
+                        previous = gr.Button("◀ Previous", size="sm", elem_id="predict-prev")
+                        next_ = gr.Button("Next ▶", size="sm", elem_id="predict-next")
+                    your_score = gr.Textbox(label=f"Your score ({settings.score_min:g}–{settings.score_max:g}) — "
+                                                  "Enter adds the photo to the training set",
+                                            max_lines=1, elem_id="predict-score")
+                    undo_button = gr.Button("Undo", size="sm", elem_id="predict-undo")
+                gr.Markdown(keyboard.help_line(settings, can_delete=False, undo=True,
+                                               enter="Enter adds it to the training set"), elem_id="predict-keys")
+                label_note = gr.Markdown(elem_id="predict-label-note")
         table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="predict-table")
         download = gr.File(label="CSV", interactive=False, elem_id="predict-csv")
         with gr.Row(equal_height=True):  # photo managers (Lightroom, darktable...) read these sidecars
@@ -238,6 +250,7 @@ def build(settings: Settings) -> None:
         cull_view.build(settings, scorer_id, uploads, folder)  # same photos, same scorer: group, flag, pick
 
     explanation, picked_explanation, shown_rows = gr.State(None), gr.State(None), gr.State(None)
+    picked_index, last_label = gr.State(None), gr.State(None)  # the selected photo; the last label, for Undo
 
     # ------------------------------------------------------------ callbacks
     def load(chosen: str):
@@ -338,12 +351,20 @@ def build(settings: Settings) -> None:
     def stop_batch(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "", "score")
 
-    def pick(shown: tuple[str, list[ScoreRow]] | None, alpha: float, event: gr.SelectData):
+    def select_photo(shown: tuple[str, list[ScoreRow]] | None, index: int | None):
+        """Quick: which photo, its score, an empty box for the person's; the explanation follows."""
+        rows = (shown or (None, []))[1]
+        if not rows or index is None or not 0 <= index < len(rows):
+            return None, "Click a photo to see where the model looked.", "", None
+        row = rows[index]  # the previous photo's overlay goes at once: it no longer belongs to the title
+        return index, f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict}) — photo {index + 1} of {len(rows)}", "", None
+
+    def explain_picked(shown: tuple[str, list[ScoreRow]] | None, index: int | None, alpha: float):
         batch_scorer, rows = shown or (None, [])
-        if not rows or event.index is None or event.index >= len(rows):
-            return "Click a photo to see where the model looked.", None, None
-        row = rows[event.index]
-        title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict})"
+        if not rows or index is None or not 0 <= index < len(rows):
+            return gr.skip(), None, None
+        row = rows[index]
+        title = f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict}) — photo {index + 1} of {len(rows)}"
         try:  # the scorer that scored this batch, whatever the dropdown shows now
             found = explain(row.path, cached_scorer(batch_scorer, settings), settings)
         except WorkbenchError as exc:  # e.g. the photo was moved since it was scored
@@ -351,6 +372,41 @@ def build(settings: Settings) -> None:
         if found.heatmap is None:
             return f"{title}  \nℹ {html.escape(found.reason)}", None, found
         return f"{title}  \n{found.note}", found.overlay(alpha), found
+
+    def step(delta: int):
+        def move(shown, index):
+            rows = (shown or (None, []))[1]
+            if not rows:
+                return None, "Score some photos first.", "", None, gr.skip()
+            index = 0 if index is None else (index + delta) % len(rows)
+            return *select_photo(shown, index), gr.Gallery(selected_index=index)
+        return move
+
+    def add_label(shown, index: int | None, typed: str):
+        rows = (shown or (None, []))[1]
+        if not rows or index is None or not 0 <= index < len(rows):
+            return "Select a photo first (click it, or ←/→).", gr.skip()
+        if not typed.strip():
+            return "Type your score (or press a number key) first.", gr.skip()
+        store = ScoreStore.from_settings(settings)
+        try:
+            name, copied, before = store.add_labelled(rows[index].path, typed)
+        except (WorkbenchError, OSError) as exc:
+            return f"⚠ {html.escape(str(exc))}", gr.skip()
+        score = store.get(name).score
+        done = "added to the training set" if copied else "already in the training set: its score is now yours"
+        return f"✓ **{html.escape(name)}** {done} ({score:g}). Z or Undo takes it back.", (name, copied, before)
+
+    def take_back(last):
+        if not last:
+            return "Nothing to undo.", None
+        name, copied, before = last
+        try:
+            ScoreStore.from_settings(settings).take_back_labelled(name, copied, before)
+        except (WorkbenchError, OSError) as exc:
+            return f"⚠ {html.escape(str(exc))}", last
+        return (f"↶ {html.escape(name)} " + ("removed from the training set (it is in the trash)." if copied
+                                             else "has its earlier score back.")), None
 
     def write_sidecars(shown: tuple[str, list[ScoreRow]] | None, method: str, typed_folder: str) -> str:
         batch_scorer, rows = shown or (None, [])
@@ -390,7 +446,18 @@ def build(settings: Settings) -> None:
         concurrency_limit=2).then(lambda: stop_button(False), None, stop, show_progress="hidden")
     stop.click(stop_batch, None, None, queue=False)
     write_xmp.click(write_sidecars, [shown_rows, stars_by, folder], xmp_note)
-    gallery.select(pick, [shown_rows, picked_opacity], [picked, picked_overlay, picked_explanation])
+    explain_it = (explain_picked, [shown_rows, picked_index, picked_opacity],
+                  [picked, picked_overlay, picked_explanation])
+    def on_click(shown, event: gr.SelectData):  # the annotation is how Gradio passes the click
+        return select_photo(shown, event.index)
+
+    selection = [picked_index, picked, your_score, picked_overlay]
+    gallery.select(on_click, shown_rows, selection, show_progress="hidden").then(*explain_it)
+    for button, delta in ((previous, -1), (next_, +1)):
+        button.click(step(delta), [shown_rows, picked_index], [*selection, gallery],
+                     show_progress="hidden").then(*explain_it)
+    your_score.submit(add_label, [shown_rows, picked_index, your_score], [label_note, last_label])
+    undo_button.click(take_back, last_label, [label_note, last_label])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
     _on_page_open(open_page, [scorer_id, scorer_info, threshold])
 

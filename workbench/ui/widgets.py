@@ -297,8 +297,9 @@ class LabelledGallery:
 
         self.gallery.select(on_click, [self.page], select_outputs, show_progress="hidden")
         for button, delta in ((self.previous, -1), (self.next, +1)):
+            # "multiple": arrow keys pressed faster than the server replies are queued, not dropped
             button.click(step(delta), [self.page, self.selected], [*select_outputs, self.gallery],
-                         show_progress="hidden")
+                         show_progress="hidden", trigger_mode="multiple")
 
 
 def stop_button(running: bool) -> gr.Button:
