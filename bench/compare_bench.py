@@ -25,6 +25,7 @@ from workbench import compat  # noqa: F401
 
 import argparse
 import csv
+import os
 import resource
 import tempfile
 import time
@@ -59,6 +60,23 @@ def bench_settings(cache_dir: Path | None, weights_dir: Path | None):
     return load_settings(cache_dir=cache_dir, weights_dir=weights_dir, models_dir=tempfile.mkdtemp(prefix="bench-runs-"))
 
 
+def reference_seconds(repeats: int = 3) -> float:
+    """A fixed piece of work timed in this run, so fit times on a busy machine can be read as a ratio:
+    RidgeCV (the same alpha grid as auto's) on a fixed random 1,000 x 2,000 matrix, best of ``repeats``."""
+    from sklearn.linear_model import RidgeCV
+
+    from workbench.models.auto import RIDGE_ALPHAS
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(1000, 2000)), rng.normal(size=1000)
+    best = float("inf")
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        RidgeCV(alphas=RIDGE_ALPHAS).fit(X, y)
+        best = min(best, time.perf_counter() - tick)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--savoias", type=Path, default=SHARED / "datasets" / "savoias")
@@ -81,6 +99,9 @@ def main() -> None:
     import torch
 
     print(f"torch threads: {torch.get_num_threads()}, cache: {settings.features_cache_dir}")
+    reference = reference_seconds()
+    print(f"load average {os.getloadavg()[0]:.1f}; reference work (RidgeCV on a fixed 1000 x 2000 matrix): "
+          f"{reference:.2f} s", flush=True)
 
     # 1. features: extract (first run) or read back from the cache, once per backbone
     for name in ("nima_mobilenet", args.backbone):
@@ -126,18 +147,22 @@ def main() -> None:
                   f"{loose_srcc}")
         print(f"{'mean':<10}{'':>11}{mean['srcc']:>8.3f}{'':>7}{mean['plcc']:>8.3f}{mean['krcc']:>8.3f}"
               f"{mean['mae']:>8.2f}{mean['rmse']:>8.2f}{mean['r2']:>8.3f}   (always predict the training mean)")
-        _summary(report, families, args, wall, cold_per_image, warm_read, data)
+        _summary(report, families, args, wall, cold_per_image, warm_read, data, reference)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (RSS): {peak_mb:.0f} MB")
 
 
-def _summary(report, families, args, wall, cold_per_image, warm_read, data) -> None:
+def _summary(report, families, args, wall, cold_per_image, warm_read, data, reference) -> None:
     by_name = {r.model: r for r in report.results}
     sk = [by_name[f] for f in SKLEARN_FAMILIES if f in by_name]
     sk_fit = sum(r.fit_seconds * args.folds for r in sk)
     print(f"\ncompare wall time (all {len(families)} families, features cached): {wall:.1f} s")
     print(f"scikit-learn families ({', '.join(r.model for r in sk)}) fit time over {args.folds} folds: "
           f"{sk_fit:.1f} s (aim < 60 s)")
+    after = reference_seconds()
+    print(f"  per family over {args.folds} folds: " + ", ".join(f"{r.model} {r.fit_seconds * args.folds:.1f} s" for r in sk))
+    print(f"  load average now {os.getloadavg()[0]:.1f}; reference work before {reference:.2f} s, after {after:.2f} s; "
+          f"scikit-learn total = {sk_fit / ((reference + after) / 2):.0f} x the reference work")
     naive = len(families) * len(data) * cold_per_image
     print(f"naive baseline, extracting {args.backbone} features afresh for every family: "
           f"~{naive:.0f} s of extraction alone vs {warm_read:.1f} s reading the cache "

@@ -136,7 +136,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(env: dict[str, str], log_path: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+# 300 s: with five jobs sharing two cores (load average 20+) the app took over 120 s to import and answer.
+def start_app(env: dict[str, str], log_path: Path, timeout: float = 300) -> tuple[subprocess.Popen, str]:
     """Start ``gradio_app.py`` on a free loopback port; return (process, base URL)."""
     port = free_port()
     log = open(log_path, "w")

@@ -60,3 +60,29 @@ def test_the_refit_uses_every_image_for_the_chosen_epochs(features):
     head.fit(X[:40], y[:40], X[40:50], y[40:50])
     assert head.refit_epochs_ == head.loop_.best_epoch and len(head.loop_.history) == 5
     np.testing.assert_allclose(head.x_mean_, X[:50].mean(0), rtol=1e-5)  # standardised on all 50
+
+
+@pytest.mark.parametrize("family", ["head", "nima_head"])
+def test_members_average_their_seeds_and_survive_saving(features, family):
+    X, y = features
+    params = {"epochs": 4, "patience": 0, "members": 3, "start_margin": 0.0}
+    ensemble = get_family(family).make(params, seed=5).fit(X[:40], y[:40], X[40:50], y[40:50])
+    singles = [get_family(family).make({**params, "members": 1}, seed=5 + k).fit(X[:40], y[:40], X[40:50], y[40:50])
+               for k in range(3)]
+    assert len({tuple(np.round(s.predict(X[50:]), 6)) for s in singles}) == 3  # three different networks
+    if family == "head":  # outputs are scores: the ensemble predicts their mean
+        np.testing.assert_allclose(ensemble.predict(X[50:]), np.mean([s.predict(X[50:]) for s in singles], 0),
+                                   rtol=1e-5)
+    loaded = type(ensemble).from_state(ensemble.state_tensors(), ensemble.state_meta())
+    np.testing.assert_allclose(loaded.predict(X[50:]), ensemble.predict(X[50:]), rtol=1e-6)
+
+
+def test_plcc_loss_rewards_order_not_level():
+    import torch
+
+    from workbench.models.heads import LOSSES
+
+    t = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    shifted = t * 2 + 5  # same order and spacing, another level and scale: only the Huber part minds
+    assert float(LOSSES["huber_plcc"](shifted, t) - LOSSES["huber"](shifted, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(LOSSES["huber_plcc"](-t, t) - LOSSES["huber"](-t, t)) == pytest.approx(2.0, abs=1e-6)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
 from workbench.models.registry import Capabilities, Param, register_family
-from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
+from workbench.models.torch_loop import START_MARGIN, LoopResult, fit_loop, seeded_generator
 
 N_BINS = 10
 TORCH_ESTIMATORS: dict[str, type] = {}  # class name -> class, for loading runs without importing by name
@@ -53,6 +53,18 @@ class MLP(nn.Module):
         return out if self.linear is None else out + self.linear(x)
 
 
+class Ensemble(nn.Module):
+    """Members trained apart (own seed, own early stopping), outputs averaged (for nima_head the
+    logits: its distribution is the members' normalised geometric mean)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+
 # On standardised features: below 100, leave-one-out picked near-interpolating fits on sets smaller
 # than the feature count, which generalised worse than the workbench ridge's 1000.
 _FITTED = ("module_", "x_mean_", "x_std_", "y_mean_", "y_std_", "y_range_", "hidden_", "ridge_alpha_")
@@ -64,7 +76,14 @@ def hidden_units(hidden: int, n_train: int) -> int:
     return hidden if hidden > 0 else int(min(256, max(16, n_train // 8)))
 
 
-LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": lambda p, t: F.huber_loss(p, t, delta=1.0)}
+def _plcc_loss(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson correlation over the batch: rewards getting the order and spacing right, not the level."""
+    p, t = p[:, 0] - p[:, 0].mean(), t[:, 0] - t[:, 0].mean()
+    return 1.0 - (p * t).sum() / (p.norm() * t.norm() + 1e-8)
+
+
+LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": lambda p, t: F.huber_loss(p, t, delta=1.0),
+          "huber_plcc": lambda p, t: F.huber_loss(p, t, delta=1.0) + _plcc_loss(p, t)}
 
 
 def emd_loss(p: torch.Tensor, q: torch.Tensor, r: int = 2) -> torch.Tensor:
@@ -124,7 +143,13 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         the start on training and validation images together, for the number of
         epochs that validation chose (no events: the curves shown are the first fit's).
         A network on a few hundred photos cannot spare 15% of them.
+
+        With ``members`` > 1, that many networks (seeds seed, seed+1, ...) are fitted one after
+        the other and their outputs averaged; the events shown are the first member's.
         """
+        if self.members > 1:
+            yield from self._fit_members(X, y, X_val, y_val, stop)
+            return
         yield from self._fit_once(X, y, X_val, y_val, self.epochs, stop)
         has_val = X_val is not None and len(X_val) > 0
         if self.refit and has_val and not self.stopped_:
@@ -139,6 +164,26 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
                     setattr(self, k, v)
             self.refit_epochs_ = first.best_epoch
             self.loop_, first.stopped = first, self.stopped_  # the curves shown are the first fit's
+
+    def _fit_members(self, X, y, X_val, y_val, stop: StopFlag) -> Iterator[EpochEnd]:
+        fitted = []
+        for k in range(self.members):
+            member = type(self)(**{**self.get_params(), "members": 1, "seed": self.seed + k})
+            events = member.fit_events(X, y, X_val, y_val, stop=stop)
+            if k == 0:
+                yield from events
+            else:
+                drain(events)
+            fitted.append(member)
+            if member.stopped_:
+                break
+        first = fitted[0]
+        for key in _FITTED + ("n_features_in_", "loop_", "stopped_", "refit_epochs_"):
+            if hasattr(first, key):
+                setattr(self, key, getattr(first, key))
+        self.stopped_ = any(m.stopped_ for m in fitted)
+        self.module_ = Ensemble([m.module_ for m in fitted]) if len(fitted) > 1 else first.module_
+        self.module_.eval()
 
     def _fit_once(self, X, y, X_val, y_val, epochs: int, stop: StopFlag) -> Iterator[EpochEnd]:
         X = np.asarray(X, dtype=np.float32)
@@ -182,7 +227,7 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
             yield from fit_loop(self.module_, optimizer, batches, lambda m, xb, yb: self._loss(m(xb), yb),
                                 evaluate, epochs=epochs, patience=self.patience, stop=stop,
                                 device=torch.device("cpu"), result=self.loop_, seed=self.seed,
-                                start_counts=self.ridge_start)
+                                start_counts=self.ridge_start, start_margin=self.start_margin)
         self.module_.eval()
         self.stopped_ = self.loop_.stopped
 
@@ -233,7 +278,7 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
     def state_meta(self) -> dict[str, Any]:
         return {"class": type(self).__name__, "params": self.get_params(), "n_features_in": self.n_features_in_,
                 "y_mean": self.y_mean_, "y_std": self.y_std_, "y_range": list(self.y_range_),
-                "hidden": self.hidden_}
+                "hidden": self.hidden_, "members": len(getattr(self.module_, "members", [None]))}
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], settings=None):
@@ -244,8 +289,10 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
         model.x_mean_ = tensors["x_mean"].numpy().astype(np.float32)
         model.x_std_ = tensors["x_std"].numpy().astype(np.float32)
         model.hidden_ = int(meta.get("hidden", model.hidden))
-        model.module_ = MLP(model.n_features_in_, model.hidden_, model.out_dim, model.dropout,
+        build = lambda: MLP(model.n_features_in_, model.hidden_, model.out_dim, model.dropout,  # noqa: E731
                             skip=bool(meta["params"].get("ridge_start", False)))
+        members = int(meta.get("members", 1))
+        model.module_ = Ensemble([build() for _ in range(members)]) if members > 1 else build()
         model.module_.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
         model.module_.eval()
         return model
@@ -269,10 +316,12 @@ class MLPHeadRegressor(FeatureHeadRegressor):
 
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, loss: str = "huber",
-                 patience: int = 15, ridge_start: bool = True, refit: bool = True, seed: int = 42):
+                 patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
+                 start_margin: float = START_MARGIN, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.loss = weight_decay, dropout, hidden, loss
         self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
+        self.members, self.start_margin = members, start_margin
 
     def _targets(self, y):
         return ((y - self.y_mean_) / self.y_std_).astype(np.float32)[:, None]
@@ -301,10 +350,12 @@ class NimaHeadRegressor(FeatureHeadRegressor):
 
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, sigma: float = 1.0,
-                 patience: int = 15, ridge_start: bool = True, refit: bool = True, seed: int = 42):
+                 patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
+                 start_margin: float = START_MARGIN, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.sigma = weight_decay, dropout, hidden, sigma
         self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
+        self.members, self.start_margin = members, start_margin
 
     def _to_bins(self, y):
         low, high = self.y_range_
@@ -366,6 +417,10 @@ def _common_params(epochs: int = 80) -> list[Param]:
               "hidden layer) and keep it unless training beats it on the validation images", advanced=True),
         Param("refit", bool, True, "after early stopping, train again on training + validation images for the "
               "chosen number of epochs", advanced=True),
+        Param("members", int, 1, "networks trained with different seeds and averaged", low=1, high=20,
+              advanced=True),
+        Param("start_margin", float, START_MARGIN, "with ridge_start: how much lower (a fraction) a trained "
+              "epoch's validation loss must be to replace ridge", low=0.0, high=0.9, advanced=True),
     ]
 
 

@@ -59,7 +59,7 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
              evaluate: Callable[[nn.Module], tuple[float, np.ndarray, np.ndarray]] | None,
              *, epochs: int, patience: int, stop: StopFlag, device: torch.device,
              amp: bool = False, result: LoopResult | None = None, seed: int | None = None,
-             start_counts: bool = False) -> Iterator[EpochEnd]:
+             start_counts: bool = False, start_margin: float = START_MARGIN) -> Iterator[EpochEnd]:
     """Train ``module`` for up to ``epochs``, yielding one EpochEnd per epoch.
 
     With ``seed``, dropout and every other draw from torch's global generator come
@@ -72,23 +72,24 @@ def fit_loop(module: nn.Module, optimizer: torch.optim.Optimizer,
     ``evaluate(module)`` returns (val_loss, y_true_scores, y_pred_scores) or is
     None when there is no validation split (then the last epoch is kept).
     ``start_counts``: the untrained module is a candidate too (epoch 0), for modules that
-    start from a fitted solution (the heads start from ridge) and must not end worse than it.
+    start from a fitted solution (the heads start from ridge) and must not end worse than it;
+    a trained epoch replaces it only with a validation loss ``start_margin`` (a fraction) lower.
     """
     if seed is None:
         yield from _fit_loop(module, optimizer, train_batches, step_loss, evaluate, epochs=epochs,
                              patience=patience, stop=stop, device=device, amp=amp, result=result,
-                             start_counts=start_counts)
+                             start_counts=start_counts, start_margin=start_margin)
         return
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield from _fit_loop(module, optimizer, train_batches, step_loss, evaluate, epochs=epochs,
                              patience=patience, stop=stop, device=device, amp=amp, result=result,
-                             start_counts=start_counts)
+                             start_counts=start_counts, start_margin=start_margin)
 
 
 def _fit_loop(module, optimizer, train_batches, step_loss, evaluate, *, epochs, patience, stop, device,
-              amp, result, start_counts=False) -> Iterator[EpochEnd]:
+              amp, result, start_counts=False, start_margin=START_MARGIN) -> Iterator[EpochEnd]:
     result = result if result is not None else LoopResult()
     best_state = None
     if start_counts and evaluate is not None:
@@ -97,7 +98,7 @@ def _fit_loop(module, optimizer, train_batches, step_loss, evaluate, *, epochs, 
             start_loss = evaluate(module)[0]
         if math.isfinite(start_loss):
             # Training must beat the start clearly, not by the noise of a few dozen validation photos.
-            result.best_val_loss, result.best_epoch = start_loss * (1.0 - START_MARGIN), 0
+            result.best_val_loss, result.best_epoch = start_loss * (1.0 - start_margin), 0
             best_state = copy.deepcopy(module.state_dict())
     bad_epochs = 0
     use_amp = amp and device.type == "cuda"
