@@ -14,7 +14,7 @@ the parent samples the whole process tree from /proc every 0.25 s for peak RSS (
 largest worker, and all workers together: Ray's actors and tasks, the local engine's DataLoader).
 
 Sections are functions in SECTIONS (each takes the shared context, returns Markdown lines); the
-integrator adds the ONNX and start-up sections there.
+ONNX Runtime and start-up sections run (shortened) bench/cpu_path_bench.py and bench/startup_bench.py.
 """
 from __future__ import annotations
 
@@ -292,9 +292,35 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
-# The report's sections, in order. INTEGRATOR: add the ONNX Runtime section (onnx15's script) and the
-# start-up section (start15's script) here, as functions taking ``ctx`` and returning Markdown lines.
-SECTIONS = [local_vs_ray, resume_after_kill, projection]
+def cpu_path(ctx: dict) -> list[str]:
+    """ONNX Runtime against PyTorch eager, forward at batch 16 and end to end (bench/cpu_path_bench.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cpu_path_bench import main as cpu_path_main
+
+    report = cpu_path_main(["--backbones", "efficientnet_lite0,nima_mobilenet", "--repeats", "3",
+                            "--images", "64", "--work-dir", str(ctx["tmp"] / "cpu_path"), "--json"])
+    lines = ["| measure | backbone | eager img/s | onnxruntime img/s | ratio |", "| --- | --- | --- | --- | --- |"]
+    for kind in ("forward", "end_to_end"):
+        for row in report[kind]:
+            lines.append(f"| {kind.replace('_', ' ')} | {row['backbone']} | {row['eager_img_s']} | "
+                         f"{row['onnx_img_s']} | ×{row['ratio']} |")
+    return lines
+
+
+def start_up(ctx: dict) -> list[str]:
+    """Whole-process start-up times against the base commit (bench/startup_bench.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from startup_bench import rows as startup_rows
+
+    lines = ["| measurement | base s | this s | ratio | base CPU s | this CPU s |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in startup_rows(repeats=5, app_repeats=3):
+        lines.append(f"| {r['measurement']} | {r['base_s']} | {r['this_s']} | ×{r['ratio']} | "
+                     f"{r['base_cpu_s']} | {r['this_cpu_s']} |")
+    return lines
+
+
+# The report's sections, in order (each takes ``ctx`` and returns Markdown lines).
+SECTIONS = [local_vs_ray, resume_after_kill, projection, cpu_path, start_up]
 
 
 def main() -> None:
