@@ -52,3 +52,17 @@ def test_app_binds_to_loopback_only(shared_app):
     assert addresses, "no listening socket found for the app"
     # 0100007F is 127.0.0.1 in /proc's little-endian hex; anything else (0.0.0.0) would expose the photos.
     assert addresses == {"0100007F"}, addresses
+
+
+def test_the_queue_is_set_once_and_kept(tmp_path):
+    # build_blocks sets the queue before the first component (set after the build, Gradio rebuilt
+    # its whole app for it); the limit must survive the rest of the build and the mount
+    from workbench.config import load_settings
+    from workbench.ui.app import QUEUE_CONCURRENCY, create_server
+
+    folders = {name: tmp_path / name for name in ("data_dir", "models_dir", "weights_dir", "cache_dir")}
+    for folder in folders.values():
+        folder.mkdir()
+    app = create_server(load_settings(**folders))
+    blocks = next(route.app.blocks for route in app.routes if hasattr(getattr(route, "app", None), "blocks"))
+    assert blocks._queue.default_concurrency_limit == QUEUE_CONCURRENCY == 4

@@ -28,6 +28,7 @@ TAB_MODULES = (
 API_MODULES = ("workbench.api",)
 
 log = logging.getLogger(__name__)
+QUEUE_CONCURRENCY = 4  # events of one kind running at once (Gradio's default is 1)
 
 
 # Gradio's default theme with system fonts: with the theme's web fonts (Source Sans Pro, IBM Plex Mono)
@@ -38,6 +39,9 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
 
 def build_blocks(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Aesthetic Workbench") as blocks:
+        # Set the queue before any component exists: Blocks.queue() rebuilds Gradio's app and config from
+        # the Blocks as they stand, so called after the build it redid the whole config for nothing.
+        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
         gr.Markdown(
             "# Aesthetic Workbench\n"
             f"Teach a model your sense of a good photo. Training set: `{settings.data_dir}` · "
@@ -72,7 +76,7 @@ def create_server(settings: Settings) -> FastAPI:
     app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
         app.include_router(importlib.import_module(name).router(settings))
-    blocks = build_blocks(settings).queue(default_concurrency_limit=4)
+    blocks = build_blocks(settings)
     app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.data_dir), str(settings.cache_dir)],
