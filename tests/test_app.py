@@ -54,9 +54,9 @@ def test_app_binds_to_loopback_only(shared_app):
     assert addresses == {"0100007F"}, addresses
 
 
-def test_the_queue_is_set_once_and_kept(tmp_path):
-    # build_blocks sets the queue before the first component (set after the build, Gradio rebuilt
-    # its whole app for it); the limit must survive the rest of the build and the mount
+def test_the_queue_limit_reaches_the_served_app(tmp_path):
+    # Gradio builds its app more than once (Blocks(), the end of the with-block, the mount):
+    # the concurrency limit (two browser tabs training at once) must survive all of them
     from workbench.config import load_settings
     from workbench.ui.app import QUEUE_CONCURRENCY, create_server
 

@@ -39,9 +39,6 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
 
 def build_blocks(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Aesthetic Workbench") as blocks:
-        # Set the queue before any component exists: Blocks.queue() rebuilds Gradio's app and config from
-        # the Blocks as they stand, so called after the build it redid the whole config for nothing.
-        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
         gr.Markdown(
             "# Aesthetic Workbench\n"
             f"Teach a model your sense of a good photo. Training set: `{settings.data_dir}` · "
@@ -76,7 +73,7 @@ def create_server(settings: Settings) -> FastAPI:
     app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
         app.include_router(importlib.import_module(name).router(settings))
-    blocks = build_blocks(settings)
+    blocks = build_blocks(settings).queue(default_concurrency_limit=QUEUE_CONCURRENCY)
     app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.data_dir), str(settings.cache_dir)],
