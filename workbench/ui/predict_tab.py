@@ -351,15 +351,30 @@ def build(settings: Settings) -> None:
     def stop_batch(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "", "score")
 
-    def select_photo(shown: tuple[str, list[ScoreRow]] | None, index: int | None):
+    # session -> the photo selected last. An explanation is slow (seconds on a CPU); one that finishes
+    # after the person has moved on must not write the earlier photo's title over the current one.
+    latest_pick: dict[str, int | None] = {}
+
+    def select_photo(shown: tuple[str, list[ScoreRow]] | None, index: int | None, request: gr.Request | None = None):
         """Quick: which photo, its score, an empty box for the person's; the explanation follows."""
+        if request is not None:
+            latest_pick[request.session_hash or ""] = index
         rows = (shown or (None, []))[1]
         if not rows or index is None or not 0 <= index < len(rows):
             return None, "Click a photo to see where the model looked.", "", None
         row = rows[index]  # the previous photo's overlay goes at once: it no longer belongs to the title
         return index, f"**{Path(row.path).name}**: {row.score:.2f} ({row.verdict}) — photo {index + 1} of {len(rows)}", "", None
 
-    def explain_picked(shown: tuple[str, list[ScoreRow]] | None, index: int | None, alpha: float):
+    def explain_picked(shown: tuple[str, list[ScoreRow]] | None, index: int | None, alpha: float, request: gr.Request):
+        def moved_on() -> bool:
+            return latest_pick.get(request.session_hash or "", index) != index
+
+        if moved_on():  # a newer selection's explanation is queued behind this one
+            return gr.skip(), gr.skip(), gr.skip()
+        shown_now = explain_row(shown, index, alpha)
+        return (gr.skip(), gr.skip(), gr.skip()) if moved_on() else shown_now  # moved on while it was computed
+
+    def explain_row(shown: tuple[str, list[ScoreRow]] | None, index: int | None, alpha: float):
         batch_scorer, rows = shown or (None, [])
         if not rows or index is None or not 0 <= index < len(rows):
             return gr.skip(), None, None
@@ -374,12 +389,12 @@ def build(settings: Settings) -> None:
         return f"{title}  \n{found.note}", found.overlay(alpha), found
 
     def step(delta: int):
-        def move(shown, index):
+        def move(shown, index, request: gr.Request):
             rows = (shown or (None, []))[1]
             if not rows:
                 return None, "Score some photos first.", "", None, gr.skip()
             index = 0 if index is None else (index + delta) % len(rows)
-            return *select_photo(shown, index), gr.Gallery(selected_index=index)
+            return *select_photo(shown, index, request), gr.Gallery(selected_index=index)
         return move
 
     def add_label(shown, index: int | None, typed: str):
@@ -448,8 +463,8 @@ def build(settings: Settings) -> None:
     write_xmp.click(write_sidecars, [shown_rows, stars_by, folder], xmp_note)
     explain_it = (explain_picked, [shown_rows, picked_index, picked_opacity],
                   [picked, picked_overlay, picked_explanation])
-    def on_click(shown, event: gr.SelectData):  # the annotation is how Gradio passes the click
-        return select_photo(shown, event.index)
+    def on_click(shown, event: gr.SelectData, request: gr.Request):  # the annotations are how Gradio passes them
+        return select_photo(shown, event.index, request)
 
     selection = [picked_index, picked, your_score, picked_overlay]
     gallery.select(on_click, shown_rows, selection, show_progress="hidden").then(*explain_it)
