@@ -1,6 +1,7 @@
 """Culling a synthetic shoot: grouping quality, blur flag AUC, throughput and peak memory.
 
-    .venv/bin/python bench/cull_bench.py [--sources 150] [--long-side 1600] [--seed 0]
+    .venv/bin/python bench/cull_bench.py [--sources 150] [--long-side 1600 | --megapixels 12] [--photos N]
+                                         [--seed 0] [--shoot-dir DIR]
 
 The shoot is built from ``../shared/datasets/savoias`` (tests/cull_fixtures.py):
 70 % of the sources become bursts of 2-8 frames 0.4 s apart (crops of 2-10 %,
@@ -13,6 +14,10 @@ shifts, exposure x0.8-1.2, JPEG quality 70-95, one frame blurred in bursts of
 - photos per second and peak RSS of: scoring alone (``score_images``, NIMA), the
   whole cull with the feature cache cold, and again with it warm. Each runs in
   its own child process so the peak memory is its own.
+
+``--shoot-dir DIR`` keeps the shoot (and its truth, ``shoot.json``) there and reuses
+it on the next run with the same options: a 3,000-photo 12-MP shoot takes longer to
+build than to cull. Without it the shoot lives in a temporary folder.
 """
 from __future__ import annotations
 
@@ -64,35 +69,86 @@ def _run_child(mode: str, folder: Path, cache: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _build_part(args, part):
+    from datetime import timedelta
+
+    from cull_fixtures import START, make_shoot
+
+    sources, folder, seed, photos, k = part
+    return make_shoot(sources, folder, seed=seed, long_side=args.long_side, megapixels=args.megapixels,
+                      max_photos=photos, start=START + timedelta(days=k))
+
+
+def _shoot(args, sources, folder: Path):
+    """The shoot in ``folder``: reused when it was built there with the same options, else built."""
+    from cull_fixtures import Shoot, make_shoot
+
+    options = {"sources": args.sources, "long_side": args.long_side, "megapixels": args.megapixels,
+               "photos": args.photos, "seed": args.seed, "jobs": args.jobs}
+    truth = folder / "shoot.json"
+    if truth.is_file():
+        saved = json.loads(truth.read_text())
+        if saved["options"] != options:
+            sys.exit(f"{folder} holds a shoot built with {saved['options']}, not {options}: use another --shoot-dir")
+        shoot = Shoot(folder, [[Path(p) for p in g] for g in saved["groups"]],
+                      [Path(p) for p in saved["blurred"]], [Path(p) for p in saved["sharp_siblings"]])
+        shoot.note = "reused from an earlier build"
+        return shoot
+    if folder.exists() and any(folder.iterdir()):
+        sys.exit(f"{folder} is not empty and holds no shoot.json: use an empty or new --shoot-dir")
+    t0 = time.perf_counter()
+    jobs = max(1, args.jobs)
+    # each job builds its share of the sources into its own subfolder, a day after the previous
+    # job's shoot, so the parts' capture times never interleave into false bursts
+    parts = [(sources[:args.sources][k::jobs], folder / f"part{k}", args.seed + k,
+              None if args.photos is None else args.photos // jobs + (k < args.photos % jobs), k) for k in range(jobs)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs) as pool:
+        built = list(pool.map(_build_part, [args] * jobs, parts))
+    shoot = Shoot(folder, [g for b in built for g in b.groups], [p for b in built for p in b.blurred],
+                  [p for b in built for p in b.sharp_siblings])
+    shoot.note = f"built in {time.perf_counter() - t0:.0f} s by {jobs} process(es)"
+    truth.write_text(json.dumps({"options": options, "groups": [[str(p) for p in g] for g in shoot.groups],
+                                 "blurred": [str(p) for p in shoot.blurred],
+                                 "sharp_siblings": [str(p) for p in shoot.sharp_siblings]}))
+    return shoot
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", type=int, default=150, help="SAVOIAS photos to expand into the shoot")
     parser.add_argument("--long-side", type=int, default=1600, help="long side of the shoot's frames, px")
+    parser.add_argument("--megapixels", type=float, help="frames of this many megapixels (instead of --long-side)")
+    parser.add_argument("--photos", type=int, help="stop building the shoot at this many photos")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shoot-dir", type=Path, help="build the shoot here, or reuse the one built here before")
+    parser.add_argument("--jobs", type=int, default=1, help="processes building the shoot (each builds a part)")
+    parser.add_argument("--build-only", action="store_true", help="build the shoot (into --shoot-dir) and stop")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
         return
 
-    from cull_fixtures import make_shoot, pairwise_precision_recall
+    from cull_fixtures import pairwise_precision_recall
     from sklearn.metrics import roc_auc_score
 
     sources = sorted((SHARED / "datasets" / "savoias" / "images").glob("*.jpg"))
     random.Random(args.seed).shuffle(sources)
     with tempfile.TemporaryDirectory(prefix="cull-bench-") as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
-        shoot = make_shoot(sources[:args.sources], tmp / "shoot", seed=args.seed, long_side=args.long_side)
+        shoot = _shoot(args, sources, args.shoot_dir or tmp / "shoot")
         n = sum(len(g) for g in shoot.groups)
-        with_size = next(iter(shoot.folder.glob("*.jpg")))
         from PIL import Image
 
-        with Image.open(with_size) as im:
+        with Image.open(shoot.groups[0][0]) as im:
             mp = im.width * im.height / 1e6
         print(f"shoot: {n} photos ({mp:.1f} MP), {len(shoot.groups)} true groups "
               f"({sum(len(g) > 1 for g in shoot.groups)} bursts), {len(shoot.blurred)} blurred frames; "
-              f"built in {time.perf_counter() - t0:.0f} s", flush=True)
+              f"{shoot.note}", flush=True)
+        if args.build_only:
+            return
         # each pass's row is printed as it ends: at 3,000 12-MP photos a pass takes a quarter of an hour here
         print("| pass | photos | s | photos/s | peak RSS MB |")
         print("| --- | --- | --- | --- | --- |", flush=True)

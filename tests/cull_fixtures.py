@@ -49,20 +49,28 @@ def _frame(base: Image.Image, rng: random.Random) -> tuple[Image.Image, int]:
 
 
 def make_shoot(sources: Sequence[Path], folder: Path, *, seed: int = 0, long_side: int = 800,
-               burst_share: float = 0.7, burst_sizes: tuple[int, int] = (2, 8)) -> Shoot:
+               burst_share: float = 0.7, burst_sizes: tuple[int, int] = (2, 8), megapixels: float | None = None,
+               max_photos: int | None = None, start: datetime = START) -> Shoot:
     """Write the shoot into ``folder``: ``burst_share`` of the sources become bursts of
-    ``burst_sizes`` frames (inclusive), the rest singletons; bursts of 3+ get one blurred frame."""
+    ``burst_sizes`` frames (inclusive), the rest singletons; bursts of 3+ get one blurred frame.
+    ``megapixels``: frames of that area, whatever their aspect (instead of ``long_side``);
+    ``max_photos``: stop there (the last burst may be cut short); ``start``: the first capture time."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     shoot = Shoot(folder)
-    when = START
+    when = start
     n = 0
     for source in sources:
+        if max_photos is not None and n >= max_photos:
+            break
         with Image.open(source) as image:
             base = image.convert("RGB")
-        scale = long_side / max(base.size)  # to the camera's size: enlarged when the source is smaller
+        # to the camera's size: enlarged when the source is smaller
+        scale = (megapixels * 1e6 / (base.width * base.height)) ** 0.5 if megapixels else long_side / max(base.size)
         base = base.resize((round(base.width * scale), round(base.height * scale)), Image.Resampling.LANCZOS)
         size = rng.randint(*burst_sizes) if rng.random() < burst_share else 1
+        if max_photos is not None:
+            size = min(size, max_photos - n)
         blurred_at = rng.randrange(size) if size >= 3 else -1
         group = []
         for k in range(size):

@@ -15,6 +15,7 @@ from workbench.images import (
     ImageError,
     check_image,
     load_image,
+    load_luma,
     read_info,
     thumbnail,
 )
@@ -85,6 +86,26 @@ def test_draft_decodes_big_jpegs_smaller_but_never_below_min_size(tmp_path):
     portrait = load_image(path, min_size=(100, 300))
     assert portrait.size[0] < portrait.size[1] and portrait.size[0] >= 100 and portrait.size[1] >= 300
     assert load_image(path).size == (2000, 3000)
+
+
+def test_luma_decodes_only_y_at_reduced_scale_and_matches_rgb_then_grey(tmp_path, photos):
+    big = Image.fromarray(photos["astronaut"]).resize((2048, 2048), Image.Resampling.BICUBIC)
+    path = tmp_path / "big.jpg"
+    big.save(path, quality=90)
+    luma = load_luma(path, 300)
+    assert luma.mode == "L" and luma.size == (512, 512)  # 1/4: the largest reduction keeping both sides >= 300
+    via_rgb = np.asarray(load_image(path, min_size=(300, 300)).convert("L"), np.int16)
+    difference = np.abs(np.asarray(luma, np.int16) - via_rgb)
+    assert difference.mean() < 0.6 and difference.max() <= 3  # rounding only: Y is what the JPEG stores
+    Image.fromarray(photos["astronaut"]).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    grey = load_luma(tmp_path / "cmyk.jpg", 64)
+    reference = np.asarray(Image.fromarray(photos["astronaut"]).convert("L").resize(grey.size), np.int16)
+    assert grey.mode == "L" and np.abs(np.asarray(grey, np.int16) - reference).mean() < 12
+    Image.fromarray(photos["astronaut"]).convert("RGBA").save(tmp_path / "alpha.png")
+    assert load_luma(tmp_path / "alpha.png", 64).size == (512, 512)  # not a JPEG: full decode
+    path.write_bytes(path.read_bytes()[:20000])
+    with pytest.raises(ImageError, match="big.jpg: the file is truncated"):
+        load_luma(path, 300)
 
 
 def test_palette_rgba_la_cmyk_grey_and_bilevel_become_rgb(tmp_path):

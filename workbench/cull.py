@@ -60,7 +60,7 @@ from PIL import Image
 from workbench.config import Settings
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
-from workbench.images import ImageError, load_image
+from workbench.images import ImageError, load_luma
 
 WORKING_SIZE = 640  # long side, pixels, at which every technical measure is taken
 CHUNK = 64  # photos measured between stop checks
@@ -134,7 +134,8 @@ def luminance(image: Image.Image) -> np.ndarray:
     measured as it is: enlarging it would blur it, and flag it for a softness it does not have."""
     scale = min(1.0, WORKING_SIZE / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    grey = image if image.mode == "L" else image.convert("L")
+    return np.asarray(grey.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
 
 
 def laplacian_sharpness(luma: np.ndarray) -> float:
@@ -148,7 +149,8 @@ def laplacian_sharpness(luma: np.ndarray) -> float:
 
 def measure(path: str | Path, settings: Settings) -> Measures:
     """The technical measures of one photo; raises ImageError when it cannot be decoded."""
-    image = load_image(path, max_pixels=settings.max_pixels, min_size=(WORKING_SIZE, WORKING_SIZE))
+    # JPEG luma only, at a reduced scale: the measures need neither colour nor the full resolution
+    image = load_luma(path, WORKING_SIZE, max_pixels=settings.max_pixels)
     try:
         luma = luminance(image)
     finally:
