@@ -81,7 +81,7 @@ def _build_part(args, part):
 
 def _shoot(args, sources, folder: Path):
     """The shoot in ``folder``: reused when it was built there with the same options, else built."""
-    from cull_fixtures import Shoot, make_shoot
+    from cull_fixtures import Shoot
 
     options = {"sources": args.sources, "long_side": args.long_side, "megapixels": args.megapixels,
                "photos": args.photos, "seed": args.seed, "jobs": args.jobs}
