@@ -37,13 +37,17 @@ SHARED = ROOT.parent / "shared"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this tree's workbench, and the shoot builder of the tests
 
 
+# A cull's pass, told by its progress messages (the work a message reports was done before it came out)
+STAGE_WORDS = (("scor", "scoring (NIMA)"), ("checking focus", "technical flags"), ("hashing", "hashing"))
+
+
 def _child(mode: str, folder: str, cache: str) -> None:
     """One measured pass in this (fresh) process; prints a JSON line."""
     os.environ["WORKBENCH_CACHE_DIR"] = cache
     os.environ["WORKBENCH_WEIGHTS_DIR"] = str(SHARED / "weights")
     from workbench.config import load_settings
     from workbench.cull import cull
-    from workbench.events import drain
+    from workbench.events import Progress, drain
     from workbench.predict import load_scorer, score_images
 
     settings = load_settings()
@@ -53,9 +57,22 @@ def _child(mode: str, folder: str, cache: str) -> None:
         result = drain(score_images([folder], scorer, settings))
         n, extra = len(result.scored), {}
     else:
-        result = drain(cull([folder], scorer, settings))
+        stages: dict[str, float] = {}  # stage -> seconds, from the moments its events came out
+        last = [started]
+
+        def timed(events):
+            for event in events:
+                now = time.perf_counter()
+                if isinstance(event, Progress):
+                    stage = next((name for word, name in STAGE_WORDS if word in event.message), "features")
+                    stages[stage] = stages.get(stage, 0.0) + now - last[0]
+                    last[0] = now
+                yield event
+
+        result = drain(timed(cull([folder], scorer, settings)))
+        stages["grouping and picks"] = time.perf_counter() - last[0]
         n = len(result.photos)
-        extra = {"groups": [[p.path for p in g.photos] for g in result.groups],
+        extra = {"stages": stages, "groups": [[p.path for p in g.photos] for g in result.groups],
                  "sharpness": {p.path: p.flags["out_of_focus"]["value"] for p in result.photos},
                  "flagged": {p.path: p.flags["out_of_focus"]["flagged"] for p in result.photos}}
     seconds = time.perf_counter() - started
@@ -124,12 +141,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shoot-dir", type=Path, help="build the shoot here, or reuse the one built here before")
     parser.add_argument("--jobs", type=int, default=1, help="processes building the shoot (each builds a part)")
+    parser.add_argument("--passes", default="score,cold,warm",
+                        help="passes to run, in this order (score: scoring alone; cold/warm: the cull with the "
+                             "feature cache empty/filled; warm needs cold before it)")
     parser.add_argument("--build-only", action="store_true", help="build the shoot (into --shoot-dir) and stop")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
         return
+    unknown = set(args.passes.split(",")) - {"score", "cold", "warm"}
+    if unknown or ("warm" in args.passes and "cold" not in args.passes.split("warm")[0]):
+        parser.error(f"--passes: a comma-separated list of score, cold, warm, with cold before warm (not {args.passes!r})")
 
     from cull_fixtures import pairwise_precision_recall
     from sklearn.metrics import roc_auc_score
@@ -153,12 +176,18 @@ def main() -> None:
         print("| pass | photos | s | photos/s | peak RSS MB |")
         print("| --- | --- | --- | --- | --- |", flush=True)
         passes = {}
-        for key, name, mode, cache in (("score", "scoring alone (NIMA)", "score", "cache-score"),
-                                       ("cold", "cull, features uncached", "cull", "cache"),
-                                       ("warm", "cull, features cached", "cull", "cache")):
+        known = {"score": ("scoring alone (NIMA)", "score", "cache-score"),
+                 "cold": ("cull, features uncached", "cull", "cache"), "warm": ("cull, features cached", "cull", "cache")}
+        for key in args.passes.split(","):
+            name, mode, cache = known[key]
             r = passes[key] = _run_child(mode, shoot.folder, tmp / cache)
-            print(f"| {name} | {r['n']} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |", flush=True)
-        warm = passes["warm"]
+            print(f"| {name} | {r['n']} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
+                  f" load {os.getloadavg()[0]:.1f}", flush=True)
+            if r.get("stages"):
+                print("    stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["stages"].items()), flush=True)
+        warm = passes.get("warm") or passes.get("cold")
+        if warm is None:
+            return
         precision, recall = pairwise_precision_recall(shoot.groups, warm["groups"])
         sharp = warm["sharpness"]
         y = [1] * len(shoot.blurred) + [0] * len(shoot.sharp_siblings)
