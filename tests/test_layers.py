@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("workbench.runs",),
     ("workbench.models",),
     ("workbench.features", "workbench.onnx_runtime", "workbench.backbones", "workbench.dataset", "workbench.multimodal"),
-    ("workbench.images", "workbench.metrics", "workbench.errors", "workbench.config", "workbench.events",
+    ("workbench.images", "workbench.faces", "workbench.metrics", "workbench.errors", "workbench.config", "workbench.events",
      "workbench.fsutil", "workbench.compat", "workbench"),
 )
 

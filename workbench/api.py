@@ -30,7 +30,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from workbench.config import Settings
-from workbench.cull import UNAVAILABLE_FLAGS, CullError, CullOptions, cull
+from workbench.cull import CullError, CullOptions, cull, unavailable_flags
 from workbench.events import drain
 from workbench.images import FORMAT_SUFFIX, SUPPORTED_EXTENSIONS, ImageError, check_image
 from workbench.predict import ScorerUnavailable, cached_scorer, default_scorer_id, score_images
@@ -72,8 +72,9 @@ class CulledFile(BaseModel):
     filename: str = Field(description="the name the file was uploaded under")
     index: int = Field(description="its position in the upload, from 0")
     score: float | None = Field(description="predicted score on the scorer's scale")
-    flags: dict[str, dict[str, float | bool]] = Field(
-        description="technical flags: {name: {value, flagged}} for out_of_focus, clipped_highlights, crushed_shadows")
+    flags: dict[str, dict[str, bool | int | float | None]] = Field(
+        description="technical flags: {name: {value, flagged}} for out_of_focus, clipped_highlights, crushed_shadows, "
+                    "closed_eyes (value null when not checked or no face found; + faces, the number found)")
     pick: bool = Field(description="the group's best unflagged photo")
     rejected: bool = Field(description="flagged: out of focus, clipped or crushed beyond its threshold")
     taken: float | None = Field(None, description="EXIF capture time, seconds since the epoch (local clock)")
@@ -88,7 +89,7 @@ class CullResponse(BaseModel):
     scorer: str = Field(description="run id, or 'nima' for the ready AVA scorer")
     scale: tuple[float, float] = Field(description="lowest and highest possible score")
     n_photos: int
-    options: dict[str, float | str | None] = Field(description="the thresholds used")
+    options: dict[str, bool | float | str | None] = Field(description="the thresholds used")
     unavailable_flags: dict[str, str] = Field(description="flags this installation cannot compute, and why")
     groups: list[CullGroupOut]
     picks: list[str] = Field(description="file names of the picks, group order")
@@ -287,6 +288,10 @@ def router(settings: Settings) -> APIRouter:
         = CULL_DEFAULTS.highlight_threshold,
         shadow_threshold: Annotated[float, Form(description="flag crushed shadows at this share of pixels")]
         = CULL_DEFAULTS.shadow_threshold,
+        closed_eyes: Annotated[bool, Form(description="also look for closed eyes (a heuristic on frontal faces; slower)")]
+        = CULL_DEFAULTS.closed_eyes,
+        eyes_threshold: Annotated[float, Form(description="flag when at least this share of the faces look closed-eyed")]
+        = CULL_DEFAULTS.eyes_threshold,
     ) -> CullResponse:
         """Group bursts and near-duplicates, flag blur and clipping, and pick the best photo of each group.
 
@@ -298,7 +303,8 @@ def router(settings: Settings) -> APIRouter:
         try:
             options = CullOptions(similarity=similarity, burst_seconds=burst_seconds,
                                   burst_similarity=burst_similarity, blur_threshold=blur_threshold,
-                                  highlight_threshold=highlight_threshold, shadow_threshold=shadow_threshold).check()
+                                  highlight_threshold=highlight_threshold, shadow_threshold=shadow_threshold,
+                                  closed_eyes=closed_eyes, eyes_threshold=eyes_threshold).check()
         except CullError as exc:
             raise HTTPException(422, str(exc)) from None
         with gate.enter():
@@ -309,6 +315,8 @@ def router(settings: Settings) -> APIRouter:
                     result = drain(cull(paths, scorer, settings, options=options))
                 except ScorerUnavailable as exc:
                     raise HTTPException(503, str(exc)) from None
+                except CullError as exc:  # e.g. closed eyes asked for where the face model is not installed
+                    raise HTTPException(422, str(exc)) from None
                 index = {str(path): i for i, path in enumerate(paths)}
         name = {path: uploads[i][0] for path, i in index.items()}
         groups = [CullGroupOut(id=g.id, photos=[
@@ -317,7 +325,7 @@ def router(settings: Settings) -> APIRouter:
         failed = [RejectedFile(filename=name[path], error=error.replace(Path(path).name, name[path]))
                   for path, error in result.errors.items()]
         return CullResponse(scorer=result.scorer_id, scale=result.scale, n_photos=len(result.photos),
-                            options=dict(options.__dict__), unavailable_flags=UNAVAILABLE_FLAGS, groups=groups,
+                            options=dict(options.__dict__), unavailable_flags=unavailable_flags(options), groups=groups,
                             picks=[name[p] for p in result.picks], rejected=[name[p] for p in result.rejected],
                             failed=failed)
 

@@ -34,10 +34,12 @@ sets; a flag never drops a photo):
   2-MP copy measure the same (photos smaller than it are measured as they are).
 * ``clipped_highlights`` / ``crushed_shadows``: share of pixels with luminance
   >= 250/255 or <= 5/255, flagged at or above their thresholds.
-* closed eyes: not available. It needs a face and eye-landmark model that works
-  offline from an installed package; none is installed here (no OpenCV,
-  MediaPipe, dlib or InsightFace), so the flag is reported as unavailable
-  rather than guessed (:data:`UNAVAILABLE_FLAGS`).
+* ``closed_eyes`` (off unless ``CullOptions.closed_eyes``; a heuristic, see
+  :mod:`workbench.faces`): frontal faces found by dlib's HOG detector, each eye's
+  aspect ratio from 68 landmarks; the value is the share of faces whose eyes look
+  closed, flagged at or above ``eyes_threshold``. No face found (or the check
+  off): no value, never flagged. :func:`unavailable_flags` says why a flag has no
+  value (off, or its package missing).
 
 **Picks.** In each group the photos are ordered by score (best first); the best
 photo without a flag is the pick; flagged photos are rejected; the rest are left
@@ -66,10 +68,8 @@ WORKING_SIZE = 640  # long side, pixels, at which every technical measure is tak
 CHUNK = 64  # photos measured between stop checks
 BURST_WINDOW = 12  # photos ahead compared within one burst
 STATUSES = ("pick", "reject", "none")
-UNAVAILABLE_FLAGS = {
-    "closed_eyes": "needs an offline face and eye-landmark model from an installed package; none is installed "
-                   "(no OpenCV, MediaPipe, dlib or InsightFace), so closed eyes are not detected",
-}
+EYES_OFF = ("off: turn on 'closed eyes' to look for them (a heuristic on frontal faces; "
+            "about 0.5 s more a photo on two cores)")
 
 
 class CullError(BadInput):
@@ -86,10 +86,12 @@ class CullOptions:
     blur_threshold: float = 0.008
     highlight_threshold: float = 0.20  # high enough that a white studio background is not a failure
     shadow_threshold: float = 0.30
+    closed_eyes: bool = False  # look for faces with closed eyes (a heuristic, slower)
+    eyes_threshold: float = 0.5  # flag when at least this share of the faces found look closed-eyed
     backbone: str | None = None  # None: the settings' default backbone
 
     def check(self) -> "CullOptions":
-        for name in ("similarity", "burst_similarity", "highlight_threshold", "shadow_threshold"):
+        for name in ("similarity", "burst_similarity", "highlight_threshold", "shadow_threshold", "eyes_threshold"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise CullError(f"{name} must be between 0 and 1, not {value!r}")
@@ -107,6 +109,8 @@ class Measures:
     highlights: float
     shadows: float
     taken: float | None  # capture time, seconds since the epoch (EXIF, camera's clock)
+    eyes_closed: float | None = None  # share of the faces found that look closed-eyed; None: not looked, or no face
+    faces: int | None = None  # faces found; None: not looked
 
 
 def capture_time(path: str | Path) -> float | None:
@@ -147,16 +151,24 @@ def laplacian_sharpness(luma: np.ndarray) -> float:
     return float(lap.var()) / spread if spread > 1e-6 else 0.0
 
 
-def measure(path: str | Path, settings: Settings) -> Measures:
-    """The technical measures of one photo; raises ImageError when it cannot be decoded."""
+def measure(path: str | Path, settings: Settings, *, eyes: bool = False) -> Measures:
+    """The technical measures of one photo (``eyes``: and its faces' eyes); raises ImageError when
+    it cannot be decoded, FaceModelUnavailable when ``eyes`` and the face model is not installed."""
     # JPEG luma only, at a reduced scale: the measures need neither colour nor the full resolution
     image = load_luma(path, WORKING_SIZE, max_pixels=settings.max_pixels)
     try:
         luma = luminance(image)
     finally:
         image.close()
+    closed, faces = None, None
+    if eyes:  # faces need more pixels than the working size; a second, larger luma decode
+        from workbench.faces import FACE_SIZE, eye_report
+
+        with load_luma(path, FACE_SIZE, max_pixels=settings.max_pixels) as bigger:
+            report = eye_report(bigger)
+        closed, faces = report.share_closed, report.faces
     return Measures(sharpness=laplacian_sharpness(luma), highlights=float(np.mean(luma >= 250 / 255)),
-                    shadows=float(np.mean(luma <= 5 / 255)), taken=capture_time(path))
+                    shadows=float(np.mean(luma <= 5 / 255)), taken=capture_time(path), eyes_closed=closed, faces=faces)
 
 
 # Flag name -> (measure attribute, option holding the threshold, flagged when the value is below it?)
@@ -164,15 +176,31 @@ FLAGS: dict[str, tuple[str, str, bool]] = {
     "out_of_focus": ("sharpness", "blur_threshold", True),
     "clipped_highlights": ("highlights", "highlight_threshold", False),
     "crushed_shadows": ("shadows", "shadow_threshold", False),
+    "closed_eyes": ("eyes_closed", "eyes_threshold", False),
 }
+FLAG_EXTRAS = {"closed_eyes": "faces"}  # a flag's companion number, shown with it (JSON, CSV)
 
 
 def flags_of(m: Measures, options: CullOptions) -> dict[str, dict[str, Any]]:
+    """Each flag's value and yes/no; a flag without a value (not measured) is never flagged."""
     out = {}
     for name, (attribute, option, below) in FLAGS.items():
         value, threshold = getattr(m, attribute), getattr(options, option)
-        out[name] = {"value": round(value, 6), "flagged": value < threshold if below else value >= threshold}
+        flagged = value is not None and (value < threshold if below else value >= threshold)
+        out[name] = {"value": None if value is None else round(value, 6), "flagged": flagged}
+        if name in FLAG_EXTRAS:
+            out[name][FLAG_EXTRAS[name]] = getattr(m, FLAG_EXTRAS[name])
     return out
+
+
+def unavailable_flags(options: CullOptions) -> dict[str, str]:
+    """Flags that carry no value in this cull, and why (the check is off, or its model is missing)."""
+    if not options.closed_eyes:
+        return {"closed_eyes": EYES_OFF}
+    from workbench.faces import unavailable_reason
+
+    reason = unavailable_reason()
+    return {"closed_eyes": reason} if reason else {}
 
 
 # ------------------------------------------------------------------ grouping
@@ -296,7 +324,7 @@ class CullResult:
     def to_json(self) -> dict:
         return {"scorer": self.scorer_id, "n_photos": len(self.photos), "stopped": self.stopped,
                 "options": {k: v for k, v in self.options.__dict__.items()},
-                "unavailable_flags": UNAVAILABLE_FLAGS,
+                "unavailable_flags": unavailable_flags(self.options),
                 "groups": [{"id": g.id, "photos": [p.to_json() for p in g.photos]} for g in self.groups],
                 "picks": self.picks, "rejected": self.rejected,
                 "failed": [{"path": p, "error": e} for p, e in self.errors.items()]}
@@ -319,20 +347,20 @@ def reflag(result: CullResult, options: CullOptions) -> CullResult:
     """The same cull with new flag thresholds (no re-measuring); decisions are made afresh."""
     options = options.check()
     for photo in result.photos:
-        m = Measures(*(photo.flags[name]["value"] for name in FLAGS), taken=photo.taken)
-        photo.flags = flags_of(m, options)
+        values = {attribute: photo.flags.get(name, {}).get("value") for name, (attribute, _, _) in FLAGS.items()}
+        extras = {extra: photo.flags.get(name, {}).get(extra) for name, extra in FLAG_EXTRAS.items()}
+        photo.flags = flags_of(Measures(**values, **extras, taken=photo.taken), options)
     decide(result.groups)
-    result.options = replace(result.options, **{f: getattr(options, f) for f in
-                                                ("blur_threshold", "highlight_threshold", "shadow_threshold")})
+    result.options = replace(result.options, **{option: getattr(options, option) for _, option, _ in FLAGS.values()})
     return result
 
 
 # -------------------------------------------------------------------- the cull
 def _measure_all(paths: list[Path], settings: Settings, stop: StopFlag,
-                 measures: dict[str, Measures], errors: dict[str, str]) -> Iterator[Progress]:
+                 measures: dict[str, Measures], errors: dict[str, str], eyes: bool = False) -> Iterator[Progress]:
     def one(path: Path):
         try:
-            return measure(path, settings)
+            return measure(path, settings, eyes=eyes)
         except (ImageError, OSError) as exc:
             return exc
 
@@ -347,7 +375,8 @@ def _measure_all(paths: list[Path], settings: Settings, stop: StopFlag,
                     errors[str(path)] = str(got)
                 else:
                     measures[str(path)] = got
-            yield Progress(start + len(chunk), total, f"checking focus and exposure {start + len(chunk)}/{total}")
+            what = "focus, exposure and eyes" if eyes else "focus and exposure"
+            yield Progress(start + len(chunk), total, f"checking {what} {start + len(chunk)}/{total}")
 
 
 def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: CullOptions | None = None,
@@ -362,6 +391,12 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
     from workbench.predict import expand_inputs, score_images
 
     options = (options or CullOptions()).check()
+    if options.closed_eyes:
+        from workbench.faces import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason:  # asked for and impossible: say so before any work, rather than flag nothing
+            raise CullError(reason)
     paths, errors = expand_inputs(inputs)
     if not paths and not errors:
         raise CullError("no photos to cull: the folders hold no supported images")
@@ -372,7 +407,8 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
     stopped = batch.stopped or stop.is_set()
     measures: dict[str, Measures] = {}
     if not stopped:
-        yield from _measure_all([p for p in paths if str(p) in scores], settings, stop, measures, errors)
+        yield from _measure_all([p for p in paths if str(p) in scores], settings, stop, measures, errors,
+                                eyes=options.closed_eyes)
         stopped = stop.is_set()
     features: dict[str, np.ndarray] = {}
     if not stopped:
@@ -562,12 +598,13 @@ def send_to_training(items: Sequence[tuple[str | Path, float]], settings: Settin
 def csv_columns() -> list[str]:
     columns = ["path", "score", "group", "status", "stars"]
     for name in FLAGS:
-        columns += [f"{name}_value", name]
+        columns += [f"{name}_value", name] + ([FLAG_EXTRAS[name]] if name in FLAG_EXTRAS else [])
     return columns + ["error"]
 
 
 def cull_csv_text(result: CullResult, *, for_spreadsheet: bool = False) -> str:
-    """path,score,group,status,stars, each flag's value and yes/no (1/0), error: one row a photo,
+    """path,score,group,status,stars, each flag's value (empty when not measured) and yes/no (1/0), the
+    faces found (empty when eyes were not looked at), error: one row a photo,
     groups best first, then the photos that could not be culled."""
     import csv
     import io
@@ -583,7 +620,11 @@ def cull_csv_text(result: CullResult, *, for_spreadsheet: bool = False) -> str:
             cells = [text(p.path), "" if p.score is None else f"{p.score:.4f}", group.id, p.status,
                      stars_of(result, p)]
             for name in FLAGS:
-                cells += [f"{p.flags[name]['value']:.6g}", int(p.flags[name]["flagged"])]
+                value = p.flags[name]["value"]
+                cells += ["" if value is None else f"{value:.6g}", int(p.flags[name]["flagged"])]
+                if name in FLAG_EXTRAS:
+                    extra = p.flags[name][FLAG_EXTRAS[name]]
+                    cells.append("" if extra is None else extra)
             writer.writerow(cells + [""])
     for path, error in result.errors.items():
         writer.writerow([text(path)] + [""] * (len(csv_columns()) - 2) + [text(error)])

@@ -15,7 +15,15 @@ from pathlib import Path
 import gradio as gr
 
 from workbench.config import Settings
-from workbench.cull import UNAVAILABLE_FLAGS, CullOptions, copy_photos, corrected_scores, cull, send_to_training, write_cull_xmp
+from workbench.cull import (
+    CullOptions,
+    copy_photos,
+    corrected_scores,
+    cull,
+    send_to_training,
+    unavailable_flags,
+    write_cull_xmp,
+)
 from workbench.dataset.ratings import StarMapping
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress, drain
@@ -28,7 +36,7 @@ STOP_FLAGS = StopFlags()
 THUMB = 160
 UPDATE_EVERY = 0.5  # s between progress updates
 FLAG_LABELS = {"out_of_focus": "out of focus", "clipped_highlights": "clipped highlights",
-               "crushed_shadows": "crushed shadows"}
+               "crushed_shadows": "crushed shadows", "closed_eyes": "eyes closed?"}
 SHOW = {"all photos": lambda p: True, "flagged only": lambda p: p.flagged, "picks only": lambda p: p.status == "pick"}
 
 KEYS_JS = """
@@ -133,7 +141,8 @@ def summary(state: dict | None) -> str:
     where = f" · selected: **{html.escape(Path(selected.path).name)}** ({selected.status})" if selected else ""
     return (f"{len(photos)} photos in {len(result.groups)} groups: **{len(result.picks)} picks**, "
             f"{len(result.rejected)} rejected{where}. Keys: ←/→ move, P pick, X reject, U unmark, 1-5 stars, "
-            f"0 no stars. Closed eyes: not detected ({UNAVAILABLE_FLAGS['closed_eyes']}).")
+            f"0 no stars."
+            + "".join(f" {FLAG_LABELS[name].capitalize()}: {why}." for name, why in unavailable_flags(result.options).items()))
 
 
 def apply_key(state: dict | None, value: str) -> dict | None:
@@ -180,6 +189,12 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
             shadows = gr.Slider(0, 1, value=defaults.shadow_threshold, step=0.01, elem_id="cull-shadows",
                                 label="Crushed shadows from (share of pixels)")
         with gr.Row():
+            eyes = gr.Checkbox(value=defaults.closed_eyes, elem_id="cull-eyes",
+                               label="Look for closed eyes (a heuristic: frontal faces only, a squint may read as "
+                                     "closed; about half a second more a photo)")
+            eyes_t = gr.Slider(0, 1, value=defaults.eyes_threshold, step=0.05, elem_id="cull-eyes-threshold",
+                               label="Eyes closed? from (share of the faces found)")
+        with gr.Row():
             start = gr.Button("Cull", variant="primary", elem_id="cull-start")
             stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="cull-stop")  # on while culling
             show = gr.Radio(list(SHOW), value="all photos", label="Show", elem_id="cull-show")
@@ -204,7 +219,8 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
         note = gr.Markdown(elem_id="cull-note")
     state = gr.State(None)
 
-    def run(chosen, files, typed, sim, gap, burst_sim, blur_t, high_t, shadow_t, shown, request: gr.Request):
+    def run(chosen, files, typed, sim, gap, burst_sim, blur_t, high_t, shadow_t, eyes_on, eyes_share, shown,
+            request: gr.Request):
         inputs = received_files(files, settings) + ([typed.strip()] if typed and typed.strip() else [])
         if not inputs:
             yield {progress: progress_html(0, "Add photos or type a folder first.")}
@@ -213,7 +229,8 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
         flag = STOP_FLAGS.start(session, "cull")
         try:
             options = CullOptions(similarity=sim, burst_seconds=gap, burst_similarity=burst_sim,
-                                  blur_threshold=blur_t, highlight_threshold=high_t, shadow_threshold=shadow_t)
+                                  blur_threshold=blur_t, highlight_threshold=high_t, shadow_threshold=shadow_t,
+                                  closed_eyes=bool(eyes_on), eyes_threshold=eyes_share)
             last, result = 0.0, None
             for event in cull(inputs, cached_scorer(chosen, settings), settings, options=options, stop=flag):
                 if isinstance(event, Progress) and time.monotonic() - last > UPDATE_EVERY:
@@ -279,7 +296,8 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
         return call
 
     start.click(lambda: stop_button(True), None, stop, show_progress="hidden").then(
-        run, [scorer_id, uploads, folder, similarity, burst_seconds, burst_similarity, blur, highlights, shadows, show],
+        run, [scorer_id, uploads, folder, similarity, burst_seconds, burst_similarity, blur, highlights, shadows, eyes,
+              eyes_t, show],
         [progress, state, groups, info], concurrency_limit=2).then(
         lambda: stop_button(False), None, stop, show_progress="hidden")
     def stop_cull(request: gr.Request) -> None:
