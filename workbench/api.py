@@ -76,7 +76,7 @@ class CulledFile(BaseModel):
         description="technical flags: {name: {value, flagged}} for out_of_focus, clipped_highlights, crushed_shadows, "
                     "closed_eyes (value null when not checked or no face found; + faces, the number found)")
     pick: bool = Field(description="the group's best unflagged photo")
-    rejected: bool = Field(description="flagged: out of focus, clipped or crushed beyond its threshold")
+    rejected: bool = Field(description="flagged: out of focus, clipped, crushed or (when asked) eyes closed beyond its threshold")
     taken: float | None = Field(None, description="EXIF capture time, seconds since the epoch (local clock)")
 
 
