@@ -8,8 +8,8 @@ one thread, each stage timed over all N (median of --repeats runs, interleaved):
 - NIMA's input: full decode + nearest resize (what scoring does), and the NIMA mean
   scores' change if the JPEG were decoded at 1/2, 1/4, 1/8 scale instead (draft);
 - the technical pass: the former RGB draft decode + grey conversion against the luma-only
-  draft decode it does now, and the largest change that makes to the sharpness
-  (relative) and to the clipped/crushed shares (absolute);
+  draft decode it does now, and against deriving its luma from a full decode (decode once),
+  and the largest change the luma-only decode makes to the sharpness (relative) and to the clipped/crushed shares (absolute);
 - the features pass's decode (efficientnet_lite0's draft decode) and the hashing.
 """
 from __future__ import annotations
@@ -68,6 +68,8 @@ def main() -> None:
         "NIMA input: full decode + nearest resize": lambda p: nima.transform(load_image(p, max_pixels=settings.max_pixels)),
         "technical pass, before: RGB draft decode + grey": rgb_then_grey,
         "technical pass, now: luma-only draft decode": luma_only,
+        "technical measures from NIMA's full decode (grey + resize to the working size)":
+            lambda p: luminance(load_image(p, max_pixels=settings.max_pixels)),
         "features pass: lite0 draft decode + resize": lambda p: decode_tensor(p, lite0.transform, lite0_draft,
                                                                               settings.max_pixels),
         "features pass: SHA-256 of the file": lambda p: hashlib.sha256(p.read_bytes()).hexdigest(),
