@@ -47,7 +47,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="also flag photos whose faces look closed-eyed. A HEURISTIC: frontal faces of about "
                              "80 px and more at 1024 px (dlib's HOG detector), eyes judged by the aspect ratio of "
                              "their landmarks (a squint can read as closed; profiles and small faces are not seen). "
-                             "Slower: about half a second more a photo")
+                             "Off by default: it catches few blinks (BENCHMARKS.md). Slower: up to ~0.7 s more a "
+                             "12-MP photo")
     parser.add_argument("--backbone", help="features used for content similarity (default: features.default_backbone)")
     for name, help_text in (
             ("similarity", "cosine similarity at or above which two photos are near-duplicates, whenever taken"),

@@ -190,8 +190,8 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
                                 label="Crushed shadows from (share of pixels)")
         with gr.Row():
             eyes = gr.Checkbox(value=defaults.closed_eyes, elem_id="cull-eyes",
-                               label="Look for closed eyes (a heuristic: frontal faces only, a squint may read as "
-                                     "closed; about half a second more a photo)")
+                               label="Look for closed eyes (a heuristic that catches few blinks: frontal faces only, "
+                                     "a squint may read as closed; up to ~0.7 s more a 12-MP photo)")
             eyes_t = gr.Slider(0, 1, value=defaults.eyes_threshold, step=0.05, elem_id="cull-eyes-threshold",
                                label="Eyes closed? from (share of the faces found)")
         with gr.Row():
