@@ -342,7 +342,7 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
         where = dict(backbone=loaded.spec.name, weights_id=loaded.weights.weights_id, output=view,
                      n_images=len(items), on_gpu=device.type != "cpu")
         if onnx_runtime.will_export(settings, **where):
-            yield Notice(f"{loaded.spec.name}: exporting to ONNX Runtime and checking it against torch "
+            yield Notice(f"{loaded.spec.name}: exporting to ONNX and checking its engines against torch "
                          f"(once per weights file; seconds to a minute)")
         choice = onnx_runtime.choose(model, settings, transform=loaded.transform, **where)
         yield choice
