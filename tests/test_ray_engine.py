@@ -191,3 +191,74 @@ def test_cli_engine_options_are_checked(folders, capsys):
     assert "--csv" in capsys.readouterr().err
     assert main(["predict", "nima", shoot, "--out", "x.parquet"]) == 2
     assert "go with --engine ray" in capsys.readouterr().err
+
+
+def test_ray_actors_run_the_checked_export_the_local_engine_chose(ray_session, folders, tmp_path, monkeypatch):
+    """A job large enough to export (lowered here to one photo): the driver exports and checks the network
+    once, the actors run that file in the engine the check chose, and the scores are the local engine's,
+    which runs the same export."""
+    from workbench import onnx_runtime
+    from workbench.events import Notice
+    from workbench.scale.ray_engine import ray_predict
+
+    settings = folders["settings"].replace(cache_dir=tmp_path / "cache", runtime="auto")
+    monkeypatch.setattr(onnx_runtime, "EXPORT_MIN_IMAGES", 1)
+    good = good_photos(folders["shoot"])[:4]
+    events = list(ray_predict(folders["run_id"], good, settings, tmp_path / "scores.parquet"))
+    job = events[-1].result
+    said = [e.message for e in events if isinstance(e, Notice) and e.message.startswith("model actors compute with")]
+    exports = list((tmp_path / "cache" / "onnx" / "efficientnet_lite0").glob("*/check.json"))
+    assert len(exports) == 1, exports
+    check = json.loads(exports[0].read_text())
+    assert check["passed"] and job.runtime.startswith(f"{check['fastest']} (checked against torch")
+    assert said == [f"model actors compute with {job.runtime}"]
+    local = drain_local(folders["run_id"], good, settings)
+    assert local.startswith(check["fastest"])  # the local engine runs the same export in the same engine
+    rows = read_rows(tmp_path / "scores.parquet")
+    want = local_scores(folders["run_id"], good, settings)
+    for path in map(str, good):
+        assert abs(rows[path]["score"] - want[path].score) <= TOLERANCE * 100, path
+
+
+def drain_local(run_id: str, paths, settings) -> str:
+    """What computed the local engine's features for these photos (its Notice)."""
+    from workbench.events import Notice
+    from workbench.features import clear_cache
+    from workbench.predict import load_scorer, score_images
+
+    clear_cache(settings)
+    events = list(score_images(paths, load_scorer(run_id, settings), settings))
+    said = [e.message for e in events if isinstance(e, Notice) and "computed by" in e.message]
+    return said[-1].split("computed by ", 1)[1] if said else ""
+
+
+def test_an_export_shipped_to_a_worker_is_checked_by_its_sha256(ray_session, tmp_path):
+    """Off the driver's machine the actor gets the export's bytes from the object store: bytes that
+    match the check's SHA-256 are written and run; other bytes are refused, never run."""
+    import torch
+
+    from workbench import onnx_runtime
+    from workbench.backbones import BACKBONES, make_transform
+    from workbench.config import load_settings
+    from workbench.scale.stages import _load_export
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    settings = load_settings(cache_dir=tmp_path / "driver")
+    choice = onnx_runtime.prepare(net, settings, backbone="tiny", weights_id="w", output="pooled",
+                                  transform=make_transform(BACKBONES["resnet18"]), load=False)
+    assert choice.runner is None and choice.export is not None  # load=False: checked, not loaded
+    data = choice.export.path.read_bytes()
+    elsewhere = onnx_runtime.Checked(tmp_path / "not_on_this_worker" / "model.onnx", choice.export.check, choice.export.engine)
+    runner = _load_export(elsewhere, ray_session.put(data), 1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)  # the export's input size
+    with torch.inference_mode():
+        assert onnx_runtime.max_relative_difference(runner.run(x), net(torch.from_numpy(x)).numpy()) < 1e-4
+    assert runner.path != elsewhere.path and runner.path.read_bytes() == data
+    tampered = onnx_runtime.Checked(tmp_path / "nowhere" / "model.onnx",
+                                    {**choice.export.check, "onnx_sha256": hashlib.sha256(b"other").hexdigest()},
+                                    choice.export.engine)
+    with pytest.raises(ValueError, match="does not match the SHA-256 of its check"):
+        _load_export(tampered, ray_session.put(data), 1)
+    with pytest.raises(ValueError, match="none was shipped"):
+        _load_export(elsewhere, None, 1)

@@ -109,6 +109,23 @@ RUNTIMES = {
 }
 
 
+def _label(engine: str, check: dict) -> str:
+    return f"{engine} (checked against torch: max relative difference {check['engines'][engine]['max_rel_diff']:.1e})"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A checked export and the engine to run it, not loaded: what travels to Ray's workers."""
+
+    path: Path
+    check: dict  # check.json: its ``onnx_sha256`` is what a copy of the file must hash to
+    engine: str
+
+    @property
+    def label(self) -> str:
+        return _label(self.engine, self.check)
+
+
 @dataclass(frozen=True)
 class Runner:
     """A checked export in one engine: ``run(x)`` maps float32 [N,3,S,S] to the same output as torch."""
@@ -120,8 +137,7 @@ class Runner:
 
     @property
     def label(self) -> str:
-        return (f"{self.engine} (checked against torch: max relative difference "
-                f"{self.check['engines'][self.engine]['max_rel_diff']:.1e})")
+        return _label(self.engine, self.check)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.call(np.ascontiguousarray(x, dtype=np.float32))
@@ -134,11 +150,12 @@ class Choice:
     runner: Runner | None
     label: str  # "openvino (checked against torch ...)" or "torch (...why...)"
     level: str = "info"  # "warning" when an engine was wanted but refused
+    export: Checked | None = None  # the checked export behind ``runner`` (also when asked not to load it)
 
     @property
     def short(self) -> str:
         """For progress lines: "onnxruntime (checked against torch)" or "torch"."""
-        return f"{self.runner.engine} (checked against torch)" if self.runner is not None else "torch"
+        return f"{self.export.engine} (checked against torch)" if self.export is not None else "torch"
 
 
 def cpu_count() -> int:
@@ -320,13 +337,15 @@ def _engine_for(check: dict, wanted: str) -> tuple[str | None, str]:
     return (wanted, "") if result["passed"] else (None, f"{wanted} refused: {result['reason']}")
 
 
-def prepare(model: "nn.Module", settings: "Settings", *, backbone: str, weights_id: str, output: str,
-            transform, export: bool = True, engine: str = "auto") -> Choice:
-    """The runtime for ``model`` (torch module: float32 [N,3,S,S] -> [N,D]).
+def prepare(model: "nn.Module | Callable[[], nn.Module]", settings: "Settings", *, backbone: str, weights_id: str,
+            output: str, transform, export: bool = True, engine: str = "auto", load: bool = True) -> Choice:
+    """The runtime for ``model`` (torch module: float32 [N,3,S,S] -> [N,D]; or a function making it,
+    called only to export).
 
     Uses a checked export when there is one; exports and checks one when ``export``;
     otherwise (or when the check refused it) says why torch computes. ``engine``:
-    "auto" (the fastest engine that passed) or one of ``ENGINES``.
+    "auto" (the fastest engine that passed) or one of ``ENGINES``. ``load=False`` leaves the
+    engine unloaded (``export`` says what to run): a Ray driver ships it to its workers.
     """
     try:
         folder, key = export_folder(settings, backbone, weights_id, output)
@@ -339,13 +358,16 @@ def prepare(model: "nn.Module", settings: "Settings", *, backbone: str, weights_
         with _EXPORT_LOCK:
             check = _read_check(folder, key)  # another thread may have made it meanwhile
             if check is None:
-                check = _export_and_check(model, folder, key, transform, output)
+                check = _export_and_check(model if hasattr(model, "modules") else model(), folder, key, transform, output)
     name, why = _engine_for(check, engine)
     if name is None:
         return Choice(None, f"torch ({why})", "warning")
+    checked = Checked(folder / "model.onnx", check, name)
+    if not load:
+        return Choice(None, checked.label, export=checked)
     try:
-        runner = _runner(folder / "model.onnx", check, name)
-        return Choice(runner, runner.label)
+        runner = _runner(checked.path, check, name)
+        return Choice(runner, runner.label, export=checked)
     except Exception as exc:  # an engine that cannot load the export: torch still works
         return Choice(None, f"torch ({name} could not load the export: {type(exc).__name__}: {exc})", "warning")
 
@@ -424,16 +446,16 @@ def _export_and_check_eval(model: "nn.Module", folder: Path, key: str, transform
     return check
 
 
-def choose(model: "nn.Module", settings: "Settings", *, backbone: str, weights_id: str, output: str, transform,
-           n_images: int, on_gpu: bool = False) -> Choice:
-    """The runtime a job of ``n_images`` should use, honouring ``settings.runtime``."""
+def choose(model: "nn.Module | Callable[[], nn.Module]", settings: "Settings", *, backbone: str, weights_id: str,
+           output: str, transform, n_images: int, on_gpu: bool = False, load: bool = True) -> Choice:
+    """The runtime a job of ``n_images`` should use, honouring ``settings.runtime`` (see :func:`prepare`)."""
     check_runtime(settings)
     if settings.runtime == "torch":
         return Choice(None, "torch (features.runtime is 'torch')")
     if on_gpu:
         return Choice(None, "torch (on the GPU)")
     return prepare(model, settings, backbone=backbone, weights_id=weights_id, output=output, transform=transform,
-                   export=n_images >= EXPORT_MIN_IMAGES, engine=settings.runtime)
+                   export=n_images >= EXPORT_MIN_IMAGES, engine=settings.runtime, load=load)
 
 
 def check_runtime(settings: "Settings") -> None:
@@ -457,12 +479,30 @@ def will_export(settings: "Settings", *, backbone: str, weights_id: str, output:
 
 
 # ------------------------------------------------- exports that travel (Ray)
-def load_shipped(path: Path, check: dict, engine: str, threads: int) -> Runner:
-    """A Runner over an export that travelled to another process or machine: its bytes must have
-    the SHA-256 its check recorded (as a run's model file must match its manifest), else ValueError."""
-    if _hash_file(path) != check.get("onnx_sha256"):
-        raise ValueError(f"the export {path} does not match the SHA-256 of its check; refusing to run it")
-    return _runner(path, check, engine, threads)
+def load_checked(checked: Checked, threads: int, fetch: Callable[[], bytes] | None = None,
+                 folder: Path | None = None) -> Runner:
+    """A Runner for an export that travelled to another process or machine (a Ray worker). The file at
+    ``checked.path`` is used when it is there with the SHA-256 its check recorded (a worker on the
+    driver's machine); otherwise ``fetch()`` gives the file's bytes, which must hash to it and are
+    written into ``folder``. Bytes that do not match are refused (ValueError), as a run's model file
+    that does not match its manifest is."""
+    want = checked.check.get("onnx_sha256")
+    path = Path(checked.path)
+    if not (path.is_file() and _file_sha256(path) == want):
+        if fetch is None:
+            raise ValueError(f"the export {path} is missing or does not match its check, and none was shipped")
+        data = fetch()
+        if hashlib.sha256(data).hexdigest() != want:
+            raise ValueError("the shipped export does not match the SHA-256 of its check; refusing to run it")
+        if folder is None:
+            raise ValueError("a shipped export needs a folder to be written into")
+        path = Path(folder) / f"{want[:16]}.onnx"
+        if not (path.is_file() and _file_sha256(path) == want):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    return _runner(path, checked.check, checked.engine, threads)
 
 
 def forward(choice: Choice, model: Callable, x) -> np.ndarray:
