@@ -296,17 +296,20 @@ def _hours(seconds: float) -> str:
 
 
 def cpu_path(ctx: dict) -> list[str]:
-    """ONNX Runtime against PyTorch eager, forward at batch 16 and end to end (bench/cpu_path_bench.py)."""
+    """ONNX Runtime and OpenVINO against PyTorch eager, forward at batch 16 and end to end (bench/cpu_path_bench.py)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from cpu_path_bench import main as cpu_path_main
 
     report = cpu_path_main(["--backbones", "efficientnet_lite0,nima_mobilenet", "--repeats", "3",
                             "--images", "64", "--work-dir", str(ctx["tmp"] / "cpu_path"), "--json"])
-    lines = ["| measure | backbone | eager img/s | onnxruntime img/s | ratio |", "| --- | --- | --- | --- | --- |"]
-    for kind in ("forward", "end_to_end"):
-        for row in report[kind]:
-            lines.append(f"| {kind.replace('_', ' ')} | {row['backbone']} | {row['eager_img_s']} | "
-                         f"{row['onnx_img_s']} | ×{row['ratio']} |")
+    lines = ["| measure | backbone | eager img/s | onnxruntime img/s | openvino img/s | chosen / ratio |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in report["forward"]:
+        lines.append(f"| forward | {row['backbone']} | {row['eager_img_s']} | {row.get('onnxruntime_img_s', '-')} | "
+                     f"{row.get('openvino_img_s', '-')} | {row.get('chosen')} / ×{row.get('best_ratio', '-')} |")
+    for row in report["end_to_end"]:
+        lines.append(f"| end to end | {row['backbone']} | {row['eager_img_s']} | auto: {row['onnx_img_s']} | | "
+                     f"{row['runtime'].split()[0]} / ×{row['ratio']} |")
     return lines
 
 

@@ -262,3 +262,38 @@ def test_an_export_shipped_to_a_worker_is_checked_by_its_sha256(ray_session, tmp
         _load_export(tampered, ray_session.put(data), 1)
     with pytest.raises(ValueError, match="none was shipped"):
         _load_export(elsewhere, None, 1)
+
+
+IMAGE_FAMILIES = {  # families whose model reads the photo itself (mode "pixels"), trained tiny here: seconds each
+    "finetune": dict(params={"epochs": 1, "image_size": 64, "batch_size": 8, "patience": 0}),
+    "swin_moe": dict(backbone="swin_micro", random_weights=True,
+                     params={"epochs": 1, "batch_size": 8, "patience": 0, "n_experts": 2, "top_k": 1}),
+}
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
+def test_cli_predict_on_ray_with_a_run_that_reads_pixels(family, ray_session, folders, tmp_path, capsys):
+    """A fine-tuned CNN and a Swin-MoE run score on Ray as in the local engine: their model files travel
+    to the actors (hash-checked there), the actors decode the photos themselves; bad files are error rows."""
+    from workbench.cli import main
+    from workbench.events import drain
+    from workbench.training import train
+
+    settings = folders["settings"].replace(models_dir=tmp_path / "runs")
+    run = drain(train(family, settings, **IMAGE_FAMILIES[family]))
+    shoot = folders["shoot"]
+    out = tmp_path / "scores.parquet"
+    flags = ["--data-dir", str(settings.data_dir), "--models-dir", str(settings.models_dir),
+             "--weights-dir", str(settings.weights_dir), "--cache-dir", str(settings.cache_dir)]
+    assert main([*flags, "predict", run.run_id, str(shoot), "--engine", "ray", "--out", str(out), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["scored"], document["failed"], document["runtime"]) == (6, 2, "torch (the run's own model)")
+    rows = read_rows(out)
+    local = local_scores(run.run_id, [shoot], settings)
+    assert set(rows) == set(local)
+    span = float(run.score_max - run.score_min)
+    for path, row in local.items():
+        if row.error is None:
+            assert abs(rows[path]["score"] - row.score) <= TOLERANCE * span, path
+        else:
+            assert rows[path]["score"] is None and rows[path]["error"] == row.error, path
