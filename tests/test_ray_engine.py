@@ -297,3 +297,30 @@ def test_cli_predict_on_ray_with_a_run_that_reads_pixels(family, ray_session, fo
             assert abs(rows[path]["score"] - row.score) <= TOLERANCE * span, path
         else:
             assert rows[path]["score"] is None and rows[path]["error"] == row.error, path
+
+
+def test_a_run_that_reads_text_is_refused_on_ray_with_a_clear_message(photos, tmp_path, capsys):
+    """Multimodal runs read each photo's text from the data folder, which Ray's workers do not have:
+    refused before Ray does anything, with what to do instead; nothing is written."""
+    import csv
+
+    from training_fixtures import make_brightness_set, settings_for
+
+    from workbench.cli import main
+    from workbench.events import drain
+    from workbench.training import train
+
+    data = make_brightness_set(photos, tmp_path / "data", n=24, size=48)
+    with open(data / "scores.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    with open(data / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["filename", "score", "text"]] + [[n, s, "a note" if i % 2 else ""]
+                                                                     for i, (n, s) in enumerate(rows)])
+    settings = settings_for(data, tmp_path / "runs", tmp_path / "cache", tmp_path / "weights", test_fraction=0.25)
+    run = drain(train("multimodal_concat", settings))
+    out = tmp_path / "scores.parquet"
+    assert main(["--data-dir", str(data), "--models-dir", str(settings.models_dir), "--cache-dir", str(settings.cache_dir),
+                 "predict", run.run_id, str(data), "--engine", "ray", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run.run_id} reads each photo's text from the data folder" in err and "leave out --engine ray" in err
+    assert not out.exists() and not out.with_name(out.name + ".parts").exists()
