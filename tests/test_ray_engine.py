@@ -324,3 +324,14 @@ def test_a_run_that_reads_text_is_refused_on_ray_with_a_clear_message(photos, tm
     err = capsys.readouterr().err
     assert f"run {run.run_id} reads each photo's text from the data folder" in err and "leave out --engine ray" in err
     assert not out.exists() and not out.with_name(out.name + ".parts").exists()
+
+
+def test_a_misspelt_runtime_is_refused_before_ray_starts(folders, tmp_path):
+    from workbench.errors import BadInput
+    from workbench.events import drain
+    from workbench.scale.ray_engine import ray_predict
+
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(BadInput, match="features.runtime is 'openvno'; choose one of: auto, torch, onnxruntime, openvino"):
+        drain(ray_predict(folders["run_id"], [folders["shoot"]], folders["settings"].replace(runtime="openvno"), out))
+    assert not out.exists() and not out.with_name(out.name + ".parts").exists()

@@ -148,7 +148,6 @@ def _runtimes(plan: Plan, settings: Settings, n_images: int, on_gpu: bool) -> tu
 
     if plan.mode not in ("features", "extract", "nima"):
         return [], "torch (the run's own model)", "info"
-    onnx_runtime.check_runtime(settings)
     from workbench.backbones import get_backbone, load_backbone, make_transform
     from workbench.backbones.weights import random_weights_id
     from workbench.features import feature_network
@@ -208,6 +207,9 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
     if not paths and not missing:
         raise BadInput(f"no images found in {', '.join(map(str, inputs))}")
     _check_weights(plan, settings)
+    from workbench import onnx_runtime
+
+    onnx_runtime.check_runtime(settings)  # a misspelt --runtime is refused before Ray starts
     done = results.read_done()
     notes: list[str] = []
     if done.parts_left:
