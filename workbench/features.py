@@ -10,8 +10,8 @@
 3. the rest is decoded by DataLoader worker processes (JPEG draft decoding near
    the network's input size, EXIF orientation applied) and run through the
    backbone in batches under ``torch.inference_mode``, channels-last, on the GPU
-   when there is one; on the CPU in ONNX Runtime instead where its export was
-   checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
+   when there is one; on the CPU in ONNX Runtime or OpenVINO instead where its export
+   was checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
    and a Notice say which). A broken image is skipped with its reason; its batch goes on.
 
 Cache files are safetensors (no pickle) holding one float32 vector and the
@@ -387,7 +387,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         ok = [i for i, reason in enumerate(reasons) if not reason]
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
-        if ok and runner is not None:  # ONNX Runtime, checked against torch: plain NCHW float32 in and out
+        if ok and runner is not None:  # the checked engine (ONNX Runtime or OpenVINO): plain NCHW float32 in and out
             out = runner.run(images[ok].numpy())
             vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
         elif ok:

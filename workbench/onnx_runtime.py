@@ -2,7 +2,7 @@
 
 PyTorch eager mode leaves most of a CPU's arithmetic unused at inference; ONNX
 Runtime and OpenVINO run the same exported graph, fused and with better kernels,
-2-8x faster on two cores. The engines that run an export are a registry
+2.5-10x faster on two cores (vgg16: 1.3x). The engines that run an export are a registry
 (``ENGINES``); each is used only where it is *checked*:
 
 1. the network is exported once (``torch.onnx.export``, float32, no quantisation,
