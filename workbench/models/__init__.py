@@ -16,6 +16,7 @@ API summary::
     family.make(params, seed=42, context=FitContext(settings=...)) -> unfitted estimator
                                            (scikit-learn contract: fit(X, y), predict(X) -> [N])
     family_table() -> list[dict]           every family as JSON (name, description, params, capabilities)
+    torch_estimators() -> {name: class}    PyTorch estimator classes, for loading saved runs (imports torch)
 
 Estimators on features take X [N, D] float32; image families (finetune,
 swin_moe) take X = array of image paths. Iterative ones stream EpochEnd
