@@ -40,6 +40,8 @@ class FamilyResult:
     r2: float
     accuracy: float
     fit_seconds: float  # mean per fold
+    fit_cpu_seconds: float = 0.0  # mean per fold, CPU time of this process (all its threads): steadier than
+    # wall time on a shared machine, where other jobs' load inflates the wall clock
     srcc_std: float = 0.0  # across folds
     features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
@@ -153,18 +155,19 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         context = FitContext(settings=settings, backbone=resolve_backbone(fam, backbone, settings),
                              random_weights=random_weights, score_min=settings.score_min,
                              score_max=settings.score_max)
-        per_fold, seconds, failed = [], [], None
+        per_fold, seconds, cpu_seconds, failed = [], [], [], None
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
             if stop.is_set():
                 break
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
                           seed, stop, keys, groups)
                 if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
+                cpu_seconds.append(time.process_time() - cpu_tick)
                 predictions = finite_predictions(fam.name, estimator.predict(X[test_idx]), settings)
             except TrainingError as exc:  # diverged: this family drops out, the others still compare
                 failed = str(exc)
@@ -181,6 +184,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             break  # stopped: report only families with every fold done
         mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}
         results.append(FamilyResult(model=fam.name, **mean, fit_seconds=float(np.mean(seconds)),
+                                    fit_cpu_seconds=float(np.mean(cpu_seconds)),
                                     features=_input_key(fam, resolve_backbone(fam, backbone, settings), settings,
                                                         features)[2],
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
