@@ -131,7 +131,7 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
     """Shared machinery: standardisation, batching, the loop, (de)serialisation.
 
     With ``ridge_start`` (the default) the head is ridge plus what a hidden layer can add: the
-    linear path is the ridge family's model (same standardisation, same ``alpha``, closed form) and
+    linear path is the ridge family's model (same standardisation, same alpha (``ridge_alpha``), closed form) and
     stays fixed; only the hidden path trains, on what ridge gets wrong. On the validation part the
     best epoch is kept (epoch 0 is ridge alone), then the hidden path's share (``RESIDUAL_SCALES``,
     0 = ridge). So where the hidden layer does not help the head is ridge, to the last digit.
@@ -281,12 +281,12 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
                 self.module_.net[-1].bias.mul_(share)
 
     def _start_from_ridge(self, xs: np.ndarray, targets: np.ndarray) -> None:
-        """Set the linear path to the ridge family's model: ridge with penalty ``alpha`` on the standardised
+        """Set the linear path to the ridge family's model: ridge with penalty ``ridge_alpha`` on the standardised
         features, in closed form (the targets are an affine map of the scores, so the ranking is ridge's)."""
         from sklearn.linear_model import Ridge
 
-        ridge = Ridge(alpha=self.alpha).fit(xs, self._linear_targets(targets))
-        self.ridge_alpha_ = float(self.alpha)
+        ridge = Ridge(alpha=self.ridge_alpha).fit(xs, self._linear_targets(targets))
+        self.ridge_alpha_ = float(self.ridge_alpha)
         weight, bias = self._linear_layer(np.ravel(ridge.coef_), float(np.ravel(ridge.intercept_)[0]))
         with torch.no_grad():
             self.module_.linear.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
@@ -367,11 +367,11 @@ class MLPHeadRegressor(FeatureHeadRegressor):
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, loss: str = "huber",
                  patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
-                 start_margin: float = HEAD_START_MARGIN, alpha: float = RIDGE_ALPHA, seed: int = 42):
+                 start_margin: float = HEAD_START_MARGIN, ridge_alpha: float = RIDGE_ALPHA, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.loss = weight_decay, dropout, hidden, loss
         self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
-        self.members, self.start_margin, self.alpha = members, start_margin, alpha
+        self.members, self.start_margin, self.ridge_alpha = members, start_margin, ridge_alpha
 
     def _targets(self, y):
         return ((y - self.y_mean_) / self.y_std_).astype(np.float32)[:, None]
@@ -401,11 +401,11 @@ class NimaHeadRegressor(FeatureHeadRegressor):
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, sigma: float = 1.0,
                  patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
-                 start_margin: float = HEAD_START_MARGIN, alpha: float = RIDGE_ALPHA, seed: int = 42):
+                 start_margin: float = HEAD_START_MARGIN, ridge_alpha: float = RIDGE_ALPHA, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.sigma = weight_decay, dropout, hidden, sigma
         self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
-        self.members, self.start_margin, self.alpha = members, start_margin, alpha
+        self.members, self.start_margin, self.ridge_alpha = members, start_margin, ridge_alpha
 
     def _to_bins(self, y):
         low, high = self.y_range_
@@ -466,7 +466,7 @@ def _common_params(epochs: int = 80) -> list[Param]:
         Param("ridge_start", bool, True, "a linear path that is ridge on the same features (fitted in closed "
               "form, kept fixed); the hidden layer learns only what ridge misses, and is kept (and shrunk) "
               "only as far as it helps on the validation images", advanced=True),
-        Param("alpha", float, RIDGE_ALPHA, "with ridge_start: the linear path's L2 penalty (ridge's)",
+        Param("ridge_alpha", float, RIDGE_ALPHA, "with ridge_start: the linear path's L2 penalty (ridge's alpha)",
               low=1e-6, high=1e7, log=True, advanced=True),
         Param("refit", bool, True, "after early stopping, train again on training + validation images for the "
               "chosen number of epochs", advanced=True),

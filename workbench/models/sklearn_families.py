@@ -156,7 +156,9 @@ HGB_PARAMS = [
     Param("max_leaf_nodes", int, 15, "leaves per tree", low=2, high=1000),
     Param("l2_regularization", float, 1.0, "L2 penalty on leaf values", low=0.0, high=1e4),
     Param("max_features", float, 0.3, "fraction of features tried at each split", low=0.001, high=1.0),
-    Param("max_bins", int, 64, "histogram bins per feature (fewer: faster)", low=2, high=255, advanced=True),
+    # 32, not 64: SAVOIAS (1,218 photos, 5-fold) SRCC 0.7488 vs 0.7485 for 27% less CPU time (17.0 s vs 23.3 s),
+    # and +0.014 to +0.032 on four 150-photo draws (coarser bins are a smoother fit on few photos).
+    Param("max_bins", int, 32, "histogram bins per feature (fewer: faster)", low=2, high=255, advanced=True),
     Param("min_samples_leaf", int, 0, "fewest images in a leaf; 0 = scale with the training set "
           "(n/20, between 2 and 20)", low=0, high=1000, advanced=True),
 ]
