@@ -480,7 +480,8 @@ def _common_params(epochs: int = 80) -> list[Param]:
 HEAD_CAPS = Capabilities(needs_features=True, iterative=True, explainable=True, torch=True)
 
 
-@register_family("head", "A small MLP in PyTorch on frozen features (MSE, MAE or Huber loss), with live loss curves.",
+@register_family("head", "Ridge plus a small PyTorch MLP on what ridge misses (frozen features; MSE, MAE or Huber "
+                 "loss), kept only as far as it helps on validation photos; live loss curves.",
                  params=_common_params() + [Param("loss", str, "huber", "training loss", choices=tuple(LOSSES))],
                  capabilities=HEAD_CAPS)
 def build_head(*, seed: int, context: Any = None, **params):
