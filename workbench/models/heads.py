@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
-from workbench.models.registry import Capabilities, Param, register_family
+from workbench.models.declarations import HEAD_START_MARGIN, RIDGE_ALPHA
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 
 N_BINS = 10
@@ -70,15 +70,10 @@ class Ensemble(nn.Module):
 _FITTED = ("module_", "x_mean_", "x_std_", "y_mean_", "y_std_", "y_range_", "hidden_", "ridge_alpha_",
            "residual_scale_")
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(3, 5, 5))
-RIDGE_ALPHA = 1000.0  # the ridge family's default penalty: the linear path is that very model
 # Shares of the trained hidden path tried on the validation part (0: ridge alone). Shrinking a
 # network fitted on a few hundred photos towards the linear model is the cheapest guard against its
 # variance; one number chosen on held-out photos cannot overfit much.
 RESIDUAL_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
-# No extra margin for a trained epoch over ridge alone: with the linear path fixed and the hidden path's
-# share chosen on validation, ridge is already the fallback. SAVOIAS, ten 150-photo draws (50 folds):
-# margin 0 +0.010 SRCC over ridge (s.e. 0.004), the old 5% margin +0.003; all 1,218 photos: a tie either way.
-HEAD_START_MARGIN = 0.0
 
 
 def hidden_units(hidden: int, n_train: int) -> int:
@@ -451,48 +446,10 @@ class NimaHeadRegressor(FeatureHeadRegressor):
         return std_bins * (high - low) / 9.0
 
 
-# ------------------------------------------------------------ families
-def _common_params(epochs: int = 80) -> list[Param]:
-    return [
-        Param("epochs", int, epochs, "passes over the training images", low=1, high=5000),
-        Param("learning_rate", float, 3e-4, "AdamW step size", low=1e-6, high=1.0, log=True),
-        Param("batch_size", int, 32, "images per step", low=1, high=4096),
-        Param("weight_decay", float, 0.05, "AdamW weight decay", low=0.0, high=10.0),
-        Param("dropout", float, 0.3, "dropout before the output layer (half of it on the inputs)", low=0.0, high=0.95),
-        Param("hidden", int, 0, "hidden units; 0 = scale with the training set (n/8, between 16 and 256)",
-              low=0, high=8192, advanced=True),
-        Param("patience", int, 15, "stop after this many epochs without a better validation loss (0: never)",
-              low=0, high=1000, advanced=True),
-        Param("ridge_start", bool, True, "a linear path that is ridge on the same features (fitted in closed "
-              "form, kept fixed); the hidden layer learns only what ridge misses, and is kept (and shrunk) "
-              "only as far as it helps on the validation images", advanced=True),
-        Param("ridge_alpha", float, RIDGE_ALPHA, "with ridge_start: the linear path's L2 penalty (ridge's alpha)",
-              low=1e-6, high=1e7, log=True, advanced=True),
-        Param("refit", bool, True, "after early stopping, train again on training + validation images for the "
-              "chosen number of epochs", advanced=True),
-        Param("members", int, 1, "networks trained with different seeds and averaged", low=1, high=20,
-              advanced=True),
-        Param("start_margin", float, HEAD_START_MARGIN, "with ridge_start: how much lower (a fraction) a trained "
-              "epoch's validation loss must be to replace ridge", low=0.0, high=0.9, advanced=True),
-    ]
-
-
-HEAD_CAPS = Capabilities(needs_features=True, iterative=True, explainable=True, torch=True)
-
-
-@register_family("head", "Ridge plus a small PyTorch MLP on what ridge misses (frozen features; MSE, MAE or Huber "
-                 "loss), kept only as far as it helps on validation photos; live loss curves.",
-                 params=_common_params() + [Param("loss", str, "huber", "training loss", choices=tuple(LOSSES))],
-                 capabilities=HEAD_CAPS)
+# ------------------------------------------------------------ families (declared in workbench.models.declarations)
 def build_head(*, seed: int, context: Any = None, **params):
     return MLPHeadRegressor(**params, seed=seed)
 
 
-@register_family("nima_head", "NIMA's way: a 10-bin score distribution trained with the EMD loss; "
-                 "predicts the mean and the spread.",
-                 params=_common_params() + [Param("sigma", float, 1.0, "width (in bins) of the distribution a "
-                                                  "single score becomes", low=0.1, high=5.0)],
-                 capabilities=Capabilities(needs_features=True, iterative=True, distribution=True,
-                                           explainable=True, torch=True))
 def build_nima_head(*, seed: int, context: Any = None, **params):
     return NimaHeadRegressor(**params, seed=seed)

@@ -9,26 +9,17 @@ ensemble is a valid model.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import (
-    GradientBoostingRegressor,
-    HistGradientBoostingRegressor,
-    RandomForestRegressor,
-    StackingRegressor,
-)
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVR
 
 from workbench.errors import BadInput
 from workbench.events import EpochEnd, StopFlag
 from workbench.metrics import quick_metrics
 from workbench.models.registry import Capabilities, Param, register_family
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 
 FEATURES_ONLY = Capabilities(needs_features=True)
 STREAMED = Capabilities(needs_features=True, iterative=True)
@@ -42,6 +33,11 @@ RIDGE_PARAMS = [Param("alpha", float, 1000.0, "L2 penalty on standardised featur
 @register_family("ridge", "Ridge regression on standardised frozen features: the baseline every comparison shows.",
                  params=RIDGE_PARAMS, capabilities=Capabilities(needs_features=True, explainable=True))
 def build_ridge(alpha: float, *, seed: int, context: Any = None):
+    # each builder imports scikit-learn (and scipy) when a model is built, not when the families are listed
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
 
 
@@ -58,6 +54,11 @@ SVR_PARAMS = [
 @register_family("svr", "Support-vector regression (RBF kernel) on standardised features.",
                  params=SVR_PARAMS, capabilities=FEATURES_ONLY)
 def build_svr(C: float, epsilon: float, kernel: str, gamma: float, *, seed: int, context: Any = None):
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
     svr = SVR(C=C, epsilon=epsilon, kernel=kernel, gamma=gamma if gamma > 0 else "scale")
     return TransformedTargetRegressor(regressor=make_pipeline(StandardScaler(), svr), transformer=StandardScaler())
 
@@ -75,6 +76,8 @@ RF_PARAMS = [
                  params=RF_PARAMS, capabilities=STREAMED,
                  stream=lambda *a: stream_random_forest(*a))
 def build_rf(n_estimators: int, max_depth: int, min_samples_leaf: int, max_features: float, *, seed: int, context: Any = None):
+    from sklearn.ensemble import RandomForestRegressor
+
     forest = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth or None,
                                    min_samples_leaf=min_samples_leaf, max_features=max_features,
                                    n_jobs=-1, random_state=seed)
@@ -119,6 +122,8 @@ GBR_PARAMS = [
                  stream=lambda *a: stream_gradient_boosting(*a))
 def build_gbr(n_estimators: int, learning_rate: float, max_depth: int, subsample: float,
               max_features: float, *, seed: int, context: Any = None):
+    from sklearn.ensemble import GradientBoostingRegressor
+
     model = GradientBoostingRegressor(n_estimators=n_estimators, learning_rate=learning_rate,
                                       max_depth=max_depth, subsample=subsample,
                                       max_features=max_features, random_state=seed)
@@ -174,6 +179,8 @@ def leaf_size_for(n_train: int | None) -> int:
                  params=HGB_PARAMS, capabilities=FEATURES_ONLY, max_threads=1)
 def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regularization: float,
               max_features: float, max_bins: int, min_samples_leaf: int, *, seed: int, context: Any = None):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     leaf = min_samples_leaf or leaf_size_for(getattr(context, "n_train", None))
     return HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=learning_rate,
                                          max_leaf_nodes=max_leaf_nodes, l2_regularization=l2_regularization,
@@ -184,7 +191,7 @@ def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regul
 # --------------------------------------------------------------- stacking
 # From this many training images 2 inner folds are enough: SAVOIAS (1,218 photos, 5-fold) 0.7925 vs 0.7931
 # SRCC with 3 (a tie, 3 of 5 folds won) for 29% less CPU time (19.1 s vs 26.8 s over the 5 folds). On 60
-# photos, members fitted on half the set were too weak: 0.58 against 3 folds' 0.63 (tests/test_order.py).
+# photos, members fitted on half the set were too weak: 0.58 against ridge's 0.65 (tests/test_order.py).
 STACKING_LARGE = 500
 
 
@@ -207,6 +214,11 @@ def build_stacking(inner_folds: int, meta_alpha: float, n_estimators: int, *, se
     if inner_folds == 1:
         raise BadInput("stacking: inner_folds must be 0 (chosen from the set's size) or at least 2")
     inner_folds = inner_folds or inner_folds_for(getattr(context, "n_train", None))
+
+    from sklearn.ensemble import StackingRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+
     rf = dict(RF_PARAMS_DEFAULTS, n_estimators=n_estimators)
     gbr = dict(GBR_PARAMS_DEFAULTS, n_estimators=n_estimators, learning_rate=0.1)
     members = [
