@@ -18,11 +18,20 @@ from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, r
 from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import DUPLICATE_COSINE, check_enough, group_summary, kfold, near_duplicate_groups, stratified_split
+from workbench.training.splits import (
+    DUPLICATE_COSINE,
+    GROUPING_BACKBONE,
+    GROUPING_VIEW,
+    check_enough,
+    group_summary,
+    kfold,
+    stratified_split,
+)
 from workbench.training.train import (
     TrainingError,
     check_view_of,
     check_weights,
+    duplicate_groups_of,
     finite_predictions,
     inputs_for,
     resolve_backbone,
@@ -57,7 +66,7 @@ class CompareReport:
     weights: dict[str, dict] = field(default_factory=dict)
     random_weights: bool = False
     features: str = "pooled"  # the view asked for (a family such as auto may use its own: see its result)
-    near_duplicates: dict = field(default_factory=dict)  # {groups, photos_in_shared_groups, merged, threshold}
+    near_duplicates: dict = field(default_factory=dict)  # {groups, photos_in_shared_groups, merged, threshold, features}
     wall_seconds: float = 0.0
     stopped: bool = False
 
@@ -109,7 +118,13 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int | None, seed:
         return None
     inputs, weights, data, names = finished.result
     keys = np.array(data.content_keys())
-    groups, group_info = duplicate_groups(inputs, names) if grouped else (None, None)
+    groups, group_info = None, None
+    if grouped:
+        found = yield from relay(duplicate_groups_of(data, settings, stop=stop))
+        if found.stopped:
+            return None
+        groups = found.result
+        group_info = {**group_summary(groups), "threshold": DUPLICATE_COSINE, "features": f"{GROUPING_BACKBONE} {GROUPING_VIEW}"}
     if group_info and group_info["merged"]:
         yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
                      f"({group_info['merged']} merged); each group stays within one fold")
@@ -234,17 +249,6 @@ def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:
         backbones = tuple(fam.feature_backbones(chosen, settings))
         return ("features", backbones, fam.view_for(features, backbones), fam.capabilities.needs_text)
     return ("images", (chosen,), "pixels", False)
-
-
-def duplicate_groups(inputs: dict, names: list[str]) -> tuple[np.ndarray | None, dict | None]:
-    """Near-duplicate groups (cosine >= DUPLICATE_COSINE of centred features) from the first feature
-    input, rows in ``names`` order; (None, None) when every family reads pixels."""
-    for key, (X_all, kept, _, _) in inputs.items():
-        if key[0] == "features":
-            row_of = {str(p): i for i, p in enumerate(kept.paths)}
-            groups = near_duplicate_groups(X_all[[row_of[n] for n in names]])
-            return groups, {**group_summary(groups), "threshold": DUPLICATE_COSINE}
-    return None, None
 
 
 def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag, keys, groups=None) -> None:

@@ -119,6 +119,9 @@ def stratified_split(scores, *, val_fraction: float = 0.15, test_fraction: float
 # partner at 1.00: the same image twice); copies of SAVOIAS photos score 0.99 re-encoded at JPEG
 # quality 70, 0.89-0.98 resized to half, 0.75-0.93 with 5% cropped off each side.
 DUPLICATE_COSINE = 0.85
+# Groups are always found on that feature set, whatever a family reads itself: every family in a
+# comparison, and a run of any family, then sees the same groups and folds, at the calibrated threshold.
+GROUPING_BACKBONE, GROUPING_VIEW = "efficientnet_lite0", "pooled"
 
 
 def near_duplicate_groups(features, threshold: float = DUPLICATE_COSINE) -> np.ndarray:
