@@ -126,33 +126,53 @@ class FeatureCache:
         os.replace(tmp, path)
 
 
+def onnx_exports_dir(settings: Settings) -> Path:
+    """Where ``workbench.onnx_runtime`` keeps its exports, beside the features: ``<cache_dir>/onnx/<backbone>/<key>/``."""
+    return Path(settings.cache_dir) / "onnx"
+
+
+def _files_under(root: Path, pattern: str) -> list[Path]:
+    return [p for p in root.rglob(pattern) if p.is_file()] if root.is_dir() else []
+
+
 def cache_size(settings: Settings) -> dict:
-    """{"path", "bytes", "files", "backbones": {name: bytes}} of the feature cache."""
+    """{"path", "bytes", "files", "backbones": {name: bytes}} of the feature cache, and
+    "onnx": {"path", "bytes", "files"} of the ONNX exports beside it."""
     root = Path(settings.features_cache_dir)
     per_backbone: dict[str, int] = {}
     total_bytes = files = 0
-    if root.is_dir():
-        for path in root.rglob("*.safetensors"):
-            size = path.stat().st_size
-            backbone = path.relative_to(root).parts[0]
-            per_backbone[backbone] = per_backbone.get(backbone, 0) + size
-            total_bytes += size
-            files += 1
-    return {"path": str(root), "bytes": total_bytes, "files": files, "backbones": per_backbone}
+    for path in _files_under(root, "*.safetensors"):
+        size = path.stat().st_size
+        backbone = path.relative_to(root).parts[0]
+        per_backbone[backbone] = per_backbone.get(backbone, 0) + size
+        total_bytes += size
+        files += 1
+    exports = _files_under(onnx_exports_dir(settings), "*")
+    onnx = {"path": str(onnx_exports_dir(settings)), "bytes": sum(p.stat().st_size for p in exports),
+            "files": len(exports)}
+    return {"path": str(root), "bytes": total_bytes, "files": files, "backbones": per_backbone, "onnx": onnx}
 
 
-def clear_cache(settings: Settings, backbone: str | None = None) -> dict:
-    """Delete cached features (all, or one backbone's); returns what was freed."""
+def clear_cache(settings: Settings, backbone: str | None = None, *, onnx_exports: bool = False) -> dict:
+    """Delete cached features (all, or one backbone's), and with ``onnx_exports`` that backbone's
+    (or every) ONNX export too; returns what was freed. Exports are kept by default: recomputing
+    features reuses them (an export costs seconds to minutes)."""
     import shutil
 
     before = cache_size(settings)
-    root = Path(settings.features_cache_dir)
-    # Only a registered name may pick the folder: "--backbone .." must never reach rmtree.
-    target = root / get_backbone(backbone).name if backbone else root
-    if target.is_dir():
-        shutil.rmtree(target)
+    # Only a registered name may pick a folder: "--backbone .." must never reach rmtree.
+    name = get_backbone(backbone).name if backbone else None
+    targets = [Path(settings.features_cache_dir)]
+    if onnx_exports:
+        targets.append(onnx_exports_dir(settings))
+    for root in targets:
+        target = root / name if name else root
+        if target.is_dir():
+            shutil.rmtree(target)
     after = cache_size(settings)
-    return {"freed_bytes": before["bytes"] - after["bytes"], "freed_files": before["files"] - after["files"], **after}
+    return {"freed_bytes": before["bytes"] - after["bytes"], "freed_files": before["files"] - after["files"],
+            "onnx_freed_bytes": before["onnx"]["bytes"] - after["onnx"]["bytes"],
+            "onnx_freed_files": before["onnx"]["files"] - after["onnx"]["files"], **after}
 
 
 # ------------------------------------------------------------------ decoding

@@ -18,7 +18,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
-from workbench.models.registry import Capabilities, Param, register_family
 from workbench.models.torch_loop import START_MARGIN, LoopResult, fit_loop, seeded_generator
 
 N_BINS = 10
@@ -401,44 +400,10 @@ class NimaHeadRegressor(FeatureHeadRegressor):
         return std_bins * (high - low) / 9.0
 
 
-# ------------------------------------------------------------ families
-def _common_params(epochs: int = 80) -> list[Param]:
-    return [
-        Param("epochs", int, epochs, "passes over the training images", low=1, high=5000),
-        Param("learning_rate", float, 3e-4, "AdamW step size", low=1e-6, high=1.0, log=True),
-        Param("batch_size", int, 32, "images per step", low=1, high=4096),
-        Param("weight_decay", float, 0.05, "AdamW weight decay", low=0.0, high=10.0),
-        Param("dropout", float, 0.3, "dropout before the output layer (half of it on the inputs)", low=0.0, high=0.95),
-        Param("hidden", int, 0, "hidden units; 0 = scale with the training set (n/8, between 16 and 256)",
-              low=0, high=8192, advanced=True),
-        Param("patience", int, 15, "stop after this many epochs without a better validation loss (0: never)",
-              low=0, high=1000, advanced=True),
-        Param("ridge_start", bool, True, "start from ridge on the same features (a linear path beside the "
-              "hidden layer) and keep it unless training beats it on the validation images", advanced=True),
-        Param("refit", bool, True, "after early stopping, train again on training + validation images for the "
-              "chosen number of epochs", advanced=True),
-        Param("members", int, 1, "networks trained with different seeds and averaged", low=1, high=20,
-              advanced=True),
-        Param("start_margin", float, START_MARGIN, "with ridge_start: how much lower (a fraction) a trained "
-              "epoch's validation loss must be to replace ridge", low=0.0, high=0.9, advanced=True),
-    ]
-
-
-HEAD_CAPS = Capabilities(needs_features=True, iterative=True, explainable=True, torch=True)
-
-
-@register_family("head", "A small MLP in PyTorch on frozen features (MSE, MAE or Huber loss), with live loss curves.",
-                 params=_common_params() + [Param("loss", str, "huber", "training loss", choices=tuple(LOSSES))],
-                 capabilities=HEAD_CAPS)
+# ------------------------------------------------------------ families (declared in workbench.models.declarations)
 def build_head(*, seed: int, context: Any = None, **params):
     return MLPHeadRegressor(**params, seed=seed)
 
 
-@register_family("nima_head", "NIMA's way: a 10-bin score distribution trained with the EMD loss; "
-                 "predicts the mean and the spread.",
-                 params=_common_params() + [Param("sigma", float, 1.0, "width (in bins) of the distribution a "
-                                                  "single score becomes", low=0.1, high=5.0)],
-                 capabilities=Capabilities(needs_features=True, iterative=True, distribution=True,
-                                           explainable=True, torch=True))
 def build_nima_head(*, seed: int, context: Any = None, **params):
     return NimaHeadRegressor(**params, seed=seed)

@@ -9,25 +9,16 @@ ensemble is a valid model.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import (
-    GradientBoostingRegressor,
-    HistGradientBoostingRegressor,
-    RandomForestRegressor,
-    StackingRegressor,
-)
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVR
 
 from workbench.events import EpochEnd, StopFlag
 from workbench.metrics import quick_metrics
 from workbench.models.registry import Capabilities, Param, register_family
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 
 FEATURES_ONLY = Capabilities(needs_features=True)
 STREAMED = Capabilities(needs_features=True, iterative=True)
@@ -41,6 +32,11 @@ RIDGE_PARAMS = [Param("alpha", float, 1000.0, "L2 penalty on standardised featur
 @register_family("ridge", "Ridge regression on standardised frozen features: the baseline every comparison shows.",
                  params=RIDGE_PARAMS, capabilities=Capabilities(needs_features=True, explainable=True))
 def build_ridge(alpha: float, *, seed: int, context: Any = None):
+    # each builder imports scikit-learn (and scipy) when a model is built, not when the families are listed
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
 
 
@@ -57,6 +53,11 @@ SVR_PARAMS = [
 @register_family("svr", "Support-vector regression (RBF kernel) on standardised features.",
                  params=SVR_PARAMS, capabilities=FEATURES_ONLY)
 def build_svr(C: float, epsilon: float, kernel: str, gamma: float, *, seed: int, context: Any = None):
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
     svr = SVR(C=C, epsilon=epsilon, kernel=kernel, gamma=gamma if gamma > 0 else "scale")
     return TransformedTargetRegressor(regressor=make_pipeline(StandardScaler(), svr), transformer=StandardScaler())
 
@@ -74,6 +75,8 @@ RF_PARAMS = [
                  params=RF_PARAMS, capabilities=STREAMED,
                  stream=lambda *a: stream_random_forest(*a))
 def build_rf(n_estimators: int, max_depth: int, min_samples_leaf: int, max_features: float, *, seed: int, context: Any = None):
+    from sklearn.ensemble import RandomForestRegressor
+
     forest = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth or None,
                                    min_samples_leaf=min_samples_leaf, max_features=max_features,
                                    n_jobs=-1, random_state=seed)
@@ -118,6 +121,8 @@ GBR_PARAMS = [
                  stream=lambda *a: stream_gradient_boosting(*a))
 def build_gbr(n_estimators: int, learning_rate: float, max_depth: int, subsample: float,
               max_features: float, *, seed: int, context: Any = None):
+    from sklearn.ensemble import GradientBoostingRegressor
+
     model = GradientBoostingRegressor(n_estimators=n_estimators, learning_rate=learning_rate,
                                       max_depth=max_depth, subsample=subsample,
                                       max_features=max_features, random_state=seed)
@@ -171,6 +176,8 @@ def leaf_size_for(n_train: int | None) -> int:
                  params=HGB_PARAMS, capabilities=FEATURES_ONLY, max_threads=1)
 def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regularization: float,
               max_features: float, max_bins: int, min_samples_leaf: int, *, seed: int, context: Any = None):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     leaf = min_samples_leaf or leaf_size_for(getattr(context, "n_train", None))
     return HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=learning_rate,
                                          max_leaf_nodes=max_leaf_nodes, l2_regularization=l2_regularization,
@@ -190,6 +197,10 @@ STACKING_PARAMS = [
 @register_family("stacking", "Stacking: RF, SVR, GBR and ridge combined by a ridge meta-learner (inner CV).",
                  params=STACKING_PARAMS, capabilities=FEATURES_ONLY)
 def build_stacking(inner_folds: int, meta_alpha: float, n_estimators: int, *, seed: int, context: Any = None):
+    from sklearn.ensemble import StackingRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+
     rf = dict(RF_PARAMS_DEFAULTS, n_estimators=n_estimators)
     gbr = dict(GBR_PARAMS_DEFAULTS, n_estimators=n_estimators, learning_rate=0.1)
     members = [

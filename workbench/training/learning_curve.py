@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
@@ -105,6 +104,8 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
                    features: str | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
                    data: LabelledSet | None = None) -> Iterator[Progress | Notice | Finished]:
     """One LearningCurve per family, ending with ``Finished([LearningCurve, ...])`` (see the module doc)."""
+    from scipy.stats import spearmanr  # here, not at the top: the app's first page does not need scipy
+
     started = time.perf_counter()
     fams = [get_family(name) for name in families]
     if not fams:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from workbench.errors import BadInput
 
@@ -164,6 +163,8 @@ def kfold(scores, *, folds: int = 5, seed: int = 42, keys=None, groups=None) -> 
     With ``keys`` [N] (content hashes) the folds do not depend on the order of ``scores``;
     with ``groups`` [N] (``near_duplicate_groups``) a group never straddles two folds.
     """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # not at app start
+
     scores = np.asarray(scores, dtype=np.float64)
     if keys is not None:
         order = canonical_order(keys, len(scores))

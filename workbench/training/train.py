@@ -15,7 +15,6 @@ import numpy as np
 
 from workbench.errors import TrainingError, WeightsMissing
 from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, Progress, StopFlag, relay
-from workbench.features import feature_matrix
 from workbench.metrics import compute_metrics, good_threshold
 from workbench.models.registry import Family, FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
@@ -135,6 +134,8 @@ def readable_name(family: str, backbone: str | None, n_images: int, metrics: dic
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
                stop: StopFlag, random_weights: bool, view: str = "pooled") -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
+    from workbench.features import feature_matrix  # torch: loaded when a model is trained, not at app start
+
     if family.capabilities.needs_features:
         finished = yield from relay(feature_matrix(data.paths, backbones, settings, stop=stop,
                                                    random_weights=random_weights, view=view))
