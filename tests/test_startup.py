@@ -18,7 +18,7 @@ from workbench.config import PROJECT_ROOT
 
 # Each costs from a quarter of a second (pandas) to several (torch + timm + torchvision).
 HEAVY = ("torch", "torchvision", "timm", "sklearn", "scipy", "transformers", "pandas", "matplotlib", "gradio",
-         "tqdm", "pyexiv2", "onnx", "onnxruntime")
+         "tqdm", "pyexiv2", "onnx", "onnxruntime", "openvino")
 
 # Runs the CLI as `python -m workbench ARGS` does, then reports which heavy packages it loaded on stderr.
 _RUN_CLI = """

@@ -10,8 +10,8 @@
 3. the rest is decoded by DataLoader worker processes (JPEG draft decoding near
    the network's input size, EXIF orientation applied) and run through the
    backbone in batches under ``torch.inference_mode``, channels-last, on the GPU
-   when there is one; on the CPU in ONNX Runtime instead where its export was
-   checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
+   when there is one; on the CPU in ONNX Runtime or OpenVINO instead where its export
+   was checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
    and a Notice say which). A broken image is skipped with its reason; its batch goes on.
 
 Cache files are safetensors (no pickle) holding one float32 vector and the
@@ -362,7 +362,7 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
         where = dict(backbone=loaded.spec.name, weights_id=loaded.weights.weights_id, output=view,
                      n_images=len(items), on_gpu=device.type != "cpu")
         if onnx_runtime.will_export(settings, **where):
-            yield Notice(f"{loaded.spec.name}: exporting to ONNX Runtime and checking it against torch "
+            yield Notice(f"{loaded.spec.name}: exporting to ONNX and checking its engines against torch "
                          f"(once per weights file; seconds to a minute)")
         choice = onnx_runtime.choose(model, settings, transform=loaded.transform, **where)
         yield choice
@@ -407,7 +407,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         ok = [i for i, reason in enumerate(reasons) if not reason]
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
-        if ok and runner is not None:  # ONNX Runtime, checked against torch: plain NCHW float32 in and out
+        if ok and runner is not None:  # the checked engine (ONNX Runtime or OpenVINO): plain NCHW float32 in and out
             out = runner.run(images[ok].numpy())
             vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
         elif ok:

@@ -151,8 +151,8 @@ def nima_distributions(model, images: torch.Tensor) -> np.ndarray:
 def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag,
                   lock: threading.Lock, said: list[str] | None = None) -> Iterator[Any]:
     """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
-    while the network runs on this one. On the CPU the network runs in ONNX Runtime where
-    its export gives torch's mean scores (workbench.onnx_runtime); ``said`` remembers the
+    while the network runs on this one. On the CPU the network runs in ONNX Runtime or
+    OpenVINO where its export gives torch's mean scores (workbench.onnx_runtime); ``said`` remembers the
     runtime last announced, so a job of many chunks says it once."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -222,7 +222,7 @@ def load_nima_scorer(settings: Settings) -> Scorer:
         return NimaMeanScore(model).eval(), model.blocks[-1], model.transform
 
     lock = threading.Lock()
-    said: list[str] = []  # the runtime last announced (ONNX Runtime or torch), said again only when it changes
+    said: list[str] = []  # the runtime last announced (an engine or torch), said again only when it changes
     return Scorer(
         id=NIMA_ID, name="NIMA (MobileNet, AVA) - ready, no training", family="nima", scale=(1.0, 10.0),
         default_threshold=NIMA_THRESHOLD, has_distribution=True,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from workbench.errors import BadInput
 from workbench.events import EpochEnd, StopFlag
 from workbench.metrics import quick_metrics
 from workbench.models.registry import Capabilities, Param, register_family
@@ -160,7 +161,9 @@ HGB_PARAMS = [
     Param("max_leaf_nodes", int, 15, "leaves per tree", low=2, high=1000),
     Param("l2_regularization", float, 1.0, "L2 penalty on leaf values", low=0.0, high=1e4),
     Param("max_features", float, 0.3, "fraction of features tried at each split", low=0.001, high=1.0),
-    Param("max_bins", int, 64, "histogram bins per feature (fewer: faster)", low=2, high=255, advanced=True),
+    # 32, not 64: SAVOIAS (1,218 photos, 5-fold) SRCC 0.7488 vs 0.7485 for 27% less CPU time (17.0 s vs 23.3 s),
+    # and +0.014 to +0.032 on four 150-photo draws (coarser bins are a smoother fit on few photos).
+    Param("max_bins", int, 32, "histogram bins per feature (fewer: faster)", low=2, high=255, advanced=True),
     Param("min_samples_leaf", int, 0, "fewest images in a leaf; 0 = scale with the training set "
           "(n/20, between 2 and 20)", low=0, high=1000, advanced=True),
 ]
@@ -186,8 +189,19 @@ def build_hgb(max_iter: int, learning_rate: float, max_leaf_nodes: int, l2_regul
 
 
 # --------------------------------------------------------------- stacking
+# From this many training images 2 inner folds are enough: SAVOIAS (1,218 photos, 5-fold) 0.7925 vs 0.7931
+# SRCC with 3 (a tie, 3 of 5 folds won) for 29% less CPU time (19.1 s vs 26.8 s over the 5 folds). On 60
+# photos, members fitted on half the set were too weak: 0.58 against ridge's 0.65 (tests/test_order.py).
+STACKING_LARGE = 500
+
+
+def inner_folds_for(n_train: int | None) -> int:
+    return 2 if n_train is not None and n_train >= STACKING_LARGE else 3
+
+
 STACKING_PARAMS = [
-    Param("inner_folds", int, 3, "cross-validation folds that produce the meta-learner's inputs", low=2, high=10),
+    Param("inner_folds", int, 0, "cross-validation folds that produce the meta-learner's inputs; 0 = 3 below "
+          f"{STACKING_LARGE} training images, 2 from there up", low=0, high=10),
     Param("meta_alpha", float, 1.0, "L2 penalty of the ridge meta-learner (its member weights are non-negative)",
           low=1e-6, high=1e6, log=True),
     Param("n_estimators", int, 100, "trees in the forest and stages in the boosting members", low=10, high=5000),
@@ -197,6 +211,10 @@ STACKING_PARAMS = [
 @register_family("stacking", "Stacking: RF, SVR, GBR and ridge combined by a ridge meta-learner (inner CV).",
                  params=STACKING_PARAMS, capabilities=FEATURES_ONLY)
 def build_stacking(inner_folds: int, meta_alpha: float, n_estimators: int, *, seed: int, context: Any = None):
+    if inner_folds == 1:
+        raise BadInput("stacking: inner_folds must be 0 (chosen from the set's size) or at least 2")
+    inner_folds = inner_folds or inner_folds_for(getattr(context, "n_train", None))
+
     from sklearn.ensemble import StackingRegressor
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import KFold

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class FamilyResult:
     r2: float
     accuracy: float
     fit_seconds: float  # mean per fold
+    fit_cpu_seconds: float = 0.0  # mean per fold, CPU time of this process (all its threads): steadier than
+    # wall time on a shared machine, where other jobs' load inflates the wall clock
     srcc_std: float = 0.0  # across folds
     features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
@@ -69,12 +71,32 @@ class CompareReport:
         return sorted(self.results, key=lambda r: getattr(r, metric), reverse=HIGHER_IS_BETTER[metric])
 
 
-def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, features, grouped: bool,
-                           stop: StopFlag, random_weights: bool, data: LabelledSet | None):
+class CVSetup(NamedTuple):
+    """What compare and learning curves share before fitting: every family's inputs (by ``_input_key``),
+    weight notes, the photos every input could read (``data``, ``names`` in that order), their content
+    keys, near-duplicate groups (None when ungrouped) with a summary, the folds, and the resolved
+    ``folds``/``seed``."""
+
+    inputs: dict
+    weights: dict
+    data: LabelledSet
+    names: list
+    keys: np.ndarray
+    groups: np.ndarray | None
+    group_info: dict | None
+    fold_indices: list
+    folds: int
+    seed: int
+
+
+def cross_validation_folds(fams, settings, *, backbone, folds: int | None, seed: int | None, features,
+                           grouped: bool, stop: StopFlag, random_weights: bool,
+                           data: LabelledSet | None) -> Generator[Any, Any, CVSetup | None]:
     """The set-up compare and learning curves share (``yield from`` it): weight notices, every
     family's inputs, content keys, near-duplicate groups (with a notice when some were merged)
-    and the folds. Returns ``(inputs, weights, data, names, keys, groups, group_info, fold_indices)``,
-    or None when stopped."""
+    and the folds (``folds``/``seed`` None: the settings'). Returns a ``CVSetup``, or None when stopped."""
+    folds = settings.folds if folds is None else int(folds)
+    seed = settings.seed if seed is None else int(seed)
     data = labelled_set(settings) if data is None else data
     check_enough(len(data))
     for fam in fams:
@@ -92,7 +114,7 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, f
         yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
                      f"({group_info['merged']} merged); each group stays within one fold")
     fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys, groups=groups)
-    return inputs, weights, data, names, keys, groups, group_info, fold_indices
+    return CVSetup(inputs, weights, data, names, keys, groups, group_info, fold_indices, folds, seed)
 
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
@@ -111,16 +133,16 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     fams = [get_family(name) for name in families]
     if not fams:
         raise BadInput("choose at least one model family to compare")
-    folds = settings.folds if folds is None else int(folds)
-    seed = settings.seed if seed is None else int(seed)
     chosen = backbone or settings.default_backbone
-    prepared = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
-                                                 features=features, grouped=grouped, stop=stop,
-                                                 random_weights=random_weights, data=data)
-    if prepared is None:
+    setup = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
+                                              features=features, grouped=grouped, stop=stop,
+                                              random_weights=random_weights, data=data)
+    if setup is None:
         yield Finished(None, stopped=True)
         return
-    inputs, weights, data, names, keys, groups, group_info, fold_indices = prepared
+    inputs, weights, data, names = setup.inputs, setup.weights, setup.data, setup.names
+    keys, groups, group_info, fold_indices = setup.keys, setup.groups, setup.group_info, setup.fold_indices
+    folds, seed = setup.folds, setup.seed
     y = data.scores
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     results: list[FamilyResult] = []
@@ -133,18 +155,19 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         context = FitContext(settings=settings, backbone=resolve_backbone(fam, backbone, settings),
                              random_weights=random_weights, score_min=settings.score_min,
                              score_max=settings.score_max)
-        per_fold, seconds, failed = [], [], None
+        per_fold, seconds, cpu_seconds, failed = [], [], [], None
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
             if stop.is_set():
                 break
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
                           seed, stop, keys, groups)
                 if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
+                cpu_seconds.append(time.process_time() - cpu_tick)
                 predictions = finite_predictions(fam.name, estimator.predict(X[test_idx]), settings)
             except TrainingError as exc:  # diverged: this family drops out, the others still compare
                 failed = str(exc)
@@ -161,6 +184,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             break  # stopped: report only families with every fold done
         mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}
         results.append(FamilyResult(model=fam.name, **mean, fit_seconds=float(np.mean(seconds)),
+                                    fit_cpu_seconds=float(np.mean(cpu_seconds)),
                                     features=_input_key(fam, resolve_backbone(fam, backbone, settings), settings,
                                                         features)[2],
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
