@@ -1,21 +1,23 @@
-"""The CPU path: PyTorch eager vs ONNX Runtime (checked against torch), forward and end to end.
+"""The CPU path: PyTorch eager vs ONNX Runtime vs OpenVINO (each checked against torch), forward and end to end.
 
     python bench/cpu_path_bench.py                       # every measured backbone, 5 repeats
     python bench/cpu_path_bench.py --backbones efficientnet_lite0,nima_mobilenet --repeats 3 --images 96
 
 1. Forward: img/s at batch 16 of each backbone, eager (channels-last, inference
-   mode, as workbench.features runs it) and ONNX Runtime (the export the workbench
-   makes, with its parity figures: max relative difference of features on the probe
-   batch, and on the batch timed here). Backbones without weights on this machine run
-   with random weights (the time does not depend on the numbers; the row says so).
+   mode, as workbench.features runs it) and every engine of ``onnx_runtime.ENGINES``
+   (ONNX Runtime, OpenVINO) running the export the workbench makes, with its parity
+   figures: max relative difference of features on the probe batch, and on the batch
+   timed here, and which engine the workbench's own check chose. Backbones without
+   weights on this machine run with random weights (the time does not depend on the
+   numbers; the row says so).
 2. End to end: ``extract_features`` over a folder of real-size JPEGs (photos
    upscaled to 3000x2000), feature cache emptied before each run, once with
    ``features.runtime: torch`` and once ``auto`` (the export already made).
 
-Repeats are interleaved (eager, onnx, eager, onnx, ...) so that load from other
-processes falls on both alike; medians are reported, with the ratio. Threads:
-torch and ONNX Runtime both use the cores this process may use (``--threads``
-pins torch's and, through the affinity, both).
+Repeats are interleaved (eager, onnxruntime, openvino, eager, ...) so that load from
+other processes falls on all alike; medians are reported, with the ratios. Threads:
+torch and the engines all use the cores this process may use (``--threads`` pins
+torch's and, through the affinity, all).
 ``main()`` returns the rows, so bench/scale_bench.py can call it.
 """
 from __future__ import annotations
@@ -88,7 +90,7 @@ def forward_row(entry: str, settings, batch: int, repeats: int, photos) -> dict:
     net = MultiLevel(model, loaded.spec.stage_taps) if view == "multilevel" else model
     started = time.perf_counter()
     choice = onnx_runtime.prepare(net, settings, backbone=name, weights_id=loaded.weights.weights_id, output=view,
-                                  transform=loaded.transform)
+                                  transform=loaded.transform, load=False)
     export_s = time.perf_counter() - started
     row = {"backbone": name, "view": view, "weights": "random (none here)" if random_weights else loaded.weights.source,
            "batch": batch, "threads": torch.get_num_threads(), "export_and_check_s": round(export_s, 1),
@@ -101,18 +103,34 @@ def forward_row(entry: str, settings, batch: int, repeats: int, photos) -> dict:
             return net(xt).float().numpy()
 
     want = eager()  # also the warm-up
-    if choice.runner is None:
-        eager_s = [_timed(eager) for _ in range(repeats)]
-        return {**row, "eager_img_s": round(batch / statistics.median(eager_s), 1)}
-    got = choice.runner.run(x)  # warm-up
-    row["max_rel_diff_probe"] = choice.runner.check["max_rel_diff"]
-    row["max_rel_diff_batch"] = onnx_runtime.max_relative_difference(got, want)
-    eager_s, onnx_s = [], []
-    for _ in range(repeats):  # interleaved: load from other processes falls on both
-        eager_s.append(_timed(eager))
-        onnx_s.append(_timed(lambda: choice.runner.run(x)))
-    e, o = statistics.median(eager_s), statistics.median(onnx_s)
-    return {**row, "eager_img_s": round(batch / e, 1), "onnx_img_s": round(batch / o, 1), "ratio": round(e / o, 2)}
+    calls = {"eager": eager}
+    check = choice.export.check if choice.export is not None else {}
+    row["chosen"] = check.get("fastest")
+    for engine, result in check.get("engines", {}).items():
+        row[f"{engine}_max_rel_diff_probe"] = result.get("max_rel_diff")
+        if not result["passed"]:
+            row[f"{engine}_refused"] = result["reason"]
+            continue
+        runner = onnx_runtime.prepare(net, settings, backbone=name, weights_id=loaded.weights.weights_id, output=view,
+                                      transform=loaded.transform, export=False, engine=engine).runner
+        got = runner.run(x)  # warm-up
+        row[f"{engine}_max_rel_diff_batch"] = onnx_runtime.max_relative_difference(got, want)
+        calls[engine] = lambda runner=runner: runner.run(x)
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):  # interleaved: load from other processes falls on all
+        for key, call in calls.items():
+            times[key].append(_timed(call))
+    medians = {key: statistics.median(t) for key, t in times.items()}
+    for key, seconds in medians.items():
+        row[f"{key}_img_s"] = round(batch / seconds, 2)
+        if key != "eager":
+            row[f"{key}_ratio"] = round(medians["eager"] / seconds, 2)
+    engines = [key for key in medians if key != "eager"]
+    if engines:
+        best = min(engines, key=medians.get)
+        row.update(best=best, best_ratio=row[f"{best}_ratio"])
+    row["load_avg_1min"] = round(os.getloadavg()[0], 1)
+    return row
 
 
 def make_images(folder: Path, n: int, photos) -> list[Path]:
@@ -172,13 +190,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores available)")
     parser.add_argument("--work-dir", default=None, help="folder for exports and photos (default: a temp folder)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", metavar="FILE", default=None, help="also write the report's JSON to FILE")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or onnx_runtime.cpu_count())
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="cpu_path_bench_"))
     cache = work / "cache"
     photos = _photos()
     report = {"cores": onnx_runtime.cpu_count(), "torch_threads": torch.get_num_threads(),
-              **onnx_runtime.versions(), "forward": [], "end_to_end": []}
+              **onnx_runtime.versions(), "load_avg_1min_at_start": round(os.getloadavg()[0], 1),
+              "forward": [], "end_to_end": []}
     settings = _settings(cache)
     for entry in filter(None, args.backbones.split(",")):
         row = forward_row(entry, settings, args.batch, args.repeats, photos)
@@ -194,14 +214,20 @@ def main(argv: list[str] | None = None) -> dict:
                 print("end to end " + _line(row), flush=True)
     if args.json:
         print(json.dumps(report, indent=1))
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
 def _line(row: dict) -> str:
     view = f":{row['view']}" if row.get("view", "pooled") != "pooled" else ""
-    onnx = f"{row['onnx_img_s']:>6} img/s onnx  x{row['ratio']}" if "onnx_img_s" in row else f"  -- {row['runtime']}"
-    diff = f"  maxrel {row['max_rel_diff_batch']:.1e}" if "max_rel_diff_batch" in row else ""
-    return f"{row['backbone'] + view:<30} {row['eager_img_s']:>6} img/s eager {onnx}{diff}  ({row['weights']})"
+    if "onnx_img_s" in row:  # an end-to-end row: torch against auto
+        return (f"{row['backbone'] + view:<30} {row['eager_img_s']:>6} img/s eager {row['onnx_img_s']:>6} img/s "
+                f"auto x{row['ratio']}  ({row['runtime']})")
+    engines = "".join(f"  {e} {row[e + '_img_s']:>6} x{row[e + '_ratio']} maxrel {row[e + '_max_rel_diff_batch']:.1e}"
+                      for e in onnx_runtime.ENGINES if e + "_img_s" in row)
+    return (f"{row['backbone'] + view:<30} eager {row['eager_img_s']:>6} img/s{engines or '  -- ' + row['runtime']}"
+            f"  chosen {row.get('chosen')}  load {row['load_avg_1min']}  ({row['weights']})")
 
 
 if __name__ == "__main__":

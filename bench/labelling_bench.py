@@ -1,6 +1,6 @@
 """Labelling with a simulated person on SAVOIAS: active vs random labels, pairs, keyboard latency.
 
-    .venv/bin/python bench/labelling_bench.py [--cache-dir DIR] [--seeds 10] [--parts active,pairs,latency]
+    .venv/bin/python bench/labelling_bench.py [--cache-dir DIR] [--seeds 10] [--first-seed 0] [--parts active,pairs,latency]
         [--features best|lite0] [--categories "Art,Scenes"]
 
 SAVOIAS (../shared/datasets/savoias, 1,218 photos with human scores 0-100):
@@ -92,11 +92,11 @@ def ridge_srcc(X_train, y_train, X_test, y_test) -> float:
     return float(spearmanr(model.predict(X_test), y_test)[0])
 
 
-def active_vs_random(X, y, seeds: int) -> dict:
+def active_vs_random(X, y, seeds: range) -> dict:
     from workbench.labelling.suggest import rank_for_labelling
 
     out = {"random": {k: [] for k in CHECKPOINTS}, "active": {k: [] for k in CHECKPOINTS}}
-    for seed in range(seeds):
+    for seed in seeds:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(y))
         test, pool = order[: len(y) // 5], order[len(y) // 5:]
@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--savoias", type=Path, default=SHARED / "datasets" / "savoias")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="active: seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--features", choices=sorted(FEATURES), default="best",
                         help="best: NIMA + efficientnet_lite0 multilevel (auto's); lite0: efficientnet_lite0 pooled")
     parser.add_argument("--categories", default=None, help="keep only these SAVOIAS categories (comma-separated)")
@@ -236,8 +237,9 @@ def main() -> None:
           f"features {X.shape[1]}-d ({args.features})")
     if "active" in parts:
         t = time.monotonic()
-        result = active_vs_random(X, y, args.seeds)
-        print(f"\nActive vs random labelling, test SRCC of ridge over {args.seeds} seeds: median [quartiles] "
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        result = active_vs_random(X, y, seeds)
+        print(f"\nActive vs random labelling, test SRCC of ridge over seeds {seeds.start}-{seeds.stop - 1}: median [quartiles] "
               f"({time.monotonic() - t:.0f} s):")
         print("| labels | random | active | active - random (paired) |\n| --- | --- | --- | --- |")
         quart = lambda v: f"{np.median(v):.3f} [{np.percentile(v, 25):.3f}, {np.percentile(v, 75):.3f}]"  # noqa: E731

@@ -156,7 +156,7 @@ def child(kind: str, run_id: str, folder: str, out: str) -> None:
     # isort: split
 
     from workbench.config import load_settings
-    from workbench.events import Finished, Progress
+    from workbench.events import Finished, Notice, Progress
 
     settings = load_settings()
     marks: list[tuple[float, int]] = []
@@ -170,7 +170,10 @@ def child(kind: str, run_id: str, folder: str, out: str) -> None:
 
         events = ray_predict(run_id, [folder], settings, out)
     result = None
+    runtime = ""
     for event in events:
+        if isinstance(event, Notice) and "computed by " in event.message:  # the local engine's runtime
+            runtime = event.message.split("computed by ", 1)[1]
         if isinstance(event, Progress) and event.done:
             marks.append((time.perf_counter() - started, event.done))
         elif isinstance(event, Finished):
@@ -179,7 +182,7 @@ def child(kind: str, run_id: str, folder: str, out: str) -> None:
     # steady rate: from the first tenth of the photos to the last one (start-up excluded)
     start = next((m for m in marks if m[1] >= marks[-1][1] / 10), marks[0]) if marks else (0, 0)
     steady = (marks[-1][1] - start[1]) / max(marks[-1][0] - start[0], 1e-9) if len(marks) > 1 else None
-    document = {"seconds": seconds, "steady_img_s": steady}
+    document = {"seconds": seconds, "steady_img_s": steady, "runtime": runtime}
     if kind == "local":
         write_csv(result, out)
         Path(out + ".json").write_text(json.dumps({r.path: r.score for r in result.scored}))  # unrounded
@@ -187,7 +190,7 @@ def child(kind: str, run_id: str, folder: str, out: str) -> None:
     else:
         document.update(scored=result.new, failed=result.failed, skipped=result.skipped, rows=result.rows,
                         first_batch_s=result.first_batch_seconds, driver_s=result.driver_seconds,
-                        resumed_parts=result.resumed_parts)
+                        resumed_parts=result.resumed_parts, runtime=result.runtime)
     print(json.dumps(document))
 
 
@@ -207,10 +210,10 @@ def local_vs_ray(ctx: dict) -> list[str]:
     local_scores = json.loads((tmp / "local.csv.json").read_text())
     ray_scores = {r["path"]: r["score"] for r in pq.read_table(tmp / "ray.parquet").to_pylist() if r["score"] is not None}
     diff = max(abs(local_scores[p] - ray_scores[p]) for p in local_scores)
-    lines = ["| engine | photos scored | wall (incl. start-up) | img/s overall | img/s steady | peak RSS driver / largest "
-             "worker / all workers |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| engine | network runtime | photos scored | wall (incl. start-up) | img/s overall | img/s steady | "
+             "peak RSS driver / largest worker / all workers |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in (("local (`score_images`)", local), ("Ray (`--engine ray`, local Ray, 2 CPUs)", ray_run)):
-        lines.append(f"| {name} | {r['scored']} | {r['wall']:.1f} s | {n / r['wall']:.1f} | "
+        lines.append(f"| {name} | {r.get('runtime') or '?'} | {r['scored']} | {r['wall']:.1f} s | {n / r['wall']:.1f} | "
                      f"{(r['steady_img_s'] or 0):.1f} | {_rss(r)} |")
     lines += ["", f"- Same answers: largest |Ray − local| score difference over the {len(local_scores)} photos: "
                   f"{diff:.2e} on the run's 0-100 scale.",
@@ -293,17 +296,20 @@ def _hours(seconds: float) -> str:
 
 
 def cpu_path(ctx: dict) -> list[str]:
-    """ONNX Runtime against PyTorch eager, forward at batch 16 and end to end (bench/cpu_path_bench.py)."""
+    """ONNX Runtime and OpenVINO against PyTorch eager, forward at batch 16 and end to end (bench/cpu_path_bench.py)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from cpu_path_bench import main as cpu_path_main
 
     report = cpu_path_main(["--backbones", "efficientnet_lite0,nima_mobilenet", "--repeats", "3",
                             "--images", "64", "--work-dir", str(ctx["tmp"] / "cpu_path"), "--json"])
-    lines = ["| measure | backbone | eager img/s | onnxruntime img/s | ratio |", "| --- | --- | --- | --- | --- |"]
-    for kind in ("forward", "end_to_end"):
-        for row in report[kind]:
-            lines.append(f"| {kind.replace('_', ' ')} | {row['backbone']} | {row['eager_img_s']} | "
-                         f"{row['onnx_img_s']} | ×{row['ratio']} |")
+    lines = ["| measure | backbone | eager img/s | onnxruntime img/s | openvino img/s | chosen / ratio |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in report["forward"]:
+        lines.append(f"| forward | {row['backbone']} | {row['eager_img_s']} | {row.get('onnxruntime_img_s', '-')} | "
+                     f"{row.get('openvino_img_s', '-')} | {row.get('chosen')} / ×{row.get('best_ratio', '-')} |")
+    for row in report["end_to_end"]:
+        lines.append(f"| end to end | {row['backbone']} | {row['eager_img_s']} | auto: {row['onnx_img_s']} | | "
+                     f"{row['runtime'].split()[0]} / ×{row['ratio']} |")
     return lines
 
 

@@ -66,3 +66,18 @@ def test_the_queue_limit_reaches_the_served_app(tmp_path):
     app = create_server(load_settings(**folders))
     blocks = next(route.app.blocks for route in app.routes if hasattr(getattr(route, "app", None), "blocks"))
     assert blocks._queue.default_concurrency_limit == QUEUE_CONCURRENCY == 4
+
+
+def test_the_photo_each_session_picked_last_is_kept_for_the_newest_sessions_only():
+    # Predict's "which photo did this session pick last" (an explanation for an older pick is dropped):
+    # a server running for weeks must not keep one entry per page load ever made
+    from workbench.ui.widgets import LatestBySession
+
+    picks = LatestBySession(max_sessions=3)
+    for i, session in enumerate(("a", "b", "c")):
+        picks.set(session, i)
+    picks.set("a", 7)  # a picks again: now the newest
+    picks.set("d", 3)  # one session too many: b, which picked longest ago, is forgotten
+    assert len(picks) == 3
+    assert (picks.get("a"), picks.get("c"), picks.get("d")) == (7, 2, 3)
+    assert picks.get("b", "gone") == "gone" and picks.get("b") is None

@@ -218,6 +218,26 @@ def test_clearing_one_backbone_cannot_reach_outside_the_cache(settings, tmp_path
     assert (precious / "weights.bin").read_bytes() == b"hand-placed"
 
 
+def test_cache_clear_also_clears_the_onnx_exports_beside_the_features(settings, run_cli):
+    # where onnx_runtime puts an export (its own export_folder), one per backbone; an export is
+    # minutes of work to make, so here two hand-written files stand in for the exported model
+    from workbench import onnx_runtime
+
+    folders = {name: onnx_runtime.export_folder(settings, name, "sha256:0123456789abcdef", "pooled")[0]
+               for name in ("efficientnet_lite0", "resnet18")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"x" * 1000)
+    shown = json.loads(run_cli("cache", "--json").stdout)
+    assert (shown["onnx"]["files"], shown["onnx"]["bytes"]) == (2, 2000)
+    one = json.loads(run_cli("cache", "--clear", "--backbone", "resnet18", "--json").stdout)
+    assert (one["onnx_freed_files"], one["onnx"]["files"]) == (1, 1)
+    assert not folders["resnet18"].exists() and (folders["efficientnet_lite0"] / "model.onnx").exists()
+    cleared = run_cli("cache", "--clear")
+    assert "of ONNX exports from" in cleared.stdout and not folders["efficientnet_lite0"].exists()
+    assert "ONNX export" in run_cli("cache", "--help").stdout
+
+
 def test_the_multilevel_view_is_cached_apart_and_leaves_the_backbone_as_it_was(photo_dir, settings):
     from workbench.backbones import get_backbone, load_backbone
 

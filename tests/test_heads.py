@@ -1,19 +1,19 @@
-"""The torch heads start from ridge and keep it unless training clearly beats it, so on a few
-hundred photos they no longer lose to ridge. Real features: efficientnet_lite0 (package weights)
-on the package-photo brightness set."""
+"""The torch heads are ridge (the ridge family's model, fixed) plus a hidden path that learns the
+residual and is kept only as far as it helps on validation photos, so they do not lose to ridge.
+Real features: efficientnet_lite0 (package weights) on the package-photo brightness set."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import spearmanr
-from sklearn.linear_model import RidgeCV
 from training_fixtures import make_brightness_set, settings_for
 
 from workbench import compat  # noqa: F401
 from workbench.events import drain
 from workbench.features import feature_matrix
 from workbench.models import get_family
-from workbench.models.heads import RIDGE_ALPHAS, hidden_units
+from workbench.models.heads import hidden_units
 from workbench.training import compare, labelled_set
 
 
@@ -30,15 +30,36 @@ def features(brightness):
     return drain(feature_matrix(data.paths, ("efficientnet_lite0",), brightness)).X, data.scores
 
 
+def _ridge_family(X, y):
+    return get_family("ridge").make({}, seed=0).fit(X, y)
+
+
 @pytest.mark.parametrize("family", ["head", "nima_head"])
 def test_an_untrained_head_ranks_photos_exactly_as_ridge(features, family):
     X, y = features
     head = get_family(family).make({"epochs": 1}, seed=0)
     drain(head._fit_once(X[:45], y[:45], None, None, 0, None))  # zero epochs: the start itself
-    Xs = (X[:45] - X[:45].mean(0)) / (X[:45].std(0) + 1e-6)
-    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(Xs, y[:45])
-    expected = ridge.predict((X[45:] - X[:45].mean(0)) / (X[:45].std(0) + 1e-6))
+    expected = _ridge_family(X[:45], y[:45]).predict(X[45:])
     assert spearmanr(head.predict(X[45:]), expected)[0] == pytest.approx(1.0, abs=1e-9)
+    if family == "head":  # same scores, not only the same order: the linear path is the ridge family's model
+        np.testing.assert_allclose(head.predict(X[45:]), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["head", "nima_head"])
+def test_training_leaves_the_ridge_path_alone_and_never_ends_worse_on_validation(features, family):
+    X, y = features
+    head = get_family(family).make({"epochs": 15, "patience": 0, "start_margin": 0.0, "refit": False}, seed=0)
+    head.fit(X[:40], y[:40], X[40:52], y[40:52])
+    target = torch.from_numpy(head._targets(y[40:52]))
+    kept = float(head._loss(head._forward(X[40:52]), target))
+    with torch.no_grad():  # the hidden path off: what is left must be the ridge family's model
+        head.module_.net[-1].weight.zero_()
+        head.module_.net[-1].bias.zero_()
+    linear_only = float(head._loss(head._forward(X[40:52]), target))
+    assert head.residual_scale_ in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert kept <= linear_only + 1e-6  # the hidden path is kept only in the share that helped on validation
+    expected = _ridge_family(X[:40], y[:40]).predict(X[52:])
+    assert spearmanr(head.predict(X[52:]), expected)[0] == pytest.approx(1.0, abs=1e-9)
 
 
 def test_head_capacity_shrinks_with_the_set():

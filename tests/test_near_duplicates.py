@@ -11,8 +11,9 @@ from PIL import Image
 from training_fixtures import copy_savoias_subset, settings_for
 
 from workbench import compat  # noqa: F401
-from workbench.events import drain
+from workbench.events import NEVER_STOP, drain
 from workbench.features import feature_matrix
+from workbench.models.registry import get_family
 from workbench.training import compare, kfold, labelled_set
 from workbench.training.splits import group_summary, near_duplicate_groups
 
@@ -70,3 +71,31 @@ def test_grouped_folds_keep_the_copies_from_inflating_the_metrics(with_copies):
     assert report.near_duplicates["merged"] >= COPIED - 3  # all but a few crops
     assert leaky > grouped + 0.02, (plain, leaky, grouped)  # copies in other folds flatter the model
     assert abs(grouped - plain) < abs(leaky - plain), (plain, leaky, grouped)
+
+
+def test_every_family_and_view_gets_the_same_groups_and_folds(with_copies):
+    """The groups come from one fixed feature set: comparing ridge on multilevel features, or listing
+    another family first, must not change which photos share a fold (it once did: groups were taken
+    from whichever family's features came first)."""
+    from workbench.training.compare import cross_validation_folds
+
+    settings = with_copies["copies"]
+    setups = [drain_setup(cross_validation_folds([get_family(name) for name in families], settings, backbone=None,
+                                                 folds=5, seed=1, features=view, grouped=True, stop=NEVER_STOP,
+                                                 random_weights=False, data=None))
+              for families, view in ((["ridge"], "pooled"), (["ridge"], "multilevel"), (["svr", "ridge"], "multilevel"))]
+    first = setups[0]
+    assert first.group_info["merged"] >= COPIED - 3
+    for other in setups[1:]:
+        assert other.names == first.names
+        assert (other.groups == first.groups).all()
+        assert [list(test) for _, test in other.fold_indices] == [list(test) for _, test in first.fold_indices]
+
+
+def drain_setup(generator):
+    """Run a ``yield from`` set-up generator to its return value."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as done:
+            return done.value

@@ -1,8 +1,8 @@
-"""The ONNX Runtime CPU path gives PyTorch's answers, or is refused and says why.
+"""The CPU path (the ONNX export run by ONNX Runtime or OpenVINO) gives PyTorch's answers, or is refused and says why.
 
-Parity per backbone is measured on photos the export check never saw (the
+Parity per backbone and engine is measured on photos the export check never saw (the
 package photos, not its probe): max relative difference of features under 1e-4
-(max |ort - torch| of a vector over its largest |torch| value), NIMA mean scores
+(max |engine - torch| of a vector over its largest |torch| value), NIMA mean scores
 within 0.005, and NIMA's published chelsea score (5.12) still within 0.02.
 Exports are shared by the tests of this module (one cache folder) to keep them cheap.
 """
@@ -13,6 +13,7 @@ from workbench import compat  # noqa: F401
 # isort: split
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,23 +65,30 @@ def _torch(model, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).float().numpy()
 
 
-def _checked(model, settings, loaded, view):
+def _checked(model, settings, loaded, view, engine):
     choice = onnx_runtime.prepare(model, settings, backbone=loaded.spec.name, weights_id=loaded.weights.weights_id,
-                                  output=view, transform=loaded.transform)
+                                  output=view, transform=loaded.transform, engine=engine)
     assert choice.runner is not None, choice.label
-    assert choice.label.startswith("onnxruntime (checked against torch")
+    assert choice.label.startswith(f"{choice.runner.engine} (checked against torch")
+    assert engine in ("auto", choice.runner.engine)
     return choice.runner
 
 
 def _assert_parity(name, view, settings, photos, *, random_weights):
+    """Every engine (one export, checked once) gives torch's features on photos its check never saw;
+    "auto" picks the one the check timed fastest."""
     loaded = load_backbone(name, settings, random_weights=random_weights)
     model = MultiLevel(loaded.model, loaded.spec.stage_taps) if view == "multilevel" else loaded.model
-    runner = _checked(model, settings, loaded, view)
     x = _inputs(loaded.transform, photos)
     want = _torch(model, x)
-    got = runner.run(x)
-    assert got.shape == want.shape == (len(photos), loaded.spec.feature_dim_of(view))
-    assert onnx_runtime.max_relative_difference(got, want) < 1e-4
+    for engine in onnx_runtime.ENGINES:
+        runner = _checked(model, settings, loaded, view, engine)
+        got = runner.run(x)
+        assert got.shape == want.shape == (len(photos), loaded.spec.feature_dim_of(view))
+        assert onnx_runtime.max_relative_difference(got, want) < 1e-4, engine
+    check = runner.check
+    assert check["fastest"] == min(check["engines"], key=lambda e: check["engines"][e]["seconds_batch"])
+    assert _checked(model, settings, loaded, view, "auto").engine == check["fastest"]
     assert not any(m.training for m in loaded.model.modules())  # the caller's network is handed back in eval mode
 
 
@@ -108,14 +116,15 @@ def test_nima_scores_within_0005_of_torch_and_chelsea_still_512(cpu_settings, ph
     if weight_status("nima_mobilenet", cpu_settings, check_online=False).path is None:
         pytest.skip("NIMA weights (../shared/weights/nima_mobilenet_aesthetic_ava.hdf5) are not on this machine")
     model = load_nima(cpu_settings)
-    choice = onnx_runtime.prepare(model, cpu_settings, backbone="nima_mobilenet", weights_id=model.weights.weights_id,
-                                  output="distribution", transform=model.transform)
-    assert choice.runner is not None, choice.label
     x = _inputs(model.transform, photos)
-    ort_mean, _ = distribution_mean_std(choice.runner.run(x))
     torch_mean, _ = distribution_mean_std(_torch(model, x))
-    assert np.abs(ort_mean - torch_mean).max() < 0.005
-    assert ort_mean[list(photos).index("chelsea")] == pytest.approx(5.12, abs=0.02)
+    for engine in onnx_runtime.ENGINES:
+        choice = onnx_runtime.prepare(model, cpu_settings, backbone="nima_mobilenet", weights_id=model.weights.weights_id,
+                                      output="distribution", transform=model.transform, engine=engine)
+        assert choice.runner is not None, choice.label
+        mean, _ = distribution_mean_std(choice.runner.run(x))
+        assert np.abs(mean - torch_mean).max() < 0.005, engine
+        assert mean[list(photos).index("chelsea")] == pytest.approx(5.12, abs=0.02), engine
 
 
 def test_a_large_extraction_exports_then_small_ones_reuse_it(settings, scored_photo_folder, monkeypatch):
@@ -123,16 +132,16 @@ def test_a_large_extraction_exports_then_small_ones_reuse_it(settings, scored_ph
     monkeypatch.setattr(onnx_runtime, "EXPORT_MIN_IMAGES", len(paths))  # six photos count as a large job here
     events = list(extract_features(paths, "efficientnet_lite0", settings))
     messages = [e.message for e in events if isinstance(e, Notice)]
-    assert any("exporting to ONNX Runtime and checking it against torch" in m for m in messages)
-    assert any("computed by onnxruntime (checked against torch" in m for m in messages)
+    assert any("exporting to ONNX and checking its engines against torch" in m for m in messages)
+    assert any(re.search(r"computed by (onnxruntime|openvino) \(checked against torch", m) for m in messages)
     result = events[-1].result
-    assert result.runtime.startswith("onnxruntime (checked against torch")
+    assert result.runtime.startswith(tuple(f"{e} (checked against torch" for e in onnx_runtime.ENGINES))
     assert (settings.cache_dir / "onnx" / "efficientnet_lite0").is_dir()
 
     monkeypatch.setattr(onnx_runtime, "EXPORT_MIN_IMAGES", 48)
     clear_cache(settings)  # features computed again, by a job too small to export: the export is reused
     again = drain(extract_features(paths[:2], "efficientnet_lite0", settings))
-    assert again.computed == 2 and again.runtime.startswith("onnxruntime")
+    assert again.computed == 2 and again.runtime.split()[0] == result.runtime.split()[0]
 
     torch_settings = settings.replace(cache_dir=settings.cache_dir / "torch_only", runtime="torch")
     reference = drain(extract_features(paths, "efficientnet_lite0", torch_settings))
@@ -174,7 +183,10 @@ def test_an_export_that_differs_is_refused_and_torch_computes(settings):
     assert choice.label.startswith("torch (onnxruntime refused: features differ from torch's by a relative")
     folder, _ = onnx_runtime.export_folder(settings, "test_net", "w1", "pooled")
     check = json.loads((folder / "check.json").read_text())
-    assert check["passed"] is False and check["max_rel_diff"] > 0.1
+    assert check["passed"] is False and check["fastest"] is None
+    for engine in onnx_runtime.ENGINES:  # every engine runs the same wrong graph: every one refused, with the figure
+        assert check["engines"][engine]["passed"] is False and check["engines"][engine]["max_rel_diff"] > 0.1
+        assert f"{engine} refused: features differ from torch's by a relative" in choice.label
     assert not (folder / "model.onnx").exists()  # no export that gives other answers is kept
     # the refusal is remembered: no second export, same reason
     again = onnx_runtime.prepare(BatchSizeBakedIn().eval(), settings, backbone="test_net", weights_id="w1",
@@ -203,7 +215,7 @@ def test_small_jobs_do_not_export_and_the_setting_turns_it_off(settings, monkeyp
     assert not (settings.cache_dir / "onnx").exists()
     monkeypatch.setenv("WORKBENCH_RUNTIME", "torch")
     assert load_settings().runtime == "torch"
-    with pytest.raises(BadInput, match="choose one of: auto, torch"):
+    with pytest.raises(BadInput, match="choose one of: auto, torch, onnxruntime, openvino"):
         onnx_runtime.choose(Small().eval(), settings.replace(runtime="fast"), **args, n_images=1)
 
 
@@ -217,7 +229,7 @@ def test_nima_scorer_says_which_runtime_scored(cpu_settings, scored_photo_folder
     said = [e.message for e in events if isinstance(e, Notice) and "NIMA computed by" in e.message]
     assert len(said) == 1
     # exported by the NIMA parity test when it ran first; otherwise this small job uses torch and says so
-    assert said[0].startswith(("NIMA computed by onnxruntime (checked against torch",
+    assert said[0].startswith(("NIMA computed by onnxruntime (checked against torch", "NIMA computed by openvino (checked against torch",
                                "NIMA computed by torch (no checked ONNX export yet"))
     ort_rows = {r.path: r.score for r in events[-1].result.rows}
     torch_scorer = load_scorer("nima", cpu_settings.replace(runtime="torch"))

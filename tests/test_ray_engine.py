@@ -191,3 +191,147 @@ def test_cli_engine_options_are_checked(folders, capsys):
     assert "--csv" in capsys.readouterr().err
     assert main(["predict", "nima", shoot, "--out", "x.parquet"]) == 2
     assert "go with --engine ray" in capsys.readouterr().err
+
+
+def test_ray_actors_run_the_checked_export_the_local_engine_chose(ray_session, folders, tmp_path, monkeypatch):
+    """A job large enough to export (lowered here to one photo): the driver exports and checks the network
+    once, the actors run that file in the engine the check chose, and the scores are the local engine's,
+    which runs the same export."""
+    from workbench import onnx_runtime
+    from workbench.events import Notice
+    from workbench.scale.ray_engine import ray_predict
+
+    settings = folders["settings"].replace(cache_dir=tmp_path / "cache", runtime="auto")
+    monkeypatch.setattr(onnx_runtime, "EXPORT_MIN_IMAGES", 1)
+    good = good_photos(folders["shoot"])[:4]
+    events = list(ray_predict(folders["run_id"], good, settings, tmp_path / "scores.parquet"))
+    job = events[-1].result
+    said = [e.message for e in events if isinstance(e, Notice) and e.message.startswith("model actors compute with")]
+    exports = list((tmp_path / "cache" / "onnx" / "efficientnet_lite0").glob("*/check.json"))
+    assert len(exports) == 1, exports
+    check = json.loads(exports[0].read_text())
+    assert check["passed"] and job.runtime.startswith(f"{check['fastest']} (checked against torch")
+    assert said == [f"model actors compute with {job.runtime}"]
+    local = drain_local(folders["run_id"], good, settings)
+    assert local.startswith(check["fastest"])  # the local engine runs the same export in the same engine
+    rows = read_rows(tmp_path / "scores.parquet")
+    want = local_scores(folders["run_id"], good, settings)
+    for path in map(str, good):
+        assert abs(rows[path]["score"] - want[path].score) <= TOLERANCE * 100, path
+
+
+def drain_local(run_id: str, paths, settings) -> str:
+    """What computed the local engine's features for these photos (its Notice)."""
+    from workbench.events import Notice
+    from workbench.features import clear_cache
+    from workbench.predict import load_scorer, score_images
+
+    clear_cache(settings)
+    events = list(score_images(paths, load_scorer(run_id, settings), settings))
+    said = [e.message for e in events if isinstance(e, Notice) and "computed by" in e.message]
+    return said[-1].split("computed by ", 1)[1] if said else ""
+
+
+def test_an_export_shipped_to_a_worker_is_checked_by_its_sha256(ray_session, tmp_path):
+    """Off the driver's machine the actor gets the export's bytes from the object store: bytes that
+    match the check's SHA-256 are written and run; other bytes are refused, never run."""
+    import torch
+
+    from workbench import onnx_runtime
+    from workbench.backbones import BACKBONES, make_transform
+    from workbench.config import load_settings
+    from workbench.scale.stages import _load_export
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    settings = load_settings(cache_dir=tmp_path / "driver")
+    choice = onnx_runtime.prepare(net, settings, backbone="tiny", weights_id="w", output="pooled",
+                                  transform=make_transform(BACKBONES["resnet18"]), load=False)
+    assert choice.runner is None and choice.export is not None  # load=False: checked, not loaded
+    data = choice.export.path.read_bytes()
+    elsewhere = onnx_runtime.Checked(tmp_path / "not_on_this_worker" / "model.onnx", choice.export.check, choice.export.engine)
+    runner = _load_export(elsewhere, ray_session.put(data), 1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)  # the export's input size
+    with torch.inference_mode():
+        assert onnx_runtime.max_relative_difference(runner.run(x), net(torch.from_numpy(x)).numpy()) < 1e-4
+    assert runner.path != elsewhere.path and runner.path.read_bytes() == data
+    tampered = onnx_runtime.Checked(tmp_path / "nowhere" / "model.onnx",
+                                    {**choice.export.check, "onnx_sha256": hashlib.sha256(b"other").hexdigest()},
+                                    choice.export.engine)
+    with pytest.raises(ValueError, match="does not match the SHA-256 of its check"):
+        _load_export(tampered, ray_session.put(data), 1)
+    with pytest.raises(ValueError, match="none was shipped"):
+        _load_export(elsewhere, None, 1)
+
+
+IMAGE_FAMILIES = {  # families whose model reads the photo itself (mode "pixels"), trained tiny here: seconds each
+    "finetune": dict(params={"epochs": 1, "image_size": 64, "batch_size": 8, "patience": 0}),
+    "swin_moe": dict(backbone="swin_micro", random_weights=True,
+                     params={"epochs": 1, "batch_size": 8, "patience": 0, "n_experts": 2, "top_k": 1}),
+}
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
+def test_cli_predict_on_ray_with_a_run_that_reads_pixels(family, ray_session, folders, tmp_path, capsys):
+    """A fine-tuned CNN and a Swin-MoE run score on Ray as in the local engine: their model files travel
+    to the actors (hash-checked there), the actors decode the photos themselves; bad files are error rows."""
+    from workbench.cli import main
+    from workbench.events import drain
+    from workbench.training import train
+
+    settings = folders["settings"].replace(models_dir=tmp_path / "runs")
+    run = drain(train(family, settings, **IMAGE_FAMILIES[family]))
+    shoot = folders["shoot"]
+    out = tmp_path / "scores.parquet"
+    flags = ["--data-dir", str(settings.data_dir), "--models-dir", str(settings.models_dir),
+             "--weights-dir", str(settings.weights_dir), "--cache-dir", str(settings.cache_dir)]
+    assert main([*flags, "predict", run.run_id, str(shoot), "--engine", "ray", "--out", str(out), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["scored"], document["failed"], document["runtime"]) == (6, 2, "torch (the run's own model)")
+    rows = read_rows(out)
+    local = local_scores(run.run_id, [shoot], settings)
+    assert set(rows) == set(local)
+    span = float(run.score_max - run.score_min)
+    for path, row in local.items():
+        if row.error is None:
+            assert abs(rows[path]["score"] - row.score) <= TOLERANCE * span, path
+        else:
+            assert rows[path]["score"] is None and rows[path]["error"] == row.error, path
+
+
+def test_a_run_that_reads_text_is_refused_on_ray_with_a_clear_message(photos, tmp_path, capsys):
+    """Multimodal runs read each photo's text from the data folder, which Ray's workers do not have:
+    refused before Ray does anything, with what to do instead; nothing is written."""
+    import csv
+
+    from training_fixtures import make_brightness_set, settings_for
+
+    from workbench.cli import main
+    from workbench.events import drain
+    from workbench.training import train
+
+    data = make_brightness_set(photos, tmp_path / "data", n=24, size=48)
+    with open(data / "scores.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    with open(data / "scores.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["filename", "score", "text"]] + [[n, s, "a note" if i % 2 else ""]
+                                                                     for i, (n, s) in enumerate(rows)])
+    settings = settings_for(data, tmp_path / "runs", tmp_path / "cache", tmp_path / "weights", test_fraction=0.25)
+    run = drain(train("multimodal_concat", settings))
+    out = tmp_path / "scores.parquet"
+    assert main(["--data-dir", str(data), "--models-dir", str(settings.models_dir), "--cache-dir", str(settings.cache_dir),
+                 "predict", run.run_id, str(data), "--engine", "ray", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run.run_id} reads each photo's text from the data folder" in err and "leave out --engine ray" in err
+    assert not out.exists() and not out.with_name(out.name + ".parts").exists()
+
+
+def test_a_misspelt_runtime_is_refused_before_ray_starts(folders, tmp_path):
+    from workbench.errors import BadInput
+    from workbench.events import drain
+    from workbench.scale.ray_engine import ray_predict
+
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(BadInput, match="features.runtime is 'openvno'; choose one of: auto, torch, onnxruntime, openvino"):
+        drain(ray_predict(folders["run_id"], [folders["shoot"]], folders["settings"].replace(runtime="openvno"), out))
+    assert not out.exists() and not out.with_name(out.name + ".parts").exists()

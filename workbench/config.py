@@ -61,7 +61,8 @@ class Settings:
     batch_size: int = setting("features.batch_size", 16)
     num_workers: int = setting("features.num_workers", 2)
     runtime: str = setting("features.runtime", "auto", env="WORKBENCH_RUNTIME", flag="--runtime",
-                           help="CPU runtime of the networks: auto (ONNX Runtime where it matches PyTorch) or torch")
+                           help="CPU runtime of the networks: auto (the faster of ONNX Runtime and OpenVINO where it "
+                                "matches PyTorch), torch, onnxruntime or openvino")
     seed: int = setting("training.seed", 42)
     val_fraction: float = setting("training.val_fraction", 0.15)
     test_fraction: float = setting("training.test_fraction", 0.15)

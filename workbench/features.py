@@ -10,8 +10,8 @@
 3. the rest is decoded by DataLoader worker processes (JPEG draft decoding near
    the network's input size, EXIF orientation applied) and run through the
    backbone in batches under ``torch.inference_mode``, channels-last, on the GPU
-   when there is one; on the CPU in ONNX Runtime instead where its export was
-   checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
+   when there is one; on the CPU in ONNX Runtime or OpenVINO instead where its export
+   was checked against torch (see ``workbench.onnx_runtime``; ``FeatureResult.runtime``
    and a Notice say which). A broken image is skipped with its reason; its batch goes on.
 
 Cache files are safetensors (no pickle) holding one float32 vector and the
@@ -126,33 +126,53 @@ class FeatureCache:
         os.replace(tmp, path)
 
 
+def onnx_exports_dir(settings: Settings) -> Path:
+    """Where ``workbench.onnx_runtime`` keeps its exports, beside the features: ``<cache_dir>/onnx/<backbone>/<key>/``."""
+    return Path(settings.cache_dir) / "onnx"
+
+
+def _files_under(root: Path, pattern: str) -> list[Path]:
+    return [p for p in root.rglob(pattern) if p.is_file()] if root.is_dir() else []
+
+
 def cache_size(settings: Settings) -> dict:
-    """{"path", "bytes", "files", "backbones": {name: bytes}} of the feature cache."""
+    """{"path", "bytes", "files", "backbones": {name: bytes}} of the feature cache, and
+    "onnx": {"path", "bytes", "files"} of the ONNX exports beside it."""
     root = Path(settings.features_cache_dir)
     per_backbone: dict[str, int] = {}
     total_bytes = files = 0
-    if root.is_dir():
-        for path in root.rglob("*.safetensors"):
-            size = path.stat().st_size
-            backbone = path.relative_to(root).parts[0]
-            per_backbone[backbone] = per_backbone.get(backbone, 0) + size
-            total_bytes += size
-            files += 1
-    return {"path": str(root), "bytes": total_bytes, "files": files, "backbones": per_backbone}
+    for path in _files_under(root, "*.safetensors"):
+        size = path.stat().st_size
+        backbone = path.relative_to(root).parts[0]
+        per_backbone[backbone] = per_backbone.get(backbone, 0) + size
+        total_bytes += size
+        files += 1
+    exports = _files_under(onnx_exports_dir(settings), "*")
+    onnx = {"path": str(onnx_exports_dir(settings)), "bytes": sum(p.stat().st_size for p in exports),
+            "files": len(exports)}
+    return {"path": str(root), "bytes": total_bytes, "files": files, "backbones": per_backbone, "onnx": onnx}
 
 
-def clear_cache(settings: Settings, backbone: str | None = None) -> dict:
-    """Delete cached features (all, or one backbone's); returns what was freed."""
+def clear_cache(settings: Settings, backbone: str | None = None, *, onnx_exports: bool = False) -> dict:
+    """Delete cached features (all, or one backbone's), and with ``onnx_exports`` that backbone's
+    (or every) ONNX export too; returns what was freed. Exports are kept by default: recomputing
+    features reuses them (an export costs seconds to minutes)."""
     import shutil
 
     before = cache_size(settings)
-    root = Path(settings.features_cache_dir)
-    # Only a registered name may pick the folder: "--backbone .." must never reach rmtree.
-    target = root / get_backbone(backbone).name if backbone else root
-    if target.is_dir():
-        shutil.rmtree(target)
+    # Only a registered name may pick a folder: "--backbone .." must never reach rmtree.
+    name = get_backbone(backbone).name if backbone else None
+    targets = [Path(settings.features_cache_dir)]
+    if onnx_exports:
+        targets.append(onnx_exports_dir(settings))
+    for root in targets:
+        target = root / name if name else root
+        if target.is_dir():
+            shutil.rmtree(target)
     after = cache_size(settings)
-    return {"freed_bytes": before["bytes"] - after["bytes"], "freed_files": before["files"] - after["files"], **after}
+    return {"freed_bytes": before["bytes"] - after["bytes"], "freed_files": before["files"] - after["files"],
+            "onnx_freed_bytes": before["onnx"]["bytes"] - after["onnx"]["bytes"],
+            "onnx_freed_files": before["onnx"]["files"] - after["onnx"]["files"], **after}
 
 
 # ------------------------------------------------------------------ decoding
@@ -342,7 +362,7 @@ def _run_network(loaded: LoadedBackbone, items: list[tuple[int, str]], settings:
         where = dict(backbone=loaded.spec.name, weights_id=loaded.weights.weights_id, output=view,
                      n_images=len(items), on_gpu=device.type != "cpu")
         if onnx_runtime.will_export(settings, **where):
-            yield Notice(f"{loaded.spec.name}: exporting to ONNX Runtime and checking it against torch "
+            yield Notice(f"{loaded.spec.name}: exporting to ONNX and checking its engines against torch "
                          f"(once per weights file; seconds to a minute)")
         choice = onnx_runtime.choose(model, settings, transform=loaded.transform, **where)
         yield choice
@@ -387,7 +407,7 @@ def _batches(loaded: LoadedBackbone, model, device, items, settings: Settings, s
         ok = [i for i, reason in enumerate(reasons) if not reason]
         errors = {int(indices[i]): reasons[i] for i in range(len(reasons)) if reasons[i]}
         vectors = {}
-        if ok and runner is not None:  # ONNX Runtime, checked against torch: plain NCHW float32 in and out
+        if ok and runner is not None:  # the checked engine (ONNX Runtime or OpenVINO): plain NCHW float32 in and out
             out = runner.run(images[ok].numpy())
             vectors = {int(indices[i]): out[j] for j, i in enumerate(ok)}
         elif ok:

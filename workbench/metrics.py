@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "mae", "rmse", "r2", "accuracy")
 # Which direction is better, for leaderboards and ``RunStore.best``.
@@ -32,6 +31,8 @@ def good_threshold(score_min: float, score_max: float, fraction: float = 0.5) ->
 def compute_metrics(y_true, y_pred, *, score_min: float = 0.0, score_max: float = 100.0,
                     threshold: float | None = None) -> dict[str, float]:
     """All metrics of predictions ``y_pred`` [N] against ``y_true`` [N] (score units)."""
+    from scipy import stats  # here, not at the top: the app lists runs without loading scipy
+
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     if t.shape != p.shape or t.ndim != 1 or len(t) == 0:
@@ -53,6 +54,8 @@ def compute_metrics(y_true, y_pred, *, score_min: float = 0.0, score_max: float 
 
 def quick_metrics(y_true, y_pred) -> dict[str, float]:
     """The cheap per-epoch subset streamed with live training updates."""
+    from scipy import stats
+
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     return {"srcc": _correlation(stats.spearmanr, t, p), "mae": float(np.mean(np.abs(p - t)))}

@@ -19,16 +19,18 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from workbench.config import Settings
 from workbench.errors import BadInput, WorkbenchError
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
 from workbench.explain import Explanation, explain, gradcam_target_of  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch  # imported where a model runs: the app's first page does not load it
 
 NIMA_ID = "nima"
 NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
@@ -129,18 +131,6 @@ class Scorer:
         return "good" if score >= (self.default_threshold if threshold is None else threshold) else "bad"
 
 
-class _NimaMeanScore(torch.nn.Module):
-    """NIMA's distribution reduced to its mean score [N] (what Grad-CAM differentiates)."""
-
-    def __init__(self, nima):
-        super().__init__()
-        self.nima = nima
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bins = torch.arange(1, 11, dtype=x.dtype, device=x.device)
-        return self.nima(x) @ bins
-
-
 def _decode_for_nima(path: Path, max_pixels: int, transform) -> torch.Tensor | ImageError:
     """Full decode, no reduced-scale JPEG draft: NIMA was published with a full decode
     followed by a nearest-neighbour resize, and a draft decode moves its scores by up to 0.5."""
@@ -152,6 +142,8 @@ def _decode_for_nima(path: Path, max_pixels: int, transform) -> torch.Tensor | I
 
 def nima_distributions(model, images: torch.Tensor) -> np.ndarray:
     """NIMA's score distributions float64 [N,10] of normalised images [N,3,224,224]."""
+    import torch
+
     with torch.inference_mode():
         return model(images).numpy().astype(np.float64)
 
@@ -159,10 +151,12 @@ def nima_distributions(model, images: torch.Tensor) -> np.ndarray:
 def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFlag,
                   lock: threading.Lock, said: list[str] | None = None) -> Iterator[Any]:
     """Batches through NIMA; the next batch decodes in threads (Pillow releases the GIL)
-    while the network runs on this one. On the CPU the network runs in ONNX Runtime where
-    its export gives torch's mean scores (workbench.onnx_runtime); ``said`` remembers the
+    while the network runs on this one. On the CPU the network runs in ONNX Runtime or
+    OpenVINO where its export gives torch's mean scores (workbench.onnx_runtime); ``said`` remembers the
     runtime last announced, so a job of many chunks says it once."""
     from concurrent.futures import ThreadPoolExecutor
+
+    import torch
 
     from workbench import onnx_runtime
     from workbench.backbones.nima import distribution_mean_std
@@ -217,6 +211,7 @@ def load_nima_scorer(settings: Settings) -> Scorer:
     """The ready AVA scorer (no training needed); raises ScorerUnavailable naming the weights file."""
     from workbench.backbones import WeightsUnavailable
     from workbench.backbones.nima import load_nima
+    from workbench.backbones.nima_net import NimaMeanScore
 
     try:
         model = load_nima(settings, progress=False)
@@ -224,10 +219,10 @@ def load_nima_scorer(settings: Settings) -> Scorer:
         raise ScorerUnavailable(str(exc)) from None
 
     def gradcam_target():
-        return _NimaMeanScore(model).eval(), model.blocks[-1], model.transform
+        return NimaMeanScore(model).eval(), model.blocks[-1], model.transform
 
     lock = threading.Lock()
-    said: list[str] = []  # the runtime last announced (ONNX Runtime or torch), said again only when it changes
+    said: list[str] = []  # the runtime last announced (an engine or torch), said again only when it changes
     return Scorer(
         id=NIMA_ID, name="NIMA (MobileNet, AVA) - ready, no training", family="nima", scale=(1.0, 10.0),
         default_threshold=NIMA_THRESHOLD, has_distribution=True,

@@ -23,7 +23,6 @@ from workbench.backbones.registry import (
     BackboneSpec,
     ImageTransform,
     LoadedBackbone,
-    MultiLevel,
     backbone_choices,
     check_view,
     get_backbone,
@@ -52,3 +51,12 @@ __all__ = [
     "WeightSource", "WeightStatus", "WeightsUnavailable", "backbone_choices", "get_backbone", "load_backbone",
     "make_transform", "register_backbone", "weight_status",
 ]
+
+
+def __getattr__(name: str):
+    # ``MultiLevel`` (an nn.Module, in .modules) is imported when asked for: torch loads with it
+    if name == "MultiLevel":
+        from workbench.backbones.modules import MultiLevel
+
+        return MultiLevel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

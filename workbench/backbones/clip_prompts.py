@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from workbench.backbones.registry import FeatureView, LoadedBackbone, make_transform, register_view
 from workbench.backbones.weights import WeightStatus, WeightsUnavailable, is_online, offline_requested, weights_id_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from workbench.backbones.modules import ClipPromptFeatures  # an nn.Module: torch loads with it, on first use
 
 PROMPT_PAIRS: tuple[tuple[str, str], ...] = (
     ("Good photo.", "Bad photo."),
@@ -42,31 +45,11 @@ PROMPT_PAIRS: tuple[tuple[str, str], ...] = (
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 
 
-class ClipPromptFeatures(nn.Module):
-    """Normalised images [N, 3, S, S] -> P(positive prompt) per pair [N, len(pairs)]."""
-
-    def __init__(self, clip_model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]] = PROMPT_PAIRS):
-        super().__init__()
-        self.clip, self.pairs = clip_model.eval(), tuple(pairs)
-        prompts = [p for pair in self.pairs for p in pair]
-        tokens = tokenizer(prompts, padding=True, return_tensors="pt")
-        with torch.no_grad():  # the prompts never change: encode them once
-            text = self.clip.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        text = getattr(text, "pooler_output", text)
-        self.register_buffer("prompt_embeddings", nn.functional.normalize(text, dim=-1))
-        self.feature_dim = len(self.pairs)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        image = self.clip.get_image_features(pixel_values=images)
-        image = nn.functional.normalize(getattr(image, "pooler_output", image), dim=-1)
-        logits = self.clip.logit_scale.exp() * image @ self.prompt_embeddings.T  # [N, 2 * pairs]
-        pairs = logits.view(len(images), len(self.pairs), 2)
-        return torch.softmax(pairs, dim=-1)[..., 0]
-
-
 def load_clip_prompts(source: str | Path = DEFAULT_CLIP, *, local_only: bool = True) -> ClipPromptFeatures:
     """From a model folder or the Hugging Face cache; raises WeightsUnavailable when neither has it."""
     from transformers import AutoTokenizer, CLIPModel
+
+    from workbench.backbones.modules import ClipPromptFeatures
 
     try:
         model = CLIPModel.from_pretrained(str(source), local_files_only=local_only)
@@ -74,12 +57,15 @@ def load_clip_prompts(source: str | Path = DEFAULT_CLIP, *, local_only: bool = T
     except OSError as exc:
         raise WeightsUnavailable(f"no CLIP model at {source} on this machine ({exc}); the CLIP-prompt view "
                                  f"needs one downloaded while online") from None
-    return ClipPromptFeatures(model, tokenizer)
+    return ClipPromptFeatures(model, tokenizer, PROMPT_PAIRS)
 
 
 def tiny_random_clip(tokenizer, seed: int = 0, image_size: int = 32, patch_size: int = 8) -> ClipPromptFeatures:
     """A CLIP of a few thousand random parameters over ``tokenizer``'s vocabulary: for testing the path only."""
+    import torch
     from transformers import CLIPConfig, CLIPModel
+
+    from workbench.backbones.modules import ClipPromptFeatures
 
     config = CLIPConfig(
         text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -94,10 +80,12 @@ def tiny_random_clip(tokenizer, seed: int = 0, image_size: int = 32, patch_size:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPModel(config)
-    return ClipPromptFeatures(model, tokenizer)
+    return ClipPromptFeatures(model, tokenizer, PROMPT_PAIRS)
 
 
 def prompt_features(module: ClipPromptFeatures, images: torch.Tensor) -> np.ndarray:
+    import torch
+
     with torch.no_grad():
         return module(images).numpy().astype(np.float32)
 
@@ -128,6 +116,8 @@ def _hub_cached(hub_id: str) -> Path | None:
 
 
 def _random_status() -> WeightStatus:
+    import torch
+
     return WeightStatus("random", "a TINY randomly initialised CLIP over the packaged MiniLM tokenizer, as asked: it "
                         "tests the plumbing only, its prompt features mean nothing",
                         f"random:tiny-clip:seed0:torch{torch.__version__}")
@@ -188,3 +178,11 @@ register_view(FeatureView(
     refuse=lambda spec: None if spec.prompt_model else
     f"{spec.name} is not a CLIP model, so it has no clip_prompts view; use --backbone clip_vit_b32 (or clip_vit_l14)",
     status=prompt_weight_status, load=load_prompt_view))
+
+
+def __getattr__(name: str):
+    if name == "ClipPromptFeatures":  # moved to .modules with the other nn.Modules; still importable from here
+        from workbench.backbones.modules import ClipPromptFeatures
+
+        return ClipPromptFeatures
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from workbench.backbones.registry import HALF, register_backbone, timm_features
 from workbench.backbones.weights import StateDict, WeightSource
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn  # the networks are built on first use: registering them imports no torch
 
 _STEM_HEAD = {
     "_conv_stem": "conv_stem", "_bn0": "bn1",

@@ -12,6 +12,9 @@ An exact PyTorch port of idealo/image-quality-assessment's Keras 2.1.6 model:
 The HDF5 file is read with h5py (no Keras, no pickle): Keras stores each
 weight at ``f[layer][layer][name + ":0"]``; conv kernels (kh, kw, in, out)
 become (out, in, kh, kw), depthwise kernels (kh, kw, C, 1) become (C, 1, kh, kw).
+
+The network itself is in ``nima_net`` (it imports PyTorch); this module is what
+the registry reads when the app starts.
 """
 from __future__ import annotations
 
@@ -19,20 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from workbench.backbones.registry import HALF, get_backbone, make_transform, register_backbone
-from workbench.backbones.weights import StateDict, WeightSource, WeightStatus
+from workbench.backbones.registry import HALF, register_backbone
+from workbench.backbones.weights import StateDict, WeightSource
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from workbench.backbones.nima_net import NimaModel
     from workbench.config import Settings
 
-KERAS_BN_EPS = 1e-3
-# (output channels, stride) of MobileNet v1's 13 depthwise-separable blocks
-MOBILENET_V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                       (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
 SCORES = np.arange(1, 11, dtype=np.float64)
 
 NIMA_URL = ("https://raw.githubusercontent.com/idealo/image-quality-assessment/master/"
@@ -41,67 +41,12 @@ NIMA_URL = ("https://raw.githubusercontent.com/idealo/image-quality-assessment/m
 NIMA_SHA256 = "e563ad91b3d47410e45f7238f07ab8f6abd1bd0c4b18a4b0af9c681a21a91cb2"
 
 
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=KERAS_BN_EPS)
-
-
-class DepthwiseSeparable(nn.Module):
-    """pad 1 -> depthwise 3x3 (stride) -> BN -> ReLU6 -> pointwise 1x1 -> BN -> ReLU6."""
-
-    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
-        super().__init__()
-        self.dw = nn.Conv2d(channels_in, channels_in, 3, stride=stride, groups=channels_in, bias=False)
-        self.dw_bn = _bn(channels_in)
-        self.pw = nn.Conv2d(channels_in, channels_out, 1, bias=False)
-        self.pw_bn = _bn(channels_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self.dw_bn(self.dw(F.pad(x, (1, 1, 1, 1)))))
-        return F.relu6(self.pw_bn(self.pw(x)))
-
-
-class NimaModel(nn.Module):
-    """``model(x)``: [N,3,224,224] in [-1, 1] -> score distribution [N,10]; ``.features(x)`` -> [N,1024]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 3, stride=2, bias=False)
-        self.conv1_bn = _bn(32)
-        blocks, channels = [], 32
-        for out, stride in MOBILENET_V1_BLOCKS:
-            blocks.append(DepthwiseSeparable(channels, out, stride))
-            channels = out
-        self.blocks = nn.Sequential(*blocks)
-        self.dropout = nn.Dropout(0.75)
-        self.dense = nn.Linear(1024, 10)
-        self.weights: WeightStatus | None = None  # set by load_nima
-        self.transform = make_transform(get_backbone("nima_mobilenet"))
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self.conv1_bn(self.conv1(F.pad(x, (1, 1, 1, 1)))))
-        return self.blocks(x)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(x).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.softmax(self.dense(self.dropout(self.features(x))), dim=-1)
-
-
-class NimaFeatures(nn.Module):
-    """NIMA as a backbone: the 1024-d pooled features."""
-
-    def __init__(self, nima: NimaModel) -> None:
-        super().__init__()
-        self.nima = nima
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.nima.features(x)
-
-
 def read_keras_hdf5(path: Path) -> StateDict:
     """Read the Keras MobileNet HDF5 into NimaModel's state dict (torch layouts)."""
     import h5py
+    import torch
+
+    from workbench.backbones.nima_net import MOBILENET_V1_BLOCKS
 
     def get(f, layer: str, name: str) -> torch.Tensor:
         return torch.from_numpy(np.asarray(f[layer][layer][f"{name}:0"], dtype=np.float32))
@@ -135,6 +80,13 @@ def read_keras_hdf5(path: Path) -> StateDict:
     return state
 
 
+def nima_features(nima: "NimaModel") -> "nn.Module":
+    """NIMA as a backbone: the 1024-d pooled features (``nima_net.NimaFeatures``)."""
+    from workbench.backbones.nima_net import NimaFeatures
+
+    return NimaFeatures(nima)
+
+
 @register_backbone(
     description="NIMA MobileNet trained on AVA (idealo); 1024-d features and a ready 1-10 aesthetic scorer",
     input_size=224, feature_dim=1024, mean=HALF, std=HALF, interpolation="nearest",
@@ -143,7 +95,7 @@ def read_keras_hdf5(path: Path) -> StateDict:
         WeightSource(filename="weights_mobilenet_aesthetic_0.07.hdf5", url=NIMA_URL, sha256=NIMA_SHA256,
                      cache="weights_dir", reader=read_keras_hdf5),
     ),
-    to_features=NimaFeatures, gradcam_layer="nima.blocks.12",
+    to_features=nima_features, gradcam_layer="nima.blocks.12",
     # the last block of each resolution (112, 56, 28, 14, 7 px); the last is the pooled view's input
     stage_taps=(("nima.blocks.0", 64), ("nima.blocks.2", 128), ("nima.blocks.4", 256),
                 ("nima.blocks.10", 512), ("nima.blocks.12", 1024)),
@@ -151,6 +103,8 @@ def read_keras_hdf5(path: Path) -> StateDict:
     draft_decode=False,
 )
 def nima_mobilenet() -> nn.Module:
+    from workbench.backbones.nima_net import NimaModel  # the network imports torch: on first use
+
     return NimaModel()
 
 
@@ -171,3 +125,13 @@ def distribution_mean_std(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = p @ SCORES
     var = p @ (SCORES**2) - mean**2
     return mean, np.sqrt(np.clip(var, 0.0, None))
+
+
+def __getattr__(name: str):
+    # the network's classes live in workbench.backbones.nima_net (they import torch); importing them
+    # from here still works, and loads torch only then
+    if name in ("DepthwiseSeparable", "NimaModel", "NimaFeatures", "NimaMeanScore", "KERAS_BN_EPS", "MOBILENET_V1_BLOCKS"):
+        import workbench.backbones.nima_net as nima_net
+
+        return getattr(nima_net, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from workbench.backbones.weights import (
     DownloadFailed,
@@ -34,6 +32,9 @@ from workbench.backbones.weights import (
 from workbench.errors import BadInput, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
     from workbench.config import Settings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -147,36 +148,11 @@ def load_for_view(name: str, view: str, settings: "Settings", *, random_weights:
     return load_backbone(name, settings, random_weights=random_weights)
 
 
-class MultiLevel(nn.Module):
-    """Wraps a feature model: [N,3,S,S] -> [N, sum of tap channels], each tap's output pooled over space.
+def multi_level(inner: nn.Module, taps: tuple[tuple[str, int], ...]) -> nn.Module:
+    """``inner`` wrapped to give every tap's output, pooled and concatenated (``modules.MultiLevel``)."""
+    from workbench.backbones.modules import MultiLevel  # torch: loaded when a network is, not at start
 
-    Forward hooks read the stage outputs during the ordinary forward pass, so the
-    wrapped model is not rebuilt and its weights stay the ones that were loaded.
-    """
-
-    def __init__(self, inner: nn.Module, taps: tuple[tuple[str, int], ...]) -> None:
-        super().__init__()
-        self.inner = inner
-        self.taps = taps
-        self._outputs: list[torch.Tensor] = []
-        self._hooks = [operator.attrgetter(path)(inner).register_forward_hook(self._keep) for path, _ in taps]
-
-    def remove(self) -> None:
-        """Detach the hooks: the wrapped model is someone's LoadedBackbone and goes back to them unchanged."""
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
-
-    def _keep(self, module, args, output) -> None:
-        self._outputs.append(output.float().mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._outputs = []
-        try:
-            self.inner(x)
-            return torch.cat(self._outputs, dim=1)
-        finally:
-            self._outputs = []
+    return MultiLevel(inner, taps)
 
 
 register_view(FeatureView(
@@ -186,7 +162,7 @@ register_view(FeatureView(
     lambda spec: sum(c for _, c in spec.stage_taps),
     refuse=lambda spec: None if spec.stage_taps else
     f"{spec.name} declares no stage taps, so it has no multilevel view; use --features pooled",
-    wrap=lambda model, spec: MultiLevel(model, spec.stage_taps)))
+    wrap=lambda model, spec: multi_level(model, spec.stage_taps)))
 
 BACKBONES: dict[str, BackboneSpec] = {}
 
@@ -220,12 +196,16 @@ class ImageTransform:
     """
 
     def __init__(self, size: int, mean, std, interpolation: str) -> None:
+        import torch
+
         self.size = size
         self.resample = RESAMPLE[interpolation]
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        import torch
+
         if image.mode != "RGB":
             image = image.convert("RGB")
         if image.size != (self.size, self.size):
@@ -245,15 +225,11 @@ def timm_features(model: nn.Module) -> nn.Module:
     return model
 
 
-class L2Normalized(nn.Module):
-    """Wraps a feature model so its output rows have unit length."""
+def l2_normalized(inner: nn.Module) -> nn.Module:
+    """``inner`` with unit-length output rows (``modules.L2Normalized``)."""
+    from workbench.backbones.modules import L2Normalized
 
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.inner(x), dim=-1)
+    return L2Normalized(inner)
 
 
 def _replace_module(model: nn.Module, dotted: str, new: nn.Module) -> None:
@@ -269,6 +245,8 @@ def feature_model(spec: BackboneSpec, full: nn.Module) -> nn.Module:
     if spec.to_features is not None:
         return spec.to_features(full)
     if spec.head:
+        from torch import nn
+
         _replace_module(full, spec.head, nn.Identity())
     return full
 
@@ -329,6 +307,8 @@ def load_backbone(name: str, settings: "Settings", *, random_weights: bool = Fal
     Raises :class:`WeightsUnavailable` when no weights can be found; never falls
     back to random weights on its own.
     """
+    import torch
+
     spec = get_backbone(name)
     if random_weights:
         with torch.random.fork_rng(devices=[]):
@@ -363,3 +343,12 @@ def backbone_choices(settings: "Settings") -> list[tuple[str, str]]:
         choices.append((f"{name} — {label}", name))
     return choices
 
+
+def __getattr__(name: str):
+    # MultiLevel and L2Normalized subclass nn.Module, so they live in workbench.backbones.modules (torch
+    # loads with them); importing them from here still works
+    if name in ("MultiLevel", "L2Normalized"):
+        import workbench.backbones.modules as modules
+
+        return getattr(modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

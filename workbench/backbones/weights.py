@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 from urllib.parse import urlparse
 
-import torch
-
 from workbench.errors import WorkbenchError
 from workbench.fsutil import cached_file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch  # imported where weights are read: registering backbones does not load it
+
     from workbench.backbones.registry import BackboneSpec
     from workbench.config import Settings
 
-StateDict = dict[str, torch.Tensor]
+StateDict = dict[str, "torch.Tensor"]
 
 
 class WeightsUnavailable(WorkbenchError):
@@ -108,6 +108,8 @@ def weights_id_of(path: Path) -> str:
 
 def random_weights_id() -> str:
     # Random init is seeded (seed 0), so features are reproducible within a torch version.
+    import torch
+
     return f"random:seed0:torch{torch.__version__}"
 
 
@@ -121,7 +123,18 @@ def source_url(spec_name: str, source: WeightSource) -> str | None:
 def cache_dir(source: WeightSource, settings: "Settings") -> Path:
     if source.cache == "weights_dir":
         return Path(settings.weights_dir) / "cache"
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    return torch_hub_dir() / "checkpoints"
+
+
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()``, without importing torch when it is not loaded yet (the app lists where
+    weights would come from on its first page): torch's rule is $TORCH_HOME/hub, else
+    $XDG_CACHE_HOME/torch/hub, else ~/.cache/torch/hub. Once torch is loaded, its own answer
+    (``torch.hub.set_dir`` may have moved it)."""
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
 def package_file(source: WeightSource) -> Path | None:
@@ -263,6 +276,8 @@ def read_state_dict(path: Path, source: WeightSource) -> StateDict:
 
         state = load_file(str(path))
     else:
+        import torch
+
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]

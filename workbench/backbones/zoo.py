@@ -7,11 +7,13 @@ are real, so random-weight builds and the download path are tested here.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from workbench.backbones.registry import L2Normalized, register_backbone, timm_features
+from workbench.backbones.registry import l2_normalized, register_backbone, timm_features
 from workbench.backbones.weights import StateDict, WeightSource
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn  # the networks are built on first use: registering them imports no torch
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -110,6 +112,8 @@ def efficientnet_b0() -> nn.Module:
 
 
 def _inception_features(model: nn.Module) -> nn.Module:
+    from torch import nn
+
     model.fc = nn.Identity()
     model.AuxLogits = None  # only used in training
     model.aux_logits = False
@@ -152,7 +156,7 @@ def swin_tiny() -> nn.Module:
 def _clip_features(model: nn.Module) -> nn.Module:
     # Keep the CLIP projection head: the image embedding is what aesthetic
     # predictors (LAION's among them) are trained on, L2-normalised.
-    return L2Normalized(model)
+    return l2_normalized(model)
 
 
 @register_backbone(description="CLIP ViT-B/32 image tower (OpenAI; timm); online only", input_size=224, feature_dim=512,

@@ -27,7 +27,7 @@ def ray_document(job, **fields) -> dict:
     """The JSON of a Ray job: where its rows went and how many of each kind."""
     return {"engine": "ray", **fields, "out": str(job.out), "rows": job.rows, "new": job.new,
             "skipped": job.skipped, "failed": job.failed, "resumed_parts": job.resumed_parts,
-            "seconds": round(job.seconds, 3), "ray_address": job.address, "notes": job.notes}
+            "seconds": round(job.seconds, 3), "ray_address": job.address, "runtime": job.runtime, "notes": job.notes}
 
 
 def check_engine_arguments(args: argparse.Namespace, local_only: dict[str, bool]) -> None:

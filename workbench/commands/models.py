@@ -4,7 +4,7 @@
   where its weights would come from right now (local file, package, download, unavailable).
 - ``features --backbone NAME`` extracts (and caches) features for the images of
   the data set; a second run only hashes.
-- ``cache [--clear]`` shows the feature cache's size, or empties it.
+- ``cache [--clear]`` shows the size of the feature cache and of the ONNX exports beside it, or empties both.
 """
 from __future__ import annotations
 
@@ -125,24 +125,29 @@ def features_command(args: argparse.Namespace, settings: Settings) -> dict:
 def _cache_arguments(parser: argparse.ArgumentParser) -> None:
     from workbench.backbones import BACKBONES
 
-    parser.add_argument("--clear", action="store_true", help="delete every cached feature (rebuilt on demand)")
+    parser.add_argument("--clear", action="store_true",
+                        help="delete every cached feature and ONNX export (both rebuilt on demand)")
     parser.add_argument("--backbone", default=None, choices=list(BACKBONES), metavar="NAME",
-                        help="with --clear: only this backbone's features")
+                        help="with --clear: only this backbone's features and exports")
 
 
-@command("cache", "Show the size of the feature cache, or clear it.", _cache_arguments)
+@command("cache", "Show the size of the feature cache and the ONNX exports beside it, or clear them.", _cache_arguments)
 def cache_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.features import cache_size, clear_cache
 
     if args.clear:
-        document = clear_cache(settings, args.backbone)
+        document = clear_cache(settings, args.backbone, onnx_exports=True)
         if not args.json:
             print(f"Cleared {_megabytes(document['freed_bytes'])} ({document['freed_files']} files) "
                   f"from {document['path']}")
+            print(f"Cleared {_megabytes(document['onnx_freed_bytes'])} ({document['onnx_freed_files']} files) "
+                  f"of ONNX exports from {document['onnx']['path']}")
         return document
     document = cache_size(settings)
     if not args.json:
         print(f"Feature cache {document['path']}: {_megabytes(document['bytes'])} in {document['files']} files")
         for name, size in sorted(document["backbones"].items()):
             print(f"  {name:<20} {_megabytes(size)}")
+        onnx = document["onnx"]
+        print(f"ONNX exports {onnx['path']}: {_megabytes(onnx['bytes'])} in {onnx['files']} files")
     return document

@@ -17,7 +17,9 @@ Each suggestion also carries the **disagreement** of a small committee
 predictions for it spread, in score units, shown next to it. On SAVOIAS, with
 auto's features, the design did better at 120 labels than committee × k-center
 distance (the previous order), k-center greedy, TypiClust and k-means centres;
-on efficientnet_lite0 alone they were all within noise (BENCHMARKS.md).
+on efficientnet_lite0 alone they were all within noise. Label-aware variants (components scaled by
+their correlation with the labels, greedy sampling on predicted scores), a smaller noise and the design on
+all features in Gram form did not beat it over 40 seeds (BENCHMARKS.md).
 """
 from __future__ import annotations
 

@@ -27,12 +27,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import VotingRegressor
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVR
 
 from workbench.models.registry import Capabilities, Param, register_family
 
@@ -70,6 +64,14 @@ AUTO_PARAMS = [
                  params=AUTO_PARAMS, capabilities=Capabilities(needs_features=True),
                  feature_backbones=auto_backbones, input_note=auto_input_note, feature_view="multilevel")
 def build_auto(svr_C: float, svr_weight: float, *, seed: int, context: Any = None):
+    # scikit-learn (and scipy) load when a model is built, not when the app lists the families
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.ensemble import VotingRegressor
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
     ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
     svr = TransformedTargetRegressor(regressor=make_pipeline(StandardScaler(), SVR(C=svr_C, epsilon=0.1)),
                                      transformer=StandardScaler())

@@ -7,8 +7,7 @@ from typing import Any
 from torch import nn
 
 from workbench.models.heads import torch_estimator
-from workbench.models.image_models import AUGMENTATIONS, ImageRegressorBase, PixelRegressor
-from workbench.models.registry import Capabilities, Param, register_family
+from workbench.models.image_models import ImageRegressorBase, PixelRegressor
 
 
 def backbone_network(name: str, settings, *, pretrained: bool, random_weights: bool) -> tuple[nn.Module, Any, dict]:
@@ -55,28 +54,6 @@ class FinetuneRegressor(ImageRegressorBase):
         return operator.attrgetter(self.spec_.gradcam_layer)(self.net_.backbone)
 
 
-FINETUNE_PARAMS = [
-    Param("epochs", int, 8, "passes over the training images", low=1, high=1000),
-    Param("learning_rate", float, 1e-3, "AdamW step size of the head", low=1e-6, high=1.0, log=True),
-    Param("backbone_lr_factor", float, 0.1, "the backbone learns this much slower than the head", low=0.0, high=1.0),
-    Param("batch_size", int, 16, "images per step", low=2, high=512),
-    Param("weight_decay", float, 1e-4, "AdamW weight decay", low=0.0, high=1.0),
-    Param("dropout", float, 0.2, "dropout before the linear head", low=0.0, high=0.95),
-    Param("augment", str, "crop_flip", "augmentation that keeps what makes a photo good", choices=AUGMENTATIONS),
-    Param("color_jitter", bool, False, "also jitter brightness (changes what a person judges; off by default)",
-          advanced=True),
-    Param("image_size", int, 0, "input size in pixels; 0 = the backbone's own", low=0, high=1024, advanced=True),
-    Param("patience", int, 3, "early stopping: epochs without a better validation loss (0: never)", low=0,
-          high=1000, advanced=True),
-    Param("loss", str, "huber", "training loss", choices=("huber", "mse"), advanced=True),
-    Param("amp", bool, True, "mixed precision on a GPU (ignored on CPU)", advanced=True),
-]
-
-
-@register_family("finetune", "The whole CNN plus a head trained end to end (slower backbone LR, crops and flips, "
-                 "early stopping, mixed precision on GPU). Slow on a CPU.",
-                 params=FINETUNE_PARAMS,
-                 capabilities=Capabilities(needs_features=False, iterative=True, explainable=True, torch=True))
 def build_finetune(*, seed: int, context: Any = None, **params):
     return FinetuneRegressor(backbone=context.backbone or context.settings.default_backbone,
                              random_weights=bool(context.random_weights), seed=seed, settings=context.settings,

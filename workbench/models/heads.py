@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
-from workbench.models.registry import Capabilities, Param, register_family
-from workbench.models.torch_loop import START_MARGIN, LoopResult, fit_loop, seeded_generator
+from workbench.models.declarations import HEAD_START_MARGIN, RIDGE_ALPHA
+from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 
 N_BINS = 10
 TORCH_ESTIMATORS: dict[str, type] = {}  # class name -> class, for loading runs without importing by name
@@ -67,8 +67,13 @@ class Ensemble(nn.Module):
 
 # On standardised features: below 100, leave-one-out picked near-interpolating fits on sets smaller
 # than the feature count, which generalised worse than the workbench ridge's 1000.
-_FITTED = ("module_", "x_mean_", "x_std_", "y_mean_", "y_std_", "y_range_", "hidden_", "ridge_alpha_")
+_FITTED = ("module_", "x_mean_", "x_std_", "y_mean_", "y_std_", "y_range_", "hidden_", "ridge_alpha_",
+           "residual_scale_")
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(3, 5, 5))
+# Shares of the trained hidden path tried on the validation part (0: ridge alone). Shrinking a
+# network fitted on a few hundred photos towards the linear model is the cheapest guard against its
+# variance; one number chosen on held-out photos cannot overfit much.
+RESIDUAL_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def hidden_units(hidden: int, n_train: int) -> int:
@@ -118,7 +123,14 @@ def score_to_distribution(scores_1_10: np.ndarray, sigma: float) -> np.ndarray:
 
 # ---------------------------------------------------------- estimators
 class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
-    """Shared machinery: standardisation, batching, the loop, (de)serialisation."""
+    """Shared machinery: standardisation, batching, the loop, (de)serialisation.
+
+    With ``ridge_start`` (the default) the head is ridge plus what a hidden layer can add: the
+    linear path is the ridge family's model (same standardisation, same alpha (``ridge_alpha``), closed form) and
+    stays fixed; only the hidden path trains, on what ridge gets wrong. On the validation part the
+    best epoch is kept (epoch 0 is ridge alone), then the hidden path's share (``RESIDUAL_SCALES``,
+    0 = ridge). So where the hidden layer does not help the head is ridge, to the last digit.
+    """
 
     out_dim = 1
 
@@ -157,8 +169,11 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
             kept = {k: getattr(self, k) for k in _FITTED if hasattr(self, k)}
             both_X = np.concatenate([np.asarray(X, dtype=np.float32), np.asarray(X_val, dtype=np.float32)])
             both_y = np.concatenate([np.asarray(y, dtype=np.float64), np.asarray(y_val, dtype=np.float64)])
+            share = self.residual_scale_
             for _ in self._fit_once(both_X, both_y, None, None, first.best_epoch, stop):
                 pass
+            self.residual_scale_ = share  # chosen on the validation part; the refit has none
+            self._scale_residual(share)
             if self.stopped_:  # a Stop during the refit: keep the first fit's best epoch, not half a refit
                 for k, v in kept.items():
                     setattr(self, k, v)
@@ -201,6 +216,7 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
             self.module_ = MLP(X.shape[1], self.hidden_, self.out_dim, self.dropout, skip=self.ridge_start)
         if self.ridge_start:
             self._start_from_ridge(xt.numpy(), yt.numpy())
+        self.residual_scale_ = 1.0
         generator = seeded_generator(self.seed)
 
         def batches(epoch: int):
@@ -219,8 +235,12 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
                 out = module(xv)
                 return float(self._loss(out, yv)), yv_true, self._scores(out)
 
-        optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.learning_rate,
-                                      weight_decay=self.weight_decay)
+        # With ridge_start the linear path stays ridge (frozen): the hidden path learns only the residual,
+        # so whatever training does, the linear part is the ridge family's model to the last digit.
+        trained = self.module_.net if self.ridge_start else self.module_
+        if self.ridge_start:
+            self.module_.linear.requires_grad_(False)
+        optimizer = torch.optim.AdamW(trained.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         self.loop_ = LoopResult()
         self.stopped_ = False
         if epochs > 0:
@@ -230,13 +250,38 @@ class FeatureHeadRegressor(BaseEstimator, RegressorMixin):
                                 start_counts=self.ridge_start, start_margin=self.start_margin)
         self.module_.eval()
         self.stopped_ = self.loop_.stopped
+        if self.ridge_start and evaluate is not None and self.loop_.best_epoch > 0:
+            self.residual_scale_ = self._choose_residual_scale(evaluate)
+            self._scale_residual(self.residual_scale_)
+
+    def _choose_residual_scale(self, evaluate) -> float:
+        """The share of the hidden path (``RESIDUAL_SCALES``) with the lowest validation loss; 0 is ridge."""
+        last = self.module_.net[-1]
+        weight, bias = last.weight.detach().clone(), last.bias.detach().clone()
+        losses = {}
+        with torch.no_grad():
+            for share in RESIDUAL_SCALES:
+                last.weight.copy_(weight * share)
+                last.bias.copy_(bias * share)
+                losses[share] = evaluate(self.module_)[0]
+            last.weight.copy_(weight)
+            last.bias.copy_(bias)
+        return float(min(RESIDUAL_SCALES, key=lambda share: (losses[share], share)))
+
+    def _scale_residual(self, share: float) -> None:
+        """Multiply the hidden path's output by ``share`` (folded into its last layer: the saved format is unchanged)."""
+        if share != 1.0:
+            with torch.no_grad():
+                self.module_.net[-1].weight.mul_(share)
+                self.module_.net[-1].bias.mul_(share)
 
     def _start_from_ridge(self, xs: np.ndarray, targets: np.ndarray) -> None:
-        """Set the linear path to ridge on the standardised features (penalty by leave-one-out CV)."""
-        from sklearn.linear_model import RidgeCV
+        """Set the linear path to the ridge family's model: ridge with penalty ``ridge_alpha`` on the standardised
+        features, in closed form (the targets are an affine map of the scores, so the ranking is ridge's)."""
+        from sklearn.linear_model import Ridge
 
-        ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(xs, self._linear_targets(targets))
-        self.ridge_alpha_ = float(ridge.alpha_)
+        ridge = Ridge(alpha=self.ridge_alpha).fit(xs, self._linear_targets(targets))
+        self.ridge_alpha_ = float(self.ridge_alpha)
         weight, bias = self._linear_layer(np.ravel(ridge.coef_), float(np.ravel(ridge.intercept_)[0]))
         with torch.no_grad():
             self.module_.linear.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
@@ -317,11 +362,11 @@ class MLPHeadRegressor(FeatureHeadRegressor):
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, loss: str = "huber",
                  patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
-                 start_margin: float = START_MARGIN, seed: int = 42):
+                 start_margin: float = HEAD_START_MARGIN, ridge_alpha: float = RIDGE_ALPHA, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.loss = weight_decay, dropout, hidden, loss
         self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
-        self.members, self.start_margin = members, start_margin
+        self.members, self.start_margin, self.ridge_alpha = members, start_margin, ridge_alpha
 
     def _targets(self, y):
         return ((y - self.y_mean_) / self.y_std_).astype(np.float32)[:, None]
@@ -351,11 +396,11 @@ class NimaHeadRegressor(FeatureHeadRegressor):
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, sigma: float = 1.0,
                  patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
-                 start_margin: float = START_MARGIN, seed: int = 42):
+                 start_margin: float = HEAD_START_MARGIN, ridge_alpha: float = RIDGE_ALPHA, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.sigma = weight_decay, dropout, hidden, sigma
         self.patience, self.ridge_start, self.refit, self.seed = patience, ridge_start, refit, seed
-        self.members, self.start_margin = members, start_margin
+        self.members, self.start_margin, self.ridge_alpha = members, start_margin, ridge_alpha
 
     def _to_bins(self, y):
         low, high = self.y_range_
@@ -401,44 +446,10 @@ class NimaHeadRegressor(FeatureHeadRegressor):
         return std_bins * (high - low) / 9.0
 
 
-# ------------------------------------------------------------ families
-def _common_params(epochs: int = 80) -> list[Param]:
-    return [
-        Param("epochs", int, epochs, "passes over the training images", low=1, high=5000),
-        Param("learning_rate", float, 3e-4, "AdamW step size", low=1e-6, high=1.0, log=True),
-        Param("batch_size", int, 32, "images per step", low=1, high=4096),
-        Param("weight_decay", float, 0.05, "AdamW weight decay", low=0.0, high=10.0),
-        Param("dropout", float, 0.3, "dropout before the output layer (half of it on the inputs)", low=0.0, high=0.95),
-        Param("hidden", int, 0, "hidden units; 0 = scale with the training set (n/8, between 16 and 256)",
-              low=0, high=8192, advanced=True),
-        Param("patience", int, 15, "stop after this many epochs without a better validation loss (0: never)",
-              low=0, high=1000, advanced=True),
-        Param("ridge_start", bool, True, "start from ridge on the same features (a linear path beside the "
-              "hidden layer) and keep it unless training beats it on the validation images", advanced=True),
-        Param("refit", bool, True, "after early stopping, train again on training + validation images for the "
-              "chosen number of epochs", advanced=True),
-        Param("members", int, 1, "networks trained with different seeds and averaged", low=1, high=20,
-              advanced=True),
-        Param("start_margin", float, START_MARGIN, "with ridge_start: how much lower (a fraction) a trained "
-              "epoch's validation loss must be to replace ridge", low=0.0, high=0.9, advanced=True),
-    ]
-
-
-HEAD_CAPS = Capabilities(needs_features=True, iterative=True, explainable=True, torch=True)
-
-
-@register_family("head", "A small MLP in PyTorch on frozen features (MSE, MAE or Huber loss), with live loss curves.",
-                 params=_common_params() + [Param("loss", str, "huber", "training loss", choices=tuple(LOSSES))],
-                 capabilities=HEAD_CAPS)
+# ------------------------------------------------------------ families (declared in workbench.models.declarations)
 def build_head(*, seed: int, context: Any = None, **params):
     return MLPHeadRegressor(**params, seed=seed)
 
 
-@register_family("nima_head", "NIMA's way: a 10-bin score distribution trained with the EMD loss; "
-                 "predicts the mean and the spread.",
-                 params=_common_params() + [Param("sigma", float, 1.0, "width (in bins) of the distribution a "
-                                                  "single score becomes", low=0.1, high=5.0)],
-                 capabilities=Capabilities(needs_features=True, iterative=True, distribution=True,
-                                           explainable=True, torch=True))
 def build_nima_head(*, seed: int, context: Any = None, **params):
     return NimaHeadRegressor(**params, seed=seed)

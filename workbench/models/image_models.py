@@ -21,9 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
+from workbench.models.declarations import AUGMENTATIONS  # noqa: F401  (declared where the families' options are)
 from workbench.models.torch_loop import LoopResult, fit_loop, pick_device, seeded_generator
-
-AUGMENTATIONS = ("crop_flip", "flip", "none")
 
 
 class PixelRegressor(nn.Module):

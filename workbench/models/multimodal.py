@@ -31,7 +31,6 @@ from torch.nn import functional as F
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
 from workbench.models.heads import MLP, RIDGE_ALPHAS, torch_estimator
-from workbench.models.registry import Capabilities, Param, register_family
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 from workbench.multimodal import BLOCK_DIM
 
@@ -48,13 +47,6 @@ def split_inputs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------- concat
-@register_family("multimodal_concat",
-                 "Image features + text embedding + has-text flag into ridge or SVR: the image+text baseline.",
-                 params=[Param("regressor", str, "ridge", "the model on the concatenation", choices=("ridge", "svr")),
-                         Param("alpha", float, 1000.0, "ridge L2 penalty on standardised inputs",
-                               low=1e-6, high=1e7, log=True),
-                         Param("C", float, 3.0, "SVR inverse regularisation", low=1e-4, high=1e5, log=True)],
-                 capabilities=Capabilities(needs_features=True, needs_text=True))
 def build_multimodal_concat(regressor: str, alpha: float, C: float, *, seed: int, context: Any = None):
     if regressor == "svr":
         return TransformedTargetRegressor(regressor=make_pipeline(StandardScaler(), SVR(C=C)),
@@ -280,21 +272,6 @@ class ModalityMoERegressor(BaseEstimator, RegressorMixin):
         return model
 
 
-@register_family("multimodal_moe",
-                 "Mixture of modality experts (image, text, fusion) with a gate that sees which modalities "
-                 "are present, in PyTorch with live loss curves; reports how much it leaned on text.",
-                 params=[
-                     Param("epochs", int, 80, "passes over the training images", low=1, high=5000),
-                     Param("learning_rate", float, 1e-3, "AdamW step size", low=1e-6, high=1.0, log=True),
-                     Param("batch_size", int, 32, "images per step", low=1, high=4096),
-                     Param("weight_decay", float, 0.05, "AdamW weight decay", low=0.0, high=10.0),
-                     Param("dropout", float, 0.3, "dropout in each expert", low=0.0, high=0.95),
-                     Param("hidden", int, 128, "hidden units per expert", low=1, high=8192, advanced=True),
-                     Param("aux_weight", float, 0.5, "weight of each expert's own score loss", low=0.0, high=10.0,
-                           advanced=True),
-                     Param("patience", int, 15, "stop after this many epochs without a better validation loss "
-                           "(0: never)", low=0, high=1000, advanced=True)],
-                 capabilities=Capabilities(needs_features=True, iterative=True, torch=True, needs_text=True))
 def build_multimodal_moe(*, seed: int, context: Any = None, **params):
     return ModalityMoERegressor(**params, seed=seed)
 

@@ -9,10 +9,17 @@ decorated builder function::
     @register_family("ridge", "Ridge regression on frozen features.",
                      params=[Param("alpha", float, 10.0, "L2 strength", low=1e-4, high=1e5, log=True)])
     def build_ridge(alpha: float, *, seed: int, context: FitContext):
-        return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
+        from sklearn.linear_model import Ridge  # imported when a model is built, not when the app starts
+        ...
+
+A family whose module must import PyTorch (to subclass ``nn.Module``) is declared
+with ``declare_family(name, ..., build="package.module:function")`` in
+``workbench.models.declarations`` instead: the declaration is all the CLI and the
+UI read, and the builder's module is imported when a model is first built.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -123,7 +130,7 @@ class FitContext:
 class Family:
     name: str
     description: str
-    build: Callable[..., Any]
+    build: Callable[..., Any] | str  # the builder, or "package.module:function" imported on first use
     params: tuple[Param, ...] = ()
     capabilities: Capabilities = field(default_factory=Capabilities)
     # Backbones whose features are concatenated, given the one the person chose
@@ -158,6 +165,11 @@ class Family:
             return "pooled"
         return self.feature_view
 
+    @property
+    def builder(self) -> Callable[..., Any]:
+        """The builder function (imports its module the first time, for a declared family)."""
+        return resolve(self.build)
+
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:
@@ -178,7 +190,7 @@ class Family:
     def make(self, params: dict[str, Any] | None = None, *, seed: int = 42,
              context: FitContext | None = None) -> Any:
         """A fresh, unfitted estimator with these hyper-parameters."""
-        return self.build(**self.resolve_params(params), seed=seed, context=context or FitContext())
+        return self.builder(**self.resolve_params(params), seed=seed, context=context or FitContext())
 
     def to_dict(self) -> dict[str, Any]:
         caps = self.capabilities
@@ -193,15 +205,30 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
+def resolve(ref: Any) -> Any:
+    """``"package.module:attribute"`` -> that attribute (importing the module once); anything else as it is."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attribute = ref.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def declare_family(name: str, description: str, *, build: Callable[..., Any] | str,
+                   params: list[Param] | tuple[Param, ...] = (), capabilities: Capabilities | None = None,
+                   **extra: Any) -> Family:
+    """Register a family: ``build(**params, seed, context) -> estimator``, or its "module:function" path."""
+    if name in FAMILIES:  # as register_backbone: a second family must not silently replace the first
+        raise ValueError(f"model family {name} registered twice")
+    FAMILIES[name] = Family(name, description, build, tuple(params), capabilities or Capabilities(), **extra)
+    return FAMILIES[name]
+
+
 def register_family(name: str, description: str, *, params: list[Param] | tuple[Param, ...] = (),
                     capabilities: Capabilities | None = None, **extra: Any):
     """Decorator registering ``build(**params, seed, context) -> estimator`` as a family."""
 
     def decorate(build: Callable[..., Any]):
-        if name in FAMILIES:  # as register_backbone: a second family must not silently replace the first
-            raise ValueError(f"model family {name} registered twice")
-        FAMILIES[name] = Family(name, description, build, tuple(params),
-                                capabilities or Capabilities(), **extra)
+        declare_family(name, description, build=build, params=params, capabilities=capabilities, **extra)
         return build
 
     return decorate

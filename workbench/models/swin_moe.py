@@ -21,13 +21,11 @@ from torch import nn
 
 from workbench.backbones.registry import IMAGENET_MEAN, IMAGENET_STD
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag
+from workbench.models.declarations import SWIN_MICRO
 from workbench.models.finetune import backbone_network
 from workbench.models.heads import torch_estimator
-from workbench.models.image_models import AUGMENTATIONS, ImageRegressorBase, PixelRegressor
-from workbench.models.registry import Capabilities, Param, register_family
+from workbench.models.image_models import ImageRegressorBase, PixelRegressor
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
-
-SWIN_MICRO = "swin_micro"
 
 
 class MoEHead(nn.Module):
@@ -160,32 +158,6 @@ class SwinMoERegressor(ImageRegressorBase):
         return ((weights > 0).float().mean(0) / self.net_.head.top_k).numpy()
 
 
-SWIN_MOE_PARAMS = [
-    Param("epochs", int, 15, "passes over the training images", low=1, high=1000),
-    Param("learning_rate", float, 1e-3, "AdamW step size of the head", low=1e-6, high=1.0, log=True),
-    Param("freeze_backbone", bool, True, "keep Swin frozen (features computed once) instead of fine-tuning it"),
-    Param("n_experts", int, 4, "expert MLPs", low=1, high=64),
-    Param("top_k", int, 2, "experts each image is routed to", low=1, high=64),
-    Param("balance_weight", float, 0.01, "weight of the load-balancing loss", low=0.0, high=10.0),
-    Param("hidden", int, 128, "hidden units per expert", low=1, high=4096, advanced=True),
-    Param("backbone_lr_factor", float, 0.05, "backbone LR / head LR when fine-tuning", low=0.0, high=1.0,
-          advanced=True),
-    Param("batch_size", int, 16, "images per step", low=2, high=512),
-    Param("weight_decay", float, 1e-2, "AdamW weight decay", low=0.0, high=1.0, advanced=True),
-    Param("dropout", float, 0.2, "dropout inside each expert", low=0.0, high=0.95, advanced=True),
-    Param("augment", str, "crop_flip", "augmentation when fine-tuning", choices=AUGMENTATIONS, advanced=True),
-    Param("color_jitter", bool, False, "also jitter brightness (off by default)", advanced=True),
-    Param("patience", int, 5, "early stopping patience in epochs (0: never)", low=0, high=1000, advanced=True),
-    Param("loss", str, "huber", "training loss", choices=("huber", "mse"), advanced=True),
-    Param("amp", bool, True, "mixed precision on a GPU (ignored on CPU)", advanced=True),
-]
-
-
-@register_family("swin_moe", "Swin Transformer (swin_tiny) with a Mixture-of-Experts head: top-k gating and a "
-                 "load-balancing loss; backbone frozen or fine-tuned.",
-                 params=SWIN_MOE_PARAMS, default_backbone="swin_tiny",
-                 private_backbones={SWIN_MICRO: "a miniature Swin for quick tests; random weights only"},
-                 capabilities=Capabilities(needs_features=False, iterative=True, explainable=True, torch=True))
 def build_swin_moe(*, seed: int, context: Any = None, **params):
     return SwinMoERegressor(backbone=context.backbone or "swin_tiny", random_weights=bool(context.random_weights),
                             seed=seed, settings=context.settings, **params)

@@ -20,11 +20,7 @@ from torch import nn
 from workbench.errors import TrainingError
 from workbench.events import EpochEnd, StopFlag
 from workbench.metrics import quick_metrics
-
-# With ``start_counts``, an epoch replaces the start only if its validation loss is this much lower.
-# SAVOIAS (lite0 features, 5-fold): 0.02 let the heads wander off ridge on noise (150 photos: NIMA
-# head 0.590 vs ridge 0.607); 0.05 kept them at or above ridge on the full set and on 150 photos.
-START_MARGIN = 0.05
+from workbench.models.declarations import START_MARGIN
 
 
 @dataclass

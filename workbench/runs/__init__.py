@@ -27,7 +27,8 @@ loading fitted models without unpickling), ``inference`` (a loaded run scoring i
 """
 from __future__ import annotations
 
-from workbench.runs.inference import ImagePredictions, LoadedRun, load_run
+import importlib
+
 from workbench.runs.persist import UnsafeModel
 from workbench.runs.store import (
                                   MANIFEST,
@@ -42,3 +43,14 @@ from workbench.runs.store import (
 
 __all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "UnsafeModel", "ImagePredictions", "LoadedRun",
            "load_run", "leaderboard_rows", "loss_curves", "package_versions", "MANIFEST"]
+
+# ``inference`` imports PyTorch (its modules subclass ``nn.Module``): loaded when one of these is first
+# asked for, so listing runs (the app's first page, ``runs`` commands) does not pay for torch.
+_LAZY = {"ImagePredictions": "workbench.runs.inference", "LoadedRun": "workbench.runs.inference",
+         "load_run": "workbench.runs.inference"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -131,11 +131,11 @@ def _load_torch(path: Path, manifest, settings) -> Any:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from workbench.models import TORCH_ESTIMATORS
+    from workbench.models import torch_estimators
 
     with safe_open(str(path), framework="pt") as handle:
         meta = json.loads((handle.metadata() or {}).get("workbench", "{}"))
-    cls = TORCH_ESTIMATORS.get(meta.get("class", ""))
+    cls = torch_estimators().get(meta.get("class", ""))
     if cls is None:
         raise UnsafeModel(f"{path.name}: unknown model class {meta.get('class')!r}")
     return cls.from_state(load_file(str(path)), meta, settings)

@@ -23,8 +23,13 @@ with GPUs the actors take one GPU each and decoding stays in CPU tasks. The stag
 A run's model files travel from its folder to the actors as constructor arguments (Ray's
 object store); each actor writes them to a private folder and loads them with ``load_run``,
 which checks the model file's SHA-256 against the manifest, as a local load does, before
-anything is read. Backbone weights resolve on each worker as locally (weights folder,
-installed package, download): on a cluster, every node needs them where the driver has them.
+anything is read. The networks run in the runtime the local engine would choose
+(``workbench.onnx_runtime``: the fastest checked engine on CPUs, torch on GPUs): the driver
+finds (or, for a job of 48 photos or more, makes and checks) the export, and each actor runs
+that file when it has it with the SHA-256 of its check (one machine), or else fetches its
+bytes from the object store and checks them against that SHA-256 before running them.
+Backbone weights resolve on each worker as locally (weights folder, installed package,
+download): on a cluster, every node needs them where the driver has them.
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ class RayJobResult:
     notes: list[str]
     first_batch_seconds: float = 0.0  # start to the first batch written: Ray and actor start-up
     driver_seconds: float = 0.0  # the driver's own serial work: listing photos, writing parts, merging
+    runtime: str = ""  # what the actors compute with, e.g. "onnxruntime (checked against torch ...)"
 
 
 # ---------------------------------------------------------------- inputs
@@ -125,6 +131,61 @@ def _address_of(ray) -> str:
         return "ray client"
 
 
+def _one_machine(ray) -> bool:
+    """Whether the cluster is this machine alone (its workers read the driver's files)."""
+    try:
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        return len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
+    except Exception:  # Ray Client and other remote drivers: assume other machines
+        return False
+
+
+def _runtimes(plan: Plan, settings: Settings, n_images: int, on_gpu: bool) -> tuple[list, str, str]:
+    """([Checked export or None (torch) per backbone of the plan], words for the job, level): the
+    runtime the local engine would choose. The driver exports and checks only when none is there
+    and the job is large enough (as locally); the torch model is loaded here only to export."""
+    from workbench import onnx_runtime
+
+    if plan.mode not in ("features", "extract", "nima"):
+        return [], "torch (the run's own model)", "info"
+    from workbench.backbones import get_backbone, load_backbone, make_transform
+    from workbench.backbones.weights import random_weights_id
+    from workbench.features import feature_network
+
+    output = "distribution" if plan.mode == "nima" else plan.view
+    exports, labels, level = [], [], "info"
+    for name in plan.backbones:
+        weights_id = random_weights_id() if plan.random_weights else _weights_id(name, settings)
+
+        def model(name=name):  # only to export
+            if plan.mode == "nima":
+                from workbench.backbones.nima import load_nima
+
+                return load_nima(settings, progress=False)
+            loaded = load_backbone(name, settings, random_weights=plan.random_weights, progress=False)
+            return feature_network(loaded, _cpu(), plan.view)
+
+        choice = onnx_runtime.choose(model, settings, backbone=name, weights_id=weights_id, output=output,
+                                     transform=make_transform(get_backbone(name)), n_images=n_images, on_gpu=on_gpu,
+                                     load=False)
+        exports.append(choice.export)
+        labels.append(choice.label if len(plan.backbones) == 1 else f"{name}: {choice.label}")
+        level = "warning" if choice.level == "warning" else level
+    return exports, "; ".join(labels), level
+
+
+def _weights_id(name: str, settings: Settings) -> str:
+    from workbench.backbones import weight_status
+
+    return weight_status(name, settings, check_online=False).weights_id
+
+
+def _cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
 def _workers(ray) -> tuple[int, float, float]:
     """(most model actors, CPUs per actor, GPUs per actor) for the cluster as it is now."""
     resources = ray.cluster_resources()
@@ -146,6 +207,9 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
     if not paths and not missing:
         raise BadInput(f"no images found in {', '.join(map(str, inputs))}")
     _check_weights(plan, settings)
+    from workbench import onnx_runtime
+
+    onnx_runtime.check_runtime(settings)  # a misspelt --runtime is refused before Ray starts
     done = results.read_done()
     notes: list[str] = []
     if done.parts_left:
@@ -161,6 +225,12 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
         context.enable_progress_bars = False  # the workbench's own progress events say it
         context.enable_operator_progress_bars = False
         actors, cpus, gpus = _workers(ray)
+        exports, runtime, level = _runtimes(plan, settings, len(paths), on_gpu=gpus > 0)
+        yield Notice(f"model actors compute with {runtime}", level)
+        # an export travels like a run's model file: its bytes through the object store, checked by SHA-256
+        # on arrival; on one machine the actors use the driver's file (its hash checked all the same)
+        one_machine = _one_machine(ray)
+        shipped = [(e, None if e is None or one_machine else ray.put(Path(e.path).read_bytes())) for e in exports]
         done_ref = ray.put({"path_sha": done.path_sha, "shas": set(done.by_sha)})  # fetched once per worker
         ds = ray.data.from_items([{"path": str(p)} for p in paths],
                                  override_num_blocks=max(1, -(-len(paths) // BLOCK_ROWS)))
@@ -168,7 +238,7 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
         ds = ds.map_batches(preprocess, batch_size=BLOCK_ROWS, fn_kwargs={"plan": plan, "max_pixels": settings.max_pixels})
         ds = ds.map_batches(Model, batch_size=max(1, batch_size or settings.batch_size),
                             fn_constructor_kwargs={"plan": plan, "settings": settings, "run_files": run_files,
-                                                   "threads": int(cpus)},
+                                                   "threads": int(cpus), "exports": shipped},
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                             num_cpus=cpus, num_gpus=gpus, batch_format="numpy")
         yield Progress(0, len(paths), f"{len(paths)} photo(s) on Ray at {where} ({actors} model actor(s) at most)")
@@ -198,7 +268,7 @@ def _run_job(plan: Plan, inputs: Sequence[str | Path], settings: Settings, resul
     yield Finished(RayJobResult(out=results.out, rows=total, new=new, skipped=len(paths) - seen,
                                 failed=failed + len(missing), seconds=time.perf_counter() - started, address=where,
                                 resumed_parts=done.parts_left, notes=notes, first_batch_seconds=first_batch,
-                                driver_seconds=driver))
+                                driver_seconds=driver, runtime=runtime))
 
 
 def _check_weights(plan: Plan, settings: Settings) -> None:

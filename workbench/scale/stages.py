@@ -103,9 +103,13 @@ def preprocess(batch: dict, plan: Plan, max_pixels: int) -> dict:
 
 
 class Model:
-    """The model of a job, loaded once per actor; called on batches of preprocessed photos."""
+    """The model of a job, loaded once per actor; called on batches of preprocessed photos.
 
-    def __init__(self, plan: Plan, settings: Settings, run_files: dict[str, bytes] | None, threads: int = 1) -> None:
+    ``exports``: per backbone, (the driver's checked export, an object reference to its bytes or
+    None) or (None, None) for torch; the actor runs the export in the engine its check chose."""
+
+    def __init__(self, plan: Plan, settings: Settings, run_files: dict[str, bytes] | None, threads: int = 1,
+                 exports: list | None = None) -> None:
         from workbench import compat  # noqa: F401  (first: the torchvision guard)
 
         # isort: split
@@ -118,17 +122,20 @@ class Model:
         self.plan, self.settings = plan, settings
         self.device = device_for_inference()
         self.run = _load_shipped_run(plan.run_id, run_files, settings) if run_files else None
-        self.nets = []
-        if plan.mode == "nima":
+        self.runners = [_load_export(checked, ref, max(1, threads)) if checked is not None else None
+                        for checked, ref in (exports or [(None, None)] * len(plan.backbones))]
+        self.nets: list = []  # per backbone: its torch network, or None where an engine runs its export
+        if plan.mode == "nima" and self.runners[0] is None:
             from workbench.backbones.nima import load_nima
 
             self.nima = load_nima(settings, progress=False)
         elif plan.mode in ("features", "extract"):
             from workbench.backbones import load_backbone
 
-            for name in plan.backbones:
-                loaded = load_backbone(name, settings, random_weights=plan.random_weights, progress=False)
-                self.nets.append(feature_network(loaded, self.device, plan.view))
+            for name, runner in zip(plan.backbones, self.runners):
+                loaded = None if runner else load_backbone(name, settings, random_weights=plan.random_weights,
+                                                           progress=False)
+                self.nets.append(feature_network(loaded, self.device, plan.view) if loaded else None)
 
     def __call__(self, batch: dict):
         import numpy as np
@@ -149,7 +156,9 @@ class Model:
         if todo:
             spreads = distributions = None
             if self.plan.mode == "nima":
-                distributions = nima_distributions(self.nima, torch.from_numpy(np.asarray(batch["x0"][todo])))
+                x = np.asarray(batch["x0"][todo], dtype=np.float32)
+                distributions = (self.runners[0].run(x).astype(np.float64) if self.runners[0] is not None
+                                 else nima_distributions(self.nima, torch.from_numpy(x)))
                 from workbench.backbones.nima import distribution_mean_std
 
                 scores, spreads = distribution_mean_std(distributions)
@@ -157,7 +166,9 @@ class Model:
                 scores, distributions, spreads = head_outputs(self.run, np.array([batch["data"][i] for i in todo],
                                                                                  dtype=object))
             else:
-                blocks = [forward_batch(net, torch.from_numpy(np.asarray(batch[f"x{k}"][todo])), self.device)
+                blocks = [self.runners[k].run(np.asarray(batch[f"x{k}"][todo], dtype=np.float32))
+                          if self.runners[k] is not None else
+                          forward_batch(net, torch.from_numpy(np.asarray(batch[f"x{k}"][todo])), self.device)
                           for k, net in enumerate(self.nets)]
                 X = np.concatenate(blocks, axis=1)
                 if self.plan.mode == "extract":
@@ -180,6 +191,22 @@ class Model:
             "distribution": pa.array(dist, pa.list_(pa.float64())), "features": pa.array(feats, pa.list_(pa.float32())),
             "error": [e or None for e in errors], "copy": [str(c) for c in batch["copy"]],
         })
+
+
+def _load_export(checked, ref, threads: int):
+    """The driver's checked export in its engine: the driver's file where this worker has it with the
+    check's SHA-256, else the shipped bytes (checked against it, kept in this machine's temp folder)."""
+    import tempfile
+
+    from workbench import onnx_runtime
+
+    def fetch() -> bytes:
+        import ray
+
+        return ray.get(ref)
+
+    return onnx_runtime.load_checked(checked, threads, fetch if ref is not None else None,
+                                     Path(tempfile.gettempdir()) / "workbench-shipped-exports")
 
 
 def _load_shipped_run(run_id: str, files: dict[str, bytes], settings: Settings):

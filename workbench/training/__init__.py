@@ -21,7 +21,7 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
                          random_weights=False, params=None, data=None):
         ...  # Notice, Progress(done, total, "svr: fold 3/5 SRCC 0.61"), then Finished(CompareReport)
     report.to_json() -> {"n_images", "backbone", "folds", "seed", "results": [{"model", "srcc", "plcc",
-                         "krcc", "mae", "rmse", "r2", "accuracy", "fit_seconds", "srcc_std"}], ...}
+                         "krcc", "mae", "rmse", "r2", "accuracy", "fit_seconds", "fit_cpu_seconds", "srcc_std"}], ...}
     report.leaderboard(metric="srcc") -> list[FamilyResult]  best first
 
     compute_metrics(y_true, y_pred, score_min, score_max, threshold=None) -> {srcc, plcc, krcc, mae, rmse,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -18,11 +18,20 @@ from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, r
 from workbench.metrics import HIGHER_IS_BETTER, compute_metrics, good_threshold
 from workbench.models.registry import FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import DUPLICATE_COSINE, check_enough, group_summary, kfold, near_duplicate_groups, stratified_split
+from workbench.training.splits import (
+    DUPLICATE_COSINE,
+    GROUPING_BACKBONE,
+    GROUPING_VIEW,
+    check_enough,
+    group_summary,
+    kfold,
+    stratified_split,
+)
 from workbench.training.train import (
     TrainingError,
     check_view_of,
     check_weights,
+    duplicate_groups_of,
     finite_predictions,
     inputs_for,
     resolve_backbone,
@@ -40,6 +49,8 @@ class FamilyResult:
     r2: float
     accuracy: float
     fit_seconds: float  # mean per fold
+    fit_cpu_seconds: float = 0.0  # mean per fold, CPU time of this process (all its threads): steadier than
+    # wall time on a shared machine, where other jobs' load inflates the wall clock
     srcc_std: float = 0.0  # across folds
     features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
@@ -55,7 +66,7 @@ class CompareReport:
     weights: dict[str, dict] = field(default_factory=dict)
     random_weights: bool = False
     features: str = "pooled"  # the view asked for (a family such as auto may use its own: see its result)
-    near_duplicates: dict = field(default_factory=dict)  # {groups, photos_in_shared_groups, merged, threshold}
+    near_duplicates: dict = field(default_factory=dict)  # {groups, photos_in_shared_groups, merged, threshold, features}
     wall_seconds: float = 0.0
     stopped: bool = False
 
@@ -69,12 +80,32 @@ class CompareReport:
         return sorted(self.results, key=lambda r: getattr(r, metric), reverse=HIGHER_IS_BETTER[metric])
 
 
-def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, features, grouped: bool,
-                           stop: StopFlag, random_weights: bool, data: LabelledSet | None):
+class CVSetup(NamedTuple):
+    """What compare and learning curves share before fitting: every family's inputs (by ``_input_key``),
+    weight notes, the photos every input could read (``data``, ``names`` in that order), their content
+    keys, near-duplicate groups (None when ungrouped) with a summary, the folds, and the resolved
+    ``folds``/``seed``."""
+
+    inputs: dict
+    weights: dict
+    data: LabelledSet
+    names: list
+    keys: np.ndarray
+    groups: np.ndarray | None
+    group_info: dict | None
+    fold_indices: list
+    folds: int
+    seed: int
+
+
+def cross_validation_folds(fams, settings, *, backbone, folds: int | None, seed: int | None, features,
+                           grouped: bool, stop: StopFlag, random_weights: bool,
+                           data: LabelledSet | None) -> Generator[Any, Any, CVSetup | None]:
     """The set-up compare and learning curves share (``yield from`` it): weight notices, every
     family's inputs, content keys, near-duplicate groups (with a notice when some were merged)
-    and the folds. Returns ``(inputs, weights, data, names, keys, groups, group_info, fold_indices)``,
-    or None when stopped."""
+    and the folds (``folds``/``seed`` None: the settings'). Returns a ``CVSetup``, or None when stopped."""
+    folds = settings.folds if folds is None else int(folds)
+    seed = settings.seed if seed is None else int(seed)
     data = labelled_set(settings) if data is None else data
     check_enough(len(data))
     for fam in fams:
@@ -87,12 +118,18 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int, seed: int, f
         return None
     inputs, weights, data, names = finished.result
     keys = np.array(data.content_keys())
-    groups, group_info = duplicate_groups(inputs, names) if grouped else (None, None)
+    groups, group_info = None, None
+    if grouped:
+        found = yield from relay(duplicate_groups_of(data, settings, stop=stop))
+        if found.stopped:
+            return None
+        groups = found.result
+        group_info = {**group_summary(groups), "threshold": DUPLICATE_COSINE, "features": f"{GROUPING_BACKBONE} {GROUPING_VIEW}"}
     if group_info and group_info["merged"]:
         yield Notice(f"near-duplicates: {group_info['photos_in_shared_groups']} photos fall into groups of look-alikes "
                      f"({group_info['merged']} merged); each group stays within one fold")
     fold_indices = kfold(data.scores, folds=folds, seed=seed, keys=keys, groups=groups)
-    return inputs, weights, data, names, keys, groups, group_info, fold_indices
+    return CVSetup(inputs, weights, data, names, keys, groups, group_info, fold_indices, folds, seed)
 
 
 def compare(families: Sequence[str], settings, *, backbone: str | None = None, folds: int | None = None,
@@ -111,16 +148,16 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
     fams = [get_family(name) for name in families]
     if not fams:
         raise BadInput("choose at least one model family to compare")
-    folds = settings.folds if folds is None else int(folds)
-    seed = settings.seed if seed is None else int(seed)
     chosen = backbone or settings.default_backbone
-    prepared = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
-                                                 features=features, grouped=grouped, stop=stop,
-                                                 random_weights=random_weights, data=data)
-    if prepared is None:
+    setup = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
+                                              features=features, grouped=grouped, stop=stop,
+                                              random_weights=random_weights, data=data)
+    if setup is None:
         yield Finished(None, stopped=True)
         return
-    inputs, weights, data, names, keys, groups, group_info, fold_indices = prepared
+    inputs, weights, data, names = setup.inputs, setup.weights, setup.data, setup.names
+    keys, groups, group_info, fold_indices = setup.keys, setup.groups, setup.group_info, setup.fold_indices
+    folds, seed = setup.folds, setup.seed
     y = data.scores
     threshold = good_threshold(settings.score_min, settings.score_max, settings.good_threshold_fraction)
     results: list[FamilyResult] = []
@@ -133,18 +170,19 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
         context = FitContext(settings=settings, backbone=resolve_backbone(fam, backbone, settings),
                              random_weights=random_weights, score_min=settings.score_min,
                              score_max=settings.score_max)
-        per_fold, seconds, failed = [], [], None
+        per_fold, seconds, cpu_seconds, failed = [], [], [], None
         for k, (train_idx, test_idx) in enumerate(fold_indices, 1):
             if stop.is_set():
                 break
             estimator = fam.make(values, seed=seed, context=replace(context, n_train=len(train_idx)))
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             try:
                 _fit_fold(fam, estimator, X, y, train_idx[np.argsort(keys[train_idx], kind="stable")],
                           seed, stop, keys, groups)
                 if stop.is_set():
                     break  # the fit ended early: a half-trained fold must not be scored as a result
                 seconds.append(time.perf_counter() - tick)
+                cpu_seconds.append(time.process_time() - cpu_tick)
                 predictions = finite_predictions(fam.name, estimator.predict(X[test_idx]), settings)
             except TrainingError as exc:  # diverged: this family drops out, the others still compare
                 failed = str(exc)
@@ -161,6 +199,7 @@ def compare(families: Sequence[str], settings, *, backbone: str | None = None, f
             break  # stopped: report only families with every fold done
         mean = {key: float(np.mean([m[key] for m in per_fold])) for key in per_fold[0]}
         results.append(FamilyResult(model=fam.name, **mean, fit_seconds=float(np.mean(seconds)),
+                                    fit_cpu_seconds=float(np.mean(cpu_seconds)),
                                     features=_input_key(fam, resolve_backbone(fam, backbone, settings), settings,
                                                         features)[2],
                                     srcc_std=float(np.std([m["srcc"] for m in per_fold])), folds=per_fold))
@@ -210,17 +249,6 @@ def _input_key(fam, chosen: str, settings, features: str | None) -> tuple:
         backbones = tuple(fam.feature_backbones(chosen, settings))
         return ("features", backbones, fam.view_for(features, backbones), fam.capabilities.needs_text)
     return ("images", (chosen,), "pixels", False)
-
-
-def duplicate_groups(inputs: dict, names: list[str]) -> tuple[np.ndarray | None, dict | None]:
-    """Near-duplicate groups (cosine >= DUPLICATE_COSINE of centred features) from the first feature
-    input, rows in ``names`` order; (None, None) when every family reads pixels."""
-    for key, (X_all, kept, _, _) in inputs.items():
-        if key[0] == "features":
-            row_of = {str(p): i for i, p in enumerate(kept.paths)}
-            groups = near_duplicate_groups(X_all[[row_of[n] for n in names]])
-            return groups, {**group_summary(groups), "threshold": DUPLICATE_COSINE}
-    return None, None
 
 
 def _fit_fold(fam, estimator, X, y, train_idx, seed: int, stop: StopFlag, keys, groups=None) -> None:

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
@@ -105,21 +104,22 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
                    features: str | None = None, stop: StopFlag = NEVER_STOP, random_weights: bool = False,
                    data: LabelledSet | None = None) -> Iterator[Progress | Notice | Finished]:
     """One LearningCurve per family, ending with ``Finished([LearningCurve, ...])`` (see the module doc)."""
+    from scipy.stats import spearmanr  # here, not at the top: the app's first page does not need scipy
+
     started = time.perf_counter()
     fams = [get_family(name) for name in families]
     if not fams:
         raise BadInput("choose at least one model family")
     if repeats < 1:
         raise BadInput("repeats must be at least 1")
-    folds = settings.folds if folds is None else int(folds)
-    seed = settings.seed if seed is None else int(seed)
-    prepared = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
-                                                 features=features, grouped=True, stop=stop,
-                                                 random_weights=random_weights, data=data)
-    if prepared is None:
+    setup = yield from cross_validation_folds(fams, settings, backbone=backbone, folds=folds, seed=seed,
+                                              features=features, grouped=True, stop=stop,
+                                              random_weights=random_weights, data=data)
+    if setup is None:
         yield Finished(None, stopped=True)
         return
-    inputs, _, data, names, keys, groups, _, fold_indices = prepared
+    inputs, data, names, keys, groups = setup.inputs, setup.data, setup.names, setup.keys, setup.groups
+    fold_indices, folds, seed = setup.fold_indices, setup.folds, setup.seed
     y = data.scores
     steps = label_sizes(min(len(tr) for tr, _ in fold_indices), sizes)
     total, done = len(fams) * ((len(steps) - 1) * repeats + 1) * folds, 0

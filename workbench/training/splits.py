@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from workbench.errors import BadInput
 
@@ -120,6 +119,9 @@ def stratified_split(scores, *, val_fraction: float = 0.15, test_fraction: float
 # partner at 1.00: the same image twice); copies of SAVOIAS photos score 0.99 re-encoded at JPEG
 # quality 70, 0.89-0.98 resized to half, 0.75-0.93 with 5% cropped off each side.
 DUPLICATE_COSINE = 0.85
+# Groups are always found on that feature set, whatever a family reads itself: every family in a
+# comparison, and a run of any family, then sees the same groups and folds, at the calibrated threshold.
+GROUPING_BACKBONE, GROUPING_VIEW = "efficientnet_lite0", "pooled"
 
 
 def near_duplicate_groups(features, threshold: float = DUPLICATE_COSINE) -> np.ndarray:
@@ -164,6 +166,8 @@ def kfold(scores, *, folds: int = 5, seed: int = 42, keys=None, groups=None) -> 
     With ``keys`` [N] (content hashes) the folds do not depend on the order of ``scores``;
     with ``groups`` [N] (``near_duplicate_groups``) a group never straddles two folds.
     """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # not at app start
+
     scores = np.asarray(scores, dtype=np.float64)
     if keys is not None:
         order = canonical_order(keys, len(scores))

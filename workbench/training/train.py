@@ -15,11 +15,10 @@ import numpy as np
 
 from workbench.errors import TrainingError, WeightsMissing
 from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, Progress, StopFlag, relay
-from workbench.features import feature_matrix
 from workbench.metrics import compute_metrics, good_threshold
 from workbench.models.registry import Family, FitContext, fit_streaming, get_family
 from workbench.training.data import LabelledSet, labelled_set
-from workbench.training.splits import check_enough, near_duplicate_groups, stratified_split
+from workbench.training.splits import GROUPING_BACKBONE, GROUPING_VIEW, check_enough, near_duplicate_groups, stratified_split
 
 
 def resolve_backbone(family: Family, backbone: str | None, settings) -> str:
@@ -132,9 +131,30 @@ def readable_name(family: str, backbone: str | None, n_images: int, metrics: dic
     return " · ".join(parts + ([f"SRCC {srcc:.2f}"] if srcc is not None and np.isfinite(srcc) else []))
 
 
+def duplicate_groups_of(data: LabelledSet, settings, *, stop: StopFlag) -> Iterator[Any]:
+    """Events, then ``Finished(groups)``: a group id [N] per photo of ``data`` (``splits.near_duplicate_groups``),
+    found on the fixed grouping features whatever the family reads, so every family and every run get
+    the same groups. Photos the grouping network cannot read stay alone; ``Finished(None, stopped=True)``
+    when stopped."""
+    from workbench.features import feature_matrix  # torch: loaded when a model is trained, not at app start
+
+    finished = yield from relay(feature_matrix(data.paths, (GROUPING_BACKBONE,), settings, stop=stop,
+                                               view=GROUPING_VIEW))
+    if finished.stopped:
+        yield finished
+        return
+    matrix = finished.result
+    groups = np.arange(len(data)) + len(data)  # ids no found group can have: alone
+    if len(matrix.keep):
+        groups[matrix.keep] = near_duplicate_groups(matrix.X)
+    yield Finished(groups)
+
+
 def inputs_for(family: Family, data: LabelledSet, backbones: tuple[str, ...], settings, *,
                stop: StopFlag, random_weights: bool, view: str = "pooled") -> Iterator[Any]:
     """Events of getting the model inputs, then Finished((X, kept LabelledSet, weights, skipped))."""
+    from workbench.features import feature_matrix  # torch: loaded when a model is trained, not at app start
+
     if family.capabilities.needs_features:
         finished = yield from relay(feature_matrix(data.paths, backbones, settings, stop=stop,
                                                    random_weights=random_weights, view=view))
@@ -207,7 +227,11 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     check_enough(len(data))
     keys = np.array(data.content_keys())
     # near-duplicates (bursts, the same photo exported twice) stay in one part: see splits.near_duplicate_groups
-    groups = near_duplicate_groups(X) if fam.capabilities.needs_features else None
+    finished = yield from relay(duplicate_groups_of(data, settings, stop=stop))
+    if finished.stopped:
+        yield Finished(None, stopped=True)
+        return
+    groups = finished.result
     split = stratified_split(data.scores, val_fraction=settings.val_fraction,
                              test_fraction=settings.test_fraction, seed=seed, keys=keys, groups=groups)
     y = data.scores

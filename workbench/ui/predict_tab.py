@@ -40,7 +40,7 @@ from workbench.predict import (
     scorer_choices,
 )
 from workbench.ui import cull_view, keyboard
-from workbench.ui.widgets import StopFlags, progress_html, received_file, received_files, stop_button
+from workbench.ui.widgets import LatestBySession, StopFlags, progress_html, received_file, received_files, stop_button
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -353,12 +353,12 @@ def build(settings: Settings) -> None:
 
     # session -> the photo selected last. An explanation is slow (seconds on a CPU); one that finishes
     # after the person has moved on must not write the earlier photo's title over the current one.
-    latest_pick: dict[str, int | None] = {}
+    latest_pick = LatestBySession()
 
     def select_photo(shown: tuple[str, list[ScoreRow]] | None, index: int | None, request: gr.Request | None = None):
         """Quick: which photo, its score, an empty box for the person's; the explanation follows."""
         if request is not None:
-            latest_pick[request.session_hash or ""] = index
+            latest_pick.set(request.session_hash or "", index)
         rows = (shown or (None, []))[1]
         if not rows or index is None or not 0 <= index < len(rows):
             return None, "Click a photo to see where the model looked.", "", None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import io
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,6 +39,32 @@ from workbench.ui import keyboard
 TABLE_HEADERS = ["filename", "score"]
 SOURCE_HEADER = "label from"  # the optional third column: "comparisons" for a Bradley–Terry label
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
+
+
+class LatestBySession:
+    """The latest value each browser session set (e.g. the photo it picked last), for the newest
+    ``max_sessions`` sessions: a server left running for weeks sees a new session per page load,
+    and an unbounded dict would keep every one. A forgotten session reads as ``default``."""
+
+    def __init__(self, max_sessions: int = 256) -> None:
+        self.max_sessions = max_sessions
+        self._values: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def set(self, session: str, value: Any) -> None:
+        with self._lock:
+            self._values[session] = value
+            self._values.move_to_end(session)
+            while len(self._values) > self.max_sessions:
+                self._values.popitem(last=False)  # the session that set nothing for longest
+
+    def get(self, session: str, default: Any = None) -> Any:
+        with self._lock:
+            return self._values.get(session, default)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._values)
 
 
 class StopFlags:
