@@ -68,8 +68,8 @@ WORKING_SIZE = 640  # long side, pixels, at which every technical measure is tak
 CHUNK = 64  # photos measured between stop checks
 BURST_WINDOW = 12  # photos ahead compared within one burst
 STATUSES = ("pick", "reject", "none")
-EYES_OFF = ("off: turn on 'closed eyes' to look for them (a heuristic on frontal faces that catches few "
-            "blinks; up to ~0.7 s more a 12-MP photo)")
+EYES_OFF = ("off: turn it on (--closed-eyes, closed_eyes in the API, the Cull view's checkbox) to look for them; "
+            "a heuristic on frontal faces that catches few blinks, up to ~0.7 s more a 12-MP photo")
 
 
 class CullError(BadInput):
