@@ -61,6 +61,45 @@ def test_zip_members_never_escape_and_folders_are_flattened(tmp_path, photos, st
     assert not staging.exists()
 
 
+def _flagless_zip(path: Path, members: dict[bytes, bytes]) -> None:
+    """A zip like Linux ``zip`` writes: raw name bytes, without the UTF-8 flag (bit 0x800).
+
+    CPython sets that flag on any non-ASCII name, so each member is written under an
+    ASCII placeholder of the same length, whose bytes are then swapped for the real ones."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, (raw, data) in enumerate(members.items()):
+            zf.writestr(f"{n:0{len(raw)}d}", data)
+    blob = path.read_bytes()
+    for n, raw in enumerate(members):
+        placeholder = f"{n:0{len(raw)}d}".encode()
+        assert blob.count(placeholder) == 2  # the local header and the central directory
+        blob = blob.replace(placeholder, raw)
+    path.write_bytes(blob)
+
+
+def test_zip_names_without_the_utf8_flag_are_read_as_utf8_when_they_are(tmp_path, photos, store):
+    archive = tmp_path / "linux.zip"
+    _flagless_zip(archive, {
+        "trip/45_café au lait ü.jpg".encode(): jpeg(photos["chelsea"]),
+        "été_60.jpg".encode("cp437"): jpeg(photos["coffee"]),         # a real cp437 name (not UTF-8) stays cp437
+        "../../70_évasion.jpg".encode(): jpeg(photos["rocket"]),      # the re-read name is still checked
+    })
+    with zipfile.ZipFile(archive) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    preview = scan_source(archive, staging_dir=staging)
+    assert sorted((i.name, i.origin, i.score) for i in preview.items) == [
+        ("45_café au lait ü.jpg", "linux.zip:trip/45_café au lait ü.jpg", 45),
+        ("été_60.jpg", "linux.zip:été_60.jpg", None),
+    ]
+    assert "unsafe path" in {s.file: s.reason for s in preview.skipped}["linux.zip:../../70_évasion.jpg"]
+    assert all(p.parent == staging for p in staging.rglob("*") if p.is_file())
+    report = drain(import_into_store(preview.items, store))
+    assert sorted(report.saved) == ["45_café au lait ü.jpg", "été_60.jpg"]
+    preview.cleanup()
+
+
 def test_zip_members_larger_than_the_limit_are_not_extracted(tmp_path, photos, monkeypatch):
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:

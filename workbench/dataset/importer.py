@@ -180,7 +180,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
             skipped.append(Skipped(label, f"the zip holds {len(members)} entries, more than {MAX_ZIP_MEMBERS}"))
             return []
         for info in members:
-            member = info.filename
+            member = _member_name(info)  # every check below runs on this name, however it was decoded
             where = f"{label}:{member}"
             parts = PurePosixPath(member.replace("\\", "/")).parts
             if info.is_dir() or member.startswith(_SILENT_ZIP_PREFIXES) or (parts and parts[-1].startswith(".")):
@@ -230,6 +230,19 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                         target.unlink(missing_ok=True)
             out[i] = _Candidate(out[i].origin, out[i].name, out[i].path, tuple(found))
     return out
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its author wrote it.
+
+    Without the UTF-8 flag (bit 0x800) zipfile decodes names as cp437, but Linux ``zip`` and
+    most tools write UTF-8 bytes without setting it: read them as UTF-8 when they are valid."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:  # really cp437 (old Windows tools)
+        return info.filename
 
 
 def _extract_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, cap: int) -> int | None:
