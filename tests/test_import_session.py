@@ -9,6 +9,7 @@ from PIL import Image
 from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession, table_changes
 from workbench.events import Finished, Progress, drain
+from workbench.ui.import_tab import summary_line
 
 
 @pytest.fixture
@@ -111,3 +112,20 @@ def test_pages_sort_names_naturally_with_the_unlabelled_first(tmp_path, photos, 
 
     assert names() == ["8_c.jpg", "9_b.jpg", "89_a.jpg", "100_d.jpg", "sunset.jpg"]
     assert names(unlabelled_first=True) == ["sunset.jpg", "8_c.jpg", "9_b.jpg", "89_a.jpg", "100_d.jpg"]
+
+
+def test_a_reimport_says_what_is_already_in_the_set_and_what_was_really_copied(scored_photo_folder, settings):
+    store = ScoreStore.from_settings(settings)
+    first = ImportSession.scan(scored_photo_folder, settings)
+    assert first.already == {} and first.report is None and not first.saved
+    drain(first.save(store))
+    assert first.saved and (first.report.imported, first.report.already) == (6, 0)
+    Image.open(scored_photo_folder / "85_chelsea.jpg").rotate(90).save(scored_photo_folder / "70_new.jpg")
+    again = ImportSession.scan(scored_photo_folder, settings)
+    assert again.already == {name: name for name in first.names}  # by content, and named as in the set
+    assert store.copies_of([scored_photo_folder / "70_new.jpg", scored_photo_folder / "missing.jpg"]) == {}
+    assert "6 of these pictures are already in the training set" in summary_line(again)
+    drain(again.save(store))
+    assert (again.report.imported, again.report.already, again.report.saved) == (1, 6, ["70_new.jpg"])
+    assert "Saved to the training set — 1 new images (1 labelled, 0 unlabelled), 6 already there" in summary_line(again)
+    assert len(store.entries()) == 7

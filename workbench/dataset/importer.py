@@ -100,6 +100,7 @@ class ImportReport:
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (origin, saved as)
     notes: list[tuple[str, str]] = field(default_factory=list)    # (saved as, why it has no score)
     saved: list[str] = field(default_factory=list)                # names written into data/
+    already: int = 0  # of ``skipped``: the same picture is in the training set already
 
     def to_json(self) -> dict:
         """The CLI contract: imported, labelled, unlabelled, skipped[{file, reason}] (+ renamed, notes)."""
@@ -425,6 +426,7 @@ def _account(report: ImportReport, item: PreviewItem, result, score: float | Non
         report.skipped.append(Skipped(item.origin, result.error))
         return
     if not result.copied:
+        report.already += 1
         reason = f"the same picture is already in the training set as {result.duplicate_of} (not copied twice)"
         if result.score_applied:
             reason += f"; its score {format_score(score)} was saved there"

@@ -20,6 +20,7 @@ from workbench.config import Settings
 from workbench.dataset.importer import ImportPreview, import_into_store, scan_source_events
 from workbench.dataset.ratings import StarMapping, describe_order
 from workbench.dataset.scores import ScoreError, format_score, validate_score
+from workbench.dataset.store import ScoreStore
 from workbench.dataset.summary import ScoreSummary, summarize_scores
 from workbench.errors import NotFound
 from workbench.events import NEVER_STOP, Finished, StopFlag, drain, relay
@@ -82,6 +83,8 @@ class ImportSession:
     saved: bool = False  # copied into the training set already
     unlabelled_first: bool = True  # how the preview pages are ordered (see :meth:`page`)
     sources: str = ""  # where scores were looked for, in order (shown to the person)
+    already: dict[str, str] = field(default_factory=dict)  # item name -> its name in the training set (same picture)
+    report: Any = None  # the ImportReport of :meth:`save`: what was really copied
 
     def __post_init__(self) -> None:
         if not self.scores:
@@ -102,8 +105,12 @@ class ImportSession:
             thumbnail_size=settings.thumbnail_size, stop=stop, ratings=settings.ratings_source,
             star_mapping=StarMapping.from_settings(settings),
         ))
-        yield Finished(cls(finished.result, settings.score_min, settings.score_max,
-                           sources=describe_order(settings.ratings_source)), finished.stopped)
+        preview = finished.result
+        # said before saving, so a re-import is not mistaken for new photos
+        copies = ScoreStore.from_settings(settings).copies_of([item.source for item in preview.items])
+        already = {preview.items[i].name: name for i, name in copies.items()}
+        yield Finished(cls(preview, settings.score_min, settings.score_max,
+                           sources=describe_order(settings.ratings_source), already=already), finished.stopped)
 
     @classmethod
     def scan(cls, source: str | Path | Sequence[str | Path], settings: Settings,
@@ -184,8 +191,10 @@ class ImportSession:
     # -------------------------------------------------------------- saving
     def save(self, store: Any, stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
         """Copy the images into ``store`` with the edited scores; yields Progress, then Finished(ImportReport)."""
-        yield from import_into_store(self.preview.items, store, scores=dict(self.scores), stop=stop,
-                                     skipped=self.preview.skipped)
+        finished = yield from relay(import_into_store(self.preview.items, store, scores=dict(self.scores),
+                                                      stop=stop, skipped=self.preview.skipped))
+        self.saved, self.report = True, finished.result
+        yield finished
 
 
 def natural_key(name: str) -> tuple:

@@ -31,7 +31,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping, Sequence
 
 from PIL import Image
 
@@ -400,6 +400,27 @@ class ScoreStore:
         for path, score in pairs:
             digest.update(f"{path.name}\t{hashes[path.name]}\t{score!r}\n".encode())
         return digest.hexdigest()
+
+    def copies_of(self, sources: Sequence[str | Path]) -> dict[int, str]:
+        """Which of ``sources`` are already in the set by content: ``{index: name here}`` (what
+        :meth:`add_images` would not copy twice); only files of a size found here are hashed."""
+        found: dict[int, str] = {}
+        with self._locked():
+            index = self._hash_index()
+            sizes: dict[int, list[str]] = {}
+            for existing in self.image_files():
+                sizes.setdefault((self.data_dir / existing).stat().st_size, []).append(existing)
+            for i, source in enumerate(sources):
+                try:
+                    same_size = sizes.get(os.path.getsize(source), [])
+                    digest = content_hash(source) if same_size else None
+                except OSError:
+                    continue
+                match = next((n for n in same_size if index.get(n) == digest), None)
+                if match is not None:
+                    found[i] = match
+            index.save()
+        return found
 
     # ------------------------------------------------------------- adding
     def add_image(self, source: str | Path | bytes | BinaryIO, name: str, score=None,

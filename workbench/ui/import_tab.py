@@ -28,10 +28,15 @@ PATTERN_HELP = ("Optional Python regular expression searched in each file name (
 def summary_line(session: ImportSession | None) -> str:
     if session is None:
         return "Nothing scanned yet."
-    if session.saved:
-        return (f"**Saved to the training set — {session.summary().line()}.** Edit them in *Training data* "
+    if session.saved:  # what was really copied: a re-import may add nothing
+        r = session.report
+        return (f"**Saved to the training set — {r.imported} new images ({r.labelled} labelled, "
+                f"{r.unlabelled} unlabelled), {r.already} already there.** Edit them in *Training data* "
                 f"from now on; preview another folder to import more.")
     line = f"**To import — {session.summary().line()}, {len(session.skipped)} skipped.**"
+    if session.already:
+        line += (f"\n\n{len(session.already)} of these pictures are already in the training set "
+                 f"(same content); they will not be copied twice.")
     rated = sum(item.from_rating for item in session.preview.items)
     if session.sources:
         line += f"\n\nScores from: {session.sources} ({rated} from star ratings)."
@@ -111,7 +116,9 @@ def build(settings: Settings) -> None:
         names = [item.filename for item in page.items] if page is not None else []
         selected = names.index(keep) if keep in names else selected
         bins = [] if current is None else current.summary().histogram
-        return dict(zip(everything, (current, *view.show(page, selected), summary_line(current),
+        shown = view.show(page, selected, "Saved to the training set" if current and current.saved
+                          else "Preview (not saved yet)")
+        return dict(zip(everything, (current, *shown, summary_line(current),
                                      histogram(bins, settings), status)))
 
     def say(status: str) -> dict:
@@ -128,7 +135,7 @@ def build(settings: Settings) -> None:
         if previous is not None:
             previous.close()
         current.unlabelled_first = bool(first)  # a new preview keeps the order the box shows
-        return render(current, 0, 0 if current.names else None, "")
+        return {**render(current, 0, 0 if current.names else None, ""), report: ""}  # the last save's notice goes
 
     def save_score(current, page, selected, typed):
         name = view.selected_filename(page, selected)
@@ -165,16 +172,15 @@ def build(settings: Settings) -> None:
             report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
         except (WorkbenchError, OSError) as exc:  # a bad score, the CLI writing too, a full disk
             return {report: f"⚠️ {exc} Nothing was copied."}
-        current.saved = True  # the preview now says so, instead of "not saved yet"
         return {report: report_text(report_), view.summary: summary_line(current),
                 view.gallery: gr.Gallery(label="Saved to the training set")}
 
     # one progress bar, over the summary line (not one drawn over every panel)
-    scan_folder.click(scan, [session, folder, pattern, unlabelled_first], everything, show_progress_on=[view.summary])
-    folder.submit(scan, [session, folder, pattern, unlabelled_first], everything, show_progress_on=[view.summary])
+    scan_folder.click(scan, [session, folder, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
+    folder.submit(scan, [session, folder, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
     scan_upload.click(lambda previous, files, pattern_text, first, progress=gr.Progress():
                       scan(previous, received_files(files, settings), pattern_text, first, progress),
-                      [session, uploads, pattern, unlabelled_first], everything, show_progress_on=[view.summary])
+                      [session, uploads, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
     def redraw(event) -> None:
         """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
         before the one it was sent."""

@@ -257,14 +257,16 @@ class LabelledGallery:
         return [self.page, self.selected, self.gallery, self.table, self.page_label,
                 self.preview, self.name, self.score]
 
-    def show(self, page: Any, selected: int | None = None) -> tuple:
-        """Values for :attr:`page_outputs`: draw ``page`` and select ``selected`` (default: the first)."""
+    def show(self, page: Any, selected: int | None = None, gallery_label: str | None = None) -> tuple:
+        """Values for :attr:`page_outputs`: draw ``page`` and select ``selected`` (default: the first);
+        ``gallery_label`` retitles the gallery (left as it is when None)."""
         items = page.items if page is not None else []
         # Always select something on a non-empty page: the browser keeps its own
         # highlight when told "no selection", which would then point at a stale image.
         selected = None if not items else min(max(selected or 0, 0), len(items) - 1)
         gallery = gr.Gallery(value=[(str(i.thumbnail or placeholder_image(self.settings)), caption(i))
-                                    for i in items], selected_index=selected)
+                                    for i in items], selected_index=selected,
+                             **({"label": gallery_label} if gallery_label else {}))
         rows = [[i.filename, format_score(i.score)] for i in items]
         if self.from_comparisons is not None:
             compared = self.from_comparisons() if items else set()
