@@ -129,3 +129,11 @@ def test_a_reimport_says_what_is_already_in_the_set_and_what_was_really_copied(s
     assert (again.report.imported, again.report.already, again.report.saved) == (1, 6, ["70_new.jpg"])
     assert "Saved to the training set — 1 new images (1 labelled, 0 unlabelled), 6 already there" in summary_line(again)
     assert len(store.entries()) == 7
+
+
+def test_the_histogram_axis_starts_at_zero_and_reaches_at_least_five(settings):
+    from workbench.dataset.summary import summarize_scores
+    from workbench.ui.widgets import histogram
+
+    assert histogram([], settings).y_lim == [0, 5]  # an empty set: ticks 0..5, not "0.000000"
+    assert histogram(summarize_scores([95.0] * 7, 0, 100).histogram, settings).y_lim == [0, 7]

@@ -6,6 +6,7 @@ person keeps, so that is what these tests read back after each click.
 from __future__ import annotations
 
 import csv
+import re
 import zipfile
 from pathlib import Path
 
@@ -307,3 +308,39 @@ def test_a_new_import_preview_keeps_the_unlabelled_first_box(app_server, page, s
     expect(page.locator("#import-unlabelled-first input")).not_to_be_checked()
     expect(page.locator("#import-gallery button.thumbnail-item").last).to_contain_text("unrated.jpg")
     assert "unrated.jpg" in captions()[-1] and "30_flower.jpg" in captions()[0]
+
+
+def y_ticks(page: Page, prefix: str) -> list[str]:
+    return page.locator(f"#{prefix}-histogram [aria-label^='Y-axis'] .role-axis-label text").all_text_contents()
+
+
+def test_a_reimport_says_what_is_already_there_and_the_histogram_counts_from_zero(app_server, page,
+                                                                                 scored_photo_folder):
+    page.goto(app_server)
+    expect(page.locator("#import-histogram [aria-label^='Y-axis']")).to_be_attached(timeout=60_000)
+    assert y_ticks(page, "import") == ["0", "1", "2", "3", "4", "5"]  # empty: whole photos, not 0.000000
+    import_folder(page, app_server, scored_photo_folder)
+    expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(6)
+    page.locator("#import-save").click()
+    expect(page.locator("#import-report")).to_contain_text("6 images copied", timeout=60_000)
+    expect(page.locator("#import-summary")).to_contain_text("Saved to the training set — 6 new images")
+    expect(page.locator("#import-gallery")).to_contain_text("Saved to the training set")
+
+    page.locator("#import-scan-folder").click()  # the same folder again
+    expect(page.locator("#import-summary")).to_contain_text("6 of these pictures are already in the training set",
+                                                            timeout=60_000)
+    expect(page.locator("#import-gallery")).to_contain_text("Preview (not saved yet)")
+    expect(page.locator("#import-report")).to_have_text("")  # the last save's notice is gone
+    for name in sorted(p.name for p in scored_photo_folder.iterdir()):  # all six into one bin: the axis grows
+        select_image(page, "import", name)
+        expect(page.locator("#import-name")).to_contain_text(name)
+        type_score(page, "import", "95")
+        expect(page.locator("#import-status")).to_contain_text(f"{name}: score 95")
+    bar = page.locator("#import-histogram g.mark-rect path[aria-label*='score: 90–100; images: 6']")
+    expect(bar).to_have_count(1)
+    expect(page.locator("#import-histogram [aria-label^='Y-axis']")).to_have_attribute(
+        "aria-label", re.compile(r"values from 0 to 6"))
+    assert all(t.isdigit() for t in y_ticks(page, "import"))
+    page.locator("#import-save").click()
+    expect(page.locator("#import-summary")).to_contain_text("0 new images (0 labelled, 0 unlabelled), 6 already there",
+                                                            timeout=60_000)

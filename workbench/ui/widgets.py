@@ -144,7 +144,10 @@ def placeholder_image(settings: Settings) -> Path:
     return path
 
 
-def histogram(bins: Sequence[Any], settings: Settings) -> pd.DataFrame:
+MIN_HISTOGRAM_TOP = 5  # the y axis reaches at least this, so its ticks are whole photos (never 0.2) even when empty
+
+
+def histogram(bins: Sequence[Any], settings: Settings) -> gr.BarPlot:
     """The score histogram's bars (``bins``: objects with ``lo``, ``hi``, ``count``; none: all zero).
 
     Drawn in the browser from a few numbers, so an edit does not wait for a
@@ -152,7 +155,13 @@ def histogram(bins: Sequence[Any], settings: Settings) -> pd.DataFrame:
     ``gr.BarPlot(value=..., sort=...)`` update: Gradio 6.31 redraws a bar plot
     whose ``sort`` arrives with its value from the *previous* value, which left
     the histogram one edit behind. The bin order is set once, in :meth:`LabelledGallery.build`.
+    The y axis runs from 0 (a bin of one photo shows a bar) to at least :data:`MIN_HISTOGRAM_TOP`.
     """
+    frame = histogram_frame(bins, settings)
+    return gr.BarPlot(frame, y_lim=[0, max(MIN_HISTOGRAM_TOP, *frame["images"])])
+
+
+def histogram_frame(bins: Sequence[Any], settings: Settings) -> pd.DataFrame:
     bins = bins or summarize_scores([], settings.score_min, settings.score_max).histogram  # a domain, never empty
     return pd.DataFrame({"score": [_bin_label(b) for b in bins], "images": [b.count for b in bins]})
 
@@ -240,10 +249,10 @@ class LabelledGallery:
                     column_widths=["55%", "20%", "25%"] if from_comparisons else ["70%", "30%"],
                 )
             with gr.Column(scale=2):
-                empty = histogram([], settings)
+                empty = histogram_frame([], settings)
                 histogram_plot = gr.BarPlot(empty, x="score", y="images", label="Score distribution", height=260,
                                             elem_id=f"{prefix}-histogram", x_label_angle=-45,
-                                            sort=list(empty["score"]))
+                                            y_lim=[0, MIN_HISTOGRAM_TOP], y_axis_format="d", sort=list(empty["score"]))
         widget = cls(settings, page, selected, summary, histogram_plot, gallery, page_label, previous_page,
                      next_page, preview, name, score, previous, next_, table, status, extra_actions,
                      from_comparisons)
