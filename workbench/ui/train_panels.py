@@ -223,6 +223,14 @@ def run_details(settings: Settings, run_id: str | None) -> str:
             + metrics_markdown(m.metrics, "Held-out metrics:"))
 
 
+def ask_to_delete(run_id: str | None):
+    """Swap "Delete this run…" for the confirmation buttons, only once a run is chosen."""
+    if not run_id:
+        gr.Warning("Choose a run first.")
+        return gr.skip(), gr.skip(), gr.skip()
+    return gr.Button(visible=False), gr.Button(visible=True), gr.Button(visible=True)
+
+
 def build_runs_panel(settings: Settings) -> RunsPanel:
     store = RunStore(settings.models_dir)
     gr.Markdown("Every stored run with its held-out metrics, best SRCC first. Click a row to edit it; pick "
@@ -267,7 +275,9 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
             curves = loss_curves(store, run_ids or [])
             return overlay_figure({store.get(run_id).name: curve for run_id, curve in curves.items()})
         except RunNotFound as exc:
-            raise gr.Error(f"{exc} (deleted meanwhile? press Refresh)") from None
+            # A warning, not gr.Error: an error would also mark the plot as failed until the next refresh
+            gr.Warning(f"{exc} (deleted meanwhile? press Refresh)")
+            return gr.skip()
 
     overlay_pick.change(overlay_runs, overlay_pick, overlay)
 
@@ -295,12 +305,16 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
 
     def edit(action: Callable[[str], Any], success: str):
         def handler(run_id: str | None, *values):
+            # Expected slips warn and leave the panel as it is: gr.Error would paint every output
+            # (table, overlay pick, run) with an error badge until Refresh.
             if not run_id:
-                raise gr.Error("Choose a run first.")
+                gr.Warning("Choose a run first.")
+                return tuple(gr.skip() for _ in outputs)
             try:
                 action(run_id, *values)
             except RunNotFound as exc:
-                raise gr.Error(str(exc)) from None
+                gr.Warning(f"{exc} (deleted meanwhile?)")
+                return refresh(None)  # show what is really stored now
             gr.Info(success)
             return refresh(run_id)
         return handler
@@ -308,7 +322,7 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
     rename.click(edit(store.rename, "Renamed."), [run, name], outputs)
     annotate.click(edit(store.annotate, "Notes saved."), [run, notes], outputs)
     asking = [delete, confirm, cancel]
-    delete.click(lambda: (gr.Button(visible=False), gr.Button(visible=True), gr.Button(visible=True)), None, asking)
+    delete.click(ask_to_delete, run, asking)
     cancel.click(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
     confirm.click(edit(store.delete, "Run deleted."), run, outputs).then(
         lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
