@@ -25,6 +25,7 @@ from workbench.training.reporting import (
     metrics_markdown,
     overlay_figure,
     runs_frame,
+    status_text,
 )
 from workbench.ui.widgets import progress_html
 
@@ -216,8 +217,8 @@ def run_details(settings: Settings, run_id: str | None) -> str:
     random = "\n\n⚠️ **Trained on RANDOM weights: its scores mean nothing.**" if m.random_weights else ""
     took = (f"took {format_duration(m.wall_seconds)} (fitting alone {format_duration(m.fit_seconds)})"
             if m.wall_seconds else f"fitted in {format_duration(m.fit_seconds)}")
-    why = f" ({m.stop_reason})" if m.stop_reason else ""
-    return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
+    status = status_text(m.status, m.stop_reason)
+    return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {status} · "
             f"{m.n_images} photos · {took}\n\n"
             f"Weights: {weights}\n\nSettings: {params}{random}\n\n"
             + metrics_markdown(m.metrics, "Held-out metrics:"))
