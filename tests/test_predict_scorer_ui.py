@@ -7,6 +7,7 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 # isort: split
 
 import gradio as gr
+import pytest
 from PIL import Image
 from ui_wiring import callback
 
@@ -41,3 +42,16 @@ def test_arun_label_says_each_fact_once():
     assert run_label(row) == row["name"]
     renamed = {**row, "name": "Portraits", "weights": "efficientnet_lite0: random"}
     assert run_label(renamed) == "Portraits (head/efficientnet_lite0, SRCC 0.800, RANDOM weights)"
+
+
+def test_train_and_predict_name_the_same_nima_file(settings, monkeypatch):
+    from workbench.models.auto import auto_input_note
+    from workbench.predict import ScorerUnavailable, load_scorer
+
+    monkeypatch.setenv("WORKBENCH_OFFLINE", "1")
+    with pytest.raises(ScorerUnavailable) as caught:
+        load_scorer(NIMA_ID, settings)
+    note = auto_input_note("efficientnet_lite0", settings)
+    for advice in (str(caught.value), note):  # Predict's error, then Train's auto note
+        primary, other = advice.index("weights_mobilenet_aesthetic_0.07.hdf5"), advice.index("nima_mobilenet_aesthetic_ava.hdf5")
+        assert primary < other, advice  # the downloadable file first, the other as also accepted
