@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from workbench.cull import FLAGS, CullGroup, CullOptions, CullPhoto, CullResult, decide
-from workbench.ui.cull_view import apply_key, render
+from workbench.ui.cull_view import apply_key, errors_text, render, summary
 
 
 def _state():
@@ -40,3 +40,19 @@ def test_render_highlights_the_pick_badges_flags_and_filters():
     flagged = render(state, "flagged only")
     assert flagged.count("data-path=") == 1 and 'data-path="/shoot/2.jpg"' in flagged
     assert render(None) == ""
+
+
+def test_the_summary_says_what_the_closed_eye_check_found():
+    state = _state()
+    assert "Closed eyes" not in summary(state)  # not looked: nothing to say
+    for i, photo in enumerate(state["result"].photos):
+        photo.flags["closed_eyes"] = {"value": None if i else 1.0, "flagged": not i, "faces": 0 if i else 2}
+    assert "Closed eyes: 2 face(s) found in 1 of 4 photos, 1 photo(s) flagged." in summary(state)
+
+
+def test_files_that_could_not_be_culled_are_named_with_their_reason():
+    assert errors_text({}) == ""
+    text = errors_text({"/shoot/50_corrupt.jpg": "damaged (Truncated File Read)", "/nowhere": "no such file or folder"})
+    assert "50_corrupt.jpg: damaged (Truncated File Read)" in text and "nowhere: no such file or folder" in text
+    many = errors_text({f"/shoot/{i}.jpg": "damaged" for i in range(8)})
+    assert many.count("damaged") == 5 and "and 3 more" in many

@@ -141,8 +141,30 @@ def summary(state: dict | None) -> str:
     where = f" · selected: **{html.escape(Path(selected.path).name)}** ({selected.status})" if selected else ""
     return (f"{len(photos)} photos in {len(result.groups)} groups: **{len(result.picks)} picks**, "
             f"{len(result.rejected)} rejected{where}. Keys: ←/→ move, P pick, X reject, U unmark, 1-5 stars, "
-            f"0 no stars."
+            f"0 no stars." + eyes_text(photos)
             + "".join(f" {FLAG_LABELS[name].capitalize()}: {why}." for name, why in unavailable_flags(result.options).items()))
+
+
+def errors_text(errors: dict[str, str], most: int = 5) -> str:
+    """The files that could not be culled, each with its reason (the first ``most``)."""
+    if not errors:
+        return ""
+    shown = "; ".join(f"{Path(path).name or path}: {why}" for path, why in list(errors.items())[:most])
+    more = f"; and {len(errors) - most} more (all in the CSV)" if len(errors) > most else ""
+    return f" Not culled: {shown}{more}."
+
+
+def eyes_text(photos) -> str:
+    """What the closed-eye check found, so that "nothing flagged" can be told from "no face seen"."""
+    looked = [p.flags["closed_eyes"] for p in photos
+              if "closed_eyes" in p.flags and p.flags["closed_eyes"].get("faces") is not None]
+    if not looked:
+        return ""
+    faces = sum(f["faces"] for f in looked)
+    with_faces = sum(1 for f in looked if f["faces"])
+    flagged = sum(1 for f in looked if f["flagged"])
+    return (f" Closed eyes: {faces} face(s) found in {with_faces} of {len(looked)} photos, "
+            f"{flagged} photo(s) flagged.")
 
 
 def apply_key(state: dict | None, value: str) -> dict | None:
@@ -238,12 +260,16 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
                     yield {progress: progress_html(event.fraction, f"{event.done} of {event.total} · {event.message}")}
                 elif isinstance(event, Finished):
                     result = event.result
+            word = "Stopped" if result.stopped else "Done"
+            if not result.photos:  # nothing to show: keep the previous cull on screen, say why
+                yield {progress: progress_html(1.0, f"{word}: no photo culled.{errors_text(result.errors)}",
+                                               failed=bool(result.errors))}
+                return
             fresh = {"result": result, "cursor": 0,
                      "thumbs": {p.path: _thumb_url(p.path, settings) for p in result.photos}}
-            word = "Stopped" if result.stopped else "Done"
             yield {progress: progress_html(1.0, f"{word}: {len(result.photos)} photos culled, "
-                                                f"{len(result.errors)} could not be."),
-                   state: fresh, groups: render(fresh, shown), info: summary(fresh)}
+                                                f"{len(result.errors)} could not be.{errors_text(result.errors)}"),
+                   state: fresh, groups: render(fresh, shown), info: summary(fresh), note: ""}
         except WorkbenchError as exc:
             yield {progress: progress_html(1, f"Could not cull: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, keep what is shown, details in the server log
@@ -298,7 +324,7 @@ def build(settings: Settings, scorer_id: gr.components.Component, uploads: gr.co
     start.click(lambda: stop_button(True), None, stop, show_progress="hidden").then(
         run, [scorer_id, uploads, folder, similarity, burst_seconds, burst_similarity, blur, highlights, shadows, eyes,
               eyes_t, show],
-        [progress, state, groups, info], concurrency_limit=2).then(
+        [progress, state, groups, info, note], concurrency_limit=2).then(
         lambda: stop_button(False), None, stop, show_progress="hidden")
     def stop_cull(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "", "cull")

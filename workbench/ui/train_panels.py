@@ -66,7 +66,8 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="curve-progress")
     plot = gr.Plot(learning_curve_figure([]), label="Learning curve", elem_id="curve-plot")
     sentence = gr.Markdown(elem_id="curve-projection")
-    table = gr.Dataframe(label="Points", interactive=False, elem_id="curve-table")
+    table = gr.Dataframe(label="Points", interactive=False, elem_id="curve-table",
+                         headers=["model", "n_labels", "srcc_mean", "srcc_std"])  # named before the first curve
 
     def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
         flag = stop_flags.start(request.session_hash, "curve")
@@ -131,7 +132,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="compare-stop")
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="compare-progress")
     table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
-                         elem_id="compare-table")
+                         elem_id="compare-table",
+                         headers=["rank", "model", "srcc", "plcc", "mae", "fit_seconds"])  # named before the first run
     train_winner = gr.Button("Train the winner", variant="primary", visible=False, elem_id="compare-train-winner")
     winner = gr.State(None)  # (family, backbone) of the best SRCC
     with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
