@@ -16,6 +16,7 @@ from workbench.training.reporting import (
     metrics_markdown,
     overlay_figure,
     runs_frame,
+    status_text,
     thin,
 )
 
@@ -151,3 +152,14 @@ def test_overlay_figure_draws_a_line_per_curve_and_names_runs_without_one():
     ax = fig.axes[0]
     assert len(ax.lines) == 2 and "ridge run" in ax.get_title(loc="left")
     assert not overlay_figure({}).axes[0].lines
+
+
+def test_a_run_stopped_by_patience_says_stopped_early_once():
+    from workbench.training.train import early_stop_reason
+
+    history = [{"epoch": e, "val_loss": 1.0 / e if e < 20 else 0.1} for e in range(1, 30)]
+    reason, _ = early_stop_reason(history, {"epochs": 40, "patience": 10}, stopped=False)
+    text = status_text("stopped early", reason)
+    assert text.startswith("stopped early at epoch 29 of 40") and text.count("stopped early") == 1
+    assert status_text("stopped", "Stop pressed") == "stopped: Stop pressed"
+    assert status_text("complete") == "complete"

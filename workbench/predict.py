@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch  # imported where a model runs: the app's first page does not load it
 
 NIMA_ID = "nima"
+NIMA_BACKBONE = "nima_mobilenet"  # the backbone whose weights the ready scorer uses
 NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
 CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so far
 
@@ -163,7 +164,7 @@ def _nima_predict(model, paths: Sequence[Path], settings: Settings, stop: StopFl
     from workbench.runs import ImagePredictions
 
     with lock:  # exporting traces the shared model: not while Grad-CAM hooks sit on it
-        choice = onnx_runtime.choose(model, settings, backbone="nima_mobilenet", weights_id=model.weights.weights_id,
+        choice = onnx_runtime.choose(model, settings, backbone=NIMA_BACKBONE, weights_id=model.weights.weights_id,
                                      output="distribution", transform=model.transform, n_images=len(paths),
                                      on_gpu=next(model.parameters()).device.type != "cpu")
     said = [] if said is None else said
@@ -348,15 +349,27 @@ def default_scorer_id(settings: Settings) -> str:
 
 def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
     """(label, id) pairs, best run first, NIMA last: for dropdowns."""
+    from workbench.backbones import weight_status
     from workbench.runs import RunStore, leaderboard_rows
 
-    choices = []
-    for row in leaderboard_rows(RunStore(settings.models_dir), "srcc"):
-        srcc = f"SRCC {row['srcc']:.3f}" if row.get("srcc") is not None else "no SRCC"
-        random = ", RANDOM weights" if "random" in (row.get("weights") or "") else ""
-        choices.append((f"{row['name']} — {row['family']}/{row['backbone'] or '-'} ({srcc}{random})", row["run_id"]))
-    choices.append(("nima — ready AVA scorer, 1-10 (no training)", NIMA_ID))
+    choices = [(run_label(row), row["run_id"]) for row in leaderboard_rows(RunStore(settings.models_dir), "srcc")]
+    # "ready" only when its weights are here (or can be downloaded): else picking it only shows an error
+    missing = weight_status(NIMA_BACKBONE, settings).source == "unavailable"
+    choices.append((f"nima — AVA scorer, 1-10, no training ({'weights missing' if missing else 'ready'})", NIMA_ID))
     return choices
+
+
+def run_label(row: dict) -> str:
+    """The run's name, then what the name does not already say (default names hold family, backbone, SRCC)."""
+    name = row["name"]
+    model = f"{row['family']}/{row['backbone'] or '-'}"
+    said = [part for part in (row["family"], row["backbone"]) if part]
+    extras = [] if all(part in name for part in said) else [model]
+    if "SRCC" not in name:
+        extras.append(f"SRCC {row['srcc']:.3f}" if row.get("srcc") is not None else "no SRCC")
+    if "random" in (row.get("weights") or ""):
+        extras.append("RANDOM weights")
+    return f"{name} ({', '.join(extras)})" if extras else name
 
 
 # ------------------------------------------------------------------ batches

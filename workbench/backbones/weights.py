@@ -209,9 +209,18 @@ def missing_file(spec: "BackboneSpec", settings: "Settings") -> tuple[str | None
     """
     if not spec.weights:
         return None
-    # name the file a person gets from the URL we can give them
-    first = next((s for s in spec.weights if source_url(spec.name, s)), spec.weights[0])
+    first = primary_source(spec)
     return source_url(spec.name, first), Path(settings.weights_dir) / first.filename
+
+
+def primary_source(spec: "BackboneSpec") -> WeightSource:
+    """The source every message names: the file a person gets from the URL we can give them."""
+    return next((s for s in spec.weights if s.url), spec.weights[0])
+
+
+def other_names(spec: "BackboneSpec", primary: str) -> str:
+    """The other file names the weights folder accepts for ``spec`` ("a or b"), "" when there are none."""
+    return " or ".join(s.filename for s in spec.weights if s.filename != primary)
 
 
 def missing_message(spec: "BackboneSpec", settings: "Settings") -> str:
@@ -220,8 +229,10 @@ def missing_message(spec: "BackboneSpec", settings: "Settings") -> str:
         return f"{spec.name} has no known pretrained weights; use random weights explicitly (--random-weights)."
     url, target = missing
     get = f"Download {url} and save it as {target}" if url else f"Place the file {target.name} in {target.parent}"
+    others = other_names(spec, target.name)
+    also = f" ({others} is also accepted)" if others else ""
     return (
-        f"No pretrained weights for {spec.name} on this machine. {get} (the weights folder; set it with "
+        f"No pretrained weights for {spec.name} on this machine. {get}{also} (the weights folder; set it with "
         f"--weights-dir or WORKBENCH_WEIGHTS_DIR), or connect to the internet so it is downloaded automatically."
     )
 

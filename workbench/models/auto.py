@@ -48,8 +48,14 @@ def auto_backbones(chosen: str, settings: Any = None) -> tuple[str, ...]:
 
 def auto_input_note(chosen: str, settings: Any = None) -> str | None:
     if chosen != NIMA and NIMA not in auto_backbones(chosen, settings):
-        return (f"auto: NIMA's weights are not available, so it uses {chosen} features alone (place "
-                f"nima_mobilenet_aesthetic_ava.hdf5 in the weights folder for the stronger two-backbone recipe)")
+        from workbench.backbones import get_backbone
+        from workbench.backbones.weights import other_names, primary_source
+
+        spec = get_backbone(NIMA)
+        primary = primary_source(spec).filename  # the file Predict's message names too
+        others = other_names(spec, primary)
+        return (f"auto: NIMA's weights are not available, so it uses {chosen} features alone (place {primary}"
+                f"{f' (or {others})' if others else ''} in the weights folder for the stronger two-backbone recipe)")
     return None
 
 

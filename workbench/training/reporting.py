@@ -38,6 +38,13 @@ RUN_COLUMNS = ("name", "family", "backbone", "weights", "status", "n_images", "s
 LEADERBOARD_COLUMNS = ("name", "family", "backbone", "status", "srcc", "plcc", "mae", "rmse", "fit_seconds", "run_id")
 
 
+def status_text(status: str, stop_reason: str = "") -> str:
+    """A run's status with why it stopped, saying "stopped early" once (the reason starts with it)."""
+    if not stop_reason:
+        return status
+    return stop_reason if stop_reason.startswith(status) else f"{status}: {stop_reason}"
+
+
 def format_duration(seconds: float | None) -> str:
     """``75`` -> ``"1 min 15 s"``; unknown -> ``""``."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:

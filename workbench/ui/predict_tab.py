@@ -46,8 +46,9 @@ TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
 TABLE_COLUMNS = ["rank", "file", "score", "std", "percentile", "verdict", "error"]
 
-INTRO = """Score new photos. The ready **nima** scorer (trained on the AVA photo contest, 1-10) needs no
-training; a run you trained scores on your own scale. Drop one photo for a close look, or many to cull a shoot."""
+INTRO = """Score new photos. The **nima** scorer (trained on the AVA photo contest, 1-10) needs no
+training, only its weights file; a run you trained scores on your own scale. Drop one photo for a close look,
+or many to cull a shoot."""
 
 
 NO_LLM = ("No language model is configured: fill in **Base URL** and **Model** above (and the key for a "
@@ -71,7 +72,7 @@ def scorer_markdown(scorer: Scorer) -> str:
     low, high = scorer.scale
     kind = "score distribution (10 bins)" if scorer.has_distribution else "a single score"
     return (f"**{html.escape(scorer.name)}** · scale {low:g}-{high:g} · predicts {kind}  \n"
-            f"Weights: {html.escape(scorer.weights_note)}")
+            f"{html.escape(scorer.weights_note)}")  # the note names the weights itself
 
 
 def row_markdown(row: ScoreRow, scorer: Scorer, threshold: float) -> str:
@@ -272,7 +273,13 @@ def build(settings: Settings) -> None:
     def score_photo(chosen: str, limit: float, path: str | None, text: str = ""):
         if not path:
             return "", None, None, None, ""
-        path, scorer = received_file(path, settings), _scorer(chosen)
+        path = received_file(path, settings)
+        try:
+            scorer = cached_scorer(chosen, settings)
+        except ScorerUnavailable as exc:
+            # In the result's place, not gr.Error: an error badge would leave the last scorer's
+            # score on screen, read as this scorer's.
+            return f"⚠ **Cannot score with this scorer:** {html.escape(str(exc))}", None, None, None, ""
         row = score_one(path, scorer, settings, threshold=limit, text=text)
         figure = distribution_figure(row, scorer)  # none for a single score: hide the empty box
         return (row_markdown(row, scorer, limit), gr.Plot(figure, visible=figure is not None), None, None, "")

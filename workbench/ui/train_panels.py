@@ -14,6 +14,7 @@ from workbench.config import Settings
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
+from workbench.predict import run_label
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
 from workbench.training.learning_curve import learning_curve
@@ -24,6 +25,7 @@ from workbench.training.reporting import (
     metrics_markdown,
     overlay_figure,
     runs_frame,
+    status_text,
 )
 from workbench.ui.widgets import progress_html
 
@@ -205,8 +207,7 @@ class RunsPanel:
 
 
 def run_choices(rows: list[dict]) -> list[tuple[str, str]]:
-    return [(f"{r['name']} — {r['family']}" + (f", SRCC {r['srcc']:.3f}" if r["srcc"] is not None else ""),
-             r["run_id"]) for r in rows]
+    return [(run_label(r), r["run_id"]) for r in rows]  # worded as in Predict's scorer list
 
 
 def run_details(settings: Settings, run_id: str | None) -> str:
@@ -218,11 +219,19 @@ def run_details(settings: Settings, run_id: str | None) -> str:
     random = "\n\n⚠️ **Trained on RANDOM weights: its scores mean nothing.**" if m.random_weights else ""
     took = (f"took {format_duration(m.wall_seconds)} (fitting alone {format_duration(m.fit_seconds)})"
             if m.wall_seconds else f"fitted in {format_duration(m.fit_seconds)}")
-    why = f" ({m.stop_reason})" if m.stop_reason else ""
-    return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {m.status}{why} · "
+    status = status_text(m.status, m.stop_reason)
+    return (f"**{m.name}** · `{m.run_id}` · {m.family} on {m.backbone or 'its own network'} · {status} · "
             f"{m.n_images} photos · {took}\n\n"
             f"Weights: {weights}\n\nSettings: {params}{random}\n\n"
             + metrics_markdown(m.metrics, "Held-out metrics:"))
+
+
+def ask_to_delete(run_id: str | None):
+    """Swap "Delete this run…" for the confirmation buttons, only once a run is chosen."""
+    if not run_id:
+        gr.Warning("Choose a run first.")
+        return gr.skip(), gr.skip(), gr.skip()
+    return gr.Button(visible=False), gr.Button(visible=True), gr.Button(visible=True)
 
 
 def build_runs_panel(settings: Settings) -> RunsPanel:
@@ -269,7 +278,9 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
             curves = loss_curves(store, run_ids or [])
             return overlay_figure({store.get(run_id).name: curve for run_id, curve in curves.items()})
         except RunNotFound as exc:
-            raise gr.Error(f"{exc} (deleted meanwhile? press Refresh)") from None
+            # A warning, not gr.Error: an error would also mark the plot as failed until the next refresh
+            gr.Warning(f"{exc} (deleted meanwhile? press Refresh)")
+            return gr.skip()
 
     overlay_pick.change(overlay_runs, overlay_pick, overlay)
 
@@ -297,12 +308,16 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
 
     def edit(action: Callable[[str], Any], success: str):
         def handler(run_id: str | None, *values):
+            # Expected slips warn and leave the panel as it is: gr.Error would paint every output
+            # (table, overlay pick, run) with an error badge until Refresh.
             if not run_id:
-                raise gr.Error("Choose a run first.")
+                gr.Warning("Choose a run first.")
+                return tuple(gr.skip() for _ in outputs)
             try:
                 action(run_id, *values)
             except RunNotFound as exc:
-                raise gr.Error(str(exc)) from None
+                gr.Warning(f"{exc} (deleted meanwhile?)")
+                return refresh(None)  # show what is really stored now
             gr.Info(success)
             return refresh(run_id)
         return handler
@@ -310,7 +325,7 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
     rename.click(edit(store.rename, "Renamed."), [run, name], outputs)
     annotate.click(edit(store.annotate, "Notes saved."), [run, notes], outputs)
     asking = [delete, confirm, cancel]
-    delete.click(lambda: (gr.Button(visible=False), gr.Button(visible=True), gr.Button(visible=True)), None, asking)
+    delete.click(ask_to_delete, run, asking)
     cancel.click(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
     confirm.click(edit(store.delete, "Run deleted."), run, outputs).then(
         lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)

@@ -30,6 +30,7 @@ from workbench.training.reporting import (
     leaderboard_place,
     metrics_markdown,
     runs_frame,
+    status_text,
 )
 from workbench.ui import train_panels
 from workbench.ui.widgets import StopFlags, progress_html
@@ -292,8 +293,8 @@ def build_train_panel(settings: Settings) -> TrainPanel:
             return {}
         rows = leaderboard_rows(RunStore(settings.models_dir))
         picture = RunStore(settings.models_dir).folder(run.run_id) / "scatter.png"
-        why = f": {run.stop_reason}" if run.stop_reason else ""
-        heading = (f"**{run.name}** · `{run.run_id}` ({run.status}{why})\n\n**The run's result** — held-out "
+        status = status_text(run.status, run.stop_reason)
+        heading = (f"**{run.name}** · `{run.run_id}` ({status})\n\n**The run's result** — held-out "
                    f"photos it never saw "
                    f"({len(run.predictions)}):")
         return {result_box: gr.Column(visible=True), held_out: metrics_markdown(run.metrics, heading),
