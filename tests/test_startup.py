@@ -184,3 +184,14 @@ def test_the_torch_hub_folder_is_torchs_own_without_importing_torch(env):
                          env={**clean, **env})
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("True"), out.stdout
+
+
+def test_the_torch_hub_folder_while_another_thread_is_still_importing_torch():
+    # The Predict tab imports torch (NIMA) as the page opens while the Train tab lists where weights come
+    # from: sys.modules then holds a half-made torch without .hub, which once failed the Train tab's load event
+    code = ("import sys, types\nfrom workbench.backbones.weights import torch_hub_dir\nrule = torch_hub_dir()\n"
+            "sys.modules['torch'] = types.ModuleType('torch')  # as a half-done import leaves it\n"
+            "print(torch_hub_dir() == rule)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True", out.stdout

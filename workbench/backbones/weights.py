@@ -131,8 +131,11 @@ def torch_hub_dir() -> Path:
     weights would come from on its first page): torch's rule is $TORCH_HOME/hub, else
     $XDG_CACHE_HOME/torch/hub, else ~/.cache/torch/hub. Once torch is loaded, its own answer
     (``torch.hub.set_dir`` may have moved it)."""
-    if "torch" in sys.modules:
-        return Path(sys.modules["torch"].hub.get_dir())
+    # getattr: while another thread is still importing torch (the Predict tab loads NIMA as the page
+    # opens), sys.modules holds a half-made torch without .hub; torch's rule below is its answer then
+    get_dir = getattr(getattr(sys.modules.get("torch"), "hub", None), "get_dir", None)
+    if get_dir is not None:
+        return Path(get_dir())
     cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
