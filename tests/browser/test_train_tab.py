@@ -71,6 +71,12 @@ def plotted_epochs(page: Page) -> tuple[float, int]:
         return 0.0, points
 
 
+def press_stop(page: Page) -> None:
+    # The renderer redraws the loss plot while the server trains on the same two cores: under a CI
+    # load of 10+ the click itself waited past Playwright's 30 s for the page to take the input.
+    page.locator("#train-stop").click(timeout=120_000)
+
+
 def wait_until_done(page: Page, word: str) -> None:
     expect(page.locator("#train-progress")).to_contain_text(word, timeout=FINISH_TIMEOUT)
     expect(page.locator("#train-start")).to_be_enabled(timeout=30_000)
@@ -98,7 +104,7 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
     expect(page.locator("#train-scatter img")).to_be_visible()
 
     # head: many epochs and no early stopping, so it is still learning while we watch
-    start_long_head(page, epochs=3000)
+    start_long_head(page)
 
     seen: list[tuple[float, int]] = []  # (highest epoch plotted, points) while training runs
     deadline = time.monotonic() + FINISH_TIMEOUT / 1000
@@ -113,14 +119,14 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
                                f"the page says: {page.inner_text('#train-progress')} {page.inner_text('#train-notices')}")
     assert all(points > 2 for epoch, points in seen if epoch > 0), seen  # real points, not just the legend
 
-    page.locator("#train-stop").click()
+    press_stop(page)
     wait_until_done(page, "Stopped")
     last_epoch, _ = plotted_epochs(page)
     assert last_epoch >= growing[-1]
 
     runs = RunStore(settings.models_dir).list()
     head = next(m for m in runs if m.family == "head")
-    assert head.status == "stopped" and 0 < len(head.history) < 3000
+    assert head.status == "stopped" and 0 < len(head.history) < 5000
     expect(page.locator("#train-result")).to_contain_text(head.run_id)
     expect(page.locator("#train-result")).to_contain_text("stopped")
     expect(page.locator("#train-place")).to_contain_text("of 2")
@@ -252,7 +258,7 @@ def test_stop_in_one_browser_tab_leaves_the_other_tab_training(page, browser, br
         wait_for_epochs(page, 0)
         wait_for_epochs(other, 0)
 
-        other.locator("#train-stop").click()
+        press_stop(other)
         wait_until_done(other, "Stopped")
         # the first tab's training did not hear the other tab's Stop: it keeps learning
         expect(page.locator("#train-stop")).to_be_enabled()
@@ -260,7 +266,7 @@ def test_stop_in_one_browser_tab_leaves_the_other_tab_training(page, browser, br
         wait_for_epochs(page, shown)
         assert [m.status for m in RunStore(settings.models_dir).list()] == ["stopped"]
 
-        page.locator("#train-stop").click()
+        press_stop(page)
         wait_until_done(page, "Stopped")
         runs = RunStore(settings.models_dir).list()
         assert len(runs) == 2 and {m.status for m in runs} == {"stopped"}
