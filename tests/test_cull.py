@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cull_fixtures import make_shoot, pairwise_precision_recall
+from PIL import Image
 
 from workbench.config import load_settings
 from workbench.cull import (
+    TIE,
     CullError,
     CullOptions,
     copy_photos,
@@ -119,6 +121,33 @@ def test_sharpness_does_not_depend_on_exposure():
     rng = np.random.default_rng(1)
     luma = rng.random((200, 300)).astype(np.float32) * 0.5
     assert laplacian_sharpness(luma) == pytest.approx(laplacian_sharpness(luma * 0.5 + 0.1), rel=1e-4)
+
+
+def test_a_tie_in_score_goes_to_the_larger_photo_then_the_file_name(culled, savoias_dir, tmp_path):
+    """A photo and its half-size copy that NIMA scores the same (its nearest-neighbour resize to 224 px
+    sees the same pixels in both): the pick is the larger photo, though the copy's name sorts first."""
+    _, _, settings, scorer = culled
+    folder = tmp_path / "ties"
+    folder.mkdir()
+    first, second = sorted((savoias_dir / "images").glob("*.jpg"))[:2]
+    for source, stem in ((first, "IMG_7"), (second, "IMG_8")):
+        with Image.open(source) as image:  # 224 px blocks: both sizes resize back to exactly these pixels
+            base = image.convert("RGB").resize((224, 224), Image.Resampling.LANCZOS)
+        if stem == "IMG_7":
+            base.resize((896, 896), Image.Resampling.NEAREST).save(folder / "IMG_7.png")
+            base.resize((448, 448), Image.Resampling.NEAREST).save(folder / "IMG_7-web.png")
+        else:  # the same size twice: the file name decides
+            for name in ("IMG_8.png", "IMG_8 copy.png"):
+                base.resize((448, 448), Image.Resampling.NEAREST).save(folder / name)
+    result = drain(cull([folder], scorer, settings))
+    groups = {Path(g.photos[0].path).stem.split(" ")[0].split("-")[0]: g for g in result.groups}
+    assert sorted(len(g.photos) for g in result.groups) == [2, 2]
+    big, small = groups["IMG_7"].photos
+    assert abs(big.score - small.score) <= TIE * (scorer.scale[1] - scorer.scale[0])  # the tie this is about
+    assert (Path(big.path).name, big.status, small.status) == ("IMG_7.png", "pick", "none")
+    assert big.pixels == 4 * small.pixels
+    assert [Path(p.path).name for p in groups["IMG_8"].photos] == ["IMG_8 copy.png", "IMG_8.png"]
+    assert groups["IMG_8"].pick.path.endswith("IMG_8 copy.png")
 
 
 def test_copy_never_overwrites_and_move_keeps_one_whole_copy(culled, tmp_path):

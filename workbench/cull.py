@@ -43,7 +43,9 @@ sets; a flag never drops a photo):
 
 **Picks.** In each group the photos are ordered by score (best first); the best
 photo without a flag is the pick; flagged photos are rejected; the rest are left
-unmarked. The person overrides any of it (:meth:`CullResult.set_status`, stars).
+unmarked. Scores equal within :data:`TIE` of the scale's range are a tie (a photo
+and its resized copy can score the same): the one with more pixels goes first,
+then the file name. The person overrides any of it (:meth:`CullResult.set_status`, stars).
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import takewhile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -68,6 +71,9 @@ WORKING_SIZE = 640  # long side, pixels, at which every technical measure is tak
 CHUNK = 64  # photos measured between stop checks
 BURST_WINDOW = 12  # photos ahead compared within one burst
 STATUSES = ("pick", "reject", "none")
+# Scores this close (as a share of the scale's range) are a tie: float32 noise, e.g. the same pixels
+# scored in another batch or on another device, is ~1e-7 relative; any larger gap is the model's own.
+TIE = 1e-6
 EYES_OFF = ("off: turn it on (--closed-eyes, closed_eyes in the API, the Cull view's checkbox) to look for them; "
             "a heuristic on frontal faces that catches few blinks, up to ~0.7 s more a 12-MP photo")
 
@@ -111,16 +117,27 @@ class Measures:
     taken: float | None  # capture time, seconds since the epoch (EXIF, camera's clock)
     eyes_closed: float | None = None  # share of the faces found that look closed-eyed; None: not looked, or no face
     faces: int | None = None  # faces found; None: not looked
+    pixels: int | None = None  # width x height of the original (not of the reduced decode)
 
 
 def capture_time(path: str | Path) -> float | None:
     """EXIF DateTimeOriginal (+ sub-seconds), else DateTime; None when the photo has neither."""
+    return read_header(path)[0]
+
+
+def read_header(path: str | Path) -> tuple[float | None, int | None]:
+    """(capture time as :func:`capture_time` says, width x height) from the file's header; None where unreadable."""
     try:
         with Image.open(path) as image:
+            pixels = image.width * image.height
             exif = image.getexif()
             sub = exif.get_ifd(0x8769)
     except (OSError, ValueError, SyntaxError):
-        return None
+        return None, None
+    return _exif_time(exif, sub), pixels
+
+
+def _exif_time(exif, sub) -> float | None:
     stamp = sub.get(36867) or exif.get(306)  # DateTimeOriginal, DateTime
     if not stamp:
         return None
@@ -167,8 +184,10 @@ def measure(path: str | Path, settings: Settings, *, eyes: bool = False) -> Meas
         with load_luma(path, FACE_SIZE, max_pixels=settings.max_pixels) as bigger:
             report = eye_report(bigger)
         closed, faces = report.share_closed, report.faces
+    taken, pixels = read_header(path)
     return Measures(sharpness=laplacian_sharpness(luma), highlights=float(np.mean(luma >= 250 / 255)),
-                    shadows=float(np.mean(luma <= 5 / 255)), taken=capture_time(path), eyes_closed=closed, faces=faces)
+                    shadows=float(np.mean(luma <= 5 / 255)), taken=taken, eyes_closed=closed, faces=faces,
+                    pixels=pixels)
 
 
 # Flag name -> (measure attribute, option holding the threshold, flagged when the value is below it?)
@@ -256,6 +275,7 @@ class CullPhoto:
     score: float | None
     flags: dict[str, dict[str, Any]]
     taken: float | None = None
+    pixels: int | None = None  # width x height of the original; breaks ties in score
     status: str = "none"  # "pick" | "reject" | "none"
     stars: int | None = None  # set by the person; None: from the score when written
 
@@ -328,6 +348,20 @@ class CullResult:
                 "groups": [{"id": g.id, "photos": [p.to_json() for p in g.photos]} for g in self.groups],
                 "picks": self.picks, "rejected": self.rejected,
                 "failed": [{"path": p, "error": e} for p, e in self.errors.items()]}
+
+
+def best_first(photos: Sequence[CullPhoto], scale: Sequence[float]) -> list[CullPhoto]:
+    """Highest score first; scores within :data:`TIE` of the range of the first of their run are a
+    tie, settled by more pixels, then the file name (never by the order the files were read in)."""
+    tolerance = TIE * abs(scale[1] - scale[0]) if len(scale) == 2 else TIE
+    ranked = sorted(photos, key=lambda p: (-(p.score if p.score is not None else -math.inf), p.path))
+    out: list[CullPhoto] = []
+    while ranked:
+        head = ranked[0].score
+        run = ranked[:1] if head is None else list(takewhile(lambda p: p.score is not None and head - p.score <= tolerance, ranked))
+        out += sorted(run, key=lambda p: (-(p.pixels or 0), p.path))
+        ranked = ranked[len(run):]
+    return out
 
 
 def decide(groups: list[CullGroup]) -> None:
@@ -424,9 +458,8 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
         index_groups = group_photos(np.stack([features[p] for p in kept]), [measures[p].taken for p in kept], options)
         for gid, members in enumerate(index_groups, start=1):
             photos = [CullPhoto(path=kept[i], score=scores[kept[i]], flags=flags_of(measures[kept[i]], options),
-                                taken=measures[kept[i]].taken) for i in members]
-            photos.sort(key=lambda p: -(p.score if p.score is not None else -math.inf))
-            groups.append(CullGroup(gid, photos))
+                                taken=measures[kept[i]].taken, pixels=measures[kept[i]].pixels) for i in members]
+            groups.append(CullGroup(gid, best_first(photos, scorer.scale)))
     groups.sort(key=lambda g: -(g.photos[0].score or -math.inf))  # best group first
     for gid, group in enumerate(groups, start=1):
         group.id = gid
