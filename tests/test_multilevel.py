@@ -44,6 +44,14 @@ def test_auto_chooses_multilevel_and_falls_back_where_a_backbone_has_no_taps(bri
     assert auto.view_for(None, ("clip_vit_b32",)) == "pooled"  # a ViT declares no stage taps
 
 
+def test_the_view_a_family_takes_by_itself_is_declared_for_the_train_form(brightness):
+    """What the Train tab's Features control shows while auto is chosen comes from auto's declaration."""
+    auto = get_family("auto")
+    assert auto.own_view("efficientnet_lite0", brightness) == "multilevel"
+    assert auto.own_view("clip_vit_b32", brightness) == "pooled"
+    assert get_family("ridge").own_view("efficientnet_lite0", brightness) is None  # the person's choice
+
+
 def test_a_view_the_backbone_lacks_is_a_message_not_a_traceback(brightness):
     with pytest.raises(TrainingError, match="no multilevel view"):
         drain(train("ridge", brightness, backbone="clip_vit_b32", features="multilevel", random_weights=True))

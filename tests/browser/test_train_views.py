@@ -24,9 +24,14 @@ def test_features_control_trains_on_the_chosen_view(page, brightness_set, app_se
     page.goto(app_server)
     page.get_by_role("tab", name="Train", exact=True).click()
     expect(page.locator("#train-weights")).to_contain_text("efficientnet_lite0", timeout=60_000)
-    choose_family(page, "ridge")
     views = page.locator("#train-features")
-    expect(views.get_by_label("pooled", exact=True)).to_be_checked()  # the default
+    # auto (the default family) takes its own view: the control says which, and cannot be changed
+    expect(views.get_by_label("multilevel", exact=True)).to_be_checked()
+    expect(views.get_by_label("multilevel", exact=True)).to_be_disabled()
+    expect(views).to_contain_text("auto chooses its own features: multilevel")
+    choose_family(page, "ridge")
+    expect(views.get_by_label("pooled", exact=True)).to_be_checked()  # the person's choice (the default) is back
+    expect(views.get_by_label("multilevel", exact=True)).to_be_enabled()
     # Choosing a view re-checks the weights (its reply rewrites the weights note and Train's state, never
     # the radio), so Train may be clicked while that reply is on its way: it sends the radio's value.
     views.get_by_label("multilevel", exact=True).check()

@@ -165,6 +165,13 @@ class Family:
             return "pooled"
         return self.feature_view
 
+    def own_view(self, chosen: str, settings: Any = None) -> str | None:
+        """The view this family takes by itself on backbone ``chosen`` (with the backbones it adds to
+        it), for the person to see; None when the view is the person's choice."""
+        if self.feature_view is None:
+            return None
+        return self.view_for(None, self.feature_backbones(chosen, settings))
+
     @property
     def builder(self) -> Callable[..., Any]:
         """The builder function (imports its module the first time, for a declared family)."""

@@ -37,13 +37,32 @@ DEFAULT_COMPARE = (BASELINE, "svr", "hgb", "head")
 
 
 # ------------------------------------------------------------------ compare
-def feature_view_control(elem_id: str) -> gr.Radio:
-    """Which features of the backbone a model learns from (auto always takes multilevel where it can)."""
+def feature_view_control(elem_id: str, **state) -> gr.Radio:
+    """Which features of the backbone a model learns from (auto always takes multilevel where it can);
+    ``state``: value/interactive/info from :func:`feature_view_state` (the person's free choice by default)."""
     from workbench.backbones import FEATURE_VIEWS
 
-    return gr.Radio([(name, name) for name in FEATURE_VIEWS], value="pooled", label="Features",
-                    info=" · ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()) + " (auto chooses its own)",
-                    elem_id=elem_id)
+    state = {"value": "pooled", "info": views_info(), **state}
+    return gr.Radio([(name, name) for name in FEATURE_VIEWS], label="Features", elem_id=elem_id, **state)
+
+
+def views_info() -> str:
+    from workbench.backbones import FEATURE_VIEWS
+
+    own = [name for name, fam in FAMILIES.items() if fam.feature_view]
+    return " · ".join(f"{k}: {v}" for k, v in FEATURE_VIEWS.items()) + (f" ({', '.join(own)}: its own)" if own else "")
+
+
+def feature_view_state(family: str, backbone: str, settings: Settings, chosen: str | None) -> dict:
+    """What the Features control shows for ``family``: the person's ``chosen`` view, or, for a family
+    that takes its own (the registry's ``own_view``), that view, locked and said in words."""
+    from workbench.backbones import FEATURE_VIEWS
+
+    own = FAMILIES[family].own_view(backbone, settings)
+    if own is None:
+        return {"value": chosen or "pooled", "interactive": True, "info": views_info()}
+    return {"value": own, "interactive": False,
+            "info": f"{family} chooses its own features: {own} on {backbone} ({FEATURE_VIEWS[own]})"}
 
 
 def build_learning_curve_panel(settings: Settings, stop_flags) -> None:

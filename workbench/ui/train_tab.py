@@ -166,7 +166,11 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                              elem_id="train-family", scale=1)
         backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, elem_id="train-backbone",
                                label="Backbone (where its weights come from)", scale=2)
-    features = train_panels.feature_view_control("train-features")
+    # auto takes its own view: the control shows which, locked, and gives back the person's choice after
+    features = train_panels.feature_view_control(
+        "train-features", **train_panels.feature_view_state(DEFAULT_FAMILY, settings.default_backbone, settings, None))
+    chosen_view = gr.State("pooled")  # the person's last choice of view (never auto's)
+    features.input(lambda view: view, features, chosen_view)
     family_info = gr.Markdown(FAMILIES[DEFAULT_FAMILY].description)
     first_message, first_offer, first_usable = weights_message(DEFAULT_FAMILY, settings.default_backbone, False,
                                                                settings)
@@ -211,18 +215,24 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                                    interactive=False, max_height=320, elem_id="train-leaderboard")
 
     # -------------------------------------------------------------- events
-    def choose_family(name: str, chosen_backbone: str, allow_random: bool, view: str):
+    def choose_family(name: str, chosen_backbone: str, allow_random: bool, chosen: str):
         fam = FAMILIES[name]
         new_backbone = fam.default_backbone or chosen_backbone
-        message, offer_random, usable = weights_message(name, new_backbone, allow_random, settings, view)
+        view = train_panels.feature_view_state(name, new_backbone, settings, chosen)
+        message, offer_random, usable = weights_message(name, new_backbone, allow_random, settings, view["value"])
         return ([gr.Column(visible=n == name) for n in panels]
-                + [fam.description, new_backbone, message, gr.Checkbox(visible=offer_random),
+                + [fam.description, new_backbone, gr.Radio(**view), message, gr.Checkbox(visible=offer_random),
                    gr.Button(interactive=usable), gr.Row(visible=fam.capabilities.iterative), curve_note(name),
                    gr.Column(visible=False)])  # the previous family's result does not belong under the new form
 
-    family.change(choose_family, [family, backbone, random_weights, features],
-                  [*panels.values(), family_info, backbone, weights_info, random_weights, start, curve_row,
+    family.change(choose_family, [family, backbone, random_weights, chosen_view],
+                  [*panels.values(), family_info, backbone, features, weights_info, random_weights, start, curve_row,
                    one_step, result_box])
+    # auto's view depends on the backbone (a backbone without stages has no multilevel view); a family
+    # that leaves the view to the person keeps the control as the person left it
+    backbone.change(lambda name, chosen_backbone, chosen: gr.Radio(**train_panels.feature_view_state(
+        name, chosen_backbone, settings, chosen)) if FAMILIES[name].feature_view else gr.skip(),
+        [family, backbone, chosen_view], features)
 
     def check_backbone(name: str, chosen_backbone: str, allow_random: bool, view: str | None = None):
         # Train is off while the choice cannot train (weights missing, random weights not ticked)
