@@ -23,7 +23,7 @@ from training_fixtures import make_brightness_set
 
 from workbench.config import load_settings
 from workbench.events import drain
-from workbench.runs import RunStore
+from workbench.runs import RunStore, leaderboard_rows
 from workbench.training import train
 
 pytestmark = pytest.mark.browser
@@ -94,6 +94,9 @@ def test_trained_runs_appear_in_predict_and_become_the_default(page, walk):
     page.goto(walk.url)
     open_tab(page, "Predict")
     expect(page.locator("#predict-scorer input")).to_have_value(re.compile("^nima"))  # no run yet
+    open_tab(page, "Label")  # and no run to suggest from
+    page.wait_for_function("window.__wbLabel && window.__wbLabel.ready", timeout=60_000)
+    expect(page.locator("#label-desk .wb-run")).to_have_value("")
 
     ridge = drain(train("ridge", walk.settings))  # a run finishes while the page is open
     show_predict(page)
@@ -118,6 +121,15 @@ def test_trained_runs_appear_in_predict_and_become_the_default(page, walk):
     page.locator("#predict-scorer input").click()
     expect(page.get_by_role("option")).to_have_count(3)  # brightness ridge, rf, nima: the deleted one is gone
     page.keyboard.press("Escape")
+
+    # the Label tab suggests from the best run on the leaderboard; "no run" stays one choice away
+    best = leaderboard_rows(store, "srcc")[0]["run_id"]
+    page.goto(walk.url)  # the Label tab asks for the runs when it is first opened
+    open_tab(page, "Label")
+    page.wait_for_function("window.__wbLabel && window.__wbLabel.ready", timeout=60_000)
+    expect(page.locator("#label-desk .wb-run")).to_have_value(best)
+    expect(page.locator("#label-desk .wb-run option").first).to_have_text("no run")
+    expect(page.locator("#label-desk .wb-caption")).to_contain_text("suggestion", timeout=DONE)
 
 
 # ------------------------------------------------- items 2, 7, 13, 14

@@ -6,7 +6,8 @@ same moment and saved at once by the engine (:class:`LabelDesk`).
 
 Rating: 1–5 stars (mapped onto the score range like imported ratings), 0
 clears, ←/→ move, Z undoes the last change, Enter accepts the chosen run's
-suggestion. Pairs: ←/→ picks the better photo, = is a tie, Z undoes.
+suggestion (the best run on the leaderboard unless the person chooses another, or none).
+Pairs: ←/→ picks the better photo, = is a tie, Z undoes.
 The page is one ``gr.HTML`` whose script calls the engine through Gradio
 server functions (each called with one object of named arguments); every
 function here is a line or two over the engine.
@@ -231,6 +232,7 @@ $('.wb-suggest').addEventListener('click', async () => {
   for (const [label, id] of start.runs) {
     const o = document.createElement('option'); o.value = id; o.textContent = label; $('.wb-run').appendChild(o);
   }
+  $('.wb-run').value = start.run;  // the best run on the leaderboard; "" (no run) when there is none
   setMode('rate'); status(`${start.items.length} photos, ${start.items.filter(i => i.score === null).length} unlabelled`);
   window.__wbLabel.ready = true;
 })();
@@ -243,9 +245,9 @@ def build(settings: Settings) -> None:
     def label_start() -> dict:
         from workbench.predict import NIMA_ID, scorer_choices
 
-        runs = [[label, run_id] for label, run_id in scorer_choices(settings) if run_id != NIMA_ID]
+        runs = [[label, run_id] for label, run_id in scorer_choices(settings) if run_id != NIMA_ID]  # best first
         return {"items": desk.queue(), "data_dir": str(settings.data_dir.resolve()), "runs": runs,
-                "star_scores": list(desk.stars.scores)}
+                "run": runs[0][1] if runs else "", "star_scores": list(desk.stars.scores)}
 
     def label_stars(filename: str, stars: int) -> float:
         return desk.set_stars(filename, int(stars))
