@@ -110,7 +110,8 @@ def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, w
     assert from_pairs  # else the check below would prove nothing
     for name in from_pairs:
         expect(table.get_by_role("row").filter(has_text=name)).to_contain_text("comparisons")
-    for name in names[:5]:
+    for name in names[:5]:  # rated by the person: said in words, not "score"
+        expect(table.get_by_role("row").filter(has_text=name)).to_contain_text("your score")
         expect(table.get_by_role("row").filter(has_text=name)).not_to_contain_text("comparisons")
 
     # ... and writes every label into an XMP sidecar that photo managers read

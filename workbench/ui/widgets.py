@@ -38,6 +38,9 @@ from workbench.ui import keyboard
 
 TABLE_HEADERS = ["filename", "score"]
 SOURCE_HEADER = "label from"  # the optional third column: "comparisons" for a Bradley–Terry label
+# Any other label is the person's own: typed, in the file name, or stars from a photo manager (the store
+# does not record which, so the table says no more than it knows)
+OWN_LABEL = "your score"
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
 
 
@@ -279,7 +282,7 @@ class LabelledGallery:
         rows = [[i.filename, format_score(i.score)] for i in items]
         if self.from_comparisons is not None:
             compared = self.from_comparisons() if items else set()
-            rows = [row + ["comparisons" if i.filename in compared else "score" if i.score is not None else ""]
+            rows = [row + ["comparisons" if i.filename in compared else OWN_LABEL if i.score is not None else ""]
                     for row, i in zip(rows, items)]
         if page is None or not page.total:
             label = "No images to show."
