@@ -1,9 +1,13 @@
 """The real app starts, shows its four tabs, and listens on loopback only."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import httpx
 import pytest
 from conftest import start_app, stop_app
+from gradio_client.exceptions import AppError
+from PIL import Image
 
 TOP_LEVEL_TABS = ["Import", "Training data", "Train", "Predict"]
 
@@ -34,12 +38,12 @@ def shared_app(tmp_path_factory):
         (root / folder).mkdir()
         env[name] = str(root / folder)
     proc, url = start_app(env, root / "server.log")
-    yield url
+    yield SimpleNamespace(url=url, log=root / "server.log")
     stop_app(proc)
 
 
 def test_app_serves_every_tab(shared_app):
-    config = httpx.get(shared_app + "/config", timeout=30).json()
+    config = httpx.get(shared_app.url + "/config", timeout=30).json()
     labels = [c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"]
     for tab in TOP_LEVEL_TABS:
         assert tab in labels, f"tab {tab!r} missing from the app: {labels}"
@@ -47,11 +51,28 @@ def test_app_serves_every_tab(shared_app):
 
 
 def test_app_binds_to_loopback_only(shared_app):
-    port = int(shared_app.rsplit(":", 1)[1])
+    port = int(shared_app.url.rsplit(":", 1)[1])
     addresses = _listening_addresses(port)
     assert addresses, "no listening socket found for the app"
     # 0100007F is 127.0.0.1 in /proc's little-endian hex; anything else (0.0.0.0) would expose the photos.
     assert addresses == {"0100007F"}, addresses
+
+
+def test_a_slip_the_person_can_fix_is_one_line_in_the_server_log(shared_app, photos, tmp_path):
+    """Explaining with NIMA while its weights are not in the (empty) weights folder: the page is told
+    what to do; the server log gets that in one line, not Gradio's traceback of the gr.Error."""
+    from gradio_client import Client, handle_file
+
+    image = tmp_path / "photo.jpg"
+    Image.fromarray(photos["astronaut"]).save(image, quality=90)
+    before = len(shared_app.log.read_text())
+    client = Client(shared_app.url, verbose=False)
+    with pytest.raises(AppError, match="No pretrained weights for nima_mobilenet"):  # the message reached the page's caller
+        client.predict("nima", handle_file(str(image)), 0.5, api_name="/explain_photo")
+    client.close()
+    written = shared_app.log.read_text()[before:]
+    assert [line for line in written.splitlines() if "No pretrained weights for nima_mobilenet" in line], written
+    assert "Traceback" not in written and "gradio.exceptions.Error" not in written, written
 
 
 def test_the_queue_limit_reaches_the_served_app(tmp_path):

@@ -40,7 +40,15 @@ from workbench.predict import (
     scorer_choices,
 )
 from workbench.ui import cull_view, keyboard
-from workbench.ui.widgets import LatestBySession, StopFlags, progress_html, received_file, received_files, stop_button
+from workbench.ui.widgets import (
+    LatestBySession,
+    StopFlags,
+    progress_html,
+    received_file,
+    received_files,
+    stop_button,
+    user_error,
+)
 
 TITLE = "Predict"
 UPDATE_EVERY = 0.25  # seconds between progress updates sent to the browser
@@ -445,7 +453,7 @@ def build(settings: Settings) -> None:
         try:
             return cached_scorer(chosen, settings)
         except ScorerUnavailable as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc) from None
 
     # --------------------------------------------------------------- wiring
     one_photo = [scorer_id, threshold, photo, photo_text]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import io
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from workbench.events import StopFlag
 from workbench.fsutil import UnsafePath, atomic_write_bytes, require_inside
 from workbench.images import ImageError, thumbnail
 from workbench.ui import keyboard
+
+log = logging.getLogger(__name__)
 
 TABLE_HEADERS = ["filename", "score"]
 SOURCE_HEADER = "label from"  # the optional third column: "comparisons" for a Bradley–Terry label
@@ -113,6 +116,16 @@ def progress_html(fraction: float, text: str, *, failed: bool = False) -> str:
             f'<div style="margin-top:4px">{html.escape(text)}</div>')
 
 
+def user_error(error: BaseException | str) -> gr.Error:
+    """A ``gr.Error`` for a slip the person can fix (weights not placed, a path outside the folders):
+    shown in the page and logged as one line. Gradio prints the traceback of every ``gr.Error``
+    unless it is made with ``print_exception=False``; anything not raised through here (a bug)
+    keeps its full traceback in the server log."""
+    message = str(error)
+    log.warning("shown to the person: %s", " ".join(message.split()))
+    return gr.Error(message, print_exception=False)
+
+
 def received_file(path: str, settings: Settings) -> str:
     """``path`` if it names a file in Gradio's upload folder, the cache or ``data/``; else a gr.Error.
 
@@ -124,7 +137,7 @@ def received_file(path: str, settings: Settings) -> str:
     try:
         return str(require_inside(path, (get_upload_folder(), settings.cache_dir, settings.data_dir)))
     except UnsafePath as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 def received_files(paths: Sequence[str] | None, settings: Settings) -> list[str]:
