@@ -178,3 +178,27 @@ def test_summaries_and_histogram(store, photos):
     store.add_image(jpeg(photos["coffee"]), "x.jpg")
     doc = summarize(store).to_json()
     assert doc["unlabelled_files"] == ["x.jpg"] and doc["total"] == 1 and doc["mean"] is None
+
+
+def test_each_imported_label_says_where_it_came_from(scored_photo_folder, store):
+    """The Training data table's "label from": a photo manager's stars, the file name, or a score typed
+    over them in the preview; a score changed since is no longer said to come from there."""
+    from workbench.dataset.store import SOURCES_NAME
+    from workbench.dataset.xmp import write_rating
+    from workbench.labelling.pairwise import label_sources
+
+    rated = sorted(scored_photo_folder.glob("*.jpg"))[0]
+    write_rating(rated, 4)  # a Lightroom-style sidecar: its stars come before the name's score
+    preview = scan_source(scored_photo_folder)
+    names = sorted(i.name for i in preview.items)
+    typed, edited = [n for n in names if n != rated.name][:2]
+    drain(import_into_store(preview.items, store, scores={typed: "12.5"}))
+    expected = {n: "file name" for n in names} | {rated.name: "star rating", typed: "typed"}
+    assert label_sources(store) == expected
+    store.set_score(edited, 50)  # retyped in the table: the person's own now, not the file name's
+    assert label_sources(store) == {n: s for n, s in expected.items() if n != edited}
+    assert store.csv_path.read_text().splitlines()[0] == "filename,score"  # scores.csv keeps its columns
+    (store.data_dir / SOURCES_NAME).write_text('{"x.jpg": "not ours", "' + typed + '": ["typed", "12.5"]}')
+    assert label_sources(store) == {}  # a record not in its shape is ignored, never trusted
+    (store.data_dir / SOURCES_NAME).unlink()
+    assert label_sources(store) == {}  # a set imported before the record: nothing claimed

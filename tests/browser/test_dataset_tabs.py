@@ -171,6 +171,9 @@ def test_training_data_edits_are_saved_at_once(app_server, page, scored_photo_fo
     edit_table_score(page, "data", "63_china.jpg", "64")
     expect(page.locator("#data-status")).to_contain_text("Saved 63_china.jpg → 64.")
     assert disk_scores(data_dir)["63_china.jpg"] == 64
+    # "label from": the file name's score as imported, the person's own once retyped
+    expect(page.locator("#data-table [role=row]", has_text="85_chelsea.jpg")).to_contain_text("file name")
+    expect(page.locator("#data-table [role=row]", has_text="63_china.jpg")).to_contain_text("your score")
 
     # bad scores: a clear message, the file untouched
     before = (data_dir / "scores.csv").read_bytes()

@@ -41,6 +41,8 @@ MAX_MEMBER_BYTES = 512 * 1024**2
 MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
 MAX_ZIP_MEMBERS = 100_000
 _SILENT_ZIP_PREFIXES = ("__MACOSX/",)
+# Where an imported label came from, as the Training data table says it (ScoreStore.label_sources)
+SOURCE_FILE_NAME, SOURCE_RATING, SOURCE_TYPED = "file name", "star rating", "typed"
 _MAIN_FORMATS = [e for e in (".jpg", ".png", ".webp", ".bmp", ".tiff", ".gif", ".heic") if e in SUPPORTED_EXTENSIONS]
 
 
@@ -415,10 +417,24 @@ def import_into_store(
             return
         chunk = items[start:start + chunk_size]
         results = store.add_images([(item.source, item.name, final_scores[item.name]) for item in chunk])
+        sources = {}
         for item, result in zip(chunk, results):
             _account(report, item, result, final_scores[item.name], store)
+            score = final_scores[item.name]
+            where = result.filename if result.copied else result.duplicate_of if result.score_applied else None
+            if where and not result.error and score is not None:
+                sources[where] = (label_source(item, score), score)
+        store.record_sources(sources)  # after the rows: a kill in between loses a word, never a label
         yield _progress(min(start + chunk_size, total), total, started, "copying into the training set")
     yield Finished(report)
+
+
+def label_source(item: PreviewItem, score: float) -> str:
+    """Where an imported label came from, in words: the photo manager's stars, the file name, or
+    typed (the person changed the score in the preview, or gave it while culling)."""
+    if item.score != score:
+        return SOURCE_TYPED
+    return SOURCE_RATING if item.from_rating else SOURCE_FILE_NAME
 
 
 def _account(report: ImportReport, item: PreviewItem, result, score: float | None, store: ScoreStore) -> None:

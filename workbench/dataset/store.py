@@ -15,6 +15,7 @@ Layout::
     data/.hashes.json      content hashes keyed by name + size + mtime (for duplicates and fingerprints)
     data/.scores.lock      the lock file
     data/.import-journal.jsonl  rows of a batch being copied in (present only while it runs, or after a kill)
+    data/.label_sources.json    where imported labels came from, {name: [source, score]} (see ``label_sources``)
 
 File names are kept exactly as they are on disk (a leading space included):
 ``scores.csv`` is a record of names, not a spreadsheet, so no cell is altered.
@@ -68,6 +69,9 @@ HASHES_NAME = ".hashes.json"
 # Written ahead of each copy in a batch: a batch killed before its rows were saved
 # leaves photos without scores; the next write under the lock gives them back.
 JOURNAL_NAME = ".import-journal.jsonl"
+# Where imported labels came from (file name, star rating, typed at import), with the score each had:
+# a side file, so scores.csv keeps its columns and a set from before it needs nothing
+SOURCES_NAME = ".label_sources.json"
 TRASH_DIR = ".trash"
 UNDO_NAME = "undo.json"
 UNDO_DEPTH = 200  # deletions remembered for undo (older ones stay in the trash folder)
@@ -226,6 +230,38 @@ class ScoreStore:
             row = rows.get(name)
             out.append(Entry(name, self._parse_score(row.score) if row else None, (row.text or None) if row else None))
         return out
+
+    def record_sources(self, sources: Mapping[str, tuple[str, float]]) -> None:
+        """Remember where these labels came from (``{name: (source, score)}``), under the lock."""
+        if not sources:
+            return
+        with self._locked():
+            record = self._read_sources()
+            record.update({name: [str(source), float(score)] for name, (source, score) in sources.items()})
+            atomic_write_text(self.data_dir / SOURCES_NAME, json.dumps(record, indent=1, sort_keys=True))
+
+    def label_sources(self) -> dict[str, str]:
+        """Where each label came from, for the labels recorded by :meth:`record_sources` whose score is
+        still the one recorded: a score changed since is the person's own, and a label never recorded
+        (an older set, an edit in the table) is simply not listed."""
+        record = self._read_sources()
+        if not record:
+            return {}
+        tolerance = 1e-9 * max(1.0, abs(self.score_max - self.score_min))
+        current = {e.filename: e.score for e in self.entries()}
+        return {name: source for name, (source, score) in record.items()
+                if current.get(name) is not None and abs(current[name] - score) <= tolerance}
+
+    def _read_sources(self) -> dict[str, tuple[str, float]]:
+        try:
+            record = json.loads((self.data_dir / SOURCES_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(record, dict):
+            return {}
+        return {name: (value[0], float(value[1])) for name, value in record.items()  # skip what is not ours
+                if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                and isinstance(value[1], (int, float)) and not isinstance(value[1], bool)}
 
     def labelled(self) -> list[tuple[Path, float]]:
         """(path, score) of the images that exist and carry a valid score: what training uses."""

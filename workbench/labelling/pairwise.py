@@ -195,6 +195,12 @@ def comparison_labelled(store) -> set[str]:
     return {n for n, s in _recorded(store).items() if current.get(n) is not None and abs(current[n] - s) < 1e-6}
 
 
+def label_sources(store) -> dict[str, str]:
+    """Where each label came from, in words: the import's record (file name, star rating, typed),
+    and "comparisons" for the labels fitted here; a name not listed is a label of unrecorded origin."""
+    return {**store.label_sources(), **{name: "comparisons" for name in comparison_labelled(store)}}
+
+
 def label_from_comparisons(store, comparisons: Sequence[Comparison]) -> tuple[PairwiseScores | None, dict[str, float]]:
     """Fit Bradley–Terry and save its score as the label of every compared photo without a score of its own.
 

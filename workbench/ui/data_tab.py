@@ -20,7 +20,7 @@ from workbench.dataset.ratings import write_star_ratings
 from workbench.dataset.session import table_changes
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.images import ImageError
-from workbench.labelling.pairwise import comparison_labelled
+from workbench.labelling.pairwise import label_sources
 from workbench.ui.widgets import LabelledGallery, changes_text, histogram, received_file, table_rows
 
 TITLE = "Training data"
@@ -47,7 +47,7 @@ def build(settings: Settings) -> None:
         max_score = gr.Number(label="Max score", value=settings.score_max, elem_id="data-max-score")
         refresh = gr.Button("↻ Refresh", elem_id="data-refresh", scale=1)
     view = LabelledGallery.build("data", settings, gallery_label="Training set", can_delete=True,
-                                 from_comparisons=lambda: comparison_labelled(store))
+                                 label_sources=lambda: label_sources(store))
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
         undo = gr.Button("↶ Undo", elem_id="data-undo")

@@ -40,9 +40,9 @@ from workbench.ui import keyboard
 log = logging.getLogger(__name__)
 
 TABLE_HEADERS = ["filename", "score"]
-SOURCE_HEADER = "label from"  # the optional third column: "comparisons" for a Bradley–Terry label
-# Any other label is the person's own: typed, in the file name, or stars from a photo manager (the store
-# does not record which, so the table says no more than it knows)
+SOURCE_HEADER = "label from"  # the optional third column: file name, star rating, typed, comparisons
+# A label whose source is not recorded (a set from before the record, a score edited since) is still
+# the person's own; the table says no more than it knows
 OWN_LABEL = "your score"
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
 
@@ -219,12 +219,12 @@ class LabelledGallery:
     table: gr.Dataframe
     status: gr.Markdown
     extra_actions: gr.Row  # tab-specific buttons under the score field (delete, undo, ...)
-    # when set, the table's third column says which labels came from comparisons (the names it returns)
-    from_comparisons: Callable[[], set[str]] | None = None
+    # when set, the table's third column says where each label came from (name -> words; else "your score")
+    label_sources: Callable[[], dict[str, str]] | None = None
 
     @classmethod
     def build(cls, prefix: str, settings: Settings, *, gallery_label: str, can_delete: bool = False,
-              from_comparisons: Callable[[], set[str]] | None = None) -> "LabelledGallery":
+              label_sources: Callable[[], dict[str, str]] | None = None) -> "LabelledGallery":
         """Lay out the gallery; every component gets ``elem_id = f"{prefix}-..."``."""
         gr.set_static_paths([settings.thumbnails_dir])  # thumbnails are immutable: serve, never copy
         page, selected = gr.State(None), gr.State(None)
@@ -256,13 +256,13 @@ class LabelledGallery:
                 status = gr.Markdown(elem_id=f"{prefix}-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                headers = TABLE_HEADERS + ([SOURCE_HEADER] if from_comparisons else [])
+                headers = TABLE_HEADERS + ([SOURCE_HEADER] if label_sources else [])
                 table = gr.Dataframe(
                     headers=headers, datatype=["str"] * len(headers), type="array", interactive=True,
-                    static_columns=[0, 2] if from_comparisons else [0],
+                    static_columns=[0, 2] if label_sources else [0],
                     label="Scores on this page (edit a score cell and press Enter)",
                     elem_id=f"{prefix}-table", max_height=360,
-                    column_widths=["55%", "20%", "25%"] if from_comparisons else ["70%", "30%"],
+                    column_widths=["55%", "20%", "25%"] if label_sources else ["70%", "30%"],
                 )
             with gr.Column(scale=2):
                 empty = histogram_frame([], settings)
@@ -271,7 +271,7 @@ class LabelledGallery:
                                             y_lim=[0, MIN_HISTOGRAM_TOP], y_axis_format="d", sort=list(empty["score"]))
         widget = cls(settings, page, selected, summary, histogram_plot, gallery, page_label, previous_page,
                      next_page, preview, name, score, previous, next_, table, status, extra_actions,
-                     from_comparisons)
+                     label_sources)
         widget._wire_selection()
         return widget
 
@@ -293,9 +293,9 @@ class LabelledGallery:
                                     for i in items], selected_index=selected,
                              **({"label": gallery_label} if gallery_label else {}))
         rows = [[i.filename, format_score(i.score)] for i in items]
-        if self.from_comparisons is not None:
-            compared = self.from_comparisons() if items else set()
-            rows = [row + ["comparisons" if i.filename in compared else OWN_LABEL if i.score is not None else ""]
+        if self.label_sources is not None:
+            sources = self.label_sources() if items else {}
+            rows = [row + [sources.get(i.filename, OWN_LABEL) if i.score is not None else ""]
                     for row, i in zip(rows, items)]
         if page is None or not page.total:
             label = "No images to show."
@@ -303,7 +303,7 @@ class LabelledGallery:
             everything = getattr(page, "total_all", page.total)
             label = f"Page {page.page + 1} of {page.pages} · {page.total} images"
             label += f" (of {everything}; the filter hides the rest)" if everything != page.total else ""
-        blank = [[""] * (2 if self.from_comparisons is None else 3)]
+        blank = [[""] * (2 if self.label_sources is None else 3)]
         return (page, selected, gallery, rows or blank, label, *self._selection(page, selected))
 
     def _selection(self, page: Any, index: int | None) -> tuple:
