@@ -368,16 +368,33 @@ def test_non_finite_predictions_are_refused_rather_than_saved():
         finite_predictions("ridge", [1.0, float("nan"), 2.0], settings)
 
 
+class StopAfterPolls(StopFlag):
+    """A Stop that, once armed, sets itself on the ``polls``-th time training asks: it lands inside
+    the next fit by the training loop's own checks, not by a timer racing a loaded machine."""
+
+    def __init__(self, polls: int):
+        super().__init__()
+        self.polls, self.armed = polls, False
+
+    def is_set(self) -> bool:
+        if self.armed and not super().is_set():
+            self.polls -= 1
+            if self.polls <= 0:
+                self.set()
+        return super().is_set()
+
+
 def test_stop_during_a_torch_familys_last_fold_does_not_report_it_as_complete(savoias_settings):
-    drain(train("ridge", savoias_settings))  # features cached, so the timer below lands in the head's fit
-    stop = StopFlag()
+    drain(train("ridge", savoias_settings))  # features cached
+    stop = StopAfterPolls(polls=20)  # a few epochs into fold 3 of 40 (the loop asks once per batch)
     events = []
     for event in compare(["ridge", "head"], savoias_settings, folds=3, seed=7, stop=stop,
-                         params={"head": {"epochs": 5000, "patience": 0}}):
+                         params={"head": {"epochs": 40, "patience": 0}}):
         events.append(event)
         if getattr(event, "message", "").startswith("head: fold 2/3"):
-            threading.Timer(0.5, stop.set).start()  # lands while fold 3 trains
+            stop.armed = True
     finished = events[-1]
+    assert stop.polls <= 0, "the Stop never landed inside fold 3"
     assert isinstance(finished, Finished) and finished.stopped and finished.result.stopped
     assert [r.model for r in finished.result.results] == ["ridge"]  # the half-trained head is not listed
 
