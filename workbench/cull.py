@@ -460,7 +460,7 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
             photos = [CullPhoto(path=kept[i], score=scores[kept[i]], flags=flags_of(measures[kept[i]], options),
                                 taken=measures[kept[i]].taken, pixels=measures[kept[i]].pixels) for i in members]
             groups.append(CullGroup(gid, best_first(photos, scorer.scale)))
-    groups.sort(key=lambda g: -(g.photos[0].score or -math.inf))  # best group first
+    groups.sort(key=lambda g: -(g.photos[0].score if g.photos[0].score is not None else -math.inf))  # best group first
     for gid, group in enumerate(groups, start=1):
         group.id = gid
     decide(groups)
