@@ -170,6 +170,13 @@ def test_gallery_pages_filters_and_sorts(tmp_path, photos, store):
     assert broken.thumbnail is None and "not an image" in broken.error
 
 
+def test_the_gallery_sorts_file_names_as_people_count(photos, store):
+    for i, name in enumerate(["19_scenes.jpg", "1_interior.jpg", "img10.jpg", "IMG2.jpg", "2_b.jpg"]):
+        store.add_image(jpeg(photos["chelsea"][i:, i:]), name, score=50)
+    ordered = query_entries(store.entries(), GalleryQuery(sort="name"))
+    assert [e.filename for e in ordered] == ["1_interior.jpg", "2_b.jpg", "19_scenes.jpg", "IMG2.jpg", "img10.jpg"]
+
+
 def test_summaries_and_histogram(store, photos):
     summary = summarize_scores([0, 9.99, 10, 55, 100, None], 0, 100, bins=10)
     assert [b.count for b in summary.histogram] == [2, 1, 0, 0, 0, 1, 0, 0, 0, 1]

@@ -6,6 +6,12 @@ import re
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key reading digit runs as numbers: ``9_x`` < ``10_x`` < ``89_x``, case ignored."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 def sanitize_name(name: str) -> str:
     """A plain, portable file name from an uploaded or zipped one (folders dropped)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
