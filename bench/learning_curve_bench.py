@@ -6,7 +6,7 @@
 Prints, per model, held-out SRCC (mean and standard deviation over draws) at
 10, 25, 50, ... labelled photos up to a whole training fold, the projection
 sentence (a least-squares line of SRCC against log2(labels) through the last
-three points), and the wall time. Features come from the cache (extracted on
+three points, with a range of two standard errors of its slope), and the wall time. Features come from the cache (extracted on
 the first run); NIMA's weights from ../shared/weights unless --weights-dir.
 """
 from __future__ import annotations

@@ -13,6 +13,7 @@ from workbench import compat  # noqa: F401
 from workbench.events import drain
 from workbench.training import compare
 from workbench.training.learning_curve import CurvePoint, label_sizes, learning_curve, project
+from workbench.training.reporting import learning_curve_figure
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,10 @@ def test_the_curve_rises_and_its_last_point_is_compares_result(brightness):
     doc = curve.to_json()
     assert set(doc) >= {"n_images", "model", "points", "projection"} and doc["n_images"] == 60
     assert set(doc["points"][0]) == {"n_labels", "srcc_mean", "srcc_std"}
+    projection = doc["projection"]  # three points: a slope with its range of two standard errors
+    assert projection["per_doubling_se"] > 0  # drawn points have a spread, so the slope is never exact
+    assert projection["per_doubling_low"] < projection["per_doubling"] < projection["per_doubling_high"]
+    assert f"anywhere from {projection['per_doubling_low']:+.2f}" in projection["sentence"]
 
 
 def test_the_projection_is_the_slope_per_doubling_of_the_last_three_points():
@@ -44,6 +49,27 @@ def test_the_projection_is_the_slope_per_doubling_of_the_last_three_points():
     assert "flattened" in flat["sentence"]
     assert project(points[:2])["per_doubling"] is None
     assert label_sizes(150, (10, 25, 200)) == [10, 25, 150]
+
+
+def test_nearly_equal_sizes_are_not_both_measured_and_noise_is_not_projected_as_a_gain():
+    # a user's 52 photos: 50 and 52 (all) were both measured, and a line through 25, 50, 52 promised +0.16
+    assert label_sizes(52) == [10, 25, 52]  # 50 gives way to the whole fold: less than 1.25x apart
+    assert label_sizes(60, (10, 11, 25, 50)) == [10, 25, 60]
+    noisy = project([CurvePoint(10, 0.146, 0.10), CurvePoint(25, 0.117, 0.142), CurvePoint(52, 0.286, 0.0)])
+    assert noisy["noisy"] and noisy["per_doubling_low"] < 0 < noisy["per_doubling_high"]
+    assert noisy["sentence"].startswith("The curve is too noisy to project")
+    assert f"anywhere from {noisy['per_doubling_low']:+.2f} to {noisy['per_doubling_high']:+.2f}" in noisy["sentence"]
+    # a steady rise with a small spread keeps its number, hedged by its range
+    steady = project([CurvePoint(100, 0.60, 0.03), CurvePoint(200, 0.65, 0.03), CurvePoint(400, 0.70, 0.0)])
+    assert not steady["noisy"] and 0 < steady["per_doubling_low"] < 0.05 < steady["per_doubling_high"]
+    assert "would add about +0.05 SRCC (anywhere from +0.01 to +0.09" in steady["sentence"]
+
+
+def test_the_plot_labels_the_sizes_measured():
+    curve = {"model": "ridge", "points": [{"n_labels": n, "srcc_mean": 0.2, "srcc_std": 0.1} for n in (10, 25, 52)]}
+    ax = learning_curve_figure([curve]).axes[0]
+    assert list(ax.get_xticks()) == [10, 25, 52]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "25", "52"]
 
 
 def test_learning_curve_command_json(run_cli, workbench_env, photos):

@@ -180,7 +180,8 @@ def _curve_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("learning-curve", "Would more labels help? Cross-validated SRCC at growing numbers of labelled "
          "photos, with a projection for doubling them. JSON: one model -> {n_images, model, points: "
-         "[{n_labels, srcc_mean, srcc_std}], projection}; several -> {curves: [...]}.", _curve_arguments)
+         "[{n_labels, srcc_mean, srcc_std}], projection: {per_doubling, per_doubling_low, per_doubling_high, "
+         "noisy, sentence, ...}}; several -> {curves: [...]}.", _curve_arguments)
 def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.training.learning_curve import DEFAULT_SIZES, learning_curve
 

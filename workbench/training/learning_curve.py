@@ -10,7 +10,13 @@ deviation over repeats) says how much that depends on which 25.
 The projection fits a straight line of SRCC against log2(labels) through the
 last three points (least squares); its slope is what one doubling adds. Learning
 curves flatten, so a line through the largest sizes is the honest near-term guess;
-it is not extrapolated beyond one doubling.
+it is not extrapolated beyond one doubling. Three noisy points can tilt a line a
+long way, so the slope carries a standard error: the larger of what the points'
+spread over draws implies for the slope and what their scatter about the line
+says. The sentence gives the slope with a range of two standard errors, and says
+the curve is too noisy to project when that range runs from a loss to a real gain.
+Sizes closer than 1.25x apart are not both measured: two nearly equal sizes say
+nothing about doubling but pull the line as hard as any other two points.
 """
 from __future__ import annotations
 
@@ -54,30 +60,72 @@ class LearningCurve:
         return asdict(self)
 
 
+MIN_STEP = 1.25  # each measured size is at least this much larger than the one before
+
+
 def label_sizes(n_train: int, sizes: Sequence[int] = DEFAULT_SIZES) -> list[int]:
-    """The sizes below what a training fold holds, then the whole training fold ("all")."""
-    return [n for n in sizes if MIN_TRAIN <= n < n_train] + [n_train]
+    """The sizes below what a training fold holds, then the whole training fold ("all"); a size less
+    than MIN_STEP times the one before is dropped (for "all", the size before it gives way)."""
+    steps: list[int] = []
+    for n in sorted({n for n in sizes if MIN_TRAIN <= n < n_train}):
+        if not steps or n >= MIN_STEP * steps[-1]:
+            steps.append(n)
+    if steps and n_train < MIN_STEP * steps[-1]:
+        steps.pop()
+    return steps + [n_train]
+
+
+def _slope_and_error(points: Sequence[CurvePoint]) -> tuple[float, float]:
+    """Least-squares slope of SRCC over log2(labels) and its standard error (see the module doc)."""
+    x = np.log2([p.n_labels for p in points])
+    y = np.array([p.srcc_mean for p in points])
+    dx = x - x.mean()
+    sxx = float(dx @ dx)
+    slope = float(dx @ (y - y.mean()) / sxx)
+    # spread over draws: "all" is one draw (std 0), yet another set of that many photos would vary about as
+    # much as its neighbours, so a point without a spread gets the typical spread of the others
+    spreads = np.array([p.srcc_std for p in points])
+    drawn = spreads[spreads > 0]
+    typical = float(np.sqrt(np.mean(drawn ** 2))) if len(drawn) else 0.0
+    spreads = np.where(spreads > 0, spreads, typical)
+    from_draws = float(np.sqrt(np.sum((dx / sxx) ** 2 * spreads ** 2)))
+    residuals = y - (y.mean() + slope * dx)
+    from_scatter = float(np.sqrt(residuals @ residuals / max(1, len(points) - 2) / sxx))
+    return slope, max(from_draws, from_scatter)
 
 
 def project(points: Sequence[CurvePoint]) -> dict[str, Any]:
-    """What doubling the labels would add: slope of SRCC over log2(n) through the last three points."""
+    """What doubling the labels would add: slope of SRCC over log2(n) through the last three points,
+    with its standard error and a range of two standard errors (``per_doubling_low`` .. ``_high``)."""
     if len(points) < 3:
         return {"per_doubling": None, "from_n": points[-1].n_labels if points else 0,
                 "method": "too few points for a projection (label more photos)",
                 "sentence": "Label a few more photos: a projection needs at least three points on the curve."}
-    last = points[-3:]
-    x = np.log2([p.n_labels for p in last])
-    slope = float(np.polyfit(x, [p.srcc_mean for p in last], 1)[0])
+    slope, error = _slope_and_error(points[-3:])
+    low, high = slope - 2 * error, slope + 2 * error
     n = points[-1].n_labels
-    if slope < 0.005:
-        sentence = (f"The curve has flattened: doubling your labels (from {n} to {2 * n}) would add about "
-                    f"{slope:+.3f} SRCC. More labels of the same kind are unlikely to help much; a stronger "
+    doubling = f"doubling your labels (from {n} to {2 * n})"
+    span = f"anywhere from {low:+.2f} to {high:+.2f}"
+    noisy = low < 0 and high > 0.05  # could be nothing, could be a real gain: the points cannot tell
+    if noisy:
+        sentence = (f"The curve is too noisy to project: {doubling} could add {span} SRCC (its three largest "
+                    f"sizes give {slope:+.2f}, but their spread over draws is as large as that). More repeats "
+                    f"would narrow the range; labelling more photos is the surer test.")
+    elif slope < 0.005:
+        sentence = (f"The curve has flattened: {doubling} would add about {slope:+.3f} SRCC "
+                    f"({span}). More labels of the same kind are unlikely to help much; a stronger "
                     f"model or features may.")
+    elif error > 0:
+        hedge = ": the points are noisy" if high - low > max(0.05, abs(slope)) else ""
+        sentence = f"{doubling[0].upper()}{doubling[1:]} would add about {slope:+.2f} SRCC ({span}{hedge})."
     else:
-        sentence = f"Doubling your labels (from {n} to {2 * n}) would add about {slope:+.2f} SRCC."
+        sentence = f"{doubling[0].upper()}{doubling[1:]} would add about {slope:+.2f} SRCC."
     return {"per_doubling": round(slope, 4), "from_n": n, "to_n": 2 * n,
             "expected_srcc": round(min(1.0, points[-1].srcc_mean + max(slope, 0.0)), 4),
-            "method": "least-squares line of SRCC against log2(labels) through the last three points",
+            "per_doubling_se": round(error, 4), "per_doubling_low": round(low, 4),
+            "per_doubling_high": round(high, 4), "noisy": bool(noisy),
+            "method": "least-squares line of SRCC against log2(labels) through the last three points; "
+                      "range: two standard errors of its slope",
             "sentence": sentence}
 
 

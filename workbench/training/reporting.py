@@ -341,6 +341,10 @@ def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):
                         color=colour, alpha=0.2)
     if curves:
         ax.set_xscale("log", base=2)
+        # ticks at the sizes measured (10, 25, 52), not at powers of two nobody measured
+        sizes = sorted({p["n_labels"] for curve in curves for p in curve["points"]})
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("labelled photos the model learnt from")
         ax.set_ylabel("held-out SRCC")
         ax.legend(fontsize=8)

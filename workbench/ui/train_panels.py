@@ -70,7 +70,8 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     gr.Markdown("How well a model ranks photos it has not seen, when it learns from 10, 25, 50, … of your "
                 "labelled photos (compare's folds; every point judged on the whole held-out fold; the band "
                 "is one standard deviation over draws of which photos). The sentence below fits a line of "
-                "SRCC against log2(labels) through the last three points.")
+                "SRCC against log2(labels) through the last three points and gives its range (two standard "
+                "errors); it says so when the points are too noisy to project.")
     with gr.Row(equal_height=True):
         families = gr.CheckboxGroup([f for f, fam in FAMILIES.items() if fam.capabilities.needs_features],
                                     value=[BASELINE], label="Models", scale=3, elem_id="curve-families")
