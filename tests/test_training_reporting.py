@@ -9,6 +9,7 @@ import pytest
 from workbench.events import EpochEnd, Finished, Notice, Progress
 from workbench.training.reporting import (
     TrainingMonitor,
+    comparison_chart_axes,
     comparison_frame,
     curve_frame,
     format_duration,
@@ -89,6 +90,20 @@ def test_comparison_frame_ranks_by_srcc_and_measures_the_gain_over_the_baseline(
     assert list(frame["srcc_gain_over_ridge"]) == pytest.approx([0.15, 0.0, -0.3])
     assert comparison_frame([]).empty
     assert "srcc_gain_over_ridge" not in comparison_frame(results[1:], baseline="ridge")
+
+
+def test_both_comparison_charts_follow_the_leaderboard_and_the_best_srcc_has_headroom():
+    # a user's comparison: the fit-time chart came out alphabetical and the best SRCC bar touched the top
+    results = [{"model": m, "srcc": s, "fit_seconds": t} for m, s, t in
+               (("ridge", 0.286, 0.01), ("svr", 0.325, 0.01), ("hgb", 0.314, 2.03), ("head", 0.387, 0.86))]
+    axes = comparison_chart_axes(comparison_frame(results, baseline="ridge"))
+    assert axes["order"] == ["head", "svr", "hgb", "ridge"]  # the leaderboard's, not by name or by time
+    assert axes["srcc_range"] == [0.0, 0.5]  # 0.387 + margin, up to the next tenth
+    near_one = comparison_chart_axes(comparison_frame([{"model": "auto", "srcc": 0.97, "fit_seconds": 1.0}]))
+    assert near_one["srcc_range"] == [0.0, 1.0]  # never past a perfect ranking
+    below = comparison_chart_axes(comparison_frame([{"model": "ridge", "srcc": -0.12, "fit_seconds": 1.0}]))
+    assert below["srcc_range"] == [-0.2, 0.1]  # a negative bar is drawn whole
+    assert comparison_chart_axes(comparison_frame([]))["order"] == []
 
 
 def test_small_formatters():

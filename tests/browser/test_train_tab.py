@@ -176,6 +176,16 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
     for text in ("svr", "ridge", "srcc_gain_over_ridge"):
         expect(table).to_contain_text(text)
     expect(page.locator("#compare-srcc g.mark-rect path")).to_have_count(2)
+    # both charts in the leaderboard's order (the time chart came out alphabetical), SRCC with headroom
+    cells = [c.strip() for c in page.locator("#compare-table [role=gridcell]").all_inner_texts()]
+    assert cells[0] == "1" and {cells[1]} < {"svr", "ridge"}  # rank, model, srcc, ... of the winner
+    leaders = [cells[1], ({"svr", "ridge"} - {cells[1]}).pop()]
+    for chart in ("compare-srcc", "compare-time"):
+        expect(page.locator(f"#{chart} [aria-label^='X-axis']").first).to_have_attribute(
+            "aria-label", re.compile(rf"values: {leaders[0]}, {leaders[1]}$"))
+    top = page.locator("#compare-srcc [aria-label^='Y-axis']").first.get_attribute("aria-label")
+    best = float(cells[2])
+    assert float(re.search(r"values from \S+ to (\S+)", top).group(1)) >= best + 0.05
     page.screenshot(path=str(output_dir / "compare_panel.png"), full_page=True)
     assert store.list() == []  # a comparison stores no runs
 

@@ -148,6 +148,23 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
     return _rounded(frame)
 
 
+SRCC_HEADROOM = 0.05  # the best bar ends at least this far below the SRCC chart's top
+
+
+def comparison_chart_axes(frame: pd.DataFrame) -> dict[str, Any]:
+    """How compare's two bar charts are drawn from ``comparison_frame``'s leaderboard: ``order``, the
+    models in leaderboard order (both charts, so a model sits in the same place in each), and
+    ``srcc_range``, an SRCC axis from 0 (or below, for a negative SRCC) to a tenth above the best
+    bar plus a margin, at most 1, so the best bar never touches the top."""
+    if frame.empty:
+        return {"order": [], "srcc_range": [0.0, 1.0]}
+    srcc = [float(v) for v in frame["srcc"] if math.isfinite(v)] if "srcc" in frame else []
+    best, worst = (max(srcc), min(srcc)) if srcc else (0.0, 0.0)
+    top = min(1.0, max(0.1, math.ceil(round((best + SRCC_HEADROOM) * 10, 6)) / 10))
+    bottom = min(0.0, math.floor(round((worst - SRCC_HEADROOM) * 10, 6)) / 10) if worst < 0 else 0.0
+    return {"order": [str(m) for m in frame["model"]], "srcc_range": [bottom, top]}
+
+
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
         if pd.api.types.is_float_dtype(frame[column]):

@@ -19,6 +19,7 @@ from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
 from workbench.training.learning_curve import learning_curve
 from workbench.training.reporting import (
+    comparison_chart_axes,
     comparison_frame,
     format_duration,
     learning_curve_figure,
@@ -189,9 +190,14 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                     note = "Stopped: the table shows the models finished so far." if event.stopped else (
                         f"Done in {format_duration(time.monotonic() - started)}: {report['n_images']} photos, "
                         f"{report['folds']} folds, features of {report['backbone']}.")
-                    order = list(frame["model"]) if len(frame) else None
+                    axes = comparison_chart_axes(frame)
+                    order = axes["order"] or None
                     best = (order[0], report["backbone"]) if order else None
-                    # plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
+                    # both charts in the leaderboard's order, SRCC with headroom; the props go first, alone, and
+                    # then plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
+                    if order:
+                        yield {srcc_plot: gr.BarPlot(sort=order, y_lim=axes["srcc_range"]),
+                               time_plot: gr.BarPlot(sort=order)}
                     yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
                            charts: gr.Row(visible=bool(order)), winner: best,
                            train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
