@@ -21,6 +21,7 @@ from workbench.dataset import (
     summarize_scores,
 )
 from workbench.events import Finished, Progress, StopFlag, drain
+from workbench.ui.import_tab import report_text
 
 
 def jpeg(pixels) -> bytes:
@@ -202,3 +203,22 @@ def test_each_imported_label_says_where_it_came_from(scored_photo_folder, store)
     assert label_sources(store) == {}  # a record not in its shape is ignored, never trusted
     (store.data_dir / SOURCES_NAME).unlink()
     assert label_sources(store) == {}  # a set imported before the record: nothing claimed
+
+
+def test_a_rename_is_reported_only_when_the_saved_name_differs_from_the_files_own(tmp_path, photos, store):
+    """The "upload.zip:" prefix of a member's origin is no rename (every zip import reported one for each photo)."""
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("13_interior.jpg", jpeg(photos["chelsea"]))        # new name, top level
+        zf.writestr("holiday/40 coffee.jpg", jpeg(photos["coffee"]))    # new name, in a folder
+        zf.writestr("other/40 coffee.jpg", jpeg(photos["rocket"]))      # same name, another photo
+        zf.writestr("60_taken.jpg", jpeg(photos["china"]))              # a name the set already has
+    store.add_image(jpeg(photos["astronaut"]), "60_taken.jpg", 60)
+    (tmp_path / "staging").mkdir()
+    preview = scan_source(archive, staging_dir=tmp_path / "staging")
+    report = drain(import_into_store(preview.items, store, skipped=preview.skipped))
+    preview.cleanup()
+    assert report.imported == 4
+    assert sorted(report.renamed) == [("upload.zip:60_taken.jpg", "60_taken (1).jpg"),
+                                      ("upload.zip:other/40 coffee.jpg", "40 coffee (1).jpg")]
+    assert "13_interior" not in report_text(report) and "60_taken (1).jpg" in report_text(report)

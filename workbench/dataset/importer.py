@@ -74,6 +74,7 @@ class PreviewItem:
     format: str
     thumbnail: Path | None = None
     from_rating: bool = False  # the score came from a star rating (``note`` says which and where)
+    original: str = ""  # its own file name in the source (a zip member's without its folders); "" = ``name``
 
 
 @dataclass
@@ -124,6 +125,7 @@ class _Candidate:
     name: str
     path: Path
     sidecars: tuple[Path, ...] = ()  # XMP sidecars that came with it (the ratings source)
+    original: str = ""  # the file's own name where it came from; a saved name that differs is a rename
 
 
 def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]:
@@ -142,7 +144,7 @@ def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]
             skipped.append(Skipped(entry.name, _unsupported_reason(entry.name)))
         else:
             out.append(_Candidate(entry.name, entry.name, Path(entry.path),
-                                  tuple(sidecar_paths(Path(entry.path), names))))
+                                  tuple(sidecar_paths(Path(entry.path), names)), entry.name))
     return out
 
 
@@ -220,7 +222,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                 continue
             total += written
             members_of[len(out)] = member.replace("\\", "/")
-            out.append(_Candidate(where, name, target))
+            out.append(_Candidate(where, name, target, (), parts[-1] if parts else member))
         for i, member in members_of.items():  # sidecars go next to their photo's staged copy
             found = []
             for n, key in enumerate(_sidecar_keys(member)):
@@ -231,7 +233,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                             found.append(target)
                     except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError):
                         target.unlink(missing_ok=True)
-            out[i] = _Candidate(out[i].origin, out[i].name, out[i].path, tuple(found))
+            out[i] = _Candidate(out[i].origin, out[i].name, out[i].path, tuple(found), out[i].original)
     return out
 
 
@@ -291,11 +293,11 @@ def _gather(source, staging: Path | None, skipped: list[Skipped]) -> tuple[list[
             skipped.append(Skipped(name, _unsupported_reason(name)))
         else:
             uploaded.append(len(candidates))
-            candidates.append(_Candidate(name, sanitize_name(name), path))
+            candidates.append(_Candidate(name, sanitize_name(name), path, (), name.replace("\\", "/").rsplit("/", 1)[-1]))
     for i in uploaded:  # a photo uploaded beside its sidecar
         c = candidates[i]
         found = tuple(uploaded_sidecars[k] for k in _sidecar_keys(Path(c.origin).name) if k in uploaded_sidecars)
-        candidates[i] = _Candidate(c.origin, c.name, c.path, found[:1])
+        candidates[i] = _Candidate(c.origin, c.name, c.path, found[:1], c.original)
     return candidates, staging
 
 
@@ -325,7 +327,7 @@ def scan_source_events(
         name = unique_name(candidate.name, taken)
         taken.add(name.casefold())
         if name != candidate.name:
-            candidates[i] = _Candidate(candidate.origin, name, candidate.path, candidate.sidecars)
+            candidates[i] = _Candidate(candidate.origin, name, candidate.path, candidate.sidecars, candidate.original)
     yield Progress(0, len(candidates), "checking images")
 
     def inspect(candidate: _Candidate) -> PreviewItem | Skipped:
@@ -351,7 +353,7 @@ def scan_source_events(
             if score is not None:
                 break
         return PreviewItem(candidate.name, candidate.origin, candidate.path, score, note,
-                           info.width, info.height, info.format, thumb, from_rating)
+                           info.width, info.height, info.format, thumb, from_rating, candidate.original)
 
     items: list[PreviewItem] = []
     started = time.monotonic()
@@ -450,9 +452,9 @@ def _account(report: ImportReport, item: PreviewItem, result, score: float | Non
         return
     report.imported += 1
     report.saved.append(result.filename)
-    if result.filename != item.name or item.origin != item.name:
-        if result.filename != Path(item.origin).name:
-            report.renamed.append((item.origin, result.filename))
+    # A rename is a saved name unlike the file's own: never the "upload.zip:" or folder part of its origin
+    if result.filename != (item.original or item.name):
+        report.renamed.append((item.origin, result.filename))
     if score is None:
         report.unlabelled += 1
         if item.note and item.score is None:

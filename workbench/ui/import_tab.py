@@ -64,7 +64,7 @@ def report_text(report) -> str:
                         for item in r["skipped"])
         text += f"\n\n<details><summary>Which files, and why</summary><ul>{items}</ul></details>"
     if r["renamed"]:
-        text += "\n\nRenamed because the name was taken: " + ", ".join(
+        text += "\n\nSaved under another name (the name was taken, or held characters a file name cannot): " + ", ".join(
             f"`{item['file']}` → `{item['saved_as']}`" for item in r["renamed"])
     return text
 
