@@ -17,10 +17,11 @@ import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping, Sequence
 
+from workbench.dataset.names import natural_key
 from workbench.dataset.ratings import StarMapping, source_order
 from workbench.dataset.scores import ScoreError, ScoreRule, format_score
 from workbench.dataset.store import ScoreStore, sanitize_name, unique_name
@@ -30,6 +31,7 @@ from workbench.images import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_EXTENSIONS,
     ImageError,
+    content_hash,
     is_supported,
     load_image,
     read_info,
@@ -52,6 +54,7 @@ class Skipped:
 
     file: str
     reason: str
+    same_as: str | None = None  # the same picture as this file of the same import, imported instead
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ class ImportReport:
     saved: list[str] = field(default_factory=list)                # names written into data/
     already: int = 0  # of ``skipped``: the same picture is in the training set already
 
+    @property
+    def same_in_source(self) -> int:
+        """Of ``skipped``: the same picture as another file of this import, which was imported instead."""
+        return sum(s.same_as is not None for s in self.skipped)
+
     def to_json(self) -> dict:
         """The CLI contract: imported, labelled, unlabelled, skipped[{file, reason}] (+ renamed, notes)."""
         return {
@@ -112,7 +120,8 @@ class ImportReport:
             "labelled": self.labelled,
             "from_ratings": self.from_ratings,
             "unlabelled": self.unlabelled,
-            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+            "skipped": [{"file": s.file, "reason": s.reason, **({"same_as": s.same_as} if s.same_as else {})}
+                        for s in self.skipped],
             "renamed": [{"file": a, "saved_as": b} for a, b in self.renamed],
             "notes": [{"file": a, "note": b} for a, b in self.notes],
         }
@@ -363,11 +372,54 @@ def scan_source_events(
             (items if isinstance(result, PreviewItem) else skipped).append(result)
             if stop.is_set():
                 pool.shutdown(wait=False, cancel_futures=True)
-                yield Finished(ImportPreview(items, skipped, staging), stopped=True)
+                yield Finished(ImportPreview(_one_of_each(items, skipped), skipped, staging), stopped=True)
                 return
             if done % 8 == 0 or done == len(candidates):
                 yield _progress(done, len(candidates), started, "checking images")
-    yield Finished(ImportPreview(items, skipped, staging))
+    yield Finished(ImportPreview(_one_of_each(items, skipped), skipped, staging))
+
+
+def _one_of_each(items: list[PreviewItem], skipped: list[Skipped]) -> list[PreviewItem]:
+    """``items`` with byte-identical files (the same picture twice in one source) imported once.
+
+    The rule: of the same picture, the file whose name comes first (in the preview's natural order)
+    is imported; it keeps its own score, or takes the first score among the others when it has none.
+    Each other file is moved to ``skipped`` naming the one imported, and its score when that differs,
+    so no score is dropped silently. Only files whose sizes collide are hashed (as ``copies_of``).
+    """
+    by_size: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        try:
+            by_size.setdefault(os.path.getsize(item.source), []).append(i)
+        except OSError:
+            continue  # the store reports an unreadable file on saving
+    by_digest: dict[str, list[int]] = {}
+    for group in by_size.values():
+        for i in group if len(group) > 1 else ():
+            try:
+                by_digest.setdefault(content_hash(items[i].source), []).append(i)
+            except OSError:
+                continue
+    dropped: set[int] = set()
+    for same in by_digest.values():
+        if len(same) < 2:
+            continue
+        same.sort(key=lambda i: natural_key(items[i].name))
+        kept = items[same[0]]
+        for i in same[1:]:
+            other = items[i]
+            reason = f"the same picture as {kept.name} in this import, which is imported instead (not copied twice)"
+            if kept.score is None and other.score is not None:
+                kept = replace(kept, score=other.score, from_rating=other.from_rating,
+                               note=f"score from {other.name}, the same picture")
+                reason += f"; its score {format_score(other.score)} goes to {kept.name}, which had none"
+            elif other.score is not None and other.score != kept.score:
+                reason += (f"; scores {format_score(other.score)} vs {format_score(kept.score)}: "
+                           f"the first by name is kept, so {format_score(other.score)} is not used")
+            skipped.append(Skipped(other.origin, reason, same_as=kept.name))
+            dropped.add(i)
+        items[same[0]] = kept
+    return [item for i, item in enumerate(items) if i not in dropped]
 
 
 def scan_source(source, **options) -> ImportPreview:
@@ -442,6 +494,14 @@ def label_source(item: PreviewItem, score: float) -> str:
 def _account(report: ImportReport, item: PreviewItem, result, score: float | None, store: ScoreStore) -> None:
     if result.error:
         report.skipped.append(Skipped(item.origin, result.error))
+        return
+    if not result.copied and result.duplicate_of in report.saved:  # a caller that passed the same picture twice
+        reason = f"the same picture as {result.duplicate_of}, copied just before in this import (not copied twice)"
+        if result.score_applied:
+            reason += f"; its score {format_score(score)} was saved there"
+        elif score is not None and score != (kept := store.get(result.duplicate_of).score):
+            reason += f"; scores {format_score(score)} vs {format_score(kept)}: the first is kept"
+        report.skipped.append(Skipped(item.origin, reason, same_as=result.duplicate_of))
         return
     if not result.copied:
         report.already += 1

@@ -11,13 +11,13 @@ once through a table, and watch the summary and histogram follow.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from workbench.config import Settings
 from workbench.dataset.importer import ImportPreview, import_into_store, scan_source_events
+from workbench.dataset.names import natural_key
 from workbench.dataset.ratings import StarMapping, describe_order
 from workbench.dataset.scores import ScoreError, format_score, validate_score
 from workbench.dataset.store import ScoreStore
@@ -195,12 +195,6 @@ class ImportSession:
                                                       stop=stop, skipped=self.preview.skipped))
         self.saved, self.report = True, finished.result
         yield finished
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key reading digit runs as numbers: ``9_x`` < ``10_x`` < ``89_x``, case ignored."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
-                 for part in re.split(r"(\d+)", name) if part)
 
 
 def _thumbnail_or_none(source: str | Path, size: int, thumbnails_dir: Path) -> Path | None:
