@@ -47,5 +47,16 @@ def test_pairs_and_their_undo(desk):
     desk.compare(*pairs[1], "tie")
     assert desk.undo_comparison() == {"left": pairs[1][0], "right": pairs[1][1], "outcome": "tie"}
     assert len(desk.comparisons) == 1
-    assert desk.labels_from_comparisons().startswith("2 photo(s) labelled from 1 comparison(s)")
+    said = desk.labels_from_comparisons()
+    assert said.startswith("2 of 2 compared photos labelled from 1 comparison(s)")
+    assert "Placed on the score scale by centring them on the middle of the range" in said
     assert sum(i["from_comparisons"] for i in desk.queue()) == 2
+
+
+def test_comparisons_of_photos_that_all_have_scores_say_why_nothing_was_labelled(desk):
+    for name, score in (("p0.png", 3), ("p1.png", 6)):
+        desk.set_score(name, score)
+    desk.compare("p0.png", "p1.png", "left")  # against their scores, and both already labelled
+    said = desk.labels_from_comparisons()
+    assert said.startswith("No photo labelled: all 2 compared photos already have a score of their own"), said
+    assert {e.filename: e.score for e in desk.store.entries()}["p0.png"] == 3  # the score is kept

@@ -22,12 +22,14 @@ X = RNG.normal(size=(120, 16)).astype(np.float32)
 Y = 50 + 10 * X[:, 0] - 5 * X[:, 1] + RNG.normal(size=120)
 
 
-def _stored_run(settings, family: str, params=None):
-    """Fit ``family`` on synthetic features and store it through the same writer training uses."""
+def _stored_run(settings, family: str, params=None, reshape=None):
+    """Fit ``family`` on synthetic features and store it through the same writer training uses
+    (``reshape``: a function applied to its predictions before they are judged)."""
     fam = get_family(family)
     estimator = fam.make(params, seed=0)
     estimator.fit(X[:100], Y[:100])
     pred = estimator.predict(X[100:])
+    pred = reshape(pred) if reshape is not None else pred
     store = RunStore(settings.models_dir)
     manifest = _write_run(store, fam, estimator, settings, backbone="efficientnet_lite0",
                           backbones=["efficientnet_lite0"], weights={}, random_weights=False, params={}, seed=0,
@@ -38,6 +40,22 @@ def _stored_run(settings, family: str, params=None):
                           predictions=[], score_min=0.0, score_max=100.0, good_threshold=50.0, fit_seconds=0.1,
                           skipped={})
     return store, manifest, pred
+
+
+def test_runs_that_tie_on_srcc_are_ranked_by_plcc_then_mae(settings):
+    # the same ranking of the held-out photos (equal SRCC up to float noise), one bent out of line: worse PLCC
+    for newest_bent in (True, False):  # whichever was stored last
+        order = [("bent", lambda p: np.exp((p - p.mean()) / 4)), ("straight", None)]
+        runs = {}
+        for name, reshape in (order if newest_bent else order[::-1]):
+            store, runs[name], _ = _stored_run(settings, "ridge", reshape=reshape)
+        bent, straight = runs["bent"], runs["straight"]
+        assert abs(bent.metrics["srcc"] - straight.metrics["srcc"]) < 1e-9
+        assert bent.metrics["plcc"] < straight.metrics["plcc"]
+        assert store.best("srcc").run_id == straight.run_id
+        assert [r["run_id"] for r in leaderboard_rows(store)] == [straight.run_id, bent.run_id]
+        for run in runs.values():
+            store.delete(run.run_id)
 
 
 @pytest.mark.parametrize("family", ["ridge", "svr", "rf", "gbr", "hgb", "stacking", "auto", "head", "nima_head"])

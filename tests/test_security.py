@@ -207,6 +207,29 @@ def test_callbacks_refuse_paths_outside_the_workbench(settings, tmp_path):
     assert received_file(str(settings.cache_dir / "a.jpg"), settings) == str((settings.cache_dir / "a.jpg").resolve())
 
 
+# ------------------------------------------------- what the file routes serve
+def test_the_file_routes_serve_images_of_the_data_folder_but_not_its_bookkeeping(hostile):
+    url, root = hostile["url"], hostile["root"]
+    data, cache = root / "data", root / "cache"
+    (data / "comparisons.csv").write_text("left,right,winner\n")
+    (data / ".label_sources.json").write_text('{"killed.jpg": ["file name", 42]}')
+    (data / ".trash").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(data / ".trash" / "gone.jpg")
+    (cache / "features").mkdir(exist_ok=True)
+    np.save(cache / "features" / "lite0.npy", np.zeros(3))
+    (cache / "thumbnails").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(cache / "thumbnails" / "t.png")
+    for route in ("/gradio_api/file=", "/gradio_api/file/"):
+        for private in (data / "scores.csv", data / "comparisons.csv", data / ".label_sources.json",
+                        data / ".trash" / "gone.jpg", cache / "features" / "lite0.npy", data,
+                        data / "sub" / ".." / "scores.csv"):
+            response = httpx.get(url + route + str(private), timeout=30)
+            assert response.status_code == 404 and b"killed.jpg" not in response.content, (route, private)
+    for image in (data / "killed.jpg", cache / "thumbnails" / "t.png"):  # what the pages show still comes
+        response = httpx.get(url + "/gradio_api/file=" + str(image), timeout=30)
+        assert response.status_code == 200 and response.content == image.read_bytes(), image
+
+
 # ------------------------------------------------------------- DNS rebinding
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}",
                                   "192.168.1.5:{port}", "", "localhost:notaport"])

@@ -15,6 +15,31 @@ METRIC_NAMES = ("srcc", "plcc", "krcc", "mae", "rmse", "r2", "accuracy")
 # Which direction is better, for leaderboards and ``RunStore.best``.
 HIGHER_IS_BETTER = {"srcc": True, "plcc": True, "krcc": True, "mae": False, "rmse": False, "r2": True,
                     "accuracy": True}
+# Runs equal on the chosen metric to this many decimals (the tables show three) are a tie, settled by
+# these in turn: on a few dozen held-out photos SRCC ties often (three runs at exactly 0.200 on 10).
+RANK_DECIMALS = 4
+TIE_BREAKERS = ("plcc", "mae")
+
+
+FEW_HELD_OUT = 30  # below this many held-out photos a single run's SRCC is too noisy to rank runs by
+
+
+def srcc_uncertainty(n: int) -> float:
+    """About one standard error of an SRCC measured on ``n`` photos: 1.03/sqrt(n - 3) on Fisher's z scale
+    (Fieller, Hartley and Pearson 1957), which near 0 is the SRCC's own scale; inf below 4 photos."""
+    return 1.03 / math.sqrt(n - 3) if n > 3 else math.inf
+
+
+def ranking_key(metrics, metric: str = "srcc") -> tuple:
+    """Sort key, best first: ``metric`` (rounded to :data:`RANK_DECIMALS`), then :data:`TIE_BREAKERS`;
+    a missing or non-finite value ranks last."""
+    key = []
+    for name in (metric, *[t for t in TIE_BREAKERS if t != metric]):
+        value = metrics.get(name)
+        finite = value is not None and math.isfinite(value)
+        sign = -1 if HIGHER_IS_BETTER.get(name, True) else 1
+        key.append((not finite, sign * round(value, RANK_DECIMALS) if finite else 0.0))
+    return tuple(key)
 
 
 def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:

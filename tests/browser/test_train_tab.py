@@ -100,6 +100,8 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
     expect(page.locator("#train-result")).to_contain_text(ridge_id)
     expect(page.locator("#train-result")).to_contain_text("SRCC")
     expect(page.locator("#train-place")).to_contain_text("1st of 1")
+    # 48 photos leave about ten held out: the page says how little one such SRCC tells apart
+    expect(page.locator("#train-place")).to_contain_text(re.compile(r"Judged on \d+ held-out photos only.*±0\.\d\d"))
     expect(page.locator("#train-leaderboard")).to_contain_text(ridge_id)
     expect(page.locator("#train-scatter img")).to_be_visible()
 

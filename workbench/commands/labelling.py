@@ -60,7 +60,7 @@ def pairs_command(args: argparse.Namespace, settings: Settings) -> dict:
                         if comparisons else None), {}
     scores = fit.as_dict() if fit else {}
     if not args.json:
-        print(f"{len(comparisons)} comparisons of {len(scores)} photos" + (f"; placed by {fit.how}" if fit else ""))
+        print(f"{len(comparisons)} comparisons of {len(scores)} photos" + (f"; placed on the score scale by {fit.how}" if fit else ""))
         for name, (score, std) in sorted(scores.items(), key=lambda kv: -kv[1][0]):
             print(f"  {score:7.2f} ± {std:5.2f}  {name}" + ("  (saved as its label)" if name in written else ""))
     return {"comparisons": len(comparisons), "how": fit.how if fit else None,

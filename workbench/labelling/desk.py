@@ -127,7 +127,12 @@ class LabelDesk:
         fit, written = label_from_comparisons(self.store, self.comparisons.all())
         if fit is None:
             return "No comparisons yet: compare some pairs first."
-        return f"{len(written)} photo(s) labelled from {len(self.comparisons)} comparison(s), placed by {fit.how}."
+        compared = len(fit.names)
+        if not written:
+            return (f"No photo labelled: all {compared} compared photos already have a score of their own, and "
+                    "comparisons only label photos without one (yours are kept). Compare unlabelled photos to label them.")
+        return (f"{len(written)} of {compared} compared photos labelled from {len(self.comparisons)} comparison(s); "
+                f"the others keep your scores. Placed on the score scale by {fit.how}.")
 
     def undo_comparison(self) -> dict | None:
         undone = self.comparisons.undo()

@@ -111,7 +111,10 @@ def pairwise_scores(comparisons: Sequence[Comparison], anchors: Mapping[str, flo
     theta, theta_std = fit_strengths(len(names), _index_pairs(comparisons, index), alpha)
     span, middle = score_max - score_min, (score_min + score_max) / 2
     spread = float(theta.std()) if len(theta) > 1 and theta.std() > 1e-9 else 1.0
-    slope, offset, how = span / (4 * spread), middle, "centred on the middle of the range, ±2 std of θ = the range"
+    # ``how`` completes "placed on the score scale by …" (the Label tab and the CLI say it)
+    slope, offset, how = (span / (4 * spread), middle,
+                          "centring them on the middle of the range, ±2 standard deviations of strength spanning it "
+                          "(no compared photo has a score of its own)")
     anchored = [(theta[index[n]], float(s)) for n, s in anchors.items() if n in index]
     if len(anchored) >= 2:
         t, y = np.array(anchored).T
@@ -119,14 +122,15 @@ def pairwise_scores(comparisons: Sequence[Comparison], anchors: Mapping[str, flo
             a, b = np.polyfit(t, y, 1)
             if a > 0:
                 slope, offset = float(a), float(b)
-                how = f"least-squares line through {len(anchored)} photos that also have a score"
+                how = f"a least-squares line through the {len(anchored)} compared photos that also have a score"
             else:
                 offset = float(y.mean() - slope * t.mean())
-                how = (f"{len(anchored)} scored photos disagree with the comparisons; "
-                       "the default slope, offset fitted to them")
+                how = (f"the default spread, shifted to the {len(anchored)} compared photos that have a score "
+                       "(their scores run against the comparisons, so they cannot set the slope)")
     elif len(anchored) == 1:
         offset = anchored[0][1] - slope * anchored[0][0]
-        how = "one scored photo fixes the offset; ±2 std of θ = the range"
+        how = ("the one compared photo that has a score, which fixes the offset; ±2 standard deviations of "
+               "strength span the range")
     score = np.clip(slope * theta + offset, score_min, score_max)
     return PairwiseScores(names, theta, theta_std, score, slope * theta_std, slope, offset, how)
 

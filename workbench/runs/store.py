@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.fsutil import UnsafePath, atomic_write_text, safe_child
-from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES, ranking_key
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
@@ -228,8 +228,7 @@ class RunStore:
         scored = [m for m in self.list() if metric in m.metrics]
         if not scored:
             return None
-        sign = 1 if HIGHER_IS_BETTER[metric] else -1
-        return max(scored, key=lambda m: sign * m.metrics[metric])
+        return min(scored, key=lambda m: ranking_key(m.metrics, metric))
 
     # ---------------------------------------------------------------- saving
     def reserve(self, base_id: str) -> tuple[str, Path]:
@@ -281,8 +280,8 @@ def _still_written(partial: Path) -> bool:
 
 
 def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, Any]]:
-    """Stored runs as flat table rows, best ``metric`` first (runs without it last)."""
-    sign = -1 if HIGHER_IS_BETTER.get(metric, True) else 1
+    """Stored runs as flat table rows, best ``metric`` first, ties settled as :func:`ranking_key` says
+    (runs without it last)."""
     rows = []
     for m in store.list():
         sources = sorted({w.get("source", "") for w in m.weights.values()})
@@ -292,7 +291,7 @@ def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, An
             "n_images": m.n_images, **{k: m.metrics.get(k) for k in METRIC_NAMES},
             "fit_seconds": m.fit_seconds, "notes": m.notes,
         })
-    rows.sort(key=lambda r: (r[metric] is None, sign * (r[metric] or 0.0)))
+    rows.sort(key=lambda r: ranking_key(r, metric))
     return rows
 
 

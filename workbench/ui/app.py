@@ -13,8 +13,9 @@ import gradio as gr
 from fastapi import FastAPI
 
 from workbench.config import Settings
+from workbench.images import SUPPORTED_EXTENSIONS
 from workbench.ui import keyboard
-from workbench.ui.http_guard import HostGuard
+from workbench.ui.http_guard import HostGuard, ImagesOnly
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
 TAB_MODULES = (
@@ -70,6 +71,7 @@ def recover(settings: Settings) -> None:
 def create_server(settings: Settings) -> FastAPI:
     recover(settings)
     app = FastAPI(title="Aesthetic Workbench", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.add_middleware(ImagesOnly, folders=[settings.data_dir, settings.cache_dir], suffixes=SUPPORTED_EXTENSIONS)
     app.add_middleware(HostGuard, hosts=[settings.host], body_timeout_s=settings.body_timeout_s)
     for name in API_MODULES:
         app.include_router(importlib.import_module(name).router(settings))

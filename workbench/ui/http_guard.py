@@ -10,11 +10,19 @@
 * Stalled bodies: a client announcing more bytes than it sends would hold a
   connection open for ever; a body that stops arriving for ``body_timeout_s``
   is answered 408 and the connection closed.
+
+:class:`ImagesOnly` narrows what Gradio's file routes serve from the workbench's
+own folders: Gradio serves every file under an allowed folder, and ``data/`` and
+the cache also hold the person's bookkeeping (``scores.csv``, comparisons, label
+sources, hashes, the trash, feature matrices, model exports). The pages need only
+the images and thumbnails there.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -93,6 +101,39 @@ class HostGuard:
             await send(message)
 
         return guarded_receive, guarded_send
+
+
+# Gradio 6's routes that answer with a file named in the URL (the last one is its deprecated spelling)
+FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/", "/file=")
+
+
+class ImagesOnly:
+    """From ``folders``, Gradio's file routes serve image files only (by suffix), never a hidden one."""
+
+    def __init__(self, app: ASGIApp, folders: Iterable[str | Path], suffixes: Iterable[str]) -> None:
+        self.app = app
+        self.folders = [Path(os.path.abspath(f)) for f in folders]
+        self.folders += [Path(os.path.realpath(f)) for f in folders]
+        self.suffixes = {s.lower() for s in suffixes}
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("method") in SAFE_METHODS:
+            path = scope.get("path", "")
+            route = next((r for r in FILE_ROUTES if path.startswith(r)), None)
+            if route is not None and not self.may_serve(path[len(route):]):
+                return await _send_json(send, 404, "not found: from the workbench's folders only images are served")
+        await self.app(scope, receive, send)
+
+    def may_serve(self, target: str) -> bool:
+        if "://" in target:
+            return True  # a URL: Gradio's own rules for remote files apply
+        for candidate in {Path(os.path.abspath(target)), Path(os.path.realpath(target))}:
+            for folder in self.folders:
+                if candidate == folder or folder in candidate.parents:
+                    inner = candidate.relative_to(folder).parts
+                    if any(part.startswith(".") for part in inner) or candidate.suffix.lower() not in self.suffixes:
+                        return False
+        return True
 
 
 async def _refuse(scope: Scope, send, status: int, message: str) -> None:

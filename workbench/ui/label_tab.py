@@ -222,7 +222,9 @@ $('.wb-suggest').addEventListener('click', async () => {
     const order = await call('label_suggested_order');
     const rank = new Map(order.map((n, i) => [n, i]));
     state.items.sort((a, b) => (rank.has(a.filename) ? rank.get(a.filename) : 1e9) - (rank.has(b.filename) ? rank.get(b.filename) : 1e9));
-    state.index = 0; drawRate(); status(`queue ordered: ${order.length} most useful photos first`);
+    state.index = 0; drawRate();
+    status(order.length ? `Queue ordered: the ${order.length} unlabelled photos that would teach the model most come first.`
+                        : 'Nothing to order: every photo here has a score. Import or add unlabelled photos to get suggestions.');
   } catch (e) { status('Ordering failed: ' + (e.message || e)); }
   root.focus();
 });

@@ -21,6 +21,7 @@ from PIL import Image
 from workbench.backbones import backbone_choices
 from workbench.config import Settings
 from workbench.errors import TrainingError, WeightsMissing, WorkbenchError
+from workbench.metrics import FEW_HELD_OUT, srcc_uncertainty
 from workbench.models import DEFAULT_FAMILY, FAMILIES, Param
 from workbench.runs import RunStore, leaderboard_rows
 from workbench.training import check_weights, train
@@ -61,7 +62,7 @@ def param_control(param: Param) -> gr.components.Component:
     if param.choices:
         return gr.Dropdown(list(param.choices), value=param.default, label=label, info=info)
     if param.type is bool:
-        return gr.Checkbox(value=param.default, label=label, info=info)
+        return gr.Checkbox(value=param.default, label=label, info=info, min_width=260)  # else its help is one word a line
     if param.type in (int, float):
         return gr.Number(value=param.default, label=label, info=info, minimum=param.low, maximum=param.high,
                          precision=0 if param.type is int else None, min_width=160)
@@ -313,8 +314,17 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                    f"photos it never saw "
                    f"({len(run.predictions)}):")
         return {result_box: gr.Column(visible=True), held_out: metrics_markdown(run.metrics, heading),
-                place: "Place on the leaderboard: " + leaderboard_place(rows, run.run_id),
+                place: "Place on the leaderboard: " + leaderboard_place(rows, run.run_id) + few_held_out(run),
                 scatter: Image.open(picture) if picture.is_file() else None, leaderboard: highlighted(rows, run.run_id)}
+
+    def few_held_out(run) -> str:
+        n = len(run.predictions)
+        if n >= FEW_HELD_OUT:
+            return ""
+        return (f"\n\n{WARN} Judged on {n} held-out photos only: an SRCC measured on so few moves by about "
+                f"±{srcc_uncertainty(n):.2f} from one split to another, so runs this close cannot be told apart "
+                f"here. **Compare** (cross-validation over every photo) ranks families more reliably; ties on the "
+                f"leaderboard go to PLCC, then MAE.")
 
     def request_stop(request: gr.Request):
         STOP_FLAGS.stop(request.session_hash, "train")
