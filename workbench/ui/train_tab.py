@@ -62,7 +62,7 @@ def param_control(param: Param) -> gr.components.Component:
     if param.choices:
         return gr.Dropdown(list(param.choices), value=param.default, label=label, info=info)
     if param.type is bool:
-        return gr.Checkbox(value=param.default, label=label, info=info, min_width=260)  # else its help is one word a line
+        return gr.Checkbox(value=param.default, label=label, info=info)
     if param.type in (int, float):
         return gr.Number(value=param.default, label=label, info=info, minimum=param.low, maximum=param.high,
                          precision=0 if param.type is int else None, min_width=160)
@@ -192,8 +192,11 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                     pairs += [(p, param_control(p)) for p in primary]
             if rest:
                 with gr.Accordion(f"Settings of {name} ({len(rest)})", open=False):
-                    with gr.Row():
-                        pairs += [(p, param_control(p)) for p in rest]
+                    # switches get a row of their own: squeezed among the numbers their help ran one word a line
+                    for group in ([p for p in rest if p.type is not bool], [p for p in rest if p.type is bool]):
+                        if group:
+                            with gr.Row():
+                                pairs += [(p, param_control(p)) for p in group]
             controls[name] = pairs
 
     with gr.Row():
