@@ -21,6 +21,7 @@ from workbench.dataset import (
     summarize_scores,
 )
 from workbench.events import Finished, Progress, StopFlag, drain
+from workbench.ui.import_tab import report_text
 
 
 def jpeg(pixels) -> bytes:
@@ -209,3 +210,49 @@ def test_each_imported_label_says_where_it_came_from(scored_photo_folder, store)
     assert label_sources(store) == {}  # a record not in its shape is ignored, never trusted
     (store.data_dir / SOURCES_NAME).unlink()
     assert label_sources(store) == {}  # a set imported before the record: nothing claimed
+
+
+def test_a_rename_is_reported_only_when_the_saved_name_differs_from_the_files_own(tmp_path, photos, store):
+    """The "upload.zip:" prefix of a member's origin is no rename (every zip import reported one for each photo)."""
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("13_interior.jpg", jpeg(photos["chelsea"]))        # new name, top level
+        zf.writestr("holiday/40 coffee.jpg", jpeg(photos["coffee"]))    # new name, in a folder
+        zf.writestr("other/40 coffee.jpg", jpeg(photos["rocket"]))      # same name, another photo
+        zf.writestr("60_taken.jpg", jpeg(photos["china"]))              # a name the set already has
+    store.add_image(jpeg(photos["astronaut"]), "60_taken.jpg", 60)
+    (tmp_path / "staging").mkdir()
+    preview = scan_source(archive, staging_dir=tmp_path / "staging")
+    report = drain(import_into_store(preview.items, store, skipped=preview.skipped))
+    preview.cleanup()
+    assert report.imported == 4
+    assert sorted(report.renamed) == [("upload.zip:60_taken.jpg", "60_taken (1).jpg"),
+                                      ("upload.zip:other/40 coffee.jpg", "40 coffee (1).jpg")]
+    assert "13_interior" not in report_text(report) and "60_taken (1).jpg" in report_text(report)
+
+
+def test_the_same_picture_twice_in_a_source_keeps_the_first_by_name_and_never_loses_a_score(tmp_path, photos, store):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(jpeg(photos["chelsea"]))          # unlabelled, first by name
+    (folder / "cat_copy_s80.jpg").write_bytes(jpeg(photos["chelsea"]))  # same bytes, scored 80
+    (folder / "cat_s10.jpg").write_bytes(jpeg(photos["chelsea"]))       # same bytes, scored 10
+    for name, pixels in (("a_s20.bmp", photos["coffee"]), ("b_s30.bmp", photos["coffee"][::-1])):
+        Image.fromarray(pixels).save(folder / name)  # the same size, another picture: both come in
+    preview = scan_source(folder, pattern=r"_s(?P<score>\d+)$")
+    assert sorted((i.name, i.score) for i in preview.items) == [("a_s20.bmp", 20), ("b_s30.bmp", 30), ("cat.jpg", 80)]
+    twice = {s.file: s for s in preview.skipped}
+    assert twice["cat_copy_s80.jpg"].same_as == twice["cat_s10.jpg"].same_as == "cat.jpg"
+    assert "its score 80 goes to cat.jpg, which had none" in twice["cat_copy_s80.jpg"].reason
+    assert "scores 10 vs 80: the first by name is kept, so 10 is not used" in twice["cat_s10.jpg"].reason
+    report = drain(import_into_store(preview.items, store, skipped=preview.skipped))
+    assert (report.imported, report.labelled, report.already, report.same_in_source) == (3, 3, 0, 2)
+    assert {e.filename: e.score for e in store.entries()} == {"a_s20.bmp": 20, "b_s30.bmp": 30, "cat.jpg": 80}
+    assert [s["same_as"] for s in report.to_json()["skipped"]] == ["cat.jpg", "cat.jpg"]
+    # a caller passing the same picture twice itself: named as such, not as "already in the training set"
+    fresh = ScoreStore(tmp_path / "fresh", 0, 100)
+    twice_passed = [importer.PreviewItem(name, name, folder / "cat.jpg", score, None, 1, 1, "JPEG")
+                    for name, score in (("x.jpg", 5), ("y.jpg", 7))]
+    again = drain(import_into_store(twice_passed, fresh))
+    assert (again.imported, again.already, again.same_in_source) == (1, 0, 1)
+    assert "scores 7 vs 5: the first is kept" in again.skipped[0].reason and fresh.get("x.jpg").score == 5

@@ -103,8 +103,8 @@ def test_pages_sort_names_naturally_with_the_unlabelled_first(tmp_path, photos, 
     folder = tmp_path / "naming"
     folder.mkdir()
     pixels = next(iter(photos.values()))
-    for name in ("89_a.jpg", "9_b.jpg", "8_c.jpg", "100_d.jpg", "sunset.jpg"):
-        Image.fromarray(pixels).resize((40, 30)).save(folder / name)
+    for n, name in enumerate(("89_a.jpg", "9_b.jpg", "8_c.jpg", "100_d.jpg", "sunset.jpg")):
+        Image.fromarray(pixels).resize((40 + n, 30)).save(folder / name)  # five pictures, not one five times
     session = ImportSession.scan(folder, settings)
 
     def names(**order):
@@ -137,3 +137,21 @@ def test_the_histogram_axis_starts_at_zero_and_reaches_at_least_five(settings):
 
     assert histogram([], settings).y_lim == [0, 5]  # an empty set: ticks 0..5, not "0.000000"
     assert histogram(summarize_scores([95.0] * 7, 0, 100).histogram, settings).y_lim == [0, 7]
+
+
+def test_the_same_picture_twice_in_a_folder_is_named_in_the_preview_and_imported_once(scored_photo_folder, settings):
+    """A folder holding 55_duplicate.jpg, byte-identical to 30_flower.jpg: the preview counted both and said
+    nothing, Save dropped the 55 silently and still showed both."""
+    (scored_photo_folder / "55_duplicate.jpg").write_bytes((scored_photo_folder / "30_flower.jpg").read_bytes())
+    session = ImportSession.scan(scored_photo_folder, settings)
+    assert "55_duplicate.jpg" not in session.names and session.counts()["images"] == 6
+    line = summary_line(session)
+    assert "6 images: 6 labelled" in line and "0 skipped, 1 the same picture as another file here" in line
+    assert ("`55_duplicate.jpg`: the same picture as 30_flower.jpg in this import, which is imported instead "
+            "(not copied twice); scores 55 vs 30: the first by name is kept, so 55 is not used") in line
+    store = ScoreStore.from_settings(settings)
+    drain(session.save(store))
+    assert (session.report.imported, session.report.already, session.report.same_in_source) == (6, 0, 1)
+    assert "6 new images (6 labelled, 0 unlabelled), 0 already there, 1 the same picture as another" in summary_line(session)
+    assert session.page(0, 50, settings.thumbnails_dir, 32).total == 6 == len(store.entries())
+    assert store.get("30_flower.jpg").score == 30

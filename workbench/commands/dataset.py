@@ -60,7 +60,7 @@ def import_command(args: argparse.Namespace, settings: Settings) -> dict:
               f"{report.unlabelled} unlabelled.")
         print(f"Scores read from: {describe_order(ratings)}")
         for origin, saved in report.renamed:
-            print(f"  {origin} saved as {saved} (the name was taken)")
+            print(f"  {origin} saved as {saved} (the name was taken, or held characters a file name cannot)")
         for name, note in report.notes:
             print(f"  {name}: no score ({note})")
         if report.skipped:

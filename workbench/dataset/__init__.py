@@ -39,8 +39,10 @@ Import (importer.py): Tab 1 and ``python -m workbench import``
     ``import_into_store(preview.items, store, scores={name: value_or_None}, stop=StopFlag(), skipped=preview.skipped)``
         generator: ``Progress`` ... ``Finished(ImportReport)``; edited scores are validated first (ScoreError,
         nothing copied). ``report.to_json()`` -> ``{"imported", "labelled", "unlabelled",
-        "skipped": [{"file", "reason"}], "renamed": [{"file", "saved_as"}], "notes": [{"file", "note"}]}``;
-        ``report.saved`` lists the names written into data/.
+        "skipped": [{"file", "reason"[, "same_as"]}], "renamed": [{"file", "saved_as"}], "notes": [{"file", "note"}]}``;
+        ``report.saved`` lists the names written into data/. A file byte-identical to another of the same source
+        is in ``preview.skipped`` with ``same_as`` (the one imported: first by name, its score or else the other's);
+        ``renamed`` lists only files saved under a name unlike their own (zip folders and prefixes aside).
 
 Star ratings (xmp.py, ratings.py): what photo managers wrote, and sidecars they read
     ``read_rating(image, sidecars=None) -> Rating(stars 1-5 | None, rejected, label, source) | None``: the first of

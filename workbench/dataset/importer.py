@@ -17,10 +17,11 @@ import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping, Sequence
 
+from workbench.dataset.names import natural_key
 from workbench.dataset.ratings import StarMapping, source_order
 from workbench.dataset.scores import ScoreError, ScoreRule, format_score
 from workbench.dataset.store import ScoreStore, sanitize_name, unique_name
@@ -30,6 +31,7 @@ from workbench.images import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_EXTENSIONS,
     ImageError,
+    content_hash,
     is_supported,
     load_image,
     read_info,
@@ -52,6 +54,7 @@ class Skipped:
 
     file: str
     reason: str
+    same_as: str | None = None  # the same picture as this file of the same import, imported instead
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class PreviewItem:
     format: str
     thumbnail: Path | None = None
     from_rating: bool = False  # the score came from a star rating (``note`` says which and where)
+    original: str = ""  # its own file name in the source (a zip member's without its folders); "" = ``name``
 
 
 @dataclass
@@ -104,6 +108,11 @@ class ImportReport:
     saved: list[str] = field(default_factory=list)                # names written into data/
     already: int = 0  # of ``skipped``: the same picture is in the training set already
 
+    @property
+    def same_in_source(self) -> int:
+        """Of ``skipped``: the same picture as another file of this import, which was imported instead."""
+        return sum(s.same_as is not None for s in self.skipped)
+
     def to_json(self) -> dict:
         """The CLI contract: imported, labelled, unlabelled, skipped[{file, reason}] (+ renamed, notes)."""
         return {
@@ -111,7 +120,8 @@ class ImportReport:
             "labelled": self.labelled,
             "from_ratings": self.from_ratings,
             "unlabelled": self.unlabelled,
-            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+            "skipped": [{"file": s.file, "reason": s.reason, **({"same_as": s.same_as} if s.same_as else {})}
+                        for s in self.skipped],
             "renamed": [{"file": a, "saved_as": b} for a, b in self.renamed],
             "notes": [{"file": a, "note": b} for a, b in self.notes],
         }
@@ -124,6 +134,7 @@ class _Candidate:
     name: str
     path: Path
     sidecars: tuple[Path, ...] = ()  # XMP sidecars that came with it (the ratings source)
+    original: str = ""  # the file's own name where it came from; a saved name that differs is a rename
 
 
 def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]:
@@ -142,7 +153,7 @@ def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]
             skipped.append(Skipped(entry.name, _unsupported_reason(entry.name)))
         else:
             out.append(_Candidate(entry.name, entry.name, Path(entry.path),
-                                  tuple(sidecar_paths(Path(entry.path), names))))
+                                  tuple(sidecar_paths(Path(entry.path), names)), entry.name))
     return out
 
 
@@ -220,7 +231,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                 continue
             total += written
             members_of[len(out)] = member.replace("\\", "/")
-            out.append(_Candidate(where, name, target))
+            out.append(_Candidate(where, name, target, (), parts[-1] if parts else member))
         for i, member in members_of.items():  # sidecars go next to their photo's staged copy
             found = []
             for n, key in enumerate(_sidecar_keys(member)):
@@ -231,7 +242,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                             found.append(target)
                     except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError):
                         target.unlink(missing_ok=True)
-            out[i] = _Candidate(out[i].origin, out[i].name, out[i].path, tuple(found))
+            out[i] = _Candidate(out[i].origin, out[i].name, out[i].path, tuple(found), out[i].original)
     return out
 
 
@@ -291,11 +302,11 @@ def _gather(source, staging: Path | None, skipped: list[Skipped]) -> tuple[list[
             skipped.append(Skipped(name, _unsupported_reason(name)))
         else:
             uploaded.append(len(candidates))
-            candidates.append(_Candidate(name, sanitize_name(name), path))
+            candidates.append(_Candidate(name, sanitize_name(name), path, (), name.replace("\\", "/").rsplit("/", 1)[-1]))
     for i in uploaded:  # a photo uploaded beside its sidecar
         c = candidates[i]
         found = tuple(uploaded_sidecars[k] for k in _sidecar_keys(Path(c.origin).name) if k in uploaded_sidecars)
-        candidates[i] = _Candidate(c.origin, c.name, c.path, found[:1])
+        candidates[i] = _Candidate(c.origin, c.name, c.path, found[:1], c.original)
     return candidates, staging
 
 
@@ -325,7 +336,7 @@ def scan_source_events(
         name = unique_name(candidate.name, taken)
         taken.add(name.casefold())
         if name != candidate.name:
-            candidates[i] = _Candidate(candidate.origin, name, candidate.path, candidate.sidecars)
+            candidates[i] = _Candidate(candidate.origin, name, candidate.path, candidate.sidecars, candidate.original)
     yield Progress(0, len(candidates), "checking images")
 
     def inspect(candidate: _Candidate) -> PreviewItem | Skipped:
@@ -351,7 +362,7 @@ def scan_source_events(
             if score is not None:
                 break
         return PreviewItem(candidate.name, candidate.origin, candidate.path, score, note,
-                           info.width, info.height, info.format, thumb, from_rating)
+                           info.width, info.height, info.format, thumb, from_rating, candidate.original)
 
     items: list[PreviewItem] = []
     started = time.monotonic()
@@ -361,11 +372,54 @@ def scan_source_events(
             (items if isinstance(result, PreviewItem) else skipped).append(result)
             if stop.is_set():
                 pool.shutdown(wait=False, cancel_futures=True)
-                yield Finished(ImportPreview(items, skipped, staging), stopped=True)
+                yield Finished(ImportPreview(_one_of_each(items, skipped), skipped, staging), stopped=True)
                 return
             if done % 8 == 0 or done == len(candidates):
                 yield _progress(done, len(candidates), started, "checking images")
-    yield Finished(ImportPreview(items, skipped, staging))
+    yield Finished(ImportPreview(_one_of_each(items, skipped), skipped, staging))
+
+
+def _one_of_each(items: list[PreviewItem], skipped: list[Skipped]) -> list[PreviewItem]:
+    """``items`` with byte-identical files (the same picture twice in one source) imported once.
+
+    The rule: of the same picture, the file whose name comes first (in the preview's natural order)
+    is imported; it keeps its own score, or takes the first score among the others when it has none.
+    Each other file is moved to ``skipped`` naming the one imported, and its score when that differs,
+    so no score is dropped silently. Only files whose sizes collide are hashed (as ``copies_of``).
+    """
+    by_size: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        try:
+            by_size.setdefault(os.path.getsize(item.source), []).append(i)
+        except OSError:
+            continue  # the store reports an unreadable file on saving
+    by_digest: dict[str, list[int]] = {}
+    for group in by_size.values():
+        for i in group if len(group) > 1 else ():
+            try:
+                by_digest.setdefault(content_hash(items[i].source), []).append(i)
+            except OSError:
+                continue
+    dropped: set[int] = set()
+    for same in by_digest.values():
+        if len(same) < 2:
+            continue
+        same.sort(key=lambda i: natural_key(items[i].name))
+        kept = items[same[0]]
+        for i in same[1:]:
+            other = items[i]
+            reason = f"the same picture as {kept.name} in this import, which is imported instead (not copied twice)"
+            if kept.score is None and other.score is not None:
+                kept = replace(kept, score=other.score, from_rating=other.from_rating,
+                               note=f"score from {other.name}, the same picture")
+                reason += f"; its score {format_score(other.score)} goes to {kept.name}, which had none"
+            elif other.score is not None and other.score != kept.score:
+                reason += (f"; scores {format_score(other.score)} vs {format_score(kept.score)}: "
+                           f"the first by name is kept, so {format_score(other.score)} is not used")
+            skipped.append(Skipped(other.origin, reason, same_as=kept.name))
+            dropped.add(i)
+        items[same[0]] = kept
+    return [item for i, item in enumerate(items) if i not in dropped]
 
 
 def scan_source(source, **options) -> ImportPreview:
@@ -441,6 +495,14 @@ def _account(report: ImportReport, item: PreviewItem, result, score: float | Non
     if result.error:
         report.skipped.append(Skipped(item.origin, result.error))
         return
+    if not result.copied and result.duplicate_of in report.saved:  # a caller that passed the same picture twice
+        reason = f"the same picture as {result.duplicate_of}, copied just before in this import (not copied twice)"
+        if result.score_applied:
+            reason += f"; its score {format_score(score)} was saved there"
+        elif score is not None and score != (kept := store.get(result.duplicate_of).score):
+            reason += f"; scores {format_score(score)} vs {format_score(kept)}: the first is kept"
+        report.skipped.append(Skipped(item.origin, reason, same_as=result.duplicate_of))
+        return
     if not result.copied:
         report.already += 1
         reason = f"the same picture is already in the training set as {result.duplicate_of} (not copied twice)"
@@ -450,9 +512,9 @@ def _account(report: ImportReport, item: PreviewItem, result, score: float | Non
         return
     report.imported += 1
     report.saved.append(result.filename)
-    if result.filename != item.name or item.origin != item.name:
-        if result.filename != Path(item.origin).name:
-            report.renamed.append((item.origin, result.filename))
+    # A rename is a saved name unlike the file's own: never the "upload.zip:" or folder part of its origin
+    if result.filename != (item.original or item.name):
+        report.renamed.append((item.origin, result.filename))
     if score is None:
         report.unlabelled += 1
         if item.note and item.score is None:

@@ -30,20 +30,25 @@ def summary_line(session: ImportSession | None) -> str:
         return "Nothing scanned yet."
     if session.saved:  # what was really copied: a re-import may add nothing
         r = session.report
+        twice = f", {r.same_in_source} the same picture as another file here (not copied twice)" if r.same_in_source else ""
         return (f"**Saved to the training set — {r.imported} new images ({r.labelled} labelled, "
-                f"{r.unlabelled} unlabelled), {r.already} already there.** Edit them in *Training data* "
+                f"{r.unlabelled} unlabelled), {r.already} already there{twice}.** Edit them in *Training data* "
                 f"from now on; preview another folder to import more.")
-    line = f"**To import — {session.summary().line()}, {len(session.skipped)} skipped.**"
+    same = [s for s in session.skipped if s.same_as]  # byte-identical files within this source
+    skipped = [s for s in session.skipped if not s.same_as]
+    twice = f", {len(same)} the same picture as another file here (imported once)" if same else ""
+    line = f"**To import — {session.summary().line()}, {len(skipped)} skipped{twice}.**"
     if session.already:
         line += (f"\n\n{len(session.already)} of these pictures are already in the training set "
                  f"(same content); they will not be copied twice.")
     rated = sum(item.from_rating for item in session.preview.items)
     if session.sources:
         line += f"\n\nScores from: {session.sources} ({rated} from star ratings)."
-    if session.skipped:
-        reasons = "\n".join(f"- `{s.file}`: {s.reason}" for s in session.skipped[:20])
-        more = f"\n- … and {len(session.skipped) - 20} more" if len(session.skipped) > 20 else ""
-        line += f"\n\nSkipped files:\n{reasons}{more}"
+    for title, files in (("The same picture twice", same), ("Skipped files", skipped)):
+        if files:
+            reasons = "\n".join(f"- `{s.file}`: {s.reason}" for s in files[:20])
+            more = f"\n- … and {len(files) - 20} more" if len(files) > 20 else ""
+            line += f"\n\n{title}:\n{reasons}{more}"
     return line
 
 
@@ -51,6 +56,7 @@ def report_text(report) -> str:
     """One line a person reads at a glance; the per-file reasons folded under it."""
     r = report.to_json()
     already = [item for item in r["skipped"] if "already in the training set" in item["reason"]]
+    twice = sum("same_as" in item for item in r["skipped"])
     if r["imported"] == 0 and r["skipped"] and len(already) == len(r["skipped"]):
         text = f"**Nothing new to copy:** all {len(already)} are already in your training set."
     else:
@@ -58,13 +64,15 @@ def report_text(report) -> str:
                 f"({r['labelled']} labelled"
                 + (f", {r['from_ratings']} of them from star ratings" if r["from_ratings"] else "")
                 + f", {r['unlabelled']} unlabelled)"
-                + (f"; {len(r['skipped'])} skipped ({len(already)} already there)." if r["skipped"] else "."))
+                + (f"; {len(r['skipped'])} skipped ({len(already)} already there"
+                   + (f", {twice} the same picture as another file here" if twice else "") + ")."
+                   if r["skipped"] else "."))
     if r["skipped"]:
         items = "".join(f"<li><code>{html.escape(item['file'])}</code>: {html.escape(item['reason'])}</li>"
                         for item in r["skipped"])
         text += f"\n\n<details><summary>Which files, and why</summary><ul>{items}</ul></details>"
     if r["renamed"]:
-        text += "\n\nRenamed because the name was taken: " + ", ".join(
+        text += "\n\nSaved under another name (the name was taken, or held characters a file name cannot): " + ", ".join(
             f"`{item['file']}` → `{item['saved_as']}`" for item in r["renamed"])
     return text
 
