@@ -42,9 +42,3 @@ def unique_name(name: str, taken: set[str]) -> str:
     while f"{stem} ({n}){dot}{ext}".casefold() in taken:
         n += 1
     return f"{stem} ({n}){dot}{ext}"
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key reading digit runs as numbers: ``9_x`` < ``10_x`` < ``89_x``, case ignored."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
-                 for part in re.split(r"(\d+)", name) if part)
