@@ -44,7 +44,8 @@ RECIPES = {
     "head x3 plcc": ("head", {"members": 3, "loss": "huber_plcc"}),
     "head lr1e-3": ("head", {"learning_rate": 1e-3}),
     "nima_head margin.05": ("nima_head", {"start_margin": 0.05}),
-    "nima_head x3": ("nima_head", {"members": 3}),
+    "nima_head x3": ("nima_head", {"members": 3}),  # nima_head's default since round 4
+    "nima_head x1": ("nima_head", {"members": 1}),  # its default before
 }
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.events import NEVER_STOP, EpochEnd, StopFlag, drain
-from workbench.models.declarations import HEAD_START_MARGIN, RIDGE_ALPHA
+from workbench.models.declarations import HEAD_START_MARGIN, NIMA_HEAD_MEMBERS, RIDGE_ALPHA
 from workbench.models.torch_loop import LoopResult, fit_loop, seeded_generator
 
 N_BINS = 10
@@ -395,7 +395,7 @@ class NimaHeadRegressor(FeatureHeadRegressor):
 
     def __init__(self, epochs: int = 80, learning_rate: float = 3e-4, batch_size: int = 32,
                  weight_decay: float = 0.05, dropout: float = 0.3, hidden: int = 0, sigma: float = 1.0,
-                 patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = 1,
+                 patience: int = 15, ridge_start: bool = True, refit: bool = True, members: int = NIMA_HEAD_MEMBERS,
                  start_margin: float = HEAD_START_MARGIN, ridge_alpha: float = RIDGE_ALPHA, seed: int = 42):
         self.epochs, self.learning_rate, self.batch_size = epochs, learning_rate, batch_size
         self.weight_decay, self.dropout, self.hidden, self.sigma = weight_decay, dropout, hidden, sigma
