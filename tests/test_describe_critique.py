@@ -118,6 +118,17 @@ def test_a_text_only_model_refusing_the_photo_gets_the_caption_instead(chat_serv
     assert isinstance(first, list) and isinstance(second, str)  # the retry is text only
 
 
+def test_the_prompt_says_which_kind_of_model_gave_the_score():
+    from workbench.predict import NIMA_ABOUT, RUN_ABOUT
+
+    def prompt(about: str) -> str:
+        return build_messages(score=5.07, scale=(1, 10), caption=None, language="English", scorer_about=about)[-1]["content"]
+
+    assert prompt(RUN_ABOUT).startswith("A model trained on this person's own ratings scored this photo 5.07")
+    nima = prompt(NIMA_ABOUT)
+    assert "trained on AVA" in nima and "own ratings" not in nima and "not on this person's photos" in nima
+
+
 def test_text_only_models_get_no_photo():
     messages = build_messages(score=5.0, scale=(0, 100), caption=None, language="English", image=None)
     assert isinstance(messages[-1]["content"], str)

@@ -98,6 +98,8 @@ def test_describe_with_a_chat_server(nima_env, run_cli, scored_photo_folder, mon
     assert 1 <= document["score"] <= 10
     prompt = server.requests[0]["body"]["messages"][-1]["content"]
     assert "Français" in prompt and f"{document['score']:.2f}" in prompt
+    # NIMA learnt from AVA, not from this person: the LLM must not be told the score is their taste
+    assert "trained on AVA" in prompt and "own ratings" not in prompt
     assert SECRET not in proc.stdout + proc.stderr
 
 

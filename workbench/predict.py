@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch  # imported where a model runs: the app's first page does not load it
 
 NIMA_ID = "nima"
+NIMA_ABOUT = ("NIMA, a general aesthetic model trained on AVA (a public photo-contest dataset), "
+              "not on this person's photos,")
+RUN_ABOUT = "A model trained on this person's own ratings"
 NIMA_BACKBONE = "nima_mobilenet"  # the backbone whose weights the ready scorer uses
 NIMA_THRESHOLD = 5.1  # the good/bad line NIMA's authors use on AVA's 1-10 scale
 CHUNK = 128  # images per call into a model, so a Stop keeps what was scored so far
@@ -120,6 +123,9 @@ class Scorer:
     bin_centres: list[float] | None = None  # the score each distribution bin stands for (distribution models)
     uses_text: bool = False  # an image+text run: predict_chunk also takes ``texts`` (file name -> text)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # Grad-CAM hooks are per model
+    # what kind of model this is, as the subject of "... scored this photo 7.1": the LLM critique must not
+    # take a general model's score for the person's own taste
+    about: str = "An aesthetics model"
 
     def percentile(self, score: float) -> float | None:
         ref = self.reference_scores
@@ -231,6 +237,7 @@ def load_nima_scorer(settings: Settings) -> Scorer:
         reference_scores=None,
         predict_chunk=lambda paths, settings, stop=NEVER_STOP: _nima_predict(model, paths, settings, stop, lock, said),
         gradcam_target=gradcam_target, lock=lock, bin_centres=[float(i) for i in range(1, 11)],
+        about=NIMA_ABOUT,
     )
 
 
@@ -295,7 +302,7 @@ def load_run_scorer(run_id: str, settings: Settings) -> Scorer:
         predict_chunk=lambda paths, settings, stop=NEVER_STOP, texts=None: run.predict_images(
             paths, settings, stop=stop, texts=texts),
         uses_text=capabilities.needs_text,
-        gradcam_target=gradcam_target, bin_centres=bins,
+        gradcam_target=gradcam_target, bin_centres=bins, about=RUN_ABOUT,
     )
 
 

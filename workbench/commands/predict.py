@@ -168,7 +168,7 @@ def describe_command(args: argparse.Namespace, settings: Settings) -> dict:
     llm = LLMConfig.from_settings(settings, base_url=args.llm_base_url, model=args.llm_model,
                                   send_image=args.send_image, **overrides)
     description = describe_photo(args.image, score=row.score, scale=scorer.scale, threshold=result.threshold,
-                                 settings=settings, caption=args.caption, llm=llm)
+                                 settings=settings, caption=args.caption, llm=llm, scorer_about=scorer.about)
     if not args.json:
         low, high = scorer.scale
         spread = f" ± {row.std:.2f}" if row.std is not None else ""

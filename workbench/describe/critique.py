@@ -106,11 +106,12 @@ def image_data_url(image: Image.Image, long_side: int = IMAGE_LONG_SIDE) -> str:
 
 def build_messages(*, score: float, scale: tuple[float, float], caption: str | None,
                    language: str, image: Image.Image | None = None,
-                   threshold: float | None = None) -> list[dict[str, Any]]:
-    """The chat messages: the predicted score on its scale, the caption and,
-    when given, the photo itself; asking for concrete feedback in ``language``."""
+                   threshold: float | None = None, scorer_about: str = "An aesthetics model") -> list[dict[str, Any]]:
+    """The chat messages: which kind of model scored the photo (``scorer_about``, e.g. one trained on
+    the person's ratings, or NIMA trained on AVA), the score on its scale, the caption and, when given,
+    the photo itself; asking for concrete feedback in ``language``."""
     low, high = scale
-    facts = [f"A model trained on a person's own ratings scored this photo {score:.2f} on a scale from "
+    facts = [f"{scorer_about} scored this photo {score:.2f} on a scale from "
              f"{low:g} (worst) to {high:g} (best)."]
     if threshold is not None:
         facts.append(f"Photos above {threshold:g} count as good.")
@@ -186,11 +187,12 @@ class CritiqueClient:
 
     def critique(self, *, score: float, scale: tuple[float, float], caption: str | None = None,
                  image: Image.Image | None = None, threshold: float | None = None,
-                 language: str | None = None) -> str:
+                 language: str | None = None, scorer_about: str = "An aesthetics model") -> str:
         """Ask for feedback; raises :class:`CritiqueError` with a person-readable reason."""
         def ask(photo: Image.Image | None) -> dict[str, Any]:
             messages = build_messages(score=score, scale=scale, caption=caption, threshold=threshold,
-                                      language=language or self.config.language, image=photo)
+                                      language=language or self.config.language, image=photo,
+                                      scorer_about=scorer_about)
             try:
                 return self._post({"model": self.config.model, "messages": messages, "temperature": 0.4})
             except CritiqueError as exc:  # one place that guarantees no message carries the key
@@ -286,7 +288,7 @@ class CritiqueClient:
 
 def critique_photo(config: LLMConfig, *, score: float, scale: tuple[float, float],
                    caption: str | None = None, image: Image.Image | None = None,
-                   threshold: float | None = None) -> str:
+                   threshold: float | None = None, scorer_about: str = "An aesthetics model") -> str:
     """Convenience: one critique, or raise :class:`NotConfigured`/:class:`CritiqueError`."""
     return CritiqueClient(config).critique(score=score, scale=scale, caption=caption,
-                                           image=image, threshold=threshold)
+                                           image=image, threshold=threshold, scorer_about=scorer_about)

@@ -28,8 +28,10 @@ class Description:
 
 
 def describe_photo(image_path: str | Path, *, score: float, scale: tuple[float, float], threshold: float | None,
-                   settings: Settings, caption: bool = True, llm: LLMConfig | None = None) -> Description:
-    """Caption (when asked) and critique (when an LLM is configured) for one scored photo."""
+                   settings: Settings, caption: bool = True, llm: LLMConfig | None = None,
+                   scorer_about: str = "An aesthetics model") -> Description:
+    """Caption (when asked) and critique (when an LLM is configured) for one scored photo;
+    ``scorer_about`` says which kind of model gave the score (``Scorer.about``)."""
     result = Description()
     try:
         image = load_image(image_path, max_pixels=settings.max_pixels)
@@ -48,7 +50,7 @@ def describe_photo(image_path: str | Path, *, score: float, scale: tuple[float, 
     llm = llm if llm is not None else LLMConfig.from_settings(settings)
     try:
         result.critique = CritiqueClient(llm).critique(score=score, scale=scale, caption=result.caption,
-                                                       image=image, threshold=threshold)
+                                                       image=image, threshold=threshold, scorer_about=scorer_about)
     except NotConfigured as exc:
         result.critique_note = str(exc)
     except CritiqueError as exc:

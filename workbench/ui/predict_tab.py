@@ -319,7 +319,7 @@ def build(settings: Settings) -> None:
         llm = LLMConfig.from_settings(settings, base_url=url or None, model=name or None, api_key=key or None,
                                       send_image=bool(send), language=lang or settings.language)
         found = describe_photo(path, score=row.score, scale=scorer.scale, threshold=limit, settings=settings,
-                               caption=caption_on, llm=llm)
+                               caption=caption_on, llm=llm, scorer_about=scorer.about)
         caption = (f"**Caption:** {html.escape(found.caption)}" if found.caption else
                    f"**Caption:** none. {html.escape(caption_hint(found.caption_note, settings))}")
         critique = found.critique if found.critique is not None else (
