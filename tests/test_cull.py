@@ -250,6 +250,14 @@ def test_cli_contract(culled, run_cli, workbench_env, tmp_path, nima_weights):
     assert bad.returncode == 2 and "similarity" in json.loads(bad.stdout)["error"]
 
 
+def test_cli_a_cull_where_every_file_failed_exits_2_and_keeps_its_json(run_cli, workbench_env, tmp_path, nima_weights):
+    (Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name).symlink_to(nima_weights)
+    proc = run_cli("cull", "nima", str(tmp_path / "no" / "such" / "folder"), "--json", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    document = json.loads(proc.stdout)
+    assert "nothing could be culled" in document["error"] and len(document["failed"]) == 1
+
+
 def test_cli_sends_the_persons_ratings_not_its_own_stars_to_the_training_set(culled, run_cli, workbench_env, tmp_path,
                                                                              nima_weights):
     """The CLI's feedback loop: a cull wrote its sidecars (--write-xmp), the person re-rated one photo and

@@ -50,6 +50,18 @@ def test_unknown_run_is_a_clear_error(workbench_env, run_cli, scored_photo_folde
     assert proc.returncode == 2 and "no run 'no-such-run'" in proc.stderr
 
 
+def test_a_batch_where_every_file_failed_exits_2_and_keeps_its_json(nima_env, run_cli, tmp_path):
+    missing = tmp_path / "no" / "such" / "folder"
+    proc = run_cli("predict", "nima", missing, "--json", check=False)
+    assert proc.returncode == 2
+    document = json.loads(proc.stdout)  # the per-file reasons still reach a script
+    assert (document["scored"], document["failed"]) == (0, 1) and "nothing could be scored" in document["error"]
+    assert document["results"][0]["error"] == "no such file or folder"
+    proc = run_cli("predict", "nima", missing, check=False)
+    assert proc.returncode == 2 and "error: nothing could be scored: all 1 file(s) failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_a_damaged_run_or_a_nan_threshold_is_a_clear_error(nima_env, run_cli, scored_photo_folder):
     damaged = Path(nima_env["WORKBENCH_MODELS_DIR"]) / "damaged"
     damaged.mkdir()

@@ -11,7 +11,9 @@ command is run or asked for its help (so ``train``'s options, generated from the
 model registry, cost nothing to ``--help`` or ``dataset``).
 
 ``--json`` makes a command print exactly one JSON document on stdout; progress
-bars and messages go to stderr.
+bars and messages go to stderr. Exit 2 means bad input: a wrong argument or run
+id, or a batch (predict, cull) in which every file failed; that batch's document
+is still printed, with an ``error`` key added.
 """
 from __future__ import annotations
 
@@ -44,6 +46,15 @@ COMMAND_MODULES = (
 
 class CommandError(WorkbenchError):
     """A failure of the command line's own arguments; printed without a traceback (exit 2)."""
+
+
+class NothingDone(CommandError):
+    """Every input failed (a batch where not one photo could be scored or culled): exit 2 like any bad
+    input, but ``--json`` still prints the command's ``document``, so each file's reason is not lost."""
+
+    def __init__(self, message: str, document: dict):
+        super().__init__(message)
+        self.document = document
 
 
 @dataclass
@@ -147,14 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     # printed without a traceback; anything else is a bug and keeps its traceback
     except (WorkbenchError, OSError) as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc)}))
+            document = getattr(exc, "document", None)
+            if document is None:
+                print(json.dumps({"error": str(exc)}))
+            else:
+                _print_json({**document, "error": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     if args.json:
-        # NaN is not JSON: a non-finite metric is printed as null, never as a bare NaN token.
-        json.dump(_finite(document), sys.stdout, indent=2, default=str, ensure_ascii=False, allow_nan=False)
-        sys.stdout.write("\n")
+        _print_json(document)
     return 0
+
+
+def _print_json(document: dict) -> None:
+    # NaN is not JSON: a non-finite metric is printed as null, never as a bare NaN token.
+    json.dump(_finite(document), sys.stdout, indent=2, default=str, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write("\n")

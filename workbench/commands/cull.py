@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli import CommandError, command
+from workbench.cli import CommandError, NothingDone, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
 
@@ -133,4 +133,6 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
               + (f"; CSV: {args.csv}" if args.csv else "")
               + "".join(f"; {name.replace('_', ' ')}: {why}" for name, why in document["unavailable_flags"].items()),
               file=sys.stderr)
+    if result.errors and not result.photos:  # a script must not read "all failed" as success
+        raise NothingDone(f"nothing could be culled: all {len(result.errors)} file(s) failed", document)
     return document

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.cli import CommandError, command
+from workbench.cli import CommandError, NothingDone, command
 from workbench.commands.engine import add_engine_arguments, check_engine_arguments, ray_document
 from workbench.commands.progress import result_of
 from workbench.config import Settings
@@ -122,6 +122,8 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
     document = _document(result, scorer)
     if xmp is not None:
         document["xmp"] = xmp.to_json()
+    if result.failed and not result.scored:  # a script must not read "all failed" as success
+        raise NothingDone(f"nothing could be scored: all {len(result.failed)} file(s) failed", document)
     return document
 
 
