@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from workbench.events import Finished, Notice, Progress, StopFlag
-from workbench.features import FeatureCache, cache_size, extract_features, features_for
+from workbench.features import FeatureCache, cache_size, extract_features, feature_matrix, features_for
 
 BACKBONE = "efficientnet_lite0"
 
@@ -115,6 +115,9 @@ def test_broken_images_are_skipped_with_a_reason_and_the_batch_goes_on(photo_dir
         assert Path(path).name in reason  # the message says which file
     skipped = [e for e in events if isinstance(e, Notice) and e.message.startswith("skipped")]
     assert len(skipped) == 4
+    matrix_events = list(feature_matrix(paths, (BACKBONE,), settings.replace(batch_size=16)))
+    (summary,) = [e.message for e in matrix_events if isinstance(e, Notice) and "could not be read" in e.message]
+    assert summary.count("notes.jpg") == 1  # not "notes.jpg: notes.jpg: not an image"
 
 
 def test_progress_events_report_rate_and_eta(photo_dir, settings):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from training_fixtures import make_brightness_set
 
-from workbench.events import Finished, Progress, StopFlag, drain
+from workbench.events import Finished, Notice, Progress, StopFlag, drain
 from workbench.predict import (
     NIMA_ID,
     NIMA_THRESHOLD,
@@ -238,6 +238,25 @@ def test_write_csv_for_a_run_without_distributions(trained, tmp_path):
     assert list(rows[0]) == ["path", "score", "rank", "percentile", "verdict", "error"] and len(rows) == 48
     assert float(rows[0]["percentile"]) >= float(rows[-1]["percentile"])
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
+
+
+def test_progress_counts_scored_and_failed_and_each_failure_is_told_once(trained, tmp_path):
+    """A folder of two photos and a text file named notes.jpg, plus a path that is not there."""
+    settings, ridge, _ = trained
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for photo in sorted(settings.data_dir.glob("crop_*.png"))[:2]:
+        shutil.copy(photo, folder / photo.name)
+    (folder / "notes.jpg").write_text("my notes, not a photo")
+    events = list(score_images([folder, tmp_path / "gone"], load_scorer(ridge.run_id, settings), settings))
+    result = events[-1].result
+    assert (len(result.scored), len(result.failed)) == (2, 2)
+    assert [e.message for e in events if isinstance(e, Progress)][-1] == "3 of 3 files read: 2 scored, 1 failed"
+    warnings = [e.message for e in events if isinstance(e, Notice) and e.level == "warning"]
+    # the rows carry each file's reason; the warnings only count them (no "notes.jpg: notes.jpg: ...")
+    assert warnings == ["2 file(s) could not be scored; each is listed with its reason"]
+    (notes,) = [r for r in result.failed if r.path.endswith("notes.jpg")]
+    assert notes.error.count("notes.jpg") == 1
 
 
 # ------------------------------------------------- broken runs, bad numbers

@@ -51,6 +51,12 @@ class Notice:
 
 
 @dataclass
+class FilesSkipped(Notice):
+    """A Notice naming files that could not be read. A caller that reports each failed file itself
+    (prediction lists them as rows with their reasons) drops these, so no file is reported twice."""
+
+
+@dataclass
 class Finished:
     """The job ended; ``result`` is its product (a run, a report, ...)."""
 

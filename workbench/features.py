@@ -52,7 +52,7 @@ from workbench.backbones import (
 )
 from workbench.backbones.weights import random_weights_id
 from workbench.config import Settings
-from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
+from workbench.events import NEVER_STOP, FilesSkipped, Finished, Notice, Progress, StopFlag, relay
 from workbench.fsutil import cached_file_sha256
 from workbench.images import ImageError, load_image
 
@@ -283,7 +283,7 @@ def extract_features(
     for index, (path, digest) in enumerate(zip(paths, digests)):
         if isinstance(digest, Exception):
             errors[str(path)] = f"{path.name}: cannot read the file ({getattr(digest, 'strerror', None) or digest})"
-            yield Notice(f"skipped {errors[str(path)]}", "warning")
+            yield FilesSkipped(f"skipped {errors[str(path)]}", "warning")
             continue
         if digest in todo:
             todo[digest].append(index)
@@ -337,7 +337,7 @@ def extract_features(
             for index, reason in batch_errors.items():
                 for same in todo[first_of[index]]:
                     errors[str(paths[same])] = reason
-                yield Notice(f"skipped {reason}", "warning")
+                yield FilesSkipped(f"skipped {reason}", "warning")
             done = len(vectors) + len(errors)
             remaining = total - done
             yield Progress(done, total, f"{spec.name}: {rate:.1f} images/s on {runtime_short}", rate=rate,
@@ -474,7 +474,7 @@ def feature_matrix(paths: Sequence[Path], backbones: Sequence[str], settings, *,
     X = np.concatenate([feats[[row_of[str(paths[i])] for i in keep]] for row_of, feats in blocks], axis=1) \
         if keep else np.zeros((0, sum(f.shape[1] for _, f in blocks)), dtype=np.float32)
     if errors:
-        yield Notice(f"{len(errors)} image(s) could not be read and are left out: "
-                     + "; ".join(f"{Path(p).name}: {why}" for p, why in list(errors.items())[:5])
-                     + (" ..." if len(errors) > 5 else ""), level="warning")
+        # each reason already starts with its file's name ("notes.jpg: not an image ...")
+        yield FilesSkipped(f"{len(errors)} image(s) could not be read and are left out: "
+                           + "; ".join(list(errors.values())[:5]) + (" ..." if len(errors) > 5 else ""), level="warning")
     yield Finished(FeatureMatrix(X=X, keep=np.array(keep, dtype=np.int64), errors=errors, weights=weights))

@@ -25,7 +25,7 @@ import numpy as np
 
 from workbench.config import Settings
 from workbench.errors import BadInput, WorkbenchError
-from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag
+from workbench.events import NEVER_STOP, FilesSkipped, Finished, Notice, Progress, StopFlag
 from workbench.explain import Explanation, explain, gradcam_target_of  # noqa: F401  (part of this module's API)
 from workbench.images import ImageError, is_supported, load_image
 
@@ -436,13 +436,16 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
                 elif isinstance(event, Progress):
                     done = offset + int(event.fraction * len(chunk))  # the chunk's own units -> images overall
                     yield Progress(done, total, event.message, event.rate, event.eta)
-                else:
+                elif not isinstance(event, FilesSkipped):  # each failed file is a row with its reason instead
                     yield event
         except WeightsUnavailable as exc:
             raise ScorerUnavailable(f"{scorer.id} cannot score: {exc}") from None
         if predictions is not None:
             rows.extend(_rows_of(predictions, scorer, threshold))
-        yield Progress(offset + len(chunk), total, f"scored {offset + len(chunk)} of {total}")
+        read = offset + len(chunk)
+        n_scored = sum(r.error is None for r in rows)  # "scored 9 of 9" when one of them failed was untrue
+        yield Progress(read, total, f"{read} of {total} files read: {n_scored} scored, "
+                                    f"{len(rows) - len(missing) - n_scored} failed")
         if stopped:
             break
     scored = sorted((r for r in rows if r.error is None), key=lambda r: -r.score)  # all finite (_rows_of)

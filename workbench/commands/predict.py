@@ -116,7 +116,8 @@ def predict_command(args: argparse.Namespace, settings: Settings) -> dict:
                 note = "" if row.text_source is None else f"  [text: {row.text_source}]"
                 print(f"{row.score:8.3f}{spread}  {row.verdict:<4}  {row.path}{note}")
             else:
-                print(f"{'-':>8}  {'':<4}  {row.path}  ({row.error})")
+                # the path is on the line already: not "notes.jpg  (notes.jpg: not an image)"
+                print(f"{'-':>8}  {'':<4}  {row.path}  ({row.error.removeprefix(Path(row.path).name + ': ')})")
         print(f"{len(result.scored)} scored, {len(result.failed)} could not be scored; good from "
               f"{result.threshold:g}" + (f"; CSV: {args.csv}" if args.csv else ""), file=sys.stderr)
     document = _document(result, scorer)
