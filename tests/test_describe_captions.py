@@ -48,6 +48,17 @@ def test_missing_weights_name_the_model_and_the_folder(settings, tmp_path):
     assert str(settings.weights_dir / "blip-image-captioning-base") in message
 
 
+def test_the_predict_tab_says_which_folder_to_make_and_where_to_download_it(settings, tmp_path):
+    from workbench.ui.predict_tab import caption_hint
+
+    with pytest.raises(CaptionWeightsUnavailable) as caught:
+        resolve_caption_weights(settings, hf_cache_dir=tmp_path / "empty-hf-cache", allow_download=False)
+    hint = caption_hint(str(caught.value), settings)
+    assert "“blip-image-captioning-base”" in hint and str(settings.weights_dir / "blip-image-captioning-base") in hint
+    assert "https://huggingface.co/Salesforce/blip-image-captioning-base" in hint
+    assert "huggingface-cli" not in hint and "`" not in hint  # a page to open, not a command line
+
+
 def test_online_resolution_would_download(settings, tmp_path):
     source = resolve_caption_weights(settings, hf_cache_dir=tmp_path / "empty-hf-cache", allow_download=True)
     assert (source.kind, source.location) == ("download", "Salesforce/blip-image-captioning-base")

@@ -93,6 +93,16 @@ def resolve_caption_weights(settings: Settings, *, model: str | None = None, hf_
     raise CaptionWeightsUnavailable(missing_message(model, settings))
 
 
+def local_folder(model: str, settings: Settings) -> Path:
+    """Where the caption model's folder is looked for: ``weights_dir/<last part of the model id>``."""
+    return settings.weights_dir / model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def model_page(model: str) -> str:
+    """The model's Hugging Face page, where its files can be downloaded in a browser."""
+    return f"https://huggingface.co/{model.strip('/')}"
+
+
 def missing_message(model: str, settings: Settings) -> str:
     short = model.rstrip("/").rsplit("/", 1)[-1]
     return (

@@ -67,8 +67,17 @@ def caption_hint(note: str, settings: Settings) -> str:
     """The engine's note on a missing caption, in UI terms (no command lines)."""
     if "not available offline" not in note:
         return note
-    return (f"BLIP's files are not on this machine. Put the model folder in the weights folder "
-            f"({settings.weights_dir}), or untick “Caption with BLIP”; the critique works without it.")
+    from workbench.describe.captions import local_folder, model_page
+
+    model = settings.caption_model
+    if Path(model).is_absolute():  # a folder of one's own, set in describe.caption_model
+        return (f"BLIP's files are not in {model} (describe.caption_model). Put the model folder there, or "
+                f"untick “Caption with BLIP”; the critique works without it.")
+    folder = local_folder(model, settings)
+    return (f"BLIP's files are not on this machine. Download them from {model_page(model)} (“Files and "
+            f"versions”: config.json, model.safetensors and the processor files) into a folder named "
+            f"“{folder.name}” in the weights folder, i.e. {folder}; or untick “Caption with BLIP”, the "
+            f"critique works without it.")
 
 
 STOP_FLAGS = StopFlags()
