@@ -88,7 +88,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     plot = gr.Plot(learning_curve_figure([]), label="Learning curve", elem_id="curve-plot")
     sentence = gr.Markdown(elem_id="curve-projection")
     table = gr.Dataframe(label="Points", interactive=False, elem_id="curve-table",
-                         headers=["model", "n_labels", "srcc_mean", "srcc_std"])  # named before the first curve
+                         headers=["model", "n_labels", "srcc_mean", "srcc_std", "draws"])  # named before the first curve
 
     def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
         flag = stop_flags.start(request.session_hash, "curve")
@@ -102,6 +102,8 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                     curves = [c.to_json() for c in event.result or []]
                     rows = [{"model": c["model"], **p} for c in curves for p in c["points"]]
                     words = "\n\n".join(f"**{c['model']}**: {c['projection']['sentence']}" for c in curves)
+                    if any(p["draws"] == 1 for p in rows):  # else a std of 0 reads as certainty
+                        words += "\n\n*All photos: one draw, no spread (each training fold holds them all).*"
                     state = "Stopped." if event.stopped else "Done."
                     yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
                            learning_curve_figure(curves), words, pd.DataFrame(rows).round(3))
