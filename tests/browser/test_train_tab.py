@@ -207,6 +207,7 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
     page.locator("#runs-rename").click()
     assert eventually(lambda: store.get(run.run_id).display_name == "brightness baseline")
     expect(page.locator("#runs-table")).to_contain_text("brightness baseline")
+    expect(page.locator("#runs-details")).to_contain_text("brightness baseline")  # same run id: no run.change
 
     page.get_by_label("Notes").fill("crops of the package photos, scored by brightness")
     page.locator("#runs-annotate").click()

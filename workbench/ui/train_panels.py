@@ -350,8 +350,12 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
             return refresh(run_id)
         return handler
 
-    rename.click(edit(store.rename, "Renamed."), [run, name], outputs)
-    annotate.click(edit(store.annotate, "Notes saved."), [run, notes], outputs)
+    # The run id stays the same, so run.change does not fire: redraw the details and the overlay's captions here
+    # (the details only: rewriting the text boxes could overwrite what the person is typing meanwhile)
+    for button, action, success, field in ((rename, store.rename, "Renamed.", name),
+                                           (annotate, store.annotate, "Notes saved.", notes)):
+        button.click(edit(action, success), [run, field], outputs).then(
+            lambda run_id: show_run(run_id)[0], run, details).then(overlay_runs, overlay_pick, overlay)
     asking = [delete, confirm, cancel]
     delete.click(ask_to_delete, run, asking)
     cancel.click(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
