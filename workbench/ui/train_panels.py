@@ -17,6 +17,7 @@ from workbench.models import FAMILIES
 from workbench.predict import run_label
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
+from workbench.training.compare import winner_margin
 from workbench.training.learning_curve import learning_curve
 from workbench.training.reporting import (
     comparison_chart_axes,
@@ -157,7 +158,10 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
     table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
                          elem_id="compare-table",
                          headers=["rank", "model", "srcc", "plcc", "mae", "fit_seconds"])  # named before the first run
-    train_winner = gr.Button("Train the winner", variant="primary", visible=False, elem_id="compare-train-winner")
+    with gr.Row(equal_height=True):
+        train_winner = gr.Button("Train the winner", variant="primary", visible=False, scale=1,
+                                 elem_id="compare-train-winner")
+        winner_note = gr.Markdown(visible=False, elem_id="compare-winner-note")  # is the lead more than noise?
     winner = gr.State(None)  # (family, backbone) of the best SRCC
     with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
         # Axes from zero, so a bar's length is its value (0.47 never looks like zero beside 0.6);
@@ -175,7 +179,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         flag = stop_flags.start(request.session_hash, "compare")
         yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True),
                progress: progress_html(0, "Starting…"), table: None, winner: None,
-               train_winner: gr.Button(visible=False)}
+               train_winner: gr.Button(visible=False), winner_note: gr.Markdown(visible=False)}
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -195,6 +199,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                     axes = comparison_chart_axes(frame)
                     order = axes["order"] or None
                     best = (order[0], report["backbone"]) if order else None
+                    margin = winner_margin(event.result.results) if event.result else None
                     # both charts in the leaderboard's order, SRCC with headroom; the props go first, alone, and
                     # then plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
                     if order:
@@ -203,7 +208,9 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                     yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
                            charts: gr.Row(visible=bool(order)), winner: best,
                            train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
-                                                   visible=bool(best))}
+                                                   visible=bool(best),
+                                                   variant="primary" if margin is None or margin["clear"] else "secondary"),
+                           winner_note: gr.Markdown(margin["sentence"] if margin else "", visible=bool(best and margin))}
         except WorkbenchError as exc:
             yield {progress: progress_html(1, f"Comparison could not run: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, details in the server log
@@ -217,7 +224,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         return gr.Button("Stopping…", interactive=False)
 
     start.click(run_comparison, [families, backbone, folds, seed, features],
-                {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner},
+                {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner, winner_note},
                 show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
