@@ -74,3 +74,40 @@ def test_occlusion_finds_the_region_that_raised_the_score(settings, photos):
     assert top_left > 0.2 and bottom_right < 0.02  # covering the bottom right never changed the score
     assert found.overlay(0.6).size == photo.size
     assert not list(settings.features_cache_dir.glob("**/*")) if settings.features_cache_dir.exists() else True
+
+
+class LowersEverywhere(torch.nn.Module):
+    """A score that every region of its feature layer lowers (minus the mean of ReLU activations):
+    Grad-CAM keeps only what raised a score, so its map of this model is empty by construction."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU())
+
+    def forward(self, x):
+        return -self.features(x).mean(dim=(1, 2, 3))
+
+
+def test_an_empty_gradcam_map_gives_way_to_occlusion(settings, photos, tmp_path):
+    from dataclasses import replace
+
+    from torchvision import transforms
+
+    from workbench.explain import EMPTY_NOTE, GRADCAM, explain
+
+    model = LowersEverywhere()
+    transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
+    scorer = replace(brightness_scorer((slice(0, 32), slice(0, 32))),
+                     gradcam_target=lambda: (model, model.features[1], transform))
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(photos["astronaut"]).save(path)
+    found = explain(path, scorer, settings)
+    assert found.method == OCCLUSION and found.heatmap.max() == pytest.approx(1.0)  # not a blank Grad-CAM
+    assert found.method != GRADCAM and "warm colours" in found.note
+
+    constant = replace(brightness_scorer((slice(0, 64), slice(0, 64))), gradcam_target=lambda: None)
+    flat = Image.new("RGB", (128, 128), (120, 120, 120))  # covering any region with the mean changes nothing
+    flat.save(tmp_path / "flat.png")
+    empty = explain(tmp_path / "flat.png", constant, settings)
+    assert empty.heatmap.max() < 1e-6 and empty.note == EMPTY_NOTE

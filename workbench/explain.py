@@ -36,6 +36,9 @@ OCCLUSION_LONG_SIDE = 320  # px of the copies scored with a patch covered (model
 OCCLUSION_STEPS = 7  # patch positions per side; the patch covers two steps (about 2/7 of the side)
 
 GRADCAM, OCCLUSION = "Grad-CAM", "occlusion"
+EMPTY_MAP = 1e-6  # a heatmap whose largest value is below this shows nothing
+EMPTY_NOTE = ("Occlusion: covering any one region of this photo did not lower the score, so no region stands "
+              "out as what raised it (the map is empty).")
 METHOD_NOTES = {
     GRADCAM: "Grad-CAM: warm colours are the regions that raised the score most.",
     OCCLUSION: "Occlusion: each region was covered in turn and the photo scored again; warm colours are "
@@ -56,6 +59,8 @@ class Explanation:
     @property
     def note(self) -> str:
         """One sentence for the person: which method, and how to read the colours."""
+        if self.method == OCCLUSION and self.heatmap is not None and float(self.heatmap.max()) < EMPTY_MAP:
+            return EMPTY_NOTE
         return METHOD_NOTES.get(self.method or "", self.reason or "")
 
     def overlay(self, opacity: float = 0.5, colormap: str = "jet") -> Image.Image:
@@ -82,7 +87,12 @@ def explain(image_path: str | Path, scorer: "Scorer", settings: Settings) -> Exp
     photo.thumbnail((EXPLAIN_LONG_SIDE, EXPLAIN_LONG_SIDE))
     target = scorer.gradcam_target()
     if target is not None and target[1] is not None:
-        return _gradcam(photo, scorer, target)
+        found = _gradcam(photo, scorer, target)
+        # Grad-CAM keeps only what raised the score (a ReLU): where every region of the last feature layer
+        # lowered it, its map is empty, yet its note would still point at warm colours; occlusion measures
+        # what covering each region does, whichever way the model leans
+        if float(found.heatmap.max()) >= EMPTY_MAP:
+            return found
     return occlusion(photo, scorer, settings)
 
 
