@@ -33,7 +33,8 @@ def test_the_curve_rises_and_its_last_point_is_compares_result(brightness):
     assert curve.points[-1].srcc_mean == pytest.approx(report.results[0].srcc, abs=1e-9)  # same folds
     doc = curve.to_json()
     assert set(doc) >= {"n_images", "model", "points", "projection"} and doc["n_images"] == 60
-    assert set(doc["points"][0]) == {"n_labels", "srcc_mean", "srcc_std"}
+    assert set(doc["points"][0]) == {"n_labels", "srcc_mean", "srcc_std", "draws"}
+    assert [p["draws"] for p in doc["points"]] == [3, 3, 1]  # "all" is one draw: its std of 0 is no certainty
     projection = doc["projection"]  # three points: a slope with its range of two standard errors
     assert projection["per_doubling_se"] > 0  # drawn points have a spread, so the slope is never exact
     assert projection["per_doubling_low"] < projection["per_doubling"] < projection["per_doubling_high"]
@@ -65,11 +66,27 @@ def test_nearly_equal_sizes_are_not_both_measured_and_noise_is_not_projected_as_
     assert "would add about +0.05 SRCC (anywhere from +0.01 to +0.09" in steady["sentence"]
 
 
+def test_the_noisy_flag_and_the_sentence_agree():
+    # a user's curve: the JSON said "noisy": false while the sentence ended "the points are noisy"
+    wide = project([CurvePoint(50, 0.30, 0.08, 3), CurvePoint(100, 0.40, 0.08, 3), CurvePoint(200, 0.65, 0.0, 1)])
+    assert wide["per_doubling_low"] > 0 and wide["per_doubling_high"] - wide["per_doubling_low"] > wide["per_doubling"]
+    cases = [wide, project([CurvePoint(10, 0.146, 0.10), CurvePoint(25, 0.117, 0.142), CurvePoint(52, 0.286, 0.0)]),
+             project([CurvePoint(100, 0.60, 0.03), CurvePoint(200, 0.65, 0.03), CurvePoint(400, 0.70, 0.0)]),
+             project([CurvePoint(n, 0.8, 0.0) for n in (100, 200, 400)])]
+    assert [c["noisy"] for c in cases] == [False, True, False, False]
+    for c in cases:
+        assert ("noisy" in c["sentence"]) == c["noisy"], c["sentence"]
+
+
 def test_the_plot_labels_the_sizes_measured():
     curve = {"model": "ridge", "points": [{"n_labels": n, "srcc_mean": 0.2, "srcc_std": 0.1} for n in (10, 25, 52)]}
     ax = learning_curve_figure([curve]).axes[0]
     assert list(ax.get_xticks()) == [10, 25, 52]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "25", "52"]
+    assert not [t for t in ax.texts if "one draw" in t.get_text()]  # no draws recorded: nothing claimed
+    curve["points"][-1].update(srcc_std=0.0, draws=1)  # "all": one draw, its band pinches to nothing
+    ax = learning_curve_figure([curve]).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["all photos: one draw, no spread"]
 
 
 def test_learning_curve_command_json(run_cli, workbench_env, photos):

@@ -16,6 +16,7 @@ from workbench.events import NEVER_STOP, EpochEnd, Finished, Notice, StopFlag, d
 from workbench.models import FAMILIES, get_family
 from workbench.runs import RunStore, load_run
 from workbench.training import TooFewImages, TrainingError, compare, train
+from workbench.training.compare import FamilyResult, winner_margin
 
 FEATURE_FAMILIES = ["ridge", "svr", "rf", "gbr", "hgb", "stacking", "head", "nima_head", "auto"]
 # small settings keep the suite quick; every family's real code path still runs
@@ -256,6 +257,27 @@ def test_compare_ranks_brightness_with_package_weights(lite0_only):
         assert r.mae < 30 and r.fit_seconds > 0
     by_srcc, by_mae = [r.srcc for r in report.leaderboard("srcc")], [r.mae for r in report.leaderboard("mae")]
     assert by_srcc == sorted(by_srcc, reverse=True) and by_mae == sorted(by_mae)  # best first, either way
+    margin = winner_margin(report.results)  # on real folds: the leader, the runner-up and a positive noise
+    assert (margin["leader"], margin["runner_up"]) == tuple(r.model for r in report.leaderboard("srcc")[:2])
+    assert margin["noise"] > 0 and margin["clear"] == (margin["lead"] > margin["noise"])
+
+
+def _result(model: str, per_fold: list[float]) -> FamilyResult:
+    return FamilyResult(model, float(np.mean(per_fold)), 0, 0, 0, 0, 0, 0, 0, srcc_std=float(np.std(per_fold)),
+                        folds=[{"srcc": v} for v in per_fold])
+
+
+def test_a_lead_within_the_folds_spread_is_not_called_a_clear_winner():
+    # a user's compare: hgb +0.171 over ridge, folds' spread 0.12-0.41, shown as a plain "Train the winner"
+    noisy = winner_margin([_result("ridge", [0.10, 0.60, 0.20, 0.55, 0.05]),
+                           _result("hgb", [0.70, 0.45, 0.75, 0.40, 0.25])])
+    assert (noisy["leader"], noisy["runner_up"]) == ("hgb", "ridge") and noisy["lead"] == pytest.approx(0.21)
+    assert not noisy["clear"] and "not a clear winner" in noisy["sentence"]
+    # the same folds, a steady lead on every one of them: paired, so the folds' own spread does not hide it
+    steady = winner_margin([_result("ridge", [0.10, 0.60, 0.20, 0.55, 0.05]),
+                            _result("hgb", [0.15, 0.66, 0.24, 0.61, 0.09])])
+    assert steady["clear"] and "not a clear winner" not in steady["sentence"]
+    assert winner_margin([_result("ridge", [0.5, 0.6])]) is None
 
 
 def test_finetune_learns_brightness_and_reloads_identically(brightness_settings):

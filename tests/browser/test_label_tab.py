@@ -73,6 +73,11 @@ def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, w
     page.get_by_role("button", name="Compare pairs").click()
     left = page.locator("#label-desk .wb-left-name")
     expect(left).to_contain_text("←")
+    # blind by default: score-prefixed file names would give the stored score away
+    expect(left).to_have_text("← left")
+    expect(page.locator("#label-desk .wb-right-name")).to_have_text("right →")
+    page.locator("#label-desk .wb-names").check()
+    expect(left).to_contain_text(".jpg")
     shown = []
     for key in ("ArrowLeft", "ArrowRight", "="):
         pair = (left.inner_text().lstrip("← ").strip(),

@@ -188,6 +188,8 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
     top = page.locator("#compare-srcc [aria-label^='Y-axis']").first.get_attribute("aria-label")
     best = float(cells[2])
     assert float(re.search(r"values from \S+ to (\S+)", top).group(1)) >= best + 0.05
+    # beside the winner's button: whether its lead stands out of the folds' spread
+    expect(page.locator("#compare-winner-note")).to_contain_text(re.compile(rf"{leaders[0]} leads {leaders[1]} by \+"))
     page.screenshot(path=str(output_dir / "compare_panel.png"), full_page=True)
     assert store.list() == []  # a comparison stores no runs
 
@@ -207,6 +209,7 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
     page.locator("#runs-rename").click()
     assert eventually(lambda: store.get(run.run_id).display_name == "brightness baseline")
     expect(page.locator("#runs-table")).to_contain_text("brightness baseline")
+    expect(page.locator("#runs-details")).to_contain_text("brightness baseline")  # same run id: no run.change
 
     page.get_by_label("Notes").fill("crops of the package photos, scored by brightness")
     page.locator("#runs-annotate").click()

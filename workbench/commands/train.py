@@ -180,7 +180,7 @@ def _curve_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("learning-curve", "Would more labels help? Cross-validated SRCC at growing numbers of labelled "
          "photos, with a projection for doubling them. JSON: one model -> {n_images, model, points: "
-         "[{n_labels, srcc_mean, srcc_std}], projection: {per_doubling, per_doubling_low, per_doubling_high, "
+         "[{n_labels, srcc_mean, srcc_std, draws}], projection: {per_doubling, per_doubling_low, per_doubling_high, "
          "noisy, sentence, ...}}; several -> {curves: [...]}.", _curve_arguments)
 def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.training.learning_curve import DEFAULT_SIZES, learning_curve
@@ -203,7 +203,8 @@ def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict
                   f"{curve.repeats} draws per size")
             print(f"{'labels':>8}{'SRCC':>8}{'±':>7}")
             for p in curve.points:
-                print(f"{p.n_labels:>8}{p.srcc_mean:>8.3f}{p.srcc_std:>7.3f}")
+                one = "  (all photos: one draw, no spread)" if p.draws == 1 and curve.repeats > 1 else ""
+                print(f"{p.n_labels:>8}{p.srcc_mean:>8.3f}{p.srcc_std:>7.3f}{one}")
             print(curve.projection["sentence"])
     documents = [c.to_json() for c in curves]
     return documents[0] if len(documents) == 1 else {"curves": documents}

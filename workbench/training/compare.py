@@ -80,6 +80,34 @@ class CompareReport:
         return sorted(self.results, key=lambda r: getattr(r, metric), reverse=HIGHER_IS_BETTER[metric])
 
 
+def winner_margin(results: Sequence[FamilyResult]) -> dict[str, Any] | None:
+    """How far the best SRCC leads the runner-up, and whether that lead stands out of the folds' noise.
+
+    Rule: every family is judged on the same folds, so the comparison is paired. The lead is clear when
+    the mean per-fold difference (leader minus runner-up) exceeds two standard errors of that mean
+    (std of the differences, ddof=1, over sqrt(K)). Without matching per-fold figures, the unpaired bound
+    stands in: two times the larger of the two families' srcc_std over sqrt(K). None with fewer than two results.
+    """
+    ranked = sorted(results, key=lambda r: r.srcc, reverse=True)
+    if len(ranked) < 2:
+        return None
+    first, second = ranked[:2]
+    lead = first.srcc - second.srcc
+    a, b = [f["srcc"] for f in first.folds], [f["srcc"] for f in second.folds]
+    if len(a) == len(b) >= 2:
+        differences = np.subtract(a, b)
+        noise = 2 * float(np.std(differences, ddof=1)) / np.sqrt(len(differences))
+    else:
+        k = max(len(a), len(b), 2)
+        noise = 2 * max(first.srcc_std, second.srcc_std) / np.sqrt(k)
+    clear = lead > noise
+    sentence = (f"{first.model} leads {second.model} by {lead:+.3f} SRCC, "
+                + ("more than the folds' spread (±{:.3f})." if clear else
+                   "within the folds' spread (±{:.3f}): not a clear winner.").format(noise))
+    return {"leader": first.model, "runner_up": second.model, "lead": round(lead, 4), "noise": round(noise, 4),
+            "clear": bool(clear), "sentence": sentence}
+
+
 class CVSetup(NamedTuple):
     """What compare and learning curves share before fitting: every family's inputs (by ``_input_key``),
     weight notes, the photos every input could read (``data``, ``names`` in that order), their content

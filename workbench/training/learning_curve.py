@@ -43,6 +43,7 @@ class CurvePoint:
     n_labels: int
     srcc_mean: float
     srcc_std: float  # over repeats (each repeat: the mean over folds)
+    draws: int = 1  # repeats measured; the whole training fold ("all") is one draw, so its std of 0 is no certainty
 
 
 @dataclass
@@ -106,7 +107,9 @@ def project(points: Sequence[CurvePoint]) -> dict[str, Any]:
     n = points[-1].n_labels
     doubling = f"doubling your labels (from {n} to {2 * n})"
     span = f"anywhere from {low:+.2f} to {high:+.2f}"
-    noisy = low < 0 and high > 0.05  # could be nothing, could be a real gain: the points cannot tell
+    # One rule decides both the "noisy" flag and the wording: the range runs from a loss to a real gain,
+    # so the points cannot tell nothing from something. A range that stays above zero is given as it is.
+    noisy = low < 0 and high > 0.05
     if noisy:
         sentence = (f"The curve is too noisy to project: {doubling} could add {span} SRCC (its three largest "
                     f"sizes give {slope:+.2f}, but their spread over draws is as large as that). More repeats "
@@ -116,8 +119,7 @@ def project(points: Sequence[CurvePoint]) -> dict[str, Any]:
                     f"({span}). More labels of the same kind are unlikely to help much; a stronger "
                     f"model or features may.")
     elif error > 0:
-        hedge = ": the points are noisy" if high - low > max(0.05, abs(slope)) else ""
-        sentence = f"{doubling[0].upper()}{doubling[1:]} would add about {slope:+.2f} SRCC ({span}{hedge})."
+        sentence = f"{doubling[0].upper()}{doubling[1:]} would add about {slope:+.2f} SRCC ({span})."
     else:
         sentence = f"{doubling[0].upper()}{doubling[1:]} would add about {slope:+.2f} SRCC."
     return {"per_doubling": round(slope, 4), "from_n": n, "to_n": 2 * n,
@@ -207,7 +209,7 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
                 if scores:
                     per_repeat.append(float(np.mean(scores)))
             if per_repeat:
-                points.append(CurvePoint(n, float(np.mean(per_repeat)), float(np.std(per_repeat))))
+                points.append(CurvePoint(n, float(np.mean(per_repeat)), float(np.std(per_repeat)), len(per_repeat)))
         curve = LearningCurve(n_images=len(data), model=fam.name, points=points, projection=project(points),
                               folds=folds, repeats=repeats, features=key[2] if key[0] == "features" else "pixels",
                               seconds=time.perf_counter() - started)

@@ -356,6 +356,14 @@ def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):
         ax.plot(n, mean, "o-", color=colour, label=curve["model"], linewidth=1.5)
         ax.fill_between(n, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                         color=colour, alpha=0.2)
+        # a single draw (all photos) has no spread: a hollow marker and a note, so the pinched band is not read as certainty
+        single = [p for p in points if p.get("draws") == 1]
+        if single:
+            ax.plot([p["n_labels"] for p in single], [p["srcc_mean"] for p in single], "o", color=colour,
+                    markerfacecolor="white", markersize=8, zorder=3)
+            if index == 0:
+                ax.annotate("all photos: one draw, no spread", (single[-1]["n_labels"], single[-1]["srcc_mean"]),
+                            xytext=(-6, -14), textcoords="offset points", ha="right", fontsize=8, color="0.35")
     if curves:
         ax.set_xscale("log", base=2)
         # ticks at the sizes measured (10, 25, 52), not at powers of two nobody measured

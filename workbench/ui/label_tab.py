@@ -30,6 +30,7 @@ HTML = """
     <label>Suggestions from <select class="wb-run"><option value="">no run</option></select></label>
     <button class="wb-suggest">Order: most useful first</button>
     <button class="wb-apply">Use comparisons as labels</button>
+    <label class="wb-names-opt" hidden><input type="checkbox" class="wb-names"> show names</label>
     <span class="wb-status" role="status"></span>
   </div>
   <div class="wb-rate">
@@ -117,13 +118,15 @@ function drawPairs(t0) {
   const pair = state.pairs[0];
   if (!pair) { $('.wb-left-name').textContent = 'Fewer than two photos: nothing to compare.'; return; }
   shown($('.wb-left'), pair[0], t0); shown($('.wb-right'), pair[1]);
-  $('.wb-left-name').textContent = '← ' + pair[0]; $('.wb-right-name').textContent = pair[1] + ' →';
+  // names hidden by default: score-prefixed file names would give the stored score away in a blind comparison
+  const [l, r] = $('.wb-names').checked ? pair : ['left', 'right'];
+  $('.wb-left-name').textContent = '← ' + l; $('.wb-right-name').textContent = r + ' →';
   state.pairs.slice(1).forEach(p => { preload(p[0]); preload(p[1]); });
 }
 function setMode(mode) {
   state.mode = mode;
   element.querySelectorAll('.wb-mode').forEach(b => b.classList.toggle('active', b.dataset.mode === mode));
-  $('.wb-rate').hidden = mode !== 'rate'; $('.wb-pairs').hidden = mode !== 'pairs';
+  $('.wb-rate').hidden = mode !== 'rate'; $('.wb-pairs').hidden = mode !== 'pairs'; $('.wb-names-opt').hidden = mode !== 'pairs';
   $('.wb-help').textContent = mode === 'rate'
     ? 'Keys: 1–5 stars (saved at once, then the next photo) · 0 clears · ← → move · Z undoes · Enter accepts the suggestion'
     : 'Keys: ← the left one is better · → the right one is better · = tie · Z undoes the last comparison';
@@ -179,7 +182,8 @@ function pairKey(ev, t0) {
   if (outcome && pair) {
     state.pairs.shift();
     if (state.pairs.length) drawPairs(t0);
-    save(() => call('label_compare', {left: pair[0], right: pair[1], outcome}), `${pair[0]} vs ${pair[1]}: ${outcome}`)
+    const what = $('.wb-names').checked ? `${pair[0]} vs ${pair[1]}: ${outcome}` : `comparison (${outcome})`;
+    save(() => call('label_compare', {left: pair[0], right: pair[1], outcome}), what)
       .then(next => {  // the pair on screen stays; the refitted choice follows it
         const now = state.pairs[0];
         const overlaps = (p) => now && (p.includes(now[0]) || p.includes(now[1]));
@@ -190,7 +194,8 @@ function pairKey(ev, t0) {
   }
   if ((ev.key === 'z' || ev.key === 'Z')) {
     save(() => call('label_undo_comparison'), 'undo').then(r => {
-      status(r ? `undone: ${r.left} vs ${r.right} (${r.outcome})` : 'Nothing to undo.');
+      const pairName = r && $('.wb-names').checked ? `${r.left} vs ${r.right} ` : 'the last comparison ';
+      status(r ? `undone: ${pairName}(${r.outcome})` : 'Nothing to undo.');
       if (r) { state.pairs.unshift([r.left, r.right]); drawPairs(); }
     });
     return true;
@@ -205,6 +210,7 @@ document.addEventListener('keydown', (ev) => {
   if ((state.mode === 'rate' ? rateKey : pairKey)(ev, t0)) ev.preventDefault();
 });
 element.querySelectorAll('.wb-mode').forEach(b => b.addEventListener('click', () => { setMode(b.dataset.mode); root.focus(); }));
+$('.wb-names').addEventListener('change', () => { drawPairs(); root.focus(); });
 $('.wb-run').addEventListener('change', () => { state.suggestions = {}; drawRate(); root.focus(); });
 $('.wb-apply').addEventListener('click', async () => {
   try {

@@ -17,6 +17,7 @@ from workbench.models import FAMILIES
 from workbench.predict import run_label
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
+from workbench.training.compare import winner_margin
 from workbench.training.learning_curve import learning_curve
 from workbench.training.reporting import (
     comparison_chart_axes,
@@ -88,7 +89,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     plot = gr.Plot(learning_curve_figure([]), label="Learning curve", elem_id="curve-plot")
     sentence = gr.Markdown(elem_id="curve-projection")
     table = gr.Dataframe(label="Points", interactive=False, elem_id="curve-table",
-                         headers=["model", "n_labels", "srcc_mean", "srcc_std"])  # named before the first curve
+                         headers=["model", "n_labels", "srcc_mean", "srcc_std", "draws"])  # named before the first curve
 
     def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
         flag = stop_flags.start(request.session_hash, "curve")
@@ -102,6 +103,8 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                     curves = [c.to_json() for c in event.result or []]
                     rows = [{"model": c["model"], **p} for c in curves for p in c["points"]]
                     words = "\n\n".join(f"**{c['model']}**: {c['projection']['sentence']}" for c in curves)
+                    if any(p["draws"] == 1 for p in rows):  # else a std of 0 reads as certainty
+                        words += "\n\n*All photos: one draw, no spread (each training fold holds them all).*"
                     state = "Stopped." if event.stopped else "Done."
                     yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
                            learning_curve_figure(curves), words, pd.DataFrame(rows).round(3))
@@ -155,7 +158,10 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
     table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
                          elem_id="compare-table",
                          headers=["rank", "model", "srcc", "plcc", "mae", "fit_seconds"])  # named before the first run
-    train_winner = gr.Button("Train the winner", variant="primary", visible=False, elem_id="compare-train-winner")
+    with gr.Row(equal_height=True):
+        train_winner = gr.Button("Train the winner", variant="primary", visible=False, scale=1,
+                                 elem_id="compare-train-winner")
+        winner_note = gr.Markdown(visible=False, elem_id="compare-winner-note")  # is the lead more than noise?
     winner = gr.State(None)  # (family, backbone) of the best SRCC
     with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
         # Axes from zero, so a bar's length is its value (0.47 never looks like zero beside 0.6);
@@ -173,7 +179,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         flag = stop_flags.start(request.session_hash, "compare")
         yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True),
                progress: progress_html(0, "Starting…"), table: None, winner: None,
-               train_winner: gr.Button(visible=False)}
+               train_winner: gr.Button(visible=False), winner_note: gr.Markdown(visible=False)}
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
             started = time.monotonic()
@@ -193,6 +199,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                     axes = comparison_chart_axes(frame)
                     order = axes["order"] or None
                     best = (order[0], report["backbone"]) if order else None
+                    margin = winner_margin(event.result.results) if event.result else None
                     # both charts in the leaderboard's order, SRCC with headroom; the props go first, alone, and
                     # then plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
                     if order:
@@ -201,7 +208,9 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                     yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
                            charts: gr.Row(visible=bool(order)), winner: best,
                            train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
-                                                   visible=bool(best))}
+                                                   visible=bool(best),
+                                                   variant="primary" if margin is None or margin["clear"] else "secondary"),
+                           winner_note: gr.Markdown(margin["sentence"] if margin else "", visible=bool(best and margin))}
         except WorkbenchError as exc:
             yield {progress: progress_html(1, f"Comparison could not run: {exc}", failed=True)}
         except Exception as exc:  # a bug: say so, details in the server log
@@ -215,7 +224,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         return gr.Button("Stopping…", interactive=False)
 
     start.click(run_comparison, [families, backbone, folds, seed, features],
-                {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner},
+                {start, stop, progress, table, srcc_plot, time_plot, charts, winner, train_winner, winner_note},
                 show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
@@ -348,8 +357,12 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
             return refresh(run_id)
         return handler
 
-    rename.click(edit(store.rename, "Renamed."), [run, name], outputs)
-    annotate.click(edit(store.annotate, "Notes saved."), [run, notes], outputs)
+    # The run id stays the same, so run.change does not fire: redraw the details and the overlay's captions here
+    # (the details only: rewriting the text boxes could overwrite what the person is typing meanwhile)
+    for button, action, success, field in ((rename, store.rename, "Renamed.", name),
+                                           (annotate, store.annotate, "Notes saved.", notes)):
+        button.click(edit(action, success), [run, field], outputs).then(
+            lambda run_id: show_run(run_id)[0], run, details).then(overlay_runs, overlay_pick, overlay)
     asking = [delete, confirm, cancel]
     delete.click(ask_to_delete, run, asking)
     cancel.click(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(visible=False)), None, asking)
