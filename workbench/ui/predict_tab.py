@@ -493,8 +493,11 @@ def build(settings: Settings) -> None:
     selection = [picked_index, picked, your_score, picked_overlay]
     gallery.select(on_click, shown_rows, selection, show_progress="hidden").then(*explain_it)
     for button, delta in ((previous, -1), (next_, +1)):
-        button.click(step(delta), [shown_rows, picked_index], [*selection, gallery],
-                     show_progress="hidden").then(*explain_it)
+        # "multiple", one at a time: arrow keys pressed faster than the server replies are queued in order,
+        # each moving on from where the one before left the selection (by default a press while one
+        # is pending was dropped, and → → under load showed photo 1)
+        button.click(step(delta), [shown_rows, picked_index], [*selection, gallery], show_progress="hidden",
+                     trigger_mode="multiple", concurrency_limit=1).then(*explain_it)
     your_score.submit(add_label, [shown_rows, picked_index, your_score], [label_note, last_label])
     undo_button.click(take_back, last_label, [label_note, last_label])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")

@@ -351,9 +351,10 @@ class LabelledGallery:
 
         self.gallery.select(on_click, [self.page], select_outputs, show_progress="hidden")
         for button, delta in ((self.previous, -1), (self.next, +1)):
-            # "multiple": arrow keys pressed faster than the server replies are queued, not dropped
+            # "multiple", one at a time: arrow keys pressed faster than the server replies are queued in
+            # order, not dropped, and each moves on from where the one before left the selection
             button.click(step(delta), [self.page, self.selected], [*select_outputs, self.gallery],
-                         show_progress="hidden", trigger_mode="multiple")
+                         show_progress="hidden", trigger_mode="multiple", concurrency_limit=1)
 
 
 def stop_button(running: bool) -> gr.Button:
