@@ -32,6 +32,14 @@ print("LOADED " + json.dumps([m for m in %r if m in sys.modules]), file=sys.stde
 """ % (HEAVY,)
 
 
+def _snippet(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter from the project root; it must succeed."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def _cli(workbench_env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     import os
 
@@ -77,8 +85,7 @@ def test_the_backbone_registry_imports_neither_timm_nor_torchvision():
     code = ("import sys, workbench.backbones as b\n"
             "assert 'efficientnet_lite0' in b.BACKBONES and 'resnet18' in b.BACKBONES\n"
             "print([m for m in ('timm', 'torchvision') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    out = _snippet(code)
     assert out.stdout.strip() == "[]"
 
 
@@ -131,8 +138,7 @@ def test_listing_families_and_backbones_imports_no_torch_and_building_one_does()
             "before = sorted(m for m in ('torch', 'scipy', 'sklearn') if m in sys.modules)\n"
             "model = get_family('head').make({'epochs': 2}, context=FitContext())\n"
             "print(before, type(model).__module__, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    out = _snippet(code)
     assert out.stdout.split() == ["[]", "workbench.models.heads", "True"]
 
 
@@ -180,9 +186,7 @@ def test_the_torch_hub_folder_is_torchs_own_without_importing_torch(env):
     code = ("import sys\nfrom workbench.backbones.weights import torch_hub_dir\nmine = str(torch_hub_dir())\n"
             "assert 'torch' not in sys.modules\nimport torch\nprint(mine == torch.hub.get_dir(), mine)")
     clean = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "XDG_CACHE_HOME")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
-                         env={**clean, **env})
-    assert out.returncode == 0, out.stderr
+    out = _snippet(code, env={**clean, **env})
     assert out.stdout.startswith("True"), out.stdout
 
 
@@ -192,6 +196,5 @@ def test_the_torch_hub_folder_while_another_thread_is_still_importing_torch():
     code = ("import sys, types\nfrom workbench.backbones.weights import torch_hub_dir\nrule = torch_hub_dir()\n"
             "sys.modules['torch'] = types.ModuleType('torch')  # as a half-done import leaves it\n"
             "print(torch_hub_dir() == rule)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    out = _snippet(code)
     assert out.stdout.strip() == "True", out.stdout
