@@ -149,8 +149,16 @@ def test_the_same_picture_twice_in_a_folder_is_named_in_the_preview_and_imported
     assert "6 images: 6 labelled" in line and "0 skipped, 1 the same picture as another file here" in line
     assert ("`55_duplicate.jpg`: the same picture as 30_flower.jpg in this import, which is imported instead "
             "(not copied twice); scores 55 vs 30: the first by name is kept, so 55 is not used") in line
+    # the kept photo's score edited in the preview: the message quotes the score that will be saved
+    session.set_score("30_flower.jpg", "42")
+    line = summary_line(session)
+    assert "scores 55 vs 42: the first by name is kept, so 55 is not used" in line and "vs 30" not in line
+    session.set_score("30_flower.jpg", "55")  # now the same score: nothing is lost, nothing to say about it
+    assert summary_line(session).count("55") == 1  # the file name only
+    session.set_score("30_flower.jpg", "30")
     store = ScoreStore.from_settings(settings)
     drain(session.save(store))
+    assert any("scores 55 vs 30" in s.reason for s in session.report.skipped)  # the report words it as saved
     assert (session.report.imported, session.report.already, session.report.same_in_source) == (6, 0, 1)
     assert "6 new images (6 labelled, 0 unlabelled), 0 already there, 1 the same picture as another" in summary_line(session)
     assert session.page(0, 50, settings.thumbnails_dir, 32).total == 6 == len(store.entries())
