@@ -137,8 +137,8 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
     much better than it each model ranks the photos.
     """
     frame = pd.DataFrame(list(results))
-    if frame.empty:
-        return frame
+    if frame.empty:  # still the real headers: the table shows them before the first comparison
+        return pd.DataFrame(columns=comparison_columns(baseline))
     if "srcc" in frame:
         frame = frame.sort_values("srcc", ascending=False, na_position="last", ignore_index=True)
         if baseline is not None and baseline in set(frame["model"]):
@@ -146,6 +146,29 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
             frame.insert(frame.columns.get_loc("srcc") + 1, f"srcc_gain_over_{baseline}", frame["srcc"] - reference)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return _rounded(frame)
+
+
+def comparison_columns(baseline: str | None = None) -> list[str]:
+    """The columns :func:`comparison_frame` gives a comparison's results (the ``compare`` JSON's keys)."""
+    from dataclasses import fields
+
+    from workbench.training.compare import FamilyResult
+
+    names = [f.name for f in fields(FamilyResult) if f.name != "folds"]  # to_json leaves the folds out
+    if baseline is not None:
+        names.insert(names.index("srcc") + 1, f"srcc_gain_over_{baseline}")
+    return ["rank", *names]
+
+
+def curve_points_frame(curves: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per point of learning curves (``LearningCurve.to_json()``); the same columns when empty."""
+    from dataclasses import fields
+
+    from workbench.training.learning_curve import CurvePoint
+
+    columns = ["model", *(f.name for f in fields(CurvePoint))]
+    rows = [{"model": c["model"], **p} for c in curves for p in c["points"]]
+    return pd.DataFrame(rows, columns=columns).round(3)
 
 
 SRCC_HEADROOM = 0.05  # the best bar ends at least this far below the SRCC chart's top
