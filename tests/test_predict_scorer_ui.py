@@ -9,7 +9,7 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 import gradio as gr
 import pytest
 from PIL import Image
-from ui_wiring import callback
+from ui_wiring import callback, skipped
 
 from workbench.predict import NIMA_ID, run_label, scorer_choices
 from workbench.ui import predict_tab
@@ -91,21 +91,26 @@ def test_predict_says_when_its_run_was_deleted_and_follows_a_rename(settings):
     show_tab = callback(blocks, "predict-tab", "select")  # what runs each time the person opens Predict
     labels = dict((v, k) for k, v in scorer_choices(settings))
 
-    picker, shown = show_tab(good.run_id, True, scorer_choices(settings))  # nothing changed: nothing to say
-    assert picker.value == good.run_id and picker.info == predict_tab.SCORER_INFO
+    picker, shown, noted = show_tab(good.run_id, True, scorer_choices(settings))  # nothing changed: nothing to say
+    assert picker.value == good.run_id and picker.info == predict_tab.SCORER_INFO and not noted
 
     store.rename(weak.run_id, "dim ridge")  # a rename keeps the run picked, under its new name, silently
-    picker, shown = show_tab(weak.run_id, True, shown)
+    picker, shown, noted = show_tab(weak.run_id, True, shown)
     assert picker.value == weak.run_id and picker.info == predict_tab.SCORER_INFO
     assert dict((v, k) for k, v in picker.choices)[weak.run_id].startswith("dim ridge")
 
     store.delete(weak.run_id)  # the run picked is deleted: Predict moves to the best one and says so
-    picker, shown = show_tab(weak.run_id, True, shown)
+    picker, shown, noted = show_tab(weak.run_id, True, shown)
     assert picker.value == good.run_id
     assert picker.info.startswith("⚠ Run “dim ridge") and "was deleted; now using" in picker.info
     assert picker.info.endswith(f"“{labels[good.run_id]}” (best by held-out SRCC).")
+    assert noted
+    # the person's next pick takes the note away (and only then is the picker itself updated)
+    pick = callback(blocks, "predict-scorer", "input")
+    assert pick(True)[1].info == predict_tab.SCORER_INFO and pick(True)[2] is False
+    assert skipped([pick(False)[1]])
 
     store.delete(good.run_id)  # the default (not picked) goes too: the ready AVA scorer, said as such
-    picker, _ = show_tab(good.run_id, False, shown)
+    picker, _, noted = show_tab(good.run_id, False, shown)
     assert picker.value == NIMA_ID
     assert picker.info.startswith(f"⚠ Run “{labels[good.run_id]}” was deleted") and "no run is left" in picker.info

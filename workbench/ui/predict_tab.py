@@ -200,6 +200,7 @@ def build(settings: Settings) -> None:
                                 info=SCORER_INFO, scale=4, elem_id="predict-scorer")
     picked_by_person = gr.State(False)  # until the person picks, the default follows the run store
     shown_choices = gr.State(choices)  # the picker's (label, id) pairs: names a run deleted meanwhile
+    noted = gr.State(False)  # the picker's info line says a run was deleted
     scorer_info = gr.Markdown(elem_id="predict-scorer-info")
     threshold = gr.Slider(1, 10, value=5.1, step=0.01, label="Good from (threshold)", elem_id="predict-threshold")
 
@@ -302,7 +303,8 @@ def build(settings: Settings) -> None:
         options = scorer_choices(settings)
         keep = picked and chosen in [value for _, value in options]
         value = chosen if keep else default_scorer_id(settings)
-        return gr.Dropdown(choices=options, value=value, info=switch_note(chosen, value, shown, options)), options
+        note = switch_note(chosen, value, shown, options)
+        return gr.Dropdown(choices=options, value=value, info=note), options, note != SCORER_INFO
 
     def score_photo(chosen: str, limit: float, path: str | None, text: str = ""):
         if not path:
@@ -387,7 +389,7 @@ def build(settings: Settings) -> None:
     def open_page():
         chosen, options = default_scorer_id(settings), scorer_choices(settings)
         info, slider = load(chosen)
-        return gr.Dropdown(choices=options, value=chosen, info=SCORER_INFO), info, slider, options
+        return gr.Dropdown(choices=options, value=chosen, info=SCORER_INFO), info, slider, options, False
 
     def stop_batch(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "", "score")
@@ -486,12 +488,15 @@ def build(settings: Settings) -> None:
     scorer_id.change(load, scorer_id, [scorer_info, threshold]).then(
         score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
     # the person's own pick: the default no longer follows the store, and a "was deleted" note is old news
-    scorer_id.input(lambda: (True, gr.Dropdown(info=SCORER_INFO)), None, [picked_by_person, scorer_id],
+    # (the picker itself is updated only to take such a note away)
+    scorer_id.input(lambda was_noted: (True, gr.Dropdown(info=SCORER_INFO) if was_noted else gr.skip(), False),
+                    noted, [picked_by_person, scorer_id, noted],
                     show_progress="hidden")
     # Each time the tab is shown: runs trained, renamed or deleted meanwhile are in the list.
     shown_tab = gr.context.Context.block
     if isinstance(shown_tab, gr.Tab):
-        shown_tab.select(refresh_choices, [scorer_id, picked_by_person, shown_choices], [scorer_id, shown_choices],
+        shown_tab.select(refresh_choices, [scorer_id, picked_by_person, shown_choices],
+                         [scorer_id, shown_choices, noted],
                          show_progress="hidden")
     gr.on([photo.change, photo_text.submit], score_photo, one_photo,
           [verdict, distribution, overlay, explanation, explain_note])
@@ -521,7 +526,7 @@ def build(settings: Settings) -> None:
     your_score.submit(add_label, [shown_rows, picked_index, your_score], [label_note, last_label])
     undo_button.click(take_back, last_label, [label_note, last_label])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
-    _on_page_open(open_page, [scorer_id, scorer_info, threshold, shown_choices])
+    _on_page_open(open_page, [scorer_id, scorer_info, threshold, shown_choices, noted])
 
 
 def _on_page_open(fn, outputs) -> None:
