@@ -84,6 +84,9 @@ def test_cli_import_of_a_messy_folder(run_cli, workbench_env, messy_folder, phot
     assert "not an image" in skipped["notes.txt"]
     assert "1600 megapixels" in skipped["90_bomb.png"] and "decompression bomb" in skipped["90_bomb.png"]
     assert "folder" in skipped["old shoot/"]
+    # every skipped file is counted under a named reason: the parts add up to the total
+    assert report["skipped_counts"] == {"same picture": 1, "not an image": 1, "unreadable": 3, "folder or link": 1}
+    assert sum(report["skipped_counts"].values()) == len(report["skipped"])
     assert {"file": "85_chelsea.jpg", "saved_as": "85_chelsea (1).jpg"} in report["renamed"]
     notes = {n["file"]: n["note"] for n in report["notes"]}
     assert "250 is outside the score range 0–100" in notes["250_too_high.jpg"]
@@ -111,6 +114,10 @@ def test_cli_import_of_a_messy_folder(run_cli, workbench_env, messy_folder, phot
     again = drain(import_into_store(scan_source(messy_folder).items, ScoreStore(data, 0, 100))).to_json()
     assert again["imported"] == 0 and again["labelled"] == 0
     assert sum("not copied twice" in s["reason"] for s in again["skipped"]) == 10  # the copy folded in the preview
+    code, out = run_main(capsys, "import", str(messy_folder))  # the text says the same parts
+    assert code == 0 and ("16 skipped (10 already in the training set, 1 the same picture as another file here, "
+                          "1 not an image file, 3 unreadable (empty, truncated, damaged or too large), "
+                          "1 a folder or a link (not followed)):") in out
 
     code, out = run_main(capsys, "dataset", "--json")
     summary = json.loads(out)

@@ -27,7 +27,7 @@ def test_scan_reads_scores_and_reports_skipped(mixed_folder, settings):
     assert isinstance(events[-1], Finished) and isinstance(session, ImportSession)
     assert session.scores["85_chelsea.jpg"] == 85
     assert session.scores["IMG_1234.jpg"] is None
-    assert session.counts() == {"images": 7, "labelled": 6, "unlabelled": 1, "skipped": 1}
+    assert session.counts() == {"images": 7, "labelled": 6, "unlabelled": 1, "skipped": 1, "already": 0}
     assert [s.file for s in session.skipped] == ["99_broken.jpg"]
     summary = session.summary()
     assert (summary.labelled, summary.unlabelled, summary.lowest, summary.highest) == (6, 1, 30, 85)
@@ -124,10 +124,14 @@ def test_a_reimport_says_what_is_already_in_the_set_and_what_was_really_copied(s
     again = ImportSession.scan(scored_photo_folder, settings)
     assert again.already == {name: name for name in first.names}  # by content, and named as in the set
     assert store.copies_of([scored_photo_folder / "70_new.jpg", scored_photo_folder / "missing.jpg"]) == {}
-    assert "6 of these pictures are already in the training set" in summary_line(again)
+    line = summary_line(again)
+    assert "6 of these pictures are already in the training set" in line
+    # the headline counts what Save copies: the one new photo, the six others as skipped
+    assert "To import — 1 images: 1 labelled (70–70, mean 70.0), 0 unlabelled, 6 skipped (6 already in the training set)" in line
     drain(again.save(store))
     assert (again.report.imported, again.report.already, again.report.saved) == (1, 6, ["70_new.jpg"])
-    assert "Saved to the training set — 1 new images (1 labelled, 0 unlabelled), 6 already there" in summary_line(again)
+    assert ("Saved to the training set — 1 new images (1 labelled, 0 unlabelled), 6 skipped "
+            "(6 already in the training set)") in summary_line(again)
     assert len(store.entries()) == 7
 
 
@@ -146,7 +150,7 @@ def test_the_same_picture_twice_in_a_folder_is_named_in_the_preview_and_imported
     session = ImportSession.scan(scored_photo_folder, settings)
     assert "55_duplicate.jpg" not in session.names and session.counts()["images"] == 6
     line = summary_line(session)
-    assert "6 images: 6 labelled" in line and "0 skipped, 1 the same picture as another file here" in line
+    assert "6 images: 6 labelled" in line and "1 skipped (1 the same picture as another file here)" in line
     assert ("`55_duplicate.jpg`: the same picture as 30_flower.jpg in this import, which is imported instead "
             "(not copied twice); scores 55 vs 30: the first by name is kept, so 55 is not used") in line
     # the kept photo's score edited in the preview: the message quotes the score that will be saved
@@ -160,7 +164,7 @@ def test_the_same_picture_twice_in_a_folder_is_named_in_the_preview_and_imported
     drain(session.save(store))
     assert any("scores 55 vs 30" in s.reason for s in session.report.skipped)  # the report words it as saved
     assert (session.report.imported, session.report.already, session.report.same_in_source) == (6, 0, 1)
-    assert "6 new images (6 labelled, 0 unlabelled), 0 already there, 1 the same picture as another" in summary_line(session)
+    assert "6 new images (6 labelled, 0 unlabelled), 1 skipped (1 the same picture as another file here)" in summary_line(session)
     assert session.page(0, 50, settings.thumbnails_dir, 32).total == 6 == len(store.entries())
     assert store.get("30_flower.jpg").score == 30
 
@@ -185,3 +189,87 @@ def test_a_new_preview_sends_the_histogram_axis_before_its_bars(scored_photo_fol
     bars = updates[-1][histogram]
     assert isinstance(bars, pd.DataFrame)  # then the bars as a bare frame: no props to delay them
     assert dict(zip(bars["score"], bars["images"]))["90–100"] == 6
+
+
+def test_the_preview_says_why_a_file_has_no_score(tmp_path, photos, settings):
+    """150.jpg and -3.jpg showed "unlabelled" with no reason; the CLI said why. The preview says it too."""
+    folder = tmp_path / "why"
+    folder.mkdir()
+    for name in ("150.jpg", "-3.jpg", "42_ok.jpg"):
+        Image.fromarray(photos["chelsea"]).rotate(len(name)).save(folder / name)
+    line = summary_line(ImportSession.scan(folder, settings))
+    assert "No score read (they come in unlabelled; type one to label them)" in line
+    assert "`150.jpg`: no rating in its metadata; 150 is outside the score range 0–100, so it is not taken as a score" in line
+    assert "`-3.jpg`: no rating in its metadata; no number at the start of the name" in line
+    assert "42_ok.jpg" not in line
+
+
+def test_every_skipped_file_is_counted_under_a_reason_in_the_preview_and_the_saved_report(scored_photo_folder, settings):
+    """"5 skipped (0 already there, 2 the same picture…)": the empty, truncated and non-image files were in
+    the total but in no part of it."""
+    from workbench.dataset.importer import skipped_counts
+    from workbench.ui.import_tab import report_text
+
+    (scored_photo_folder / "55_duplicate.jpg").write_bytes((scored_photo_folder / "30_flower.jpg").read_bytes())
+    (scored_photo_folder / "notes.txt").write_text("hello")
+    (scored_photo_folder / "50_empty.jpg").write_bytes(b"")
+    data = (scored_photo_folder / "85_chelsea.jpg").read_bytes()
+    (scored_photo_folder / "63_cut.jpg").write_bytes(data[: len(data) // 2])
+    session = ImportSession.scan(scored_photo_folder, settings)
+    parts = ("4 skipped (1 the same picture as another file here, 1 not an image file, "
+             "2 unreadable (empty, truncated, damaged or too large))")
+    assert parts in summary_line(session)
+    drain(session.save(ScoreStore.from_settings(settings)))
+    document = session.report.to_json()
+    assert sum(document["skipped_counts"].values()) == len(document["skipped"]) == 4
+    assert parts in report_text(session.report) and parts in summary_line(session)
+    again = ImportSession.scan(scored_photo_folder, settings)  # everything is in the set now
+    drain(again.save(ScoreStore.from_settings(settings)))
+    counts = skipped_counts(again.report.skipped)
+    assert counts == {"already": 6, "same picture": 1, "not an image": 1, "unreadable": 2}
+    assert ("10 skipped (6 already in the training set, 1 the same picture as another file here, 1 not an image "
+            "file, 2 unreadable (empty, truncated, damaged or too large))") in report_text(again.report)
+
+
+def test_a_reimport_shows_the_scores_in_the_set_and_imports_nothing(scored_photo_folder, settings):
+    """Re-importing a saved folder said "To import — 6 images: 6 labelled" and showed the file names' scores,
+    not the ones the set holds now; Save then copied nothing."""
+    store = ScoreStore.from_settings(settings)
+    drain(ImportSession.scan(scored_photo_folder, settings).save(store))
+    store.set_score("85_chelsea.jpg", 95)  # changed in Training data since
+    again = ImportSession.scan(scored_photo_folder, settings)
+    line = summary_line(again)
+    assert line.startswith("**To import — 0 new images, 6 skipped (6 already in the training set).**")
+    assert again.summary().labelled == 0 and again.counts()["images"] == 0
+    shown = {i.filename: (i.score, i.badge) for i in again.page(0, 50, settings.thumbnails_dir, 32).items}
+    assert shown["85_chelsea.jpg"] == (95, "in the set")  # the set's score, not the name's 85
+    from workbench.ui.widgets import caption
+
+    item = next(i for i in again.page(0, 50, settings.thumbnails_dir, 32).items if i.filename == "85_chelsea.jpg")
+    assert caption(item) == "in the set · 95 · 85_chelsea.jpg"
+    with pytest.raises(ScoreError, match="already in the training set as 85_chelsea.jpg with score 95"):
+        again.set_score("85_chelsea.jpg", "40")  # Save would not change it: say so instead of pretending
+    assert again.apply_table([("85_chelsea.jpg", "95"), ("40_coffee.jpg", "40")]) == {}  # rows as shown: no change
+    drain(again.save(store))
+    assert store.get("85_chelsea.jpg").score == 95 and again.report.imported == 0
+
+
+def test_saving_replaces_the_preview_status_line(scored_photo_folder, settings):
+    """After Save the status still said "✓ 85_chelsea.jpg: score 95 (in the preview; Save to keep it)"."""
+    import gradio as gr
+    from ui_wiring import callback
+
+    from workbench.ui import import_tab
+
+    with gr.Blocks() as blocks:
+        import_tab.build(settings)
+    status = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "import-status")
+    by_id = {getattr(b, "elem_id", None): b for b in blocks.blocks.values()}
+    shown = list(callback(blocks, "import-scan-folder", "click")(None, str(scored_photo_folder), "", True))[-1]
+    session = next(v for k, v in shown.items() if isinstance(v, ImportSession))
+    page = shown[next(k for k, v in shown.items() if hasattr(v, "items") and hasattr(v, "pages"))]
+    typed = callback(blocks, "import-score", "submit")(session, page, 0, "95")
+    assert "(in the preview; Save to keep it)" in typed[status]
+    saved = callback(blocks, "import-save", "click")(session)
+    assert saved[status] == "✓ Saved: 6 new images are in the training set."
+    assert "Saved." in saved[by_id["import-report"]]

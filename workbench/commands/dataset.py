@@ -34,6 +34,7 @@ def _import_arguments(parser: argparse.ArgumentParser) -> None:
          _import_arguments)
 def import_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.dataset import ScoreStore, import_into_store, scan_source_events
+    from workbench.dataset.importer import skipped_text
     from workbench.dataset.ratings import StarMapping, describe_order
 
     src = Path(args.src).expanduser()
@@ -64,7 +65,7 @@ def import_command(args: argparse.Namespace, settings: Settings) -> dict:
         for name, note in report.notes:
             print(f"  {name}: no score ({note})")
         if report.skipped:
-            print(f"Skipped {len(report.skipped)}:")
+            print(f"{skipped_text(report.skipped)}:")  # every file counted under a named reason
             for skipped in report.skipped:
                 print(f"  {skipped.file}: {skipped.reason}")
     return document

@@ -48,15 +48,52 @@ SOURCE_FILE_NAME, SOURCE_RATING, SOURCE_TYPED = "file name", "star rating", "typ
 _MAIN_FORMATS = [e for e in (".jpg", ".png", ".webp", ".bmp", ".tiff", ".gif", ".heic") if e in SUPPORTED_EXTENSIONS]
 
 
+# Why a file was skipped, in a few words: every skipped file has one kind, so the counts a report
+# shows ("5 skipped (2 …, 3 …)") always add up to the total. Listed in the order they are shown.
+ALREADY, SAME_PICTURE, NOT_IMAGE, UNREADABLE, NOT_EXTRACTED, FOLDER_OR_LINK, REJECTED, NOT_COPIED = (
+    "already", "same picture", "not an image", "unreadable", "not extracted", "folder or link", "rejected",
+    "not copied")
+SKIP_KINDS = {
+    ALREADY: "already in the training set",
+    SAME_PICTURE: "the same picture as another file here",
+    NOT_IMAGE: "not an image file",
+    UNREADABLE: "unreadable (empty, truncated, damaged or too large)",
+    NOT_EXTRACTED: "left in the zip (unsafe path, encrypted or over the size limits)",
+    FOLDER_OR_LINK: "a folder or a link (not followed)",
+    REJECTED: "rejected in the photo manager",
+    NOT_COPIED: "could not be copied",
+}
+
+
+def skipped_counts(skipped: Sequence["Skipped"]) -> dict[str, int]:
+    """``{kind: files}`` for the kinds present, in :data:`SKIP_KINDS` order; the counts sum to ``len(skipped)``."""
+    counts = {kind: 0 for kind in SKIP_KINDS}
+    for s in skipped:
+        counts[s.kind] += 1
+    return {kind: n for kind, n in counts.items() if n}
+
+
+def skipped_text(skipped: Sequence["Skipped"]) -> str:
+    """``"5 skipped (2 the same picture as another file here, 3 unreadable (…))"``: every file in a named part."""
+    parts = ", ".join(f"{n} {SKIP_KINDS[kind]}" for kind, n in skipped_counts(skipped).items())
+    return f"{len(skipped)} skipped" + (f" ({parts})" if parts else "")
+
+
 @dataclass(frozen=True)
 class Skipped:
-    """A file that will not be imported; ``reason`` is for a person to read."""
+    """A file that will not be imported; ``reason`` is for a person to read, ``kind`` (a key of
+    :data:`SKIP_KINDS`) is what the report counts it under."""
 
     file: str
     reason: str
     same_as: str | None = None  # the same picture as this file of the same import, imported instead
     score: float | None = None  # a same-picture file's own score (for rewording ``reason`` after an edit)
     gave_score: bool = False  # its score went to ``same_as``, which had none
+    kind: str = UNREADABLE
+
+    def __post_init__(self) -> None:
+        if self.kind not in SKIP_KINDS:
+            raise ValueError(f"unknown skip kind {self.kind!r}")
 
 
 def same_picture_reason(kept: str, kept_score: float | None, score: float | None, gave_score: bool) -> str:
@@ -130,14 +167,16 @@ class ImportReport:
         return sum(s.same_as is not None for s in self.skipped)
 
     def to_json(self) -> dict:
-        """The CLI contract: imported, labelled, unlabelled, skipped[{file, reason}] (+ renamed, notes)."""
+        """The CLI contract: imported, labelled, unlabelled, skipped[{file, reason, kind}], skipped_counts
+        {kind: files} (+ renamed, notes)."""
         return {
             "imported": self.imported,
             "labelled": self.labelled,
             "from_ratings": self.from_ratings,
             "unlabelled": self.unlabelled,
-            "skipped": [{"file": s.file, "reason": s.reason, **({"same_as": s.same_as} if s.same_as else {})}
-                        for s in self.skipped],
+            "skipped": [{"file": s.file, "reason": s.reason, "kind": s.kind,
+                         **({"same_as": s.same_as} if s.same_as else {})} for s in self.skipped],
+            "skipped_counts": skipped_counts(self.skipped),  # {kind: files}; sums to len(skipped)
             "renamed": [{"file": a, "saved_as": b} for a, b in self.renamed],
             "notes": [{"file": a, "note": b} for a, b in self.notes],
         }
@@ -162,11 +201,12 @@ def _folder_candidates(folder: Path, skipped: list[Skipped]) -> list[_Candidate]
         if entry.name.startswith(".") or _is_sidecar(entry.name):
             continue  # .DS_Store, ._ resource forks, editor files; sidecars are read with their photo
         if entry.is_symlink():
-            skipped.append(Skipped(entry.name, "a symbolic link (links are not followed)"))
+            skipped.append(Skipped(entry.name, "a symbolic link (links are not followed)", kind=FOLDER_OR_LINK))
         elif entry.is_dir():
-            skipped.append(Skipped(entry.name + "/", "a folder (only the files directly inside are imported)"))
+            skipped.append(Skipped(entry.name + "/", "a folder (only the files directly inside are imported)",
+                                   kind=FOLDER_OR_LINK))
         elif not is_supported(entry.name):
-            skipped.append(Skipped(entry.name, _unsupported_reason(entry.name)))
+            skipped.append(Skipped(entry.name, _unsupported_reason(entry.name), kind=NOT_IMAGE))
         else:
             out.append(_Candidate(entry.name, entry.name, Path(entry.path),
                                   tuple(sidecar_paths(Path(entry.path), names)), entry.name))
@@ -199,7 +239,7 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        skipped.append(Skipped(label, f"not a readable zip archive ({exc})"))
+        skipped.append(Skipped(label, f"not a readable zip archive ({exc})", kind=UNREADABLE))
         return []
     out, taken, total = [], set(), 0
     sidecars: dict[str, zipfile.ZipInfo] = {}
@@ -207,7 +247,8 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
     with zf:
         members = zf.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
-            skipped.append(Skipped(label, f"the zip holds {len(members)} entries, more than {MAX_ZIP_MEMBERS}"))
+            skipped.append(Skipped(label, f"the zip holds {len(members)} entries, more than {MAX_ZIP_MEMBERS}",
+                                   kind=NOT_EXTRACTED))
             return []
         for info in members:
             member = _member_name(info)  # every check below runs on this name, however it was decoded
@@ -216,20 +257,20 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
             if info.is_dir() or member.startswith(_SILENT_ZIP_PREFIXES) or (parts and parts[-1].startswith(".")):
                 continue
             if member.startswith(("/", "\\")) or ".." in parts or (len(member) > 1 and member[1] == ":"):
-                skipped.append(Skipped(where, "unsafe path inside the zip (absolute or '..'); not extracted"))
+                skipped.append(Skipped(where, "unsafe path inside the zip (absolute or '..'); not extracted", kind=NOT_EXTRACTED))
                 continue
             if info.flag_bits & 0x1:
-                skipped.append(Skipped(where, "encrypted inside the zip; not extracted"))
+                skipped.append(Skipped(where, "encrypted inside the zip; not extracted", kind=NOT_EXTRACTED))
                 continue
             if _is_sidecar(member) and info.file_size <= MAX_MEMBER_BYTES:
                 sidecars[member.replace("\\", "/").casefold()] = info
                 continue
             if not is_supported(member):
-                skipped.append(Skipped(where, _unsupported_reason(member)))
+                skipped.append(Skipped(where, _unsupported_reason(member), kind=NOT_IMAGE))
                 continue
             if info.file_size > MAX_MEMBER_BYTES:
                 skipped.append(Skipped(where, f"{info.file_size / 1e6:.0f} MB is over the "
-                                              f"{MAX_MEMBER_BYTES / 1e6:.0f} MB limit per file"))
+                                              f"{MAX_MEMBER_BYTES / 1e6:.0f} MB limit per file", kind=NOT_EXTRACTED))
                 continue
             name = unique_name(sanitize_name(member), taken)
             taken.add(name.casefold())
@@ -238,12 +279,12 @@ def _zip_candidates(archive: Path, staging: Path, skipped: list[Skipped], label:
                 written = _extract_capped(zf, info, target, min(MAX_MEMBER_BYTES, MAX_ZIP_TOTAL_BYTES - total))
             except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as exc:
                 target.unlink(missing_ok=True)
-                skipped.append(Skipped(where, f"damaged inside the zip ({exc})"))
+                skipped.append(Skipped(where, f"damaged inside the zip ({exc})", kind=UNREADABLE))
                 continue
             if written is None:
                 target.unlink(missing_ok=True)
                 skipped.append(Skipped(where, "larger than its zip header says, or over the size limit; "
-                                              "not extracted (possible zip bomb)"))
+                                              "not extracted (possible zip bomb)", kind=NOT_EXTRACTED))
                 continue
             total += written
             members_of[len(out)] = member.replace("\\", "/")
@@ -315,7 +356,7 @@ def _gather(source, staging: Path | None, skipped: list[Skipped]) -> tuple[list[
             sub.mkdir()
             candidates += _zip_candidates(path, sub, skipped, name)
         elif not is_supported(name):
-            skipped.append(Skipped(name, _unsupported_reason(name)))
+            skipped.append(Skipped(name, _unsupported_reason(name), kind=NOT_IMAGE))
         else:
             uploaded.append(len(candidates))
             candidates.append(_Candidate(name, sanitize_name(name), path, (), name.replace("\\", "/").rsplit("/", 1)[-1]))
@@ -362,15 +403,15 @@ def scan_source_events(
             thumb = (thumbnail(candidate.path, thumbnail_size, thumbnails_dir, image=image)
                      if thumbnails_dir is not None else None)
         except ImageError as exc:
-            return Skipped(candidate.origin, _without_name(str(exc), candidate.path.name))
+            return Skipped(candidate.origin, _without_name(str(exc), candidate.path.name), kind=UNREADABLE)
         except OSError as exc:
-            return Skipped(candidate.origin, f"cannot be read ({exc.strerror or exc})")
+            return Skipped(candidate.origin, f"cannot be read ({exc.strerror or exc})", kind=UNREADABLE)
         score, note, from_rating = None, None, False
         for source in order:  # the first source that gives a score wins; its note says where from
             if source == "ratings":
                 score, note = mapping.score(read_rating(candidate.path, candidate.sidecars))
                 if note == "skip":
-                    return Skipped(candidate.origin, "rejected in the photo manager (ratings.rejected: skip)")
+                    return Skipped(candidate.origin, "rejected in the photo manager (ratings.rejected: skip)", kind=REJECTED)
                 from_rating = score is not None
             else:
                 parsed = rule.parse(candidate.name)
@@ -429,7 +470,7 @@ def _one_of_each(items: list[PreviewItem], skipped: list[Skipped]) -> list[Previ
                 kept = replace(kept, score=other.score, from_rating=other.from_rating,
                                note=f"score from {other.name}, the same picture")
             skipped.append(Skipped(other.origin, same_picture_reason(kept.name, kept.score, other.score, gave),
-                                   same_as=kept.name, score=other.score, gave_score=gave))
+                                   same_as=kept.name, score=other.score, gave_score=gave, kind=SAME_PICTURE))
             dropped.add(i)
         items[same[0]] = kept
     return [item for i, item in enumerate(items) if i not in dropped]
@@ -506,7 +547,7 @@ def label_source(item: PreviewItem, score: float) -> str:
 
 def _account(report: ImportReport, item: PreviewItem, result, score: float | None, store: ScoreStore) -> None:
     if result.error:
-        report.skipped.append(Skipped(item.origin, result.error))
+        report.skipped.append(Skipped(item.origin, result.error, kind=NOT_COPIED))
         return
     if not result.copied and result.duplicate_of in report.saved:  # a caller that passed the same picture twice
         reason = f"the same picture as {result.duplicate_of}, copied just before in this import (not copied twice)"
@@ -514,14 +555,14 @@ def _account(report: ImportReport, item: PreviewItem, result, score: float | Non
             reason += f"; its score {format_score(score)} was saved there"
         elif score is not None and score != (kept := store.get(result.duplicate_of).score):
             reason += f"; scores {format_score(score)} vs {format_score(kept)}: the first is kept"
-        report.skipped.append(Skipped(item.origin, reason, same_as=result.duplicate_of))
+        report.skipped.append(Skipped(item.origin, reason, same_as=result.duplicate_of, kind=SAME_PICTURE))
         return
     if not result.copied:
         report.already += 1
         reason = f"the same picture is already in the training set as {result.duplicate_of} (not copied twice)"
         if result.score_applied:
             reason += f"; its score {format_score(score)} was saved there"
-        report.skipped.append(Skipped(item.origin, reason))
+        report.skipped.append(Skipped(item.origin, reason, kind=ALREADY))
         return
     report.imported += 1
     report.saved.append(result.filename)

@@ -60,6 +60,7 @@ class SessionItem:
     score: float | None
     path: Path
     thumbnail: Path | None
+    badge: str = ""  # said before the score in its caption ("in the set": already in the training set)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ImportSession:
     unlabelled_first: bool = True  # how the preview pages are ordered (see :meth:`page`)
     sources: str = ""  # where scores were looked for, in order (shown to the person)
     already: dict[str, str] = field(default_factory=dict)  # item name -> its name in the training set (same picture)
+    in_set: dict[str, float | None] = field(default_factory=dict)  # item name -> its score in the set now (of ``already``)
     report: Any = None  # the ImportReport of :meth:`save`: what was really copied
 
     def __post_init__(self) -> None:
@@ -109,8 +111,13 @@ class ImportSession:
         # said before saving, so a re-import is not mistaken for new photos
         copies = ScoreStore.from_settings(settings).copies_of([item.source for item in preview.items])
         already = {preview.items[i].name: name for i, name in copies.items()}
+        in_set = {}
+        if already:  # their scores as the set holds them now: what the preview shows for them
+            current = {entry.filename: entry.score for entry in ScoreStore.from_settings(settings).entries()}
+            in_set = {name: current.get(there) for name, there in already.items()}
         yield Finished(cls(preview, settings.score_min, settings.score_max,
-                           sources=describe_order(settings.ratings_source), already=already), finished.stopped)
+                           sources=describe_order(settings.ratings_source), already=already, in_set=in_set),
+                       finished.stopped)
 
     @classmethod
     def scan(cls, source: str | Path | Sequence[str | Path], settings: Settings,
@@ -128,32 +135,50 @@ class ImportSession:
         return [item.name for item in self.preview.items]
 
     @property
+    def new_names(self) -> list[str]:
+        """The items Save would really copy: those not in the training set already."""
+        return [name for name in self.names if name not in self.already]
+
+    def shown_score(self, name: str) -> float | None:
+        """The score the preview shows for ``name``: a photo already in the set shows the score it has
+        there (Save does not change it), unless it has none there (Save gives it the one from here)."""
+        there = self.in_set.get(name)
+        return there if there is not None else self.scores[name]
+
+    def settled(self, name: str) -> bool:
+        """Already in the set *with* a score: editing it here would change nothing on Save."""
+        return self.in_set.get(name) is not None
+
+    @property
     def skipped(self) -> list[Any]:
         """The preview's skipped files; a same-picture file's reason quotes the kept photo's score as edited."""
         return [replace(s, reason=same_picture_reason(s.same_as, self.scores[s.same_as], s.score, s.gave_score))
                 if s.same_as in self.scores else s for s in self.preview.skipped]
 
     def counts(self) -> dict[str, int]:
-        labelled = sum(score is not None for score in self.scores.values())
-        return {"images": len(self.scores), "labelled": labelled,
-                "unlabelled": len(self.scores) - labelled, "skipped": len(self.preview.skipped)}
+        """What Save would copy (photos already in the set are not counted: they are not copied again)."""
+        new = [self.scores[name] for name in self.new_names]
+        labelled = sum(score is not None for score in new)
+        return {"images": len(new), "labelled": labelled, "unlabelled": len(new) - labelled,
+                "skipped": len(self.preview.skipped), "already": len(self.already)}
 
     def summary(self, bins: int = 10) -> ScoreSummary:
-        """Counts, range and histogram of the scores as edited so far."""
-        return summarize_scores(self.scores.values(), self.score_min, self.score_max, bins)
+        """Counts, range and histogram of the scores, as edited so far, of the photos Save would copy."""
+        return summarize_scores([self.scores[name] for name in self.new_names], self.score_min, self.score_max, bins)
 
     def page(self, page: int, page_size: int, thumbnails_dir: Path, thumbnail_size: int, *,
              unlabelled_first: bool = False) -> SessionPage:
         """Page ``page`` (0-based, clamped) with cached thumbnails made for just this page; names in
         natural order (``8_a`` before ``89_b``), the unlabelled ones first when asked."""
         ordered = sorted(self.preview.items, key=lambda item: (
-            unlabelled_first and self.scores[item.name] is not None, natural_key(item.name)))
+            unlabelled_first and self.shown_score(item.name) is not None, natural_key(item.name)))
         total = len(ordered)
         pages = max(1, math.ceil(total / page_size))
         page = min(max(page, 0), pages - 1)
         chunk = ordered[page * page_size:(page + 1) * page_size]
-        items = [SessionItem(item.name, self.scores[item.name], Path(item.source),
-                             item.thumbnail or _thumbnail_or_none(item.source, thumbnail_size, thumbnails_dir))
+        items = [SessionItem(item.name, self.shown_score(item.name), Path(item.source),
+                             item.thumbnail or _thumbnail_or_none(item.source, thumbnail_size, thumbnails_dir),
+                             "in the set" if item.name in self.already else "")
                  for item in chunk]
         return SessionPage(items, page, pages, total)
 
@@ -162,6 +187,8 @@ class ImportSession:
         """Set one typed score; ScoreError (nothing changed) when it is not a valid score."""
         if name not in self._by_name:
             raise NotFound(f"{name} is not in this import")
+        if self.settled(name):
+            raise ScoreError(self._settled_message(name))
         score = validate_score(value, self.score_min, self.score_max)
         self.scores[name] = score
         return score
@@ -177,6 +204,9 @@ class ImportSession:
             if name not in self._by_name:
                 problems.append(f"{name}: not in this import")
                 continue
+            if self.settled(name):
+                problems.append(self._settled_message(name))
+                continue
             try:
                 accepted[name] = validate_score(value, self.score_min, self.score_max)
             except ScoreError as exc:
@@ -188,7 +218,12 @@ class ImportSession:
 
     def apply_table(self, rows: Iterable[tuple[str, Any]]) -> dict[str, float]:
         """Apply the rows of an edited table that differ from the current scores."""
-        return self.set_scores(table_changes(rows, self.scores))
+        return self.set_scores(table_changes(rows, {name: self.shown_score(name) for name in self.names}))
+
+    def _settled_message(self, name: str) -> str:
+        return (f"{name} is already in the training set as {self.already[name]} with score "
+                f"{format_score(self.in_set[name])}; Save does not copy it again, so change its score in "
+                f"Training data.")
 
     # -------------------------------------------------------------- saving
     def save(self, store: Any, stop: StopFlag = NEVER_STOP) -> Iterator[Any]:

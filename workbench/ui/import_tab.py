@@ -9,6 +9,7 @@ import gradio as gr
 
 from workbench.config import Settings
 from workbench.dataset import ScoreError, ScoreStore
+from workbench.dataset.importer import ALREADY, Skipped, skipped_text
 from workbench.dataset.session import ImportSession
 from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
@@ -38,43 +39,47 @@ def summary_line(session: ImportSession | None) -> str:
         return "Nothing scanned yet."
     if session.saved:  # what was really copied: a re-import may add nothing
         r = session.report
-        twice = f", {r.same_in_source} the same picture as another file here (not copied twice)" if r.same_in_source else ""
         return (f"**Saved to the training set — {r.imported} new images ({r.labelled} labelled, "
-                f"{r.unlabelled} unlabelled), {r.already} already there{twice}.** Edit them in *Training data* "
+                f"{r.unlabelled} unlabelled), {skipped_text(r.skipped)}.** Edit them in *Training data* "
                 f"from now on; preview another folder to import more.")
     same = [s for s in session.skipped if s.same_as]  # byte-identical files within this source
     skipped = [s for s in session.skipped if not s.same_as]
-    twice = f", {len(same)} the same picture as another file here (imported once)" if same else ""
-    line = f"**To import — {session.summary().line()}, {len(skipped)} skipped{twice}.**"
+    # counted as Save will count them: a photo already in the set is skipped, not imported again
+    already = [Skipped(name, "already in the training set", kind=ALREADY) for name in session.already]
+    new = len(session.new_names)
+    what = session.summary().line() if new else "0 new images"
+    line = f"**To import — {what}, {skipped_text(already + session.skipped)}.**"
     if session.already:
         line += (f"\n\n{len(session.already)} of these pictures are already in the training set "
-                 f"(same content); they will not be copied twice.")
+                 f"(same content): they will not be copied again, and the preview shows their scores there "
+                 f"(marked *in the set*); change those in *Training data*.")
     rated = sum(item.from_rating for item in session.preview.items)
     if session.sources:
         line += f"\n\nScores from: {session.sources} ({rated} from star ratings)."
-    for title, files in (("The same picture twice", same), ("Skipped files", skipped)):
+    why_none = [(item.name, item.note) for item in session.preview.items
+                if item.note and session.shown_score(item.name) is None]
+    for title, files in (("No score read (they come in unlabelled; type one to label them)",
+                          [f"- `{name}`: {note}" for name, note in why_none]),
+                         ("The same picture twice", [f"- `{s.file}`: {s.reason}" for s in same]),
+                         ("Skipped files", [f"- `{s.file}`: {s.reason}" for s in skipped])):
         if files:
-            reasons = "\n".join(f"- `{s.file}`: {s.reason}" for s in files[:20])
             more = f"\n- … and {len(files) - 20} more" if len(files) > 20 else ""
-            line += f"\n\n{title}:\n{reasons}{more}"
+            line += f"\n\n{title}:\n" + "\n".join(files[:20]) + more
     return line
 
 
 def report_text(report) -> str:
     """One line a person reads at a glance; the per-file reasons folded under it."""
     r = report.to_json()
-    already = [item for item in r["skipped"] if "already in the training set" in item["reason"]]
-    twice = sum("same_as" in item for item in r["skipped"])
-    if r["imported"] == 0 and r["skipped"] and len(already) == len(r["skipped"]):
-        text = f"**Nothing new to copy:** all {len(already)} are already in your training set."
+    already = r["skipped_counts"].get(ALREADY, 0)
+    if r["imported"] == 0 and r["skipped"] and already == len(r["skipped"]):
+        text = f"**Nothing new to copy:** all {already} are already in your training set."
     else:
         text = (f"**Saved.** {r['imported']} images copied into the training set "
                 f"({r['labelled']} labelled"
                 + (f", {r['from_ratings']} of them from star ratings" if r["from_ratings"] else "")
                 + f", {r['unlabelled']} unlabelled)"
-                + (f"; {len(r['skipped'])} skipped ({len(already)} already there"
-                   + (f", {twice} the same picture as another file here" if twice else "") + ")."
-                   if r["skipped"] else "."))
+                + (f"; {skipped_text(report.skipped)}." if r["skipped"] else "."))
     if r["skipped"]:
         items = "".join(f"<li><code>{html.escape(item['file'])}</code>: {html.escape(item['reason'])}</li>"
                         for item in r["skipped"])
@@ -192,13 +197,15 @@ def build(settings: Settings) -> None:
 
     def save_all(current, progress=gr.Progress()):
         if current is None or not current.names:
-            return "Nothing to save yet: preview a folder or uploaded files first, and let the preview finish."
+            return {report: "Nothing to save yet: preview a folder or uploaded files first, and let the preview finish."}
         try:
             report_ = drain(current.save(ScoreStore.from_settings(settings)), lambda e: show_progress(progress, e))
         except (WorkbenchError, OSError) as exc:  # a bad score, the CLI writing too, a full disk
             return {report: f"⚠️ {exc} Nothing was copied."}
+        # the status line spoke of the preview ("Save to keep it"): now it is saved
         return {report: report_text(report_), view.summary: summary_line(current),
-                view.gallery: gr.Gallery(label="Saved to the training set")}
+                view.gallery: gr.Gallery(label="Saved to the training set"),
+                view.status: f"✓ Saved: {report_.imported} new images are in the training set."}
 
     # one progress bar, over the summary line (not one drawn over every panel)
     scan_folder.click(scan, [session, folder, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
@@ -224,4 +231,4 @@ def build(settings: Settings) -> None:
     unlabelled_first.change(reorder, [session, unlabelled_first], everything, show_progress="hidden")
     view.previous_page.click(turn(-1), [session, view.page], everything, show_progress="hidden")
     view.next_page.click(turn(+1), [session, view.page], everything, show_progress="hidden")
-    save.click(save_all, [session], [report, view.summary, view.gallery], show_progress_on=[report])
+    save.click(save_all, [session], [report, view.summary, view.gallery, view.status], show_progress_on=[report])

@@ -147,7 +147,8 @@ def received_files(paths: Sequence[str] | None, settings: Settings) -> list[str]
 def caption(item: Any) -> str:
     if getattr(item, "error", None) or item.thumbnail is None:
         return f"⚠️ unreadable · {item.filename}"
-    return f"{format_score(item.score) or 'unlabelled'} · {item.filename}"
+    badge = getattr(item, "badge", "")  # e.g. "in the set": an import preview's photo already in the training set
+    return (f"{badge} · " if badge else "") + f"{format_score(item.score) or 'unlabelled'} · {item.filename}"
 
 
 def placeholder_image(settings: Settings) -> Path:
