@@ -102,15 +102,34 @@ def test_nima_scores_several_images_with_distributions(server, photos, needs_nim
     assert (chelsea["rank"] == 1) == (chelsea["score"] >= coffee["score"])
 
 
-def test_a_non_image_is_rejected_with_a_reason_per_file(server, photos):
-    files = [("files", ("fine.jpg", jpeg_bytes(photos["rocket"]), "image/jpeg")),
-             ("files", ("notes.jpg", b"shopping list: milk, eggs", "image/jpeg")),
-             ("files", ("empty.png", b"", "image/png"))]
-    response = httpx.post(f"{server}/api/score", files=files, timeout=120)
+def test_bad_files_do_not_stop_the_good_ones_and_each_says_why(api, photos):
+    """A huge PNG and a truncated JPEG posted with one good photo made the whole batch a 415: the good
+    photo went unscored. Now it is scored and each bad file has its reason in its place."""
+    server, run_id = api
+    huge = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(huge, format="PNG")  # 400 megapixels in a few kB: over max_pixels
+    good = jpeg_bytes(photos["rocket"])
+    files = [("files", ("huge.png", huge.getvalue(), "image/png")),
+             ("files", ("cut.jpg", good[: len(good) // 2], "image/jpeg")),
+             ("files", ("fine.jpg", good, "image/jpeg")),
+             ("files", ("notes.jpg", b"shopping list: milk, eggs", "image/jpeg"))]
+    response = httpx.post(f"{server}/api/score", files=files, data={"run": run_id}, timeout=120)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["filename"] for r in results] == ["huge.png", "cut.jpg", "fine.jpg", "notes.jpg"]  # upload order
+    fine = results[2]
+    assert isinstance(fine["score"], float) and fine["error"] is None and fine["rank"] == 1
+    for bad in (results[0], results[1], results[3]):
+        assert bad["score"] is None and bad["error"] and bad["rank"] is None
+    assert "megapixels" in results[0]["error"] and "truncated" in results[1]["error"]
+
+    # none readable: 415, every file listed with its reason
+    response = httpx.post(f"{server}/api/score", files=[files[1], files[3],
+                                                        ("files", ("empty.png", b"", "image/png"))], timeout=120)
     assert response.status_code == 415
     detail = response.json()["detail"]
-    assert "2 of 3" in detail["message"]
-    assert [f["filename"] for f in detail["files"]] == ["notes.jpg", "empty.png"]
+    assert "3 of 3" in detail["message"]
+    assert [f["filename"] for f in detail["files"]] == ["cut.jpg", "notes.jpg", "empty.png"]
     assert all(f["error"] for f in detail["files"])
 
 

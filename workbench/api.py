@@ -49,6 +49,7 @@ class ImageScore(BaseModel):
     percentile: float | None = Field(None, description="0-100: share of the run's training scores below this one")
     verdict: str | None = Field(None, description="'good' or 'bad' at the threshold")
     rank: int | None = Field(None, description="1 = the best-scored file of this request")
+    error: str | None = Field(None, description="why this file was not scored (then score is null); the others still are")
 
 
 class ScoreResponse(BaseModel):
@@ -192,9 +193,10 @@ def router(settings: Settings) -> APIRouter:
     @api.post(
         "/score", response_model=ScoreResponse,
         responses={413: {"description": "the upload is over server.max_upload_mb"},
-                   415: {"description": "a file is not a readable image; `detail.files` lists each with its reason"},
+                   415: {"description": "no file is a readable image (a bad one among good ones is reported in its "
+                                        "result); `detail.files` lists each with its reason"},
                    404: {"description": "no stored run with that id"},
-                   422: {"description": "the threshold is not a finite number"},
+                   422: {"description": "the threshold is not a finite number, or no file could be scored by the model"},
                    503: {"description": "the scorer cannot be used (weights missing, run damaged), or the server is "
                                         "busy (then with Retry-After); `detail` says why"}},
     )
@@ -207,28 +209,31 @@ def router(settings: Settings) -> APIRouter:
 
         Multipart form: ``files`` (repeat for several images), optional ``run`` and
         ``threshold``. Returns one result per file in upload order, with the
-        distribution where the model predicts one. If any file is not a readable
-        image nothing is scored and the answer is 415 listing each bad file with
-        its reason.
+        distribution where the model predicts one. A file that is not a readable
+        image (or that the model cannot use) does not stop the others: its result
+        has ``score: null`` and ``error`` saying why, and the answer is 200 as long
+        as one file was scored. When none was: 415 if none is a readable image,
+        else 422, with ``detail.files`` listing each file and its reason.
         """
         if threshold is not None and not math.isfinite(threshold):  # "nan"/"inf" parse as floats
             raise HTTPException(422, f"threshold must be a finite number, not {threshold!r}")
         with gate.enter():  # checking decodes every image in full too: it counts as scoring
             return _score(files, run, threshold)
 
-    def _read_checked(files: list[UploadFile]) -> list[tuple[str, bytes, str]]:
-        """(name, bytes, format) per upload; 415 listing each file that is not a readable image."""
+    def _read_checked(files: list[UploadFile]) -> tuple[list[tuple[str, bytes, str]], dict[int, RejectedFile]]:
+        """(name, bytes, format) of each readable upload, and {upload index: why not} of the others;
+        415 listing each file when none is a readable image."""
         uploads = [(f.filename or f"file{i}", f.file.read()) for i, f in enumerate(files)]
-        checked, rejected = [], []
-        for name, data in uploads:
+        checked, rejected = [], {}
+        for i, (name, data) in enumerate(uploads):
             try:
                 checked.append((name, data, check_image(data, settings.max_pixels, name=name).format))
             except ImageError as exc:
-                rejected.append(RejectedFile(filename=name, error=str(exc)))
-        if rejected:
+                rejected[i] = RejectedFile(filename=name, error=str(exc))
+        if not checked:
             raise HTTPException(415, {"message": f"{len(rejected)} of {len(uploads)} file(s) are not readable images",
-                                      "files": [r.model_dump() for r in rejected]})
-        return checked
+                                      "files": [r.model_dump() for r in rejected.values()]})
+        return checked, rejected
 
     def _scorer(run: str | None):
         try:
@@ -246,7 +251,7 @@ def router(settings: Settings) -> APIRouter:
             yield paths
 
     def _score(files: list[UploadFile], run: str | None, threshold: float | None) -> ScoreResponse:
-        uploads = _read_checked(files)
+        uploads, rejected = _read_checked(files)
         scorer = _scorer(run)
         with _stored(uploads) as paths:
             try:
@@ -254,14 +259,22 @@ def router(settings: Settings) -> APIRouter:
             except ScorerUnavailable as exc:  # e.g. a feature run whose backbone weights were deleted
                 raise HTTPException(503, str(exc)) from None
         by_path = {row.path: row for row in result.rows}
-        results = []
+        scored = []
         for path, (name, _, _) in zip(paths, uploads):
             row = by_path[str(path)]
-            if row.error is not None:  # readable above, yet the model could not use it
-                raise HTTPException(422, {"message": f"{name} could not be scored",  # our temp name -> theirs
-                                          "files": [{"filename": name, "error": row.error.replace(path.name, name)}]})
-            results.append(ImageScore(filename=name, score=row.score, std=row.std, distribution=row.distribution,
-                                      percentile=row.percentile, verdict=row.verdict, rank=row.rank))
+            if row.error is not None:  # readable above, yet the model could not use it; our temp name -> theirs
+                scored.append(ImageScore(filename=name, score=None, error=row.error.replace(path.name, name)))
+            else:
+                scored.append(ImageScore(filename=name, score=row.score, std=row.std, distribution=row.distribution,
+                                         percentile=row.percentile, verdict=row.verdict, rank=row.rank))
+        if all(r.error for r in scored):
+            failed = [*rejected.values(), *(RejectedFile(filename=r.filename, error=r.error) for r in scored)]
+            raise HTTPException(422, {"message": f"none of the {len(files)} file(s) could be scored",
+                                      "files": [f.model_dump() for f in failed]})
+        # every upload in its place: the readable ones as scored, the others with their reason
+        later = iter(scored)
+        results = [ImageScore(filename=rejected[i].filename, score=None, error=rejected[i].error) if i in rejected
+                   else next(later) for i in range(len(files))]
         return ScoreResponse(scorer=scorer.id, scale=scorer.scale, threshold=result.threshold,
                              weights=scorer.weights_note, bins=scorer.bin_centres, results=results)
 

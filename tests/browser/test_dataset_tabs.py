@@ -337,16 +337,6 @@ def test_a_reimport_says_what_is_already_there_and_the_histogram_counts_from_zer
     page.screenshot(path=str(output_dir / "first_preview_histogram.png"), full_page=True)
     import_folder(page, app_server, scored_photo_folder)
     expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(6)
-    page.locator("#import-save").click()
-    expect(page.locator("#import-report")).to_contain_text("6 images copied", timeout=60_000)
-    expect(page.locator("#import-summary")).to_contain_text("Saved to the training set — 6 new images")
-    expect(page.locator("#import-gallery")).to_contain_text("Saved to the training set")
-
-    page.locator("#import-scan-folder").click()  # the same folder again
-    expect(page.locator("#import-summary")).to_contain_text("6 of these pictures are already in the training set",
-                                                            timeout=60_000)
-    expect(page.locator("#import-gallery")).to_contain_text("Preview (not saved yet)")
-    expect(page.locator("#import-report")).to_have_text("")  # the last save's notice is gone
     for name in sorted(p.name for p in scored_photo_folder.iterdir()):  # all six into one bin: the axis grows
         select_image(page, "import", name)
         expect(page.locator("#import-name")).to_contain_text(name)
@@ -358,5 +348,21 @@ def test_a_reimport_says_what_is_already_there_and_the_histogram_counts_from_zer
         "aria-label", re.compile(r"values from 0 to 6"))
     assert all(t.isdigit() for t in y_ticks(page, "import"))
     page.locator("#import-save").click()
-    expect(page.locator("#import-summary")).to_contain_text("0 new images (0 labelled, 0 unlabelled), 6 already there",
+    expect(page.locator("#import-report")).to_contain_text("6 images copied", timeout=60_000)
+    expect(page.locator("#import-summary")).to_contain_text("Saved to the training set — 6 new images")
+    expect(page.locator("#import-gallery")).to_contain_text("Saved to the training set")
+    # the status line no longer says "(in the preview; Save to keep it)"
+    expect(page.locator("#import-status")).to_contain_text("✓ Saved: 6 new images are in the training set.")
+
+    page.locator("#import-scan-folder").click()  # the same folder again: nothing new, the set's scores shown
+    expect(page.locator("#import-summary")).to_contain_text("6 of these pictures are already in the training set",
                                                             timeout=60_000)
+    expect(page.locator("#import-summary")).to_contain_text(
+        "To import — 0 new images, 6 skipped (6 already in the training set)")
+    expect(page.locator("#import-gallery")).to_contain_text("Preview (not saved yet)")
+    expect(page.locator("#import-report")).to_have_text("")  # the last save's notice is gone
+    expect(page.locator("#import-gallery button.thumbnail-item").first).to_contain_text("in the set · 95 ·")
+    page.screenshot(path=str(output_dir / "reimport_preview.png"), full_page=True)
+    page.locator("#import-save").click()
+    expect(page.locator("#import-summary")).to_contain_text(
+        "0 new images (0 labelled, 0 unlabelled), 6 skipped (6 already in the training set)", timeout=60_000)
