@@ -122,3 +122,43 @@ def test_a_wrong_value_in_a_config_file_is_a_clear_error(tmp_path):
     bad.write_text("server: [unclosed\n")
     with pytest.raises(WorkbenchError, match="cannot read the configuration"):
         load_settings(bad)
+
+
+def test_serve_json_prints_one_document_once_the_server_answers(workbench_env, tmp_path):
+    """``serve --json`` printed the plain "Aesthetic Workbench on …" line; --help promises one JSON document."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "serve", "--json", "--port", str(port)],
+                            cwd=PROJECT_ROOT, env={**os.environ, **workbench_env, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # every stdout line, to the end
+    reader.start()
+    try:
+        for _ in range(600):  # the first line comes once it listens (imports take 10-30 s on a loaded machine)
+            if lines or proc.poll() is not None:
+                break
+            threading.Event().wait(0.5)
+        assert lines, f"nothing on stdout (exit code {proc.poll()})"
+        document = json.loads(lines[0])
+        assert document == {"url": f"http://127.0.0.1:{port}", "api": f"http://127.0.0.1:{port}/api/docs",
+                             "data": workbench_env["WORKBENCH_DATA_DIR"], "runs": workbench_env["WORKBENCH_MODELS_DIR"]}
+        assert httpx.get(document["url"] + "/", timeout=30).status_code == 200  # ready when it said so
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean stop prints nothing more on stdout
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=5)
+    assert len(lines) == 1, lines  # exactly one document: no "null" after it

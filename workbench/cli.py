@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    if args.json and document is not None:  # serve prints its own document, once it is listening
         _print_json(document)
     return 0
 

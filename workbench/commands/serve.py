@@ -2,7 +2,8 @@
 
 ``gradio_app.py`` runs this command, so the two take the same options: ``--host``,
 ``--port``, ``--data-dir``, ``--models-dir``, ``--weights-dir``, ``--cache-dir``
-and ``--config``, before or after the word ``serve``.
+and ``--config``, before or after the word ``serve``. With ``--json`` it prints one JSON
+document, ``{"url", "api", "data", "runs"}``, once the server answers (for a program that starts it).
 """
 from __future__ import annotations
 
@@ -20,4 +21,4 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 def serve_command(args: argparse.Namespace, settings: Settings) -> None:
     from workbench.ui.app import launch  # gradio loads only for this command
 
-    launch(settings)
+    launch(settings, as_json=args.json)  # --json: one document {url, api, data, runs} once it answers

@@ -7,6 +7,7 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 # isort: split
 
 import importlib
+import json
 import logging
 
 import gradio as gr
@@ -93,10 +94,24 @@ def create_server(settings: Settings) -> FastAPI:
     return app
 
 
-def launch(settings: Settings) -> None:
+def launch(settings: Settings, *, as_json: bool = False) -> None:
+    """Serve until Ctrl+C. Once the server answers, say where: a line for a person, or (``as_json``)
+    one JSON document on stdout for a program that started it (``serve --json``)."""
     import uvicorn
 
     app = create_server(settings)
-    print(f"Aesthetic Workbench on http://{settings.host}:{settings.port}  (Ctrl+C stops)", flush=True)
+    url = f"http://{settings.host}:{settings.port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:  # listening: a client may connect now
+                if as_json:
+                    print(json.dumps({"url": url, "api": f"{url}/api/docs", "data": str(settings.data_dir),
+                                      "runs": str(settings.models_dir)}), flush=True)
+                else:
+                    print(f"Aesthetic Workbench on {url}  (Ctrl+C stops)", flush=True)
+
     # Open browser tabs keep streaming connections; do not let Ctrl+C wait on them for long.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=3)
+    Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                          timeout_graceful_shutdown=3)).run()
