@@ -54,6 +54,10 @@ class FamilyResult:
     srcc_std: float = 0.0  # across folds
     features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
+    # mean over the folds of what always guessing the commoner side would get, and of the share of good photos:
+    # read beside ``accuracy`` (None in results made before they were measured)
+    accuracy_baseline: float | None = None
+    good_share: float | None = None
 
 
 @dataclass
@@ -71,7 +75,8 @@ class CompareReport:
     stopped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The CLI contract: {n_images, backbone, folds, results: [{model, srcc, plcc, mae, rmse, r2, fit_seconds}]}."""
+        """The CLI contract: {n_images, backbone, folds, results: [{model, srcc, plcc, mae, rmse, r2, fit_seconds,
+        accuracy, accuracy_baseline, ...}]}."""
         data = asdict(self)
         data["results"] = [{k: v for k, v in r.items() if k != "folds"} for r in data["results"]]
         return data
