@@ -282,15 +282,16 @@ class ScoreStore:
             record.update({name: [str(source), float(score)] for name, (source, score) in sources.items()})
             atomic_write_text(self.data_dir / SOURCES_NAME, json.dumps(record, indent=1, sort_keys=True))
 
-    def label_sources(self) -> dict[str, str]:
+    def label_sources(self, scores: Mapping[str, float | None] | None = None) -> dict[str, str]:
         """Where each label came from, for the labels recorded by :meth:`record_sources` whose score is
         still the one recorded: a score changed since is the person's own, and a label never recorded
-        (an older set, an edit in the table) is simply not listed."""
+        (an older set, an edit in the table) is simply not listed. ``scores`` (``{filename: score}``,
+        just read by the caller) spares reading scores.csv again; only those photos are then answered for."""
         record = self._read_sources()
         if not record:
             return {}
         tolerance = 1e-9 * max(1.0, abs(self.score_max - self.score_min))
-        current = {e.filename: e.score for e in self.entries()}
+        current = {e.filename: e.score for e in self.entries()} if scores is None else scores
         return {name: source for name, (source, score) in record.items()
                 if current.get(name) is not None and abs(current[name] - score) <= tolerance}
 

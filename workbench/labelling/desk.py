@@ -53,7 +53,7 @@ class LabelDesk:
         entries = self.store.entries()
         rank = {name: i for i, name in enumerate(order or [])}
         entries.sort(key=lambda e: (rank.get(e.filename, len(rank)), e.score is not None, e.filename))
-        from_pairs = comparison_labelled(self.store)
+        from_pairs = comparison_labelled(self.store, {e.filename: e.score for e in entries})
         return [{"filename": e.filename, "score": e.score, "from_comparisons": e.filename in from_pairs}
                 for e in entries]
 

@@ -153,7 +153,12 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int | None, seed:
     keys = np.array(data.content_keys())
     groups, group_info = None, None
     if grouped:
-        found = yield from relay(duplicate_groups_of(data, settings, stop=stop))
+        held = None if random_weights else inputs.get(("features", (GROUPING_BACKBONE,), GROUPING_VIEW, False))
+        if held is not None:  # a family reads the grouping features already: its rows, in ``names`` order
+            X_all, kept, _, _ = held
+            row_of = {str(p): i for i, p in enumerate(kept.paths)}
+            held = X_all[[row_of[n] for n in names]]
+        found = yield from relay(duplicate_groups_of(data, settings, stop=stop, features=held))
         if found.stopped:
             return None
         groups = found.result

@@ -51,7 +51,7 @@ def build(settings: Settings) -> None:
         max_score = gr.Number(label="Max score", value=settings.score_max, elem_id="data-max-score")
         refresh = gr.Button("↻ Refresh", elem_id="data-refresh", scale=1)
     view = LabelledGallery.build("data", settings, gallery_label="Training set", can_delete=True,
-                                 label_sources=lambda: label_sources(store))
+                                 label_sources=lambda scores: label_sources(store, scores))
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
         undo = gr.Button("↶ Undo", elem_id="data-undo")
