@@ -246,7 +246,7 @@ def test_a_reimport_shows_the_scores_in_the_set_and_imports_nothing(scored_photo
     from workbench.ui.widgets import caption
 
     item = next(i for i in again.page(0, 50, settings.thumbnails_dir, 32).items if i.filename == "85_chelsea.jpg")
-    assert caption(item) == "in the set · 95 · 85_chelsea.jpg"
+    assert caption(item) == "95 · in the set · 85_chelsea.jpg"
     with pytest.raises(ScoreError, match="already in the training set as 85_chelsea.jpg with score 95"):
         again.set_score("85_chelsea.jpg", "40")  # Save would not change it: say so instead of pretending
     assert again.apply_table([("85_chelsea.jpg", "95"), ("40_coffee.jpg", "40")]) == {}  # rows as shown: no change

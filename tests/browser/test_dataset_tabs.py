@@ -367,8 +367,17 @@ def test_a_reimport_says_what_is_already_there_and_the_histogram_counts_from_zer
     expect(page.locator("#import-summary")).to_contain_text("To import — 6 images", timeout=60_000)
     expect(page.locator("#import-histogram g.mark-rect path[aria-label*='score: 90–100; images: 6']")).to_have_count(1)
     page.screenshot(path=str(output_dir / "first_preview_histogram.png"), full_page=True)
-    import_folder(page, app_server, scored_photo_folder)  # a fresh page: the summary above says 6 images too
+    # the same page (a second goto can be aborted by this page's own requests under load): the summary
+    # already says 6 images, so wait for this folder's own names in the gallery
+    import_folder(page, app_server, scored_photo_folder, navigate=False)
+    expect(page.locator("#import-gallery")).to_contain_text("85_chelsea.jpg", timeout=60_000)
     expect(page.locator("#import-gallery button.thumbnail-item")).to_have_count(6)
+    # the gallery's label sits above the first row of thumbnails, not over it, and the grid stays in its box
+    label = page.locator("#import-gallery [data-testid='block-label']").bounding_box()
+    first = page.locator("#import-gallery button.thumbnail-item").first.bounding_box()
+    grid, block = (page.locator(f"#import-gallery {s}").first.bounding_box() for s in (".grid-wrap", ""))
+    assert first["y"] >= label["y"] + label["height"], (label, first)
+    assert grid["y"] + grid["height"] <= block["y"] + block["height"] + 1, (grid, block)
     for name in sorted(p.name for p in scored_photo_folder.iterdir()):  # all six into one bin: the axis grows
         select_image(page, "import", name)
         expect(page.locator("#import-name")).to_contain_text(name)
@@ -393,7 +402,7 @@ def test_a_reimport_says_what_is_already_there_and_the_histogram_counts_from_zer
         "To import — 0 new images, 6 skipped (6 already in the training set)")
     expect(page.locator("#import-gallery")).to_contain_text("Preview (not saved yet)")
     expect(page.locator("#import-report")).to_have_text("")  # the last save's notice is gone
-    expect(page.locator("#import-gallery button.thumbnail-item").first).to_contain_text("in the set · 95 ·")
+    expect(page.locator("#import-gallery button.thumbnail-item").first).to_contain_text("95 · in the set ·")
     page.screenshot(path=str(output_dir / "reimport_preview.png"), full_page=True)
     page.locator("#import-save").click()
     expect(page.locator("#import-summary")).to_contain_text(

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from workbench.config import Settings
 from workbench.images import SUPPORTED_EXTENSIONS
-from workbench.ui import keyboard
+from workbench.ui import keyboard, widgets
 from workbench.ui.http_guard import HostGuard, ImagesOnly
 
 # Each tab module exposes TITLE and build(settings) -> None (called inside a gr.Tab).
@@ -84,6 +84,7 @@ def create_server(settings: Settings) -> FastAPI:
         max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         footer_links=["api"],
         head=keyboard.head_script(settings),  # ←/→, number keys, Enter, Z, Delete in the galleries
+        css=widgets.CSS,
         theme=THEME,
     )
     # Gradio checks that a file named in an event came from an upload only for a

@@ -45,6 +45,10 @@ SOURCE_HEADER = "label from"  # the optional third column: file name, star ratin
 # the person's own; the table says no more than it knows
 OWN_LABEL = "your score"
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
+# Gradio 6.31 lays a gallery's label over the top of its first row of thumbnails (the label floats, the
+# grid starts at the top): the grid of our galleries starts below the label instead
+# (its height is set inline from the gallery's height=: only !important shortens it to fit the block)
+CSS = ".labelled-gallery .grid-wrap { margin-top: var(--size-8); height: calc(100% - var(--size-8)) !important; }"
 
 
 class LatestBySession:
@@ -148,7 +152,8 @@ def caption(item: Any) -> str:
     if getattr(item, "error", None) or item.thumbnail is None:
         return f"⚠️ unreadable · {item.filename}"
     badge = getattr(item, "badge", "")  # e.g. "in the set": an import preview's photo already in the training set
-    return (f"{badge} · " if badge else "") + f"{format_score(item.score) or 'unlabelled'} · {item.filename}"
+    # the score first: a narrow thumbnail cuts its caption short
+    return f"{format_score(item.score) or 'unlabelled'} · " + (f"{badge} · " if badge else "") + item.filename
 
 
 def placeholder_image(settings: Settings) -> Path:
@@ -248,6 +253,7 @@ class LabelledGallery:
             with gr.Column(scale=3):
                 gallery = gr.Gallery(
                     label=gallery_label, elem_id=f"{prefix}-gallery", columns=6, height=440,
+                    elem_classes=["labelled-gallery"],
                     allow_preview=False, object_fit="cover", interactive=False, buttons=[],
                 )
                 with gr.Row():
