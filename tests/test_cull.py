@@ -117,6 +117,25 @@ def test_grouping_rule_time_runs_and_duplicates():
     assert sorted(map(sorted, group_photos(x, [None] * 5, CullOptions(similarity=0.999)))) == [[0], [1], [2], [3, 4]]
 
 
+def test_grouping_rule_layouts_link_blurred_frames_and_gate_feature_links():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 64))
+    la, lb = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 256)))
+    x = np.stack([a, rng.normal(size=64), a + 0.6 * b, b])  # 1: a's blurred frame (features unlike a's)
+    layouts = [la, la + 0.05 * lb, lb, lb]                   # 2: features like a's, layout of another scene
+    layouts = [v / np.linalg.norm(v) for v in layouts]
+    taken = [0.0, 0.4, 0.8, 1.2]
+    options = CullOptions(similarity=0.999)
+    assert float(x[0] @ x[2]) / np.linalg.norm(x[0]) / np.linalg.norm(x[2]) >= options.burst_similarity
+    assert sorted(map(sorted, group_photos(x, taken, options))) == [[0, 2, 3], [1]]  # features alone
+    assert sorted(map(sorted, group_photos(x, taken, options, layouts=layouts))) == [[0, 1], [2, 3]]
+    # without capture times: neighbours in natural name order (IMG_9 before IMG_10), by layout alone
+    names = ["IMG_9.jpg", "IMG_10.jpg", "IMG_11.jpg", "IMG_12.jpg"]
+    assert sorted(map(sorted, group_photos(x, [None] * 4, options, layouts=layouts, names=names))) == [[0, 1], [2, 3]]
+    far = [layouts[0], layouts[2], layouts[3], layouts[1]]  # the blurred frame 3 names after its sharp one
+    assert [0, 3] not in map(sorted, group_photos(x, [None] * 4, options, layouts=far, names=names))
+
+
 def test_sharpness_does_not_depend_on_exposure():
     rng = np.random.default_rng(1)
     luma = rng.random((200, 300)).astype(np.float32) * 0.5
@@ -148,6 +167,40 @@ def test_a_tie_in_score_goes_to_the_larger_photo_then_the_file_name(culled, savo
     assert big.pixels == 4 * small.pixels
     assert [Path(p.path).name for p in groups["IMG_8"].photos] == ["IMG_8 copy.png", "IMG_8.png"]
     assert groups["IMG_8"].pick.path.endswith("IMG_8 copy.png")
+
+
+@pytest.mark.parametrize("with_exif", [True, False], ids=["burst-times", "no-exif-name-order"])
+def test_a_heavily_blurred_copy_joins_its_burst_and_loses_to_the_sharp_frame(culled, savoias_dir, tmp_path, with_exif):
+    """A photo, a near copy, a copy blurred by a Gaussian of 4 % of its long side (its features' cosine to
+    the sharp frames falls to ~0.2, far below the burst bar) and an unrelated photo taken right after:
+    the blurred copy joins the sharp frames by its 16x16 layout and is rejected there, the sharp frame is
+    picked, and the unrelated photo, though in the same burst run (or next in name order), stays alone."""
+    from datetime import timedelta
+
+    from cull_fixtures import START, _exif
+    from PIL import ImageEnhance, ImageFilter
+
+    _, _, settings, scorer = culled
+    folder = tmp_path / "burst"
+    folder.mkdir()
+    images = sorted((savoias_dir / "images").glob("*.jpg"))
+    with Image.open(images[3]) as image:
+        sharp = image.convert("RGB").resize((600, 400), Image.Resampling.LANCZOS)
+    with Image.open(images[40]) as image:
+        other = image.convert("RGB").resize((600, 400), Image.Resampling.LANCZOS)
+    near = ImageEnhance.Brightness(sharp.crop((12, 8, 588, 392)).resize((600, 400))).enhance(1.1)
+    blurred = sharp.filter(ImageFilter.GaussianBlur(radius=0.04 * 600))
+    frames = {"IMG_8.jpg": sharp, "IMG_9.jpg": near, "IMG_10.jpg": blurred, "IMG_11.jpg": other}
+    for k, (name, frame) in enumerate(frames.items()):  # 0.4 s apart, or no capture time at all
+        frame.save(folder / name, quality=90, **({"exif": _exif(START + timedelta(seconds=0.4 * k))} if with_exif else {}))
+    result = drain(cull([folder], scorer, settings))
+    by_name = {Path(p.path).name: (g, p) for g in result.groups for p in g.photos}
+    group, _ = by_name["IMG_8.jpg"]
+    assert sorted(Path(p.path).name for p in group.photos) == ["IMG_10.jpg", "IMG_8.jpg", "IMG_9.jpg"]
+    assert len(by_name["IMG_11.jpg"][0].photos) == 1
+    soft = by_name["IMG_10.jpg"][1]
+    assert soft.flags["out_of_focus"]["flagged"] and soft.status == "reject"
+    assert Path(group.pick.path).name in ("IMG_8.jpg", "IMG_9.jpg")
 
 
 def test_copy_never_overwrites_and_move_keeps_one_whole_copy(culled, tmp_path):

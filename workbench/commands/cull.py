@@ -54,6 +54,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
             ("similarity", "cosine similarity at or above which two photos are near-duplicates, whenever taken"),
             ("burst_seconds", "a burst: photos each taken at most this many seconds after the previous one"),
             ("burst_similarity", "... and at least this alike (cosine) to join the same group"),
+            ("layout_similarity", "... or their 16x16 luminance layouts at least this alike (correlation), which "
+                                  "blur barely moves: keeps a blurred frame in its burst; also links photos without "
+                                  "a capture time that are neighbours in name order"),
             ("blur_threshold", "flag out of focus below this Laplacian sharpness"),
             ("highlight_threshold", "flag clipped highlights at this share of pixels >= 250/255"),
             ("shadow_threshold", "flag crushed shadows at this share of pixels <= 5/255"),
@@ -98,7 +101,8 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.predict import load_scorer  # torch: only when culling
 
     options = CullOptions(similarity=args.similarity, burst_seconds=args.burst_seconds,
-                          burst_similarity=args.burst_similarity, blur_threshold=args.blur_threshold,
+                          burst_similarity=args.burst_similarity, layout_similarity=args.layout_similarity,
+                          blur_threshold=args.blur_threshold,
                           highlight_threshold=args.highlight_threshold, shadow_threshold=args.shadow_threshold,
                           closed_eyes=args.closed_eyes, eyes_threshold=args.eyes_threshold,
                           backbone=args.backbone).check()  # before loading a model
