@@ -1,6 +1,7 @@
 """Culling a real (synthetic) shoot: groups, flags, picks, and acting on them on disk."""
 from __future__ import annotations
 
+import csv
 import json
 import random
 import shutil
@@ -301,6 +302,30 @@ def test_cli_contract(culled, run_cli, workbench_env, tmp_path, nima_weights):
     assert len(rows) == document["n_photos"]
     bad = run_cli("cull", "nima", str(folder), "--similarity", "2", "--json", check=False)
     assert bad.returncode == 2 and "similarity" in json.loads(bad.stdout)["error"]
+
+
+def test_cli_names_skipped_files_in_its_report_not_as_warning_lines(run_cli, workbench_env, savoias_dir, tmp_path,
+                                                                     nima_weights):
+    """A broken JPEG and a text file: each is named once with its reason in the summary line and in the CSV,
+    and no warning line about skipped files sits beside the report."""
+    (Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name).symlink_to(nima_weights)
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for k, source in enumerate(sorted((savoias_dir / "images").glob("*.jpg"))[:2]):
+        with Image.open(source) as image:
+            image.convert("RGB").resize((320, 240)).save(folder / f"IMG_{k}.jpg", quality=90)
+    (folder / "broken.jpg").write_bytes((folder / "IMG_0.jpg").read_bytes()[:2000])  # cut short
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    proc = run_cli("cull", "nima", str(folder), str(notes), "--csv", str(tmp_path / "cull.csv"))
+    lines = [line.strip() for line in proc.stderr.replace("\r", "\n").splitlines()]
+    assert not [line for line in lines if line.startswith("WARNING") and ("skipped" in line or "could not" in line)]
+    summary = next(line for line in lines if line.startswith("2 photos in"))
+    assert "2 files skipped: broken.jpg (the file is truncated), notes.txt (not an image" in summary
+    assert summary.count("broken.jpg") == 1 and "failed" not in summary
+    rows = {row["path"]: row for row in csv.DictReader((tmp_path / "cull.csv").open())}
+    assert "truncated" in rows[str(folder / "broken.jpg")]["error"] and rows[str(notes)]["error"]
+    assert rows[str(folder / "IMG_0.jpg")]["status"] == "pick" and not rows[str(folder / "IMG_0.jpg")]["error"]
 
 
 def test_cli_a_cull_where_every_file_failed_exits_2_and_keeps_its_json(run_cli, workbench_env, tmp_path, nima_weights):

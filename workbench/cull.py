@@ -64,6 +64,7 @@ then the file name. The person overrides any of it (:meth:`CullResult.set_status
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -80,8 +81,10 @@ from PIL import Image
 
 from workbench.config import Settings
 from workbench.errors import BadInput
-from workbench.events import NEVER_STOP, Finished, Notice, Progress, StopFlag, relay
+from workbench.events import NEVER_STOP, FilesSkipped, Finished, Notice, Progress, StopFlag, relay
 from workbench.images import ImageError, load_luma
+
+log = logging.getLogger(__name__)
 
 WORKING_SIZE = 640  # long side, pixels, at which every technical measure is taken
 CHUNK = 64  # photos measured between stop checks
@@ -452,6 +455,16 @@ def reflag(result: CullResult, options: CullOptions) -> CullResult:
 
 
 # -------------------------------------------------------------------- the cull
+def _without_skips(events):
+    """A sub-job's events less its notes on skipped files (logged at debug level): the cull's result
+    lists every file it could not cull with its reason, once."""
+    for event in events:
+        if isinstance(event, FilesSkipped):
+            log.debug("%s", event.message)
+        else:
+            yield event
+
+
 def _measure_all(paths: list[Path], settings: Settings, stop: StopFlag,
                  measures: dict[str, Measures], errors: dict[str, str], eyes: bool = False) -> Iterator[Progress]:
     def one(path: Path):
@@ -497,7 +510,7 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
     if not paths and not errors:
         raise CullError("no photos to cull: the folders hold no supported images")
     started = time.perf_counter()
-    batch = yield from relay(score_images(paths, scorer, settings, stop=stop))
+    batch = yield from relay(_without_skips(score_images(paths, scorer, settings, stop=stop)))
     scores = {r.path: r.score for r in batch.result.scored}
     errors.update({r.path: r.error for r in batch.result.failed})
     stopped = batch.stopped or stop.is_set()
@@ -509,8 +522,8 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
     features: dict[str, np.ndarray] = {}
     if not stopped:
         todo = [p for p in paths if str(p) in measures]
-        done = yield from relay(extract_features(todo, options.backbone or settings.default_backbone, settings,
-                                                 stop=stop))
+        done = yield from relay(_without_skips(extract_features(todo, options.backbone or settings.default_backbone,
+                                                                settings, stop=stop)))
         stopped = done.stopped or stop.is_set()
         errors.update(done.result.errors)
         features = {str(p): done.result.features[i] for i, p in enumerate(done.result.paths)}
@@ -529,7 +542,7 @@ def cull(inputs: Sequence[str | Path], scorer, settings: Settings, *, options: C
     decide(groups)
     elapsed = time.perf_counter() - started
     if errors:
-        yield Notice(f"{len(errors)} file(s) could not be culled; each is listed with its reason", level="warning")
+        yield FilesSkipped(f"{len(errors)} file(s) could not be culled; each is listed with its reason", "warning")
     yield Notice(f"culled {len(kept)} photo(s) into {len(groups)} group(s) in {elapsed:.1f} s")
     yield Finished(CullResult(scorer_id=scorer.id, scale=tuple(scorer.scale), groups=groups, options=options,
                               errors=errors, stopped=stopped), stopped=stopped)

@@ -9,6 +9,9 @@ failures, pick the best photo of each group, and optionally act on the picks.
 Flags: out_of_focus, clipped_highlights, crushed_shadows, and closed_eyes with
 ``--closed-eyes`` (a heuristic; its value is null, and it is never flagged, when
 the check is off or no face was found; "faces" says how many were found).
+A file that could not be culled is named once, with its reason: a row of the report and the
+summary line ("2 files skipped: a.txt (not an image ...), b.jpg (the file is truncated)"), "failed"
+with ``--json``, the error column with ``--csv``; no warning line repeats it (it is logged at debug level).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from workbench.cli import CommandError, NothingDone, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
+from workbench.events import FilesSkipped
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +80,35 @@ def _print(result) -> None:
         print(f"  -    {'-':>8}  {path}  ({error})")
 
 
+SKIPPED_NAMED = 10  # files named in the summary line; the rows above (and --json/--csv) list them all
+
+
+def skipped_summary(errors: dict[str, str]) -> str:
+    """"2 files skipped: a.txt (not an image), b.jpg (the file is truncated)" ("" when none)."""
+    if not errors:
+        return ""
+    named = []
+    for path, reason in list(errors.items())[:SKIPPED_NAMED]:
+        name = Path(path).name
+        reason = reason[len(name) + 2:] if reason.startswith(name + ": ") else reason  # "b.jpg: truncated"
+        named.append(f"{name} ({reason})")
+    more = len(errors) - len(named)
+    return (f"{len(errors)} file{'s' if len(errors) > 1 else ''} skipped: " + ", ".join(named)
+            + (f" and {more} more" if more else ""))
+
+
+def _quiet(events):
+    """The cull's events less its notes on skipped files (logged at debug level): the report names each
+    skipped file with its reason, so a warning line beside it would say it twice."""
+    import logging
+
+    for event in events:
+        if isinstance(event, FilesSkipped):
+            logging.getLogger(__name__).debug("%s", event.message)
+        else:
+            yield event
+
+
 def _send_to_training(result, settings: Settings, *, quiet: bool) -> dict:
     from workbench.cull import metadata_ratings, send_to_training
     from workbench.dataset.ratings import StarMapping
@@ -107,7 +140,7 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
                           closed_eyes=args.closed_eyes, eyes_threshold=args.eyes_threshold,
                           backbone=args.backbone).check()  # before loading a model
     scorer = load_scorer(args.run_id, settings)
-    result = result_of(cull(args.paths, scorer, settings, options=options), "culling", unit="img")
+    result = result_of(_quiet(cull(args.paths, scorer, settings, options=options)), "culling", unit="img")
     if not result.photos and not result.errors:
         raise CommandError(f"no photos found in {', '.join(args.paths)}")
     document = result.to_json()
@@ -133,7 +166,8 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
     if not args.json:
         _print(result)
         print(f"{len(result.photos)} photos in {len(result.groups)} groups: {len(result.picks)} picks, "
-              f"{len(result.rejected)} rejected, {len(result.errors)} failed"
+              f"{len(result.rejected)} rejected"
+              + (f"; {skipped_summary(result.errors)}" if result.errors else "")
               + (f"; CSV: {args.csv}" if args.csv else "")
               + "".join(f"; {name.replace('_', ' ')}: {why}" for name, why in document["unavailable_flags"].items()),
               file=sys.stderr)
