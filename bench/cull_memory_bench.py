@@ -4,7 +4,7 @@
 
 Culls the first N JPEGs of FOLDER with NIMA in this process, sampling RSS every 20 ms,
 and prints it at each stage's first event (and at every feature batch) with the peak so
-far and the stage it was reached in. ``--cache-dir``: a cache to use as it is (its ONNX
+far and the last event before it was reached (the work after that event raised it). ``--cache-dir``: a cache to use as it is (its ONNX
 exports reused) after its feature cache is emptied; without it a fresh temporary cache,
 so the run also exports and checks NIMA and the backbone, as a first cull does.
 """
@@ -64,7 +64,7 @@ def main() -> None:
             if event.message.split()[0] != last or "images/s" in event.message:
                 print(f"{rss_mb():6d} MB  (peak {peak[0]})  {stage[0]}", flush=True)
                 last = event.message.split()[0]
-    print(f"peak {peak[0]} MB, reached at: {peak[1]}")
+    print(f"peak {peak[0]} MB, reached after the event: {peak[1]}")
 
 
 if __name__ == "__main__":
