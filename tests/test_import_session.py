@@ -149,9 +149,39 @@ def test_the_same_picture_twice_in_a_folder_is_named_in_the_preview_and_imported
     assert "6 images: 6 labelled" in line and "0 skipped, 1 the same picture as another file here" in line
     assert ("`55_duplicate.jpg`: the same picture as 30_flower.jpg in this import, which is imported instead "
             "(not copied twice); scores 55 vs 30: the first by name is kept, so 55 is not used") in line
+    # the kept photo's score edited in the preview: the message quotes the score that will be saved
+    session.set_score("30_flower.jpg", "42")
+    line = summary_line(session)
+    assert "scores 55 vs 42: the first by name is kept, so 55 is not used" in line and "vs 30" not in line
+    session.set_score("30_flower.jpg", "55")  # now the same score: nothing is lost, nothing to say about it
+    assert summary_line(session).count("55") == 1  # the file name only
+    session.set_score("30_flower.jpg", "30")
     store = ScoreStore.from_settings(settings)
     drain(session.save(store))
+    assert any("scores 55 vs 30" in s.reason for s in session.report.skipped)  # the report words it as saved
     assert (session.report.imported, session.report.already, session.report.same_in_source) == (6, 0, 1)
     assert "6 new images (6 labelled, 0 unlabelled), 0 already there, 1 the same picture as another" in summary_line(session)
     assert session.page(0, 50, settings.thumbnails_dir, 32).total == 6 == len(store.entries())
     assert store.get("30_flower.jpg").score == 30
+
+
+def test_a_new_preview_sends_the_histogram_axis_before_its_bars(scored_photo_folder, settings):
+    """Gradio 6.31 draws a bar plot update that carries props with the value before it: a first preview
+    whose tallest bar outgrew the axis (6 photos in one bin, axis 0-5) showed an empty histogram."""
+    import gradio as gr
+    import pandas as pd
+    from ui_wiring import callback
+
+    from workbench.ui import import_tab
+
+    for i, path in enumerate(sorted(scored_photo_folder.iterdir())):
+        path.rename(path.with_name(f"{91 + i}_{path.name.split('_', 1)[1]}"))
+    with gr.Blocks() as blocks:
+        import_tab.build(settings)
+    histogram = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "import-histogram")
+    updates = list(callback(blocks, "import-scan-folder", "click")(None, str(scored_photo_folder), "", True))
+    assert [set(u) for u in updates[:1]] == [{histogram}]  # the axis, alone, first
+    assert updates[0][histogram]._constructor_args[0] == {"y_lim": [0, 6]}  # what Gradio sends: no value
+    bars = updates[-1][histogram]
+    assert isinstance(bars, pd.DataFrame)  # then the bars as a bare frame: no props to delay them
+    assert dict(zip(bars["score"], bars["images"]))["90–100"] == 6

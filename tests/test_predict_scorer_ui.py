@@ -9,7 +9,7 @@ from workbench import compat  # noqa: F401  (first: the torchvision guard)
 import gradio as gr
 import pytest
 from PIL import Image
-from ui_wiring import callback
+from ui_wiring import callback, skipped
 
 from workbench.predict import NIMA_ID, run_label, scorer_choices
 from workbench.ui import predict_tab
@@ -55,3 +55,62 @@ def test_train_and_predict_name_the_same_nima_file(settings, monkeypatch):
     for advice in (str(caught.value), note):  # Predict's error, then Train's auto note
         primary, other = advice.index("weights_mobilenet_aesthetic_0.07.hdf5"), advice.index("nima_mobilenet_aesthetic_ava.hdf5")
         assert primary < other, advice  # the downloadable file first, the other as also accepted
+
+
+def _ridge_run(settings, alpha: float):
+    """A real ridge run stored through the writer training uses, on synthetic features."""
+    import numpy as np
+
+    from workbench.models import get_family
+    from workbench.runs import RunStore
+    from workbench.training import compute_metrics
+    from workbench.training.train import _write_run
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8))
+    y = 50 + 10 * X[:, 0] + rng.normal(size=60)
+    fam = get_family("ridge")
+    estimator = fam.make({"alpha": alpha}, seed=0).fit(X[:40], y[:40])
+    return _write_run(RunStore(settings.models_dir), fam, estimator, settings, backbone="efficientnet_lite0",
+                      backbones=["efficientnet_lite0"], weights={}, random_weights=False, params={"alpha": alpha},
+                      seed=0, status="complete", data_fingerprint="x", n_images=60,
+                      split={"train": [], "val": [], "test": []}, fit_on="train",
+                      metrics=compute_metrics(y[40:], estimator.predict(X[40:])), history=[], predictions=[],
+                      score_min=0.0, score_max=100.0, good_threshold=50.0, fit_seconds=0.1, skipped={})
+
+
+def test_predict_says_when_its_run_was_deleted_and_follows_a_rename(settings):
+    """Deleting (in Runs) the run Predict used switched Predict to another run without a word."""
+    from workbench.runs import RunStore
+
+    store = RunStore(settings.models_dir)
+    good, weak = _ridge_run(settings, 1.0), _ridge_run(settings, 1e6)  # 1e6: almost a constant, a worse SRCC
+    with gr.Blocks() as blocks:
+        with gr.Tab("Predict", elem_id="predict-tab"):
+            predict_tab.build(settings)
+    show_tab = callback(blocks, "predict-tab", "select")  # what runs each time the person opens Predict
+    labels = dict((v, k) for k, v in scorer_choices(settings))
+
+    picker, shown, noted = show_tab(good.run_id, True, scorer_choices(settings))  # nothing changed: nothing to say
+    assert picker.value == good.run_id and picker.info == predict_tab.SCORER_INFO and not noted
+
+    store.rename(weak.run_id, "dim ridge")  # a rename keeps the run picked, under its new name, silently
+    picker, shown, noted = show_tab(weak.run_id, True, shown)
+    assert picker.value == weak.run_id and picker.info == predict_tab.SCORER_INFO
+    assert dict((v, k) for k, v in picker.choices)[weak.run_id].startswith("dim ridge")
+
+    store.delete(weak.run_id)  # the run picked is deleted: Predict moves to the best one and says so
+    picker, shown, noted = show_tab(weak.run_id, True, shown)
+    assert picker.value == good.run_id
+    assert picker.info.startswith("⚠ Run “dim ridge") and "was deleted; now using" in picker.info
+    assert picker.info.endswith(f"“{labels[good.run_id]}” (best by held-out SRCC).")
+    assert noted
+    # the person's next pick takes the note away (and only then is the picker itself updated)
+    pick = callback(blocks, "predict-scorer", "input")
+    assert pick(True)[1].info == predict_tab.SCORER_INFO and pick(True)[2] is False
+    assert skipped([pick(False)[1]])
+
+    store.delete(good.run_id)  # the default (not picked) goes too: the ready AVA scorer, said as such
+    picker, _, noted = show_tab(good.run_id, False, shown)
+    assert picker.value == NIMA_ID
+    assert picker.info.startswith(f"⚠ Run “{labels[good.run_id]}” was deleted") and "no run is left" in picker.info

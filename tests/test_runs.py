@@ -105,7 +105,8 @@ def test_rename_annotate_delete_best_and_curves(settings):
     assert store.best("mae").run_id == first.run_id
     rows = leaderboard_rows(store)
     assert rows[0]["run_id"] == first.run_id and rows[0]["name"] == "sharp ridge"
-    assert loss_curves(store, [first.run_id])[first.run_id] == {"epoch": [1], "train_loss": [1.0], "val_loss": [2.0]}
+    assert loss_curves(store, [first.run_id])[first.run_id] == {"epoch": [1], "train_loss": [1.0], "val_loss": [2.0],
+                                                                "kept_epoch": None}  # ridge: fitted in one step
     store.delete(second.run_id)
     with pytest.raises(RunNotFound):
         store.get(second.run_id)
@@ -146,3 +147,45 @@ def test_metrics_on_known_values():
     assert flipped["srcc"] == pytest.approx(-1) and flipped["accuracy"] == pytest.approx(0.6)
     constant = compute_metrics(true, np.full(5, 38.0))
     assert constant["srcc"] == 0.0 and constant["r2"] == pytest.approx(-np.mean((true - 38) ** 2) / np.var(true) + 1)
+
+
+def test_a_head_run_records_the_epoch_it_kept_and_the_overlay_marks_it(settings):
+    """Heads keep the epoch with the best validation loss (0: ridge alone); the Runs overlay marks it."""
+    from workbench.training.reporting import KEPT_LEGEND, overlay_figure
+    from workbench.training.train import chosen_epoch
+
+    fam = get_family("head")
+    store = RunStore(settings.models_dir)
+    estimator = fam.make({"epochs": 30, "patience": 0}, seed=0)
+    history = [e.record() for e in estimator.fit_events(X[:80], Y[:80], X[80:100], Y[80:100])]
+    kept = chosen_epoch(estimator, history)
+    losses = {h["epoch"]: h["val_loss"] for h in history}
+    assert kept == 0 or losses[kept] == min(losses.values())  # the best validation epoch, or ridge alone
+    manifest = _write_run(store, fam, estimator, settings, backbone="efficientnet_lite0", backbones=[],
+                          weights={}, random_weights=False, params={}, seed=0, status="complete",
+                          data_fingerprint="x", n_images=100, split={"train": [], "val": [], "test": []},
+                          fit_on="train", metrics={"srcc": 0.5}, history=history, kept_epoch=kept,
+                          predictions=[], score_min=0.0, score_max=100.0, good_threshold=50.0,
+                          fit_seconds=0.1, skipped={})
+    curves = loss_curves(store, [manifest.run_id])
+    assert store.get(manifest.run_id).kept_epoch == curves[manifest.run_id]["kept_epoch"] == kept
+    ax = overlay_figure({"head run": curves[manifest.run_id]}).axes[0]
+    marks = [line for line in ax.lines if line.get_gid() == "kept-epoch"]
+    assert [list(line.get_xdata()) for line in marks] == [[kept, kept], [kept]]  # the tick and the ●
+    assert KEPT_LEGEND in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_a_run_stored_before_kept_epochs_were_recorded_falls_back_to_its_early_stop(settings):
+    from workbench.runs import kept_epoch
+
+    store, manifest, _ = _stored_run(settings, "ridge")
+    path = store.folder(manifest.run_id) / "manifest.json"
+    data = json.loads(path.read_text())
+    del data["kept_epoch"]
+    data["best_epoch"] = 7
+    path.write_text(json.dumps(data))
+    assert kept_epoch(store.get(manifest.run_id)) == 7
+    data["kept_epoch"] = "seven"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunCorrupt, match="kept_epoch"):
+        store.get(manifest.run_id)

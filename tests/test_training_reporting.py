@@ -167,6 +167,20 @@ def test_overlay_figure_draws_a_line_per_curve_and_names_runs_without_one():
     ax = fig.axes[0]
     assert len(ax.lines) == 2 and "ridge run" in ax.get_title(loc="left")
     assert not overlay_figure({}).axes[0].lines
+    assert not any(line.get_gid() == "kept-epoch" for line in ax.lines)  # no kept epoch given: no mark
+
+
+def test_overlay_marks_each_runs_kept_epoch_and_epoch_0_at_the_axis_foot():
+    from workbench.training.reporting import KEPT_LEGEND
+
+    fig = overlay_figure({"a": {"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4], "val_loss": [1.2, 0.8, 0.9],
+                                "kept_epoch": 2},
+                          "b": {"epoch": [1, 2], "train_loss": [1.0, 0.9], "val_loss": [1.1, 1.2], "kept_epoch": 0}})
+    ax = fig.axes[0]
+    dots = [line for line in ax.lines if line.get_gid() == "kept-epoch" and line.get_marker() == "o"]
+    assert [(list(d.get_xdata()), list(d.get_ydata())) for d in dots] == [([2], [0.8]), ([0], [0.0])]
+    assert dots[1].get_transform() != ax.transData  # ridge alone has no loss: its ● sits on the x axis
+    assert KEPT_LEGEND in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_a_run_stopped_by_patience_says_stopped_early_once():

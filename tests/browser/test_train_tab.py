@@ -168,6 +168,8 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
 
     # compare svr against the baseline on 3 folds (ridge is put back in even when unticked)
     page.get_by_role("tab", name="Compare families", exact=True).click()
+    # before any comparison the leaderboard is headed by the columns a result fills (not placeholders)
+    expect(page.locator("#compare-table")).to_contain_text("srcc_gain_over_ridge")
     families = page.locator("#compare-families")
     for name in ("ridge", "hgb", "head"):
         families.get_by_label(name, exact=True).uncheck()
@@ -215,12 +217,26 @@ def test_compare_families_then_rename_annotate_and_delete_a_run(page, brightness
     page.locator("#runs-annotate").click()
     assert eventually(lambda: store.get(run.run_id).notes.startswith("crops of the package photos"))
 
+    # Predict uses the run (the best, by default) under its new name
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    expect(page.locator("#predict-scorer input")).to_have_value(re.compile("^brightness baseline"))
+    expect(page.locator("#predict-scorer")).to_contain_text("default: your best run by held-out SRCC")
+    page.get_by_role("tab", name="Train", exact=True).click()
+    expect(page.locator("#runs-details")).to_contain_text("brightness baseline")
+
     page.locator("#runs-delete").click()
     page.locator("#runs-delete-confirm").click()
     assert eventually(lambda: store.list() == [])
     expect(page.locator("#runs-table")).not_to_contain_text(run.run_id)
     assert not (settings.models_dir / run.run_id).exists()
     page.screenshot(path=str(output_dir / "runs_after_delete.png"), full_page=True)
+    # Predict moved off the deleted run and says so (it used to switch without a word)
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    expect(page.locator("#predict-scorer input")).to_have_value(re.compile("^nima"))
+    expect(page.locator("#predict-scorer")).to_contain_text(
+        "Run “brightness baseline (ridge/efficientnet_lite0, SRCC")
+    expect(page.locator("#predict-scorer")).to_contain_text("was deleted; now using “nima")
+    page.screenshot(path=str(output_dir / "predict_after_delete.png"), full_page=True)
 
 
 def set_number(field, value: str) -> None:

@@ -55,6 +55,22 @@ class Skipped:
     file: str
     reason: str
     same_as: str | None = None  # the same picture as this file of the same import, imported instead
+    score: float | None = None  # a same-picture file's own score (for rewording ``reason`` after an edit)
+    gave_score: bool = False  # its score went to ``same_as``, which had none
+
+
+def same_picture_reason(kept: str, kept_score: float | None, score: float | None, gave_score: bool) -> str:
+    """Why a file is skipped as the same picture as ``kept``, quoting ``kept_score`` as it is *now*
+    (a preview's edit changes it after the scan), so the words never contradict what is saved."""
+    reason = f"the same picture as {kept} in this import, which is imported instead (not copied twice)"
+    if score is None:
+        return reason
+    if kept_score == score:
+        return reason + (f"; its score {format_score(score)} goes to {kept}, which had none" if gave_score else "")
+    if kept_score is None:
+        return reason + f"; its score {format_score(score)} is not used: {kept} is imported unlabelled"
+    return (reason + f"; scores {format_score(score)} vs {format_score(kept_score)}: "
+            f"the first by name is kept, so {format_score(score)} is not used")
 
 
 @dataclass(frozen=True)
@@ -408,15 +424,12 @@ def _one_of_each(items: list[PreviewItem], skipped: list[Skipped]) -> list[Previ
         kept = items[same[0]]
         for i in same[1:]:
             other = items[i]
-            reason = f"the same picture as {kept.name} in this import, which is imported instead (not copied twice)"
-            if kept.score is None and other.score is not None:
+            gave = kept.score is None and other.score is not None
+            if gave:
                 kept = replace(kept, score=other.score, from_rating=other.from_rating,
                                note=f"score from {other.name}, the same picture")
-                reason += f"; its score {format_score(other.score)} goes to {kept.name}, which had none"
-            elif other.score is not None and other.score != kept.score:
-                reason += (f"; scores {format_score(other.score)} vs {format_score(kept.score)}: "
-                           f"the first by name is kept, so {format_score(other.score)} is not used")
-            skipped.append(Skipped(other.origin, reason, same_as=kept.name))
+            skipped.append(Skipped(other.origin, same_picture_reason(kept.name, kept.score, other.score, gave),
+                                   same_as=kept.name, score=other.score, gave_score=gave))
             dropped.add(i)
         items[same[0]] = kept
     return [item for i, item in enumerate(items) if i not in dropped]

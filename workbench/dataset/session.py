@@ -11,12 +11,12 @@ once through a table, and watch the summary and histogram follow.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from workbench.config import Settings
-from workbench.dataset.importer import ImportPreview, import_into_store, scan_source_events
+from workbench.dataset.importer import ImportPreview, import_into_store, same_picture_reason, scan_source_events
 from workbench.dataset.names import natural_key
 from workbench.dataset.ratings import StarMapping, describe_order
 from workbench.dataset.scores import ScoreError, format_score, validate_score
@@ -129,7 +129,9 @@ class ImportSession:
 
     @property
     def skipped(self) -> list[Any]:
-        return list(self.preview.skipped)
+        """The preview's skipped files; a same-picture file's reason quotes the kept photo's score as edited."""
+        return [replace(s, reason=same_picture_reason(s.same_as, self.scores[s.same_as], s.score, s.gave_score))
+                if s.same_as in self.scores else s for s in self.preview.skipped]
 
     def counts(self) -> dict[str, int]:
         labelled = sum(score is not None for score in self.scores.values())
@@ -192,7 +194,7 @@ class ImportSession:
     def save(self, store: Any, stop: StopFlag = NEVER_STOP) -> Iterator[Any]:
         """Copy the images into ``store`` with the edited scores; yields Progress, then Finished(ImportReport)."""
         finished = yield from relay(import_into_store(self.preview.items, store, scores=dict(self.scores),
-                                                      stop=stop, skipped=self.preview.skipped))
+                                                      stop=stop, skipped=self.skipped))
         self.saved, self.report = True, finished.result
         yield finished
 

@@ -11,7 +11,8 @@ API summary (what the UI, the CLI and predict.py call)::
     store.best(metric="srcc") -> RunManifest | None   highest srcc/plcc/krcc/r2/accuracy, lowest mae/rmse
     leaderboard_rows(store, metric="srcc") -> list[dict]   one flat row per run for a table (accuracy_baseline,
                                                   good_share: None for runs stored before they were measured)
-    loss_curves(store, run_ids) -> {run_id: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}
+    loss_curves(store, run_ids) -> {run_id: {"epoch": [...], "train_loss": [...], "val_loss": [...],
+                                             "kept_epoch": int | None}}   the epoch whose weights were kept
 
     run = load_run(run_id, settings) -> LoadedRun    checks the model file's sha256 first
     run.manifest                                     RunManifest (run_id, family, backbone, score_min, score_max,
@@ -37,13 +38,14 @@ from workbench.runs.store import (
                                   RunManifest,
                                   RunNotFound,
                                   RunStore,
+                                  kept_epoch,
                                   leaderboard_rows,
                                   loss_curves,
                                   package_versions,
 )
 
 __all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "UnsafeModel", "ImagePredictions", "LoadedRun",
-           "load_run", "leaderboard_rows", "loss_curves", "package_versions", "MANIFEST"]
+           "load_run", "leaderboard_rows", "loss_curves", "kept_epoch", "package_versions", "MANIFEST"]
 
 # ``inference`` imports PyTorch (its modules subclass ``nn.Module``): loaded when one of these is first
 # asked for, so listing runs (the app's first page, ``runs`` commands) does not pay for torch.

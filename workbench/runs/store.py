@@ -50,6 +50,9 @@ class RunManifest:
     status: str = "complete"  # "complete" | "stopped" (Stop pressed) | "stopped early" (patience); best epoch kept
     stop_reason: str = ""  # "stopped early at epoch 17: validation loss had not improved for 15 epochs ..."
     best_epoch: int = 0  # the epoch whose weights were kept, when early stopping chose it (0: not recorded)
+    # the epoch whose weights the model kept, chosen on validation (0: the starting point, for a head ridge
+    # alone); None: fitted in one step, or a run stored before this was recorded
+    kept_epoch: int | None = None
     data_fingerprint: str = ""
     n_images: int = 0
     split: dict[str, list[str]] = field(default_factory=dict)  # train/val/test -> file names
@@ -102,14 +105,15 @@ class RunManifest:
 
 
 # What the values inside a manifest's tables must be (the rest of the workbench relies on these).
+_NULLABLE = {"backbone": str, "kept_epoch": int}  # fields that may be null, and their type otherwise
 _INNER_TYPES = {"weights": dict, "split": list, "metrics": (int, float), "history": dict, "predictions": dict,
                 "skipped": str, "versions": str, "backbones": str}
 
 
 def _field_problem(name: str, value: Any, spec) -> str | None:
     """Why ``value`` cannot be field ``name`` of a manifest, or None."""
-    if name == "backbone":
-        expected: Any = (str, type(None))
+    if name in _NULLABLE:
+        expected: Any = (_NULLABLE[name], type(None))
     else:
         example = spec.default if spec.default is not MISSING else (
             spec.default_factory() if spec.default_factory is not MISSING else "")
@@ -295,14 +299,24 @@ def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, An
     return rows
 
 
-def loss_curves(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, list]]:
-    """Per-epoch losses of the named runs, for overlaying; runs fitted in one step have empty lists."""
+def kept_epoch(manifest: RunManifest) -> int | None:
+    """The epoch whose weights ``manifest``'s model kept (0: its starting point), or None when unknown:
+    fitted in one step, or stored before the workbench recorded it (then only an early stop's choice is known)."""
+    if manifest.kept_epoch is not None:
+        return manifest.kept_epoch
+    return manifest.best_epoch or None
+
+
+def loss_curves(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-epoch losses of the named runs, for overlaying, and each one's ``kept_epoch`` (see
+    :func:`kept_epoch`); runs fitted in one step have empty lists."""
     curves = {}
     for run_id in run_ids:
         history = store.get(run_id).history
         curves[run_id] = {key: [h.get(key) for h in history] for key in ("epoch", "train_loss", "val_loss")}
+        curves[run_id]["kept_epoch"] = kept_epoch(store.get(run_id))
     return curves
 
 
-__all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "leaderboard_rows", "loss_curves",
+__all__ = ["RunStore", "RunManifest", "RunNotFound", "RunCorrupt", "leaderboard_rows", "loss_curves", "kept_epoch",
            "package_versions", "MANIFEST"]

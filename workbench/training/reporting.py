@@ -163,8 +163,8 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
     much better than it each model ranks the photos.
     """
     frame = pd.DataFrame(list(results))
-    if frame.empty:
-        return frame
+    if frame.empty:  # still the real headers: the table shows them before the first comparison
+        return pd.DataFrame(columns=comparison_columns(baseline))
     frame = frame.drop(columns=["good_share"], errors="ignore")  # it only names the baseline's side
     if {"accuracy", "accuracy_baseline"} <= set(frame):  # the baseline beside the accuracy it qualifies
         frame.insert(frame.columns.get_loc("accuracy") + 1, "accuracy_baseline", frame.pop("accuracy_baseline"))
@@ -175,6 +175,29 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
             frame.insert(frame.columns.get_loc("srcc") + 1, f"srcc_gain_over_{baseline}", frame["srcc"] - reference)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return _rounded(frame)
+
+
+def comparison_columns(baseline: str | None = None) -> list[str]:
+    """The columns :func:`comparison_frame` gives a comparison's results (the ``compare`` JSON's keys),
+    found by passing it one result of the baseline, so the two never disagree."""
+    from dataclasses import fields
+
+    from workbench.training.compare import FamilyResult
+
+    row = {f.name: 0.0 for f in fields(FamilyResult) if f.name != "folds"}  # to_json leaves the folds out
+    row["model"] = baseline or ""
+    return list(comparison_frame([row], baseline=baseline).columns)
+
+
+def curve_points_frame(curves: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per point of learning curves (``LearningCurve.to_json()``); the same columns when empty."""
+    from dataclasses import fields
+
+    from workbench.training.learning_curve import CurvePoint
+
+    columns = ["model", *(f.name for f in fields(CurvePoint))]
+    rows = [{"model": c["model"], **p} for c in curves for p in c["points"]]
+    return pd.DataFrame(rows, columns=columns).round(3)
 
 
 SRCC_HEADROOM = 0.05  # the best bar ends at least this far below the SRCC chart's top
@@ -282,6 +305,8 @@ class TrainingMonitor:
         """The epoch whose weights the stored run kept (known once it is stored with several epochs)."""
         if self.result is None or len(self.history) < 2:
             return None
+        if getattr(self.result, "kept_epoch", None) is not None:  # the loop's own record (0: its start)
+            return int(self.result.kept_epoch)
         kept = getattr(self.result, "best_epoch", 0)
         if kept:
             return int(kept)
@@ -336,32 +361,47 @@ class TrainingMonitor:
         return "Starting…"
 
 
-def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
-    """A matplotlib Figure of several runs' losses: one colour per run, solid train, dashed validation."""
+KEPT_MARK = "●"  # the kept epoch's marker on the overlay, and in its legend
+KEPT_LEGEND = f"{KEPT_MARK} kept epoch (chosen on validation; 0 = the start: ridge alone for a head)"
+
+
+def overlay_figure(curves: Mapping[str, Mapping[str, Any]]):
+    """A matplotlib Figure of several runs' losses: one colour per run, solid train, dashed validation,
+    and a ● on a dotted vertical line at the epoch whose weights each run kept (``kept_epoch``, see
+    ``workbench.runs.loss_curves``; 0 is the start, before the first epoch)."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     # the title is in the figure (the UI hides its block label, which covered the y axis's top)
     fig.suptitle("Loss curves of the chosen runs", fontsize=10, x=0.02, ha="left")
     ax = fig.add_subplot()
-    drawn, flat = 0, []
+    drawn, flat, kept_marked = 0, [], False
     for index, (name, curve) in enumerate(curves.items()):
         if not any(v is not None for v in curve.get("train_loss", []) + curve.get("val_loss", [])):
             flat.append(name)
             continue
         colour = f"C{index % 10}"
+        kept = curve.get("kept_epoch")
         for key, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
             points = [(e, v) for e, v in zip(curve.get("epoch", []), curve.get(key, []))
                       if v is not None and math.isfinite(v)]
             if points:
                 ax.plot(*zip(*points), style, color=colour, label=f"{name} · {label}", linewidth=1.5)
                 drawn += 1
+        if kept is not None:
+            _mark_kept_epoch(ax, curve, int(kept), colour)
+            kept_marked = True
     if drawn and flat:
         ax.set_title(f"no curve (fitted in one step): {', '.join(flat)}", fontsize=8, loc="left")
     if drawn:
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
-        ax.legend(fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        if kept_marked:
+            handles.append(Line2D([], [], color="0.3", marker="o", linestyle=":", linewidth=1))
+            labels.append(KEPT_LEGEND)
+        ax.legend(handles, labels, fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     else:
         message = "Choose runs to compare their loss curves." if not curves else \
@@ -369,6 +409,19 @@ def overlay_figure(curves: Mapping[str, Mapping[str, list]]):
         ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     return fig
+
+
+def _mark_kept_epoch(ax, curve: Mapping[str, Any], kept: int, colour: str) -> None:
+    """A dotted vertical line at ``kept`` and a ● on the validation curve there (at the axis foot for
+    epoch 0, which has no loss of its own in the history); gid ``kept-epoch`` so a test can find it."""
+    ax.axvline(kept, color=colour, linestyle=":", linewidth=1, gid="kept-epoch")
+    at = dict(zip(curve.get("epoch", []), curve.get("val_loss", [])))
+    loss = at.get(kept)
+    if loss is not None and math.isfinite(loss):
+        ax.plot([kept], [loss], "o", color=colour, markersize=7, gid="kept-epoch")
+    else:
+        ax.plot([kept], [0.0], "o", color=colour, markersize=7, gid="kept-epoch", clip_on=False,
+                transform=ax.get_xaxis_transform())
 
 
 def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):

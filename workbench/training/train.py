@@ -124,6 +124,15 @@ def early_stop_reason(history: list[dict], params: dict[str, Any], stopped: bool
     return reason + (f"; the best epoch, {best}, was kept" if best is not None else ""), best
 
 
+def chosen_epoch(estimator: Any, history: list[dict]) -> int | None:
+    """The epoch whose weights a network kept, chosen on validation (0: its start, for a head ridge
+    alone), from the training loop's record; None for a model fitted in one step or that keeps no record."""
+    loop = getattr(estimator, "loop_", None)
+    if not history or loop is None:
+        return None
+    return int(loop.best_epoch)
+
+
 def readable_name(family: str, backbone: str | None, n_images: int, metrics: dict[str, float]) -> str:
     """A default run name a person can read in a list: ``auto · efficientnet_lite0 · 150 photos · SRCC 0.64``."""
     srcc = metrics.get("srcc")
@@ -286,7 +295,7 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
         backbone=chosen, backbones=list(backbones), feature_view=view, weights=weights,
         random_weights=random_weights,
         params=values, seed=seed, status="stopped" if stopped else "stopped early" if stop_reason else "complete",
-        stop_reason=stop_reason, best_epoch=best_epoch or 0,
+        stop_reason=stop_reason, best_epoch=best_epoch or 0, kept_epoch=chosen_epoch(estimator, history),
         display_name=readable_name(fam.name, chosen if fam.capabilities.needs_features else None, len(data),
                                    metrics),
         data_fingerprint=data.fingerprint, n_images=len(data),

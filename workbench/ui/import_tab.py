@@ -12,7 +12,15 @@ from workbench.dataset import ScoreError, ScoreStore
 from workbench.dataset.session import ImportSession
 from workbench.errors import WorkbenchError
 from workbench.events import Progress, drain
-from workbench.ui.widgets import LabelledGallery, changes_text, histogram, received_files, table_rows
+from workbench.ui.widgets import (
+    LabelledGallery,
+    changes_text,
+    histogram,
+    histogram_axis,
+    histogram_frame,
+    received_files,
+    table_rows,
+)
 
 TITLE = "Import"
 
@@ -134,16 +142,25 @@ def build(settings: Settings) -> None:
 
     def scan(previous, source, pattern_text, first=True, progress=gr.Progress()):
         if not source:
-            return say("Choose a folder or upload files first.")
+            yield say("Choose a folder or upload files first.")
+            return
         try:
             current = drain(ImportSession.scan_events(source, settings, pattern_text or ""),
                             lambda e: show_progress(progress, e))
         except (WorkbenchError, OSError) as exc:  # a bad pattern or folder, an unreadable zip
-            return say(f"⚠️ {exc}")
+            yield say(f"⚠️ {exc}")
+            return
         if previous is not None:
             previous.close()
         current.unlabelled_first = bool(first)  # a new preview keeps the order the box shows
-        return {**render(current, 0, 0 if current.names else None, ""), report: ""}  # the last save's notice goes
+        # the histogram's axis first, alone, then its bars as a bare frame: drawn on the first render
+        bins = current.summary().histogram
+        yield {view.histogram: histogram_axis(bins, settings)}
+        yield {**render(current, 0, 0 if current.names else None, ""),  # the last save's notice goes
+               view.histogram: histogram_frame(bins, settings), report: ""}
+
+    def scan_uploads(previous, files, pattern_text, first, progress=gr.Progress()):
+        yield from scan(previous, received_files(files, settings), pattern_text, first, progress)
 
     def save_score(current, page, selected, typed):
         name = view.selected_filename(page, selected)
@@ -186,9 +203,8 @@ def build(settings: Settings) -> None:
     # one progress bar, over the summary line (not one drawn over every panel)
     scan_folder.click(scan, [session, folder, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
     folder.submit(scan, [session, folder, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
-    scan_upload.click(lambda previous, files, pattern_text, first, progress=gr.Progress():
-                      scan(previous, received_files(files, settings), pattern_text, first, progress),
-                      [session, uploads, pattern, unlabelled_first], [*everything, report], show_progress_on=[view.summary])
+    scan_upload.click(scan_uploads, [session, uploads, pattern, unlabelled_first], [*everything, report],
+                      show_progress_on=[view.summary])
     def redraw(event) -> None:
         """Send the histogram once more after ``event``: Gradio 6.31's bar plot sometimes draws the value
         before the one it was sent."""

@@ -27,6 +27,7 @@ from workbench.errors import WorkbenchError
 from workbench.events import Finished, Progress
 from workbench.images import ImageError, thumbnail
 from workbench.predict import (
+    NIMA_ID,
     BatchResult,
     Scorer,
     ScoreRow,
@@ -85,6 +86,20 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------- formatting
+SCORER_INFO = "default: your best run by held-out SRCC, else nima"
+
+
+def switch_note(before: str | None, after: str, shown: list, options: list) -> str:
+    """The scorer picker's info line: says so when the run it showed (``before``, labelled as in
+    ``shown``) was deleted meanwhile and it moved to ``after`` (labelled as in ``options``)."""
+    ids = {value: label for label, value in options}
+    if not before or before in ids:
+        return SCORER_INFO
+    old = dict((value, label) for label, value in shown or []).get(before, before)
+    why = "no run is left" if after == NIMA_ID else "best by held-out SRCC"
+    return f"⚠ Run “{old}” was deleted; now using “{ids.get(after, after)}” ({why})."
+
+
 def scorer_markdown(scorer: Scorer) -> str:
     low, high = scorer.scale
     kind = "score distribution (10 bins)" if scorer.has_distribution else "a single score"
@@ -182,9 +197,10 @@ def build(settings: Settings) -> None:
     choices = scorer_choices(settings)
     with gr.Row(equal_height=False):
         scorer_id = gr.Dropdown(choices, value=default_scorer_id(settings), label="Scorer",
-                                info="default: your best run by held-out SRCC, else nima", scale=4,
-                                elem_id="predict-scorer")
+                                info=SCORER_INFO, scale=4, elem_id="predict-scorer")
     picked_by_person = gr.State(False)  # until the person picks, the default follows the run store
+    shown_choices = gr.State(choices)  # the picker's (label, id) pairs: names a run deleted meanwhile
+    noted = gr.State(False)  # the picker's info line says a run was deleted
     scorer_info = gr.Markdown(elem_id="predict-scorer-info")
     threshold = gr.Slider(1, 10, value=5.1, step=0.01, label="Good from (threshold)", elem_id="predict-threshold")
 
@@ -281,11 +297,14 @@ def build(settings: Settings) -> None:
         return scorer_markdown(scorer), gr.Slider(minimum=low, maximum=high, value=scorer.default_threshold,
                                                   step=step)
 
-    def refresh_choices(chosen: str, picked: bool):
-        """The run store as it is now; the default follows it until the person picks a scorer."""
+    def refresh_choices(chosen: str, picked: bool, shown: list):
+        """The run store as it is now; the default follows it until the person picks a scorer. A run
+        deleted meanwhile (in Runs, by the CLI) is replaced by the default, and the info line says so."""
         options = scorer_choices(settings)
         keep = picked and chosen in [value for _, value in options]
-        return gr.Dropdown(choices=options, value=chosen if keep else default_scorer_id(settings))
+        value = chosen if keep else default_scorer_id(settings)
+        note = switch_note(chosen, value, shown, options)
+        return gr.Dropdown(choices=options, value=value, info=note), options, note != SCORER_INFO
 
     def score_photo(chosen: str, limit: float, path: str | None, text: str = ""):
         if not path:
@@ -368,9 +387,9 @@ def build(settings: Settings) -> None:
             STOP_FLAGS.finish(session, "score", flag)
 
     def open_page():
-        chosen = default_scorer_id(settings)
+        chosen, options = default_scorer_id(settings), scorer_choices(settings)
         info, slider = load(chosen)
-        return gr.Dropdown(choices=scorer_choices(settings), value=chosen), info, slider
+        return gr.Dropdown(choices=options, value=chosen, info=SCORER_INFO), info, slider, options, False
 
     def stop_batch(request: gr.Request) -> None:
         STOP_FLAGS.stop(request.session_hash or "", "score")
@@ -468,11 +487,17 @@ def build(settings: Settings) -> None:
     one_photo = [scorer_id, threshold, photo, photo_text]
     scorer_id.change(load, scorer_id, [scorer_info, threshold]).then(
         score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
-    scorer_id.input(lambda: True, None, picked_by_person, show_progress="hidden")
+    # the person's own pick: the default no longer follows the store, and a "was deleted" note is old news
+    # (the picker itself is updated only to take such a note away)
+    scorer_id.input(lambda was_noted: (True, gr.Dropdown(info=SCORER_INFO) if was_noted else gr.skip(), False),
+                    noted, [picked_by_person, scorer_id, noted],
+                    show_progress="hidden")
     # Each time the tab is shown: runs trained, renamed or deleted meanwhile are in the list.
     shown_tab = gr.context.Context.block
     if isinstance(shown_tab, gr.Tab):
-        shown_tab.select(refresh_choices, [scorer_id, picked_by_person], scorer_id, show_progress="hidden")
+        shown_tab.select(refresh_choices, [scorer_id, picked_by_person, shown_choices],
+                         [scorer_id, shown_choices, noted],
+                         show_progress="hidden")
     gr.on([photo.change, photo_text.submit], score_photo, one_photo,
           [verdict, distribution, overlay, explanation, explain_note])
     threshold.release(score_photo, one_photo, [verdict, distribution, overlay, explanation, explain_note])
@@ -501,7 +526,7 @@ def build(settings: Settings) -> None:
     your_score.submit(add_label, [shown_rows, picked_index, your_score], [label_note, last_label])
     undo_button.click(take_back, last_label, [label_note, last_label])
     picked_opacity.change(reblend, [picked_explanation, picked_opacity], picked_overlay, show_progress="hidden")
-    _on_page_open(open_page, [scorer_id, scorer_info, threshold])
+    _on_page_open(open_page, [scorer_id, scorer_info, threshold, shown_choices, noted])
 
 
 def _on_page_open(fn, outputs) -> None:

@@ -22,6 +22,7 @@ from workbench.training.learning_curve import learning_curve
 from workbench.training.reporting import (
     comparison_chart_axes,
     comparison_frame,
+    curve_points_frame,
     format_duration,
     learning_curve_figure,
     metrics_markdown,
@@ -88,8 +89,8 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="curve-progress")
     plot = gr.Plot(learning_curve_figure([]), label="Learning curve", elem_id="curve-plot")
     sentence = gr.Markdown(elem_id="curve-projection")
-    table = gr.Dataframe(label="Points", interactive=False, elem_id="curve-table",
-                         headers=["model", "n_labels", "srcc_mean", "srcc_std", "draws"])  # named before the first curve
+    # the real headers from the start (an empty frame of the columns a curve fills), not placeholders
+    table = gr.Dataframe(curve_points_frame([]), label="Points", interactive=False, elem_id="curve-table")
 
     def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
         flag = stop_flags.start(request.session_hash, "curve")
@@ -101,13 +102,13 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                     yield gr.skip(), gr.skip(), progress_html(event.fraction, event.message), *[gr.skip()] * 3
                 elif isinstance(event, Finished):
                     curves = [c.to_json() for c in event.result or []]
-                    rows = [{"model": c["model"], **p} for c in curves for p in c["points"]]
+                    rows = curve_points_frame(curves)
                     words = "\n\n".join(f"**{c['model']}**: {c['projection']['sentence']}" for c in curves)
-                    if any(p["draws"] == 1 for p in rows):  # else a std of 0 reads as certainty
+                    if (rows["draws"] == 1).any():  # else a std of 0 reads as certainty
                         words += "\n\n*All photos: one draw, no spread (each training fold holds them all).*"
                     state = "Stopped." if event.stopped else "Done."
                     yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
-                           learning_curve_figure(curves), words, pd.DataFrame(rows).round(3))
+                           learning_curve_figure(curves), words, rows)
         except WorkbenchError as exc:
             yield gr.skip(), gr.skip(), progress_html(1, f"Could not draw the curve: {exc}", failed=True), \
                 *[gr.skip()] * 3
@@ -155,9 +156,9 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         start = gr.Button("Run comparison", variant="primary", elem_id="compare-start")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="compare-stop")
     progress = gr.HTML(progress_html(0, "Not started."), elem_id="compare-progress")
-    table = gr.Dataframe(label="Leaderboard (click a column header to sort)", interactive=False,
-                         elem_id="compare-table",
-                         headers=["rank", "model", "srcc", "plcc", "mae", "fit_seconds"])  # named before the first run
+    # the columns a comparison fills, from the start (an empty frame of them), not placeholder headers
+    table = gr.Dataframe(comparison_frame([], baseline=BASELINE), label="Leaderboard (click a column header to sort)",
+                         interactive=False, elem_id="compare-table")
     with gr.Row(equal_height=True):
         train_winner = gr.Button("Train the winner", variant="primary", visible=False, scale=1,
                                  elem_id="compare-train-winner")
@@ -178,7 +179,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
             return
         flag = stop_flags.start(request.session_hash, "compare")
         yield {start: gr.Button(interactive=False), stop: gr.Button(interactive=True),
-               progress: progress_html(0, "Starting…"), table: None, winner: None,
+               progress: progress_html(0, "Starting…"), table: comparison_frame([], baseline=BASELINE), winner: None,
                train_winner: gr.Button(visible=False), winner_note: gr.Markdown(visible=False)}
         try:
             chosen = [BASELINE, *(f for f in chosen if f != BASELINE)]  # every comparison shows the baseline
@@ -274,7 +275,7 @@ def build_runs_panel(settings: Settings) -> RunsPanel:
     gr.Markdown("Every stored run with its held-out metrics, best SRCC first. Click a row to edit it; pick "
                 "several runs to overlay their loss curves.")
     empty = gr.Markdown(visible=False, elem_id="runs-empty")
-    table = gr.Dataframe(interactive=False, max_height=360,
+    table = gr.Dataframe(runs_frame([]), interactive=False, max_height=360,  # its headers before the first load
                          label="Stored runs", elem_id="runs-table")
     refresh_button = gr.Button("Refresh", size="sm")
     with gr.Row():

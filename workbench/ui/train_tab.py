@@ -217,8 +217,9 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                 place = gr.Markdown(elem_id="train-place")
             scatter = gr.Image(label="Held-out photos: predicted vs your score", show_label=False, type="pil",
                                height=360, interactive=False, scale=2, elem_id="train-scatter")
-        leaderboard = gr.Dataframe(label="Leaderboard: all stored runs, best held-out SRCC first (this run marked)",
-                                   interactive=False, max_height=320, elem_id="train-leaderboard")
+        leaderboard = gr.Dataframe(runs_frame([], LEADERBOARD_COLUMNS), interactive=False, max_height=320,
+                                   label="Leaderboard: all stored runs, best held-out SRCC first (this run marked)",
+                                   elem_id="train-leaderboard")
 
     # -------------------------------------------------------------- events
     def choose_family(name: str, chosen_backbone: str, allow_random: bool, chosen: str):

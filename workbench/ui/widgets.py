@@ -174,7 +174,18 @@ def histogram(bins: Sequence[Any], settings: Settings) -> gr.BarPlot:
     The y axis runs from 0 (a bin of one photo shows a bar) to at least :data:`MIN_HISTOGRAM_TOP`.
     """
     frame = histogram_frame(bins, settings)
-    return gr.BarPlot(frame, y_lim=[0, max(MIN_HISTOGRAM_TOP, *frame["images"])])
+    return gr.BarPlot(frame, y_lim=histogram_top(frame))
+
+
+def histogram_axis(bins: Sequence[Any], settings: Settings) -> gr.BarPlot:
+    """The histogram's y axis alone, to send *before* a bare :func:`histogram_frame`: a bar plot update
+    carrying props is drawn with the previous value (Gradio 6.31), so a new import preview whose tallest
+    bar outgrew the axis showed the last preview's bars (an empty chart after the first scan)."""
+    return gr.BarPlot(y_lim=histogram_top(histogram_frame(bins, settings)))
+
+
+def histogram_top(frame: pd.DataFrame) -> list[int]:
+    return [0, max(MIN_HISTOGRAM_TOP, *frame["images"])]
 
 
 def histogram_frame(bins: Sequence[Any], settings: Settings) -> pd.DataFrame:
