@@ -44,6 +44,7 @@ from workbench.ui import cull_view, keyboard
 from workbench.ui.widgets import (
     LatestBySession,
     StopFlags,
+    checked_image,
     progress_html,
     received_file,
     received_files,
@@ -206,8 +207,8 @@ def build(settings: Settings) -> None:
 
     with gr.Tab("One photo"):
         with gr.Row(equal_height=False):
-            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
-                             elem_id="predict-photo")
+            photo = checked_image(settings.max_pixels, type="filepath", label="Photo", sources=["upload", "clipboard"],
+                                  height=360, elem_id="predict-photo")
             with gr.Column():
                 # one line, so Enter re-scores (in a taller box Enter only adds a line break)
                 photo_text = gr.Textbox(label="Text for this photo (image+text runs only; Enter re-scores)",

@@ -132,7 +132,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
 
 @dataclass
 class ComparePanel:
-    """The "Train the winner" button and what it needs: the (family, backbone) that won."""
+    """The "Train the winner" button and what it needs: the (family, backbone, feature view) that won."""
 
     train_winner: gr.Button
     winner: gr.State
@@ -163,7 +163,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         train_winner = gr.Button("Train the winner", variant="primary", visible=False, scale=1,
                                  elem_id="compare-train-winner")
         winner_note = gr.Markdown(visible=False, elem_id="compare-winner-note")  # is the lead more than noise?
-    winner = gr.State(None)  # (family, backbone) of the best SRCC
+    winner = gr.State(None)  # (family, backbone, feature view) of the best SRCC: what its figures measured
     with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
         # Axes from zero, so a bar's length is its value (0.47 never looks like zero beside 0.6);
         # set here once: props sent with a value are drawn one update late (Gradio 6.31)
@@ -199,7 +199,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     axes = comparison_chart_axes(frame)
                     order = axes["order"] or None
-                    best = (order[0], report["backbone"]) if order else None
+                    used = {r["model"]: r["features"] for r in report["results"]}
+                    best = (order[0], report["backbone"], used[order[0]]) if order else None
                     margin = winner_margin(event.result.results) if event.result else None
                     # both charts in the leaderboard's order, SRCC with headroom; the props go first, alone, and
                     # then plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
@@ -208,7 +209,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                                time_plot: gr.BarPlot(sort=order)}
                     yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
                            charts: gr.Row(visible=bool(order)), winner: best,
-                           train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
+                           train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]} ({best[2]})" if best
+                                                   else "",
                                                    visible=bool(best),
                                                    variant="primary" if margin is None or margin["clear"] else "secondary"),
                            winner_note: gr.Markdown(margin["sentence"] if margin else "", visible=bool(best and margin))}

@@ -143,10 +143,11 @@ def build(settings: Settings) -> None:
             train_panels.build_learning_curve_panel(settings, STOP_FLAGS)
         with gr.Tab("Runs", id="train-runs"):
             runs_panel = train_panels.build_runs_panel(settings)
-    # "Train the winner": the form shows the winning family and backbone, then trains as Train would
+    # "Train the winner": the form shows the winning family, backbone and feature view (all in one update,
+    # so the training that follows reads them, not what the previous family had left), then trains as Train would
     chosen = compared.train_winner.click(
-        lambda won: (gr.Tabs(selected="train-one"), *won), compared.winner, [panels, panel.family, panel.backbone],
-        show_progress="hidden")
+        lambda won: (gr.Tabs(selected="train-one"), *panel.winner_form(won)), compared.winner,
+        [panels, *panel.winner_outputs], show_progress="hidden")
     for trained in (panel.wire(panel.start.click), panel.wire(chosen.then)):
         trained.then(runs_panel.refresh, None, runs_panel.outputs)
 
@@ -154,12 +155,16 @@ def build(settings: Settings) -> None:
 @dataclass
 class TrainPanel:
     """The form's family and backbone, its Train button, and ``wire(trigger)`` to start training from
-    any event (the Train button, "Train the winner"); ``wire`` returns the training's last event."""
+    any event (the Train button, "Train the winner"); ``wire`` returns the training's last event.
+    ``winner_form((family, backbone, view))`` gives the updates of ``winner_outputs`` that put a
+    comparison's winner on the form."""
 
     family: gr.Dropdown
     backbone: gr.Dropdown
     start: gr.Button
     wire: Callable[[Callable], gr.events.Dependency]
+    winner_form: Callable[[tuple], tuple]
+    winner_outputs: list
 
 
 def build_train_panel(settings: Settings) -> TrainPanel:
@@ -347,4 +352,11 @@ def build_train_panel(settings: Settings) -> TrainPanel:
             [start, stop],
             show_progress="hidden")
 
-    return TrainPanel(family=family, backbone=backbone, start=start, wire=wire)
+    def winner_form(won: tuple) -> tuple:
+        # the view too, and as the person's choice: family.change then keeps it rather than auto's locked one
+        name, chosen_backbone, view = won
+        state = train_panels.feature_view_state(name, chosen_backbone, settings, view)
+        return name, chosen_backbone, gr.Radio(**state), view if state["interactive"] else gr.skip()
+
+    return TrainPanel(family=family, backbone=backbone, start=start, wire=wire, winner_form=winner_form,
+                      winner_outputs=[family, backbone, features, chosen_view])
