@@ -114,3 +114,29 @@ def test_predict_says_when_its_run_was_deleted_and_follows_a_rename(settings):
     picker, _, noted = show_tab(good.run_id, False, shown)
     assert picker.value == NIMA_ID
     assert picker.info.startswith(f"⚠ Run “{labels[good.run_id]}” was deleted") and "no run is left" in picker.info
+
+
+def test_runs_of_the_same_name_can_be_told_apart_in_every_run_list(settings):
+    """Two ridge runs of one set were both listed as "ridge · efficientnet_lite0 · 63 photos · SRCC -0.12"."""
+    import json
+
+    from workbench.runs import RunStore, leaderboard_rows
+    from workbench.ui.train_panels import run_choices
+
+    store = RunStore(settings.models_dir)
+    first, second, third = runs = [_ridge_run(settings, 1.0) for _ in range(3)]
+    name = "ridge · efficientnet_lite0 · 60 photos · SRCC 0.99"  # as training names them
+    for run in runs:
+        store.rename(run.run_id, name)
+    # the first was made on another afternoon: its time tells it apart; the other two, made the same minute, by id
+    manifest = store.root / first.run_id / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["created"] = "2026-11-28T14:18:03+00:00"
+    manifest.write_text(json.dumps(data))
+    assert store.get(first.run_id).created.startswith("2026-11-28")
+    for listed in (scorer_choices(settings)[:-1], run_choices(leaderboard_rows(store))):  # Predict and Label; the Runs overlay
+        labels = dict((v, k) for k, v in listed)
+        assert len(set(labels.values())) == 3, labels
+        assert labels[first.run_id] == f"{name} · created 2026-11-28 14:18 UTC"
+        for run in (second, third):
+            assert labels[run.run_id].startswith(f"{name} · created ") and labels[run.run_id].endswith(run.run_id)

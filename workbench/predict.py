@@ -359,7 +359,8 @@ def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
     from workbench.backbones import weight_status
     from workbench.runs import RunStore, leaderboard_rows
 
-    choices = [(run_label(row), row["run_id"]) for row in leaderboard_rows(RunStore(settings.models_dir), "srcc")]
+    rows = leaderboard_rows(RunStore(settings.models_dir), "srcc")
+    choices = list(zip(run_labels(rows), (row["run_id"] for row in rows)))
     # "ready" only when its weights are here (or can be downloaded): else picking it only shows an error
     missing = weight_status(NIMA_BACKBONE, settings).source == "unavailable"
     choices.append((f"nima — AVA scorer, 1-10, no training ({'weights missing' if missing else 'ready'})", NIMA_ID))
@@ -377,6 +378,31 @@ def run_label(row: dict) -> str:
     if "random" in (row.get("weights") or ""):
         extras.append("RANDOM weights")
     return f"{name} ({', '.join(extras)})" if extras else name
+
+
+def run_labels(rows: list[dict]) -> list[str]:
+    """:func:`run_label` of each row; runs whose labels would be the same (two ridge runs of one set)
+    also say when they were made (UTC, as the Runs table), then their run id if that is the same too."""
+    labels = [run_label(row) for row in rows]
+    for same in _groups(labels):
+        created = [str(rows[i].get("created") or "") for i in same]
+        times = [c[11:16] for c in created]
+        if len(set(c[:10] for c in created)) > 1:
+            times = [f"{c[:10]} {t}" for c, t in zip(created, times)]
+        for i, when in zip(same, times):
+            labels[i] += f" · created {when} UTC" if when.strip() else ""
+    for same in _groups(labels):
+        for i in same:
+            labels[i] += f" · {rows[i]['run_id']}"
+    return labels
+
+
+def _groups(labels: list[str]) -> list[list[int]]:
+    """Indexes of the labels that occur more than once, grouped by label."""
+    where: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        where.setdefault(label, []).append(i)
+    return [same for same in where.values() if len(same) > 1]
 
 
 # ------------------------------------------------------------------ batches

@@ -14,7 +14,7 @@ from workbench.config import Settings
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
-from workbench.predict import run_label
+from workbench.predict import run_labels
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
 from workbench.training.compare import winner_margin
@@ -245,7 +245,7 @@ class RunsPanel:
 
 
 def run_choices(rows: list[dict]) -> list[tuple[str, str]]:
-    return [(run_label(r), r["run_id"]) for r in rows]  # worded as in Predict's scorer list
+    return list(zip(run_labels(rows), (r["run_id"] for r in rows)))  # worded as in Predict's scorer list
 
 
 def run_details(settings: Settings, run_id: str | None) -> str:
