@@ -280,6 +280,17 @@ class TrainingMonitor:
         losses = [(h["val_loss"], h["epoch"]) for h in self.history if h.get("val_loss") is not None]
         return min(losses)[1] if losses else None
 
+    def validation_shown(self) -> tuple[int | None, dict[str, float], bool]:
+        """(epoch, its validation metrics, whether it is the kept epoch) for the live panel: the latest
+        epoch while training runs; once the run is stored, the epoch whose weights it kept (a run stopped
+        at epoch 71 that kept epoch 55 is the model of epoch 55, so those are its figures)."""
+        kept = self.best_epoch if self.finished else None
+        if kept is not None:  # epoch 0 (its start) has no validation record: no figures rather than others'
+            record = next((r for r in self.history if r["epoch"] == kept), {})
+            return kept, {k: v for k, v in record.items() if k in METRIC_LABELS}, True
+        epoch = self.history[-1]["epoch"] if self.history else None
+        return epoch, self.latest_metrics, False
+
     @property
     def stop_reason(self) -> str:
         return getattr(self.result, "stop_reason", "") or ""

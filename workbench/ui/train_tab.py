@@ -125,6 +125,21 @@ def live_curve(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([legend, frame.astype({"epoch": "float64"})], ignore_index=True)
 
 
+def live_metrics(monitor: TrainingMonitor) -> str:
+    """The validation figures beside the loss plot: the latest epoch's while training runs, the kept epoch's
+    once the run has ended (stopped at 71 with epoch 55 kept, the model is epoch 55's)."""
+    epoch, figures, kept = monitor.validation_shown()
+    if kept and not figures:  # epoch 0: the starting point, measured before any epoch
+        return f"**Validation photos, kept epoch {epoch}** <small>(its starting point: no epoch did better)</small>"
+    if kept:
+        label = (f"**Validation photos, kept epoch {epoch}** <small>(the epoch whose weights the run kept; "
+                 f"the run is judged on the held-out photos below)</small>")
+    else:
+        label = (f"**Validation photos, epoch {epoch}** <small>(moves every epoch; the run is judged on the "
+                 f"held-out photos when it ends)</small>") if epoch else ""
+    return metrics_markdown(figures, label, legend=False)
+
+
 def curve_note(name: str) -> str:
     if FAMILIES[name].capabilities.iterative:
         return ""
@@ -296,11 +311,8 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         warned = list(dict.fromkeys(f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in shown))
         if monitor.overfitting():
             warned.append(f"{WARN} **{monitor.overfitting()}**")
-        epoch = monitor.history[-1]["epoch"] if monitor.history else None
-        label = (f"**Validation photos, epoch {epoch}** <small>(moves every epoch; the run is judged on the "
-                 f"held-out photos when it ends)</small>") if epoch else ""
         view = {progress: progress_html(monitor.fraction, monitor.status_line()), notes: "\n\n".join(warned),
-                live: metrics_markdown(monitor.latest_metrics, label, legend=False)}
+                live: live_metrics(monitor)}
         if redraw and monitor.history:
             view[loss_plot] = live_curve(monitor.curve(PLOT_EPOCHS))
         return view
