@@ -21,7 +21,7 @@ def desk(tmp_path):
 
 def test_keys_save_at_once_and_undo_walks_back_from_disk(desk):
     assert [i["filename"] for i in desk.queue()] == ["p0.png", "p1.png", "p2.png", "p3.png"]
-    assert desk.set_stars("p1.png", 4) == 8  # ratings.star_scores maps the stars
+    assert desk.set_stars("p1.png", 4).saved == {"p1.png": 8}  # ratings.star_scores maps the stars
     desk.set_stars("p1.png", 2)
     desk.accept("p2.png", 12.7)  # a run's suggestion beyond the range is clipped to it
     desk.clear("p2.png")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workbench.dataset import ScoreError, ScoreStore, UnsafePath
+from workbench.dataset import ChangedElsewhere, ScoreError, ScoreStore, UnsafePath
 from workbench.fsutil import atomic_write_bytes, atomic_write_text, file_sha256, safe_child
 
 FORK = multiprocessing.get_context("fork")
@@ -126,6 +126,30 @@ def test_two_views_never_write_a_stale_table(store):
     tab_two.set_score("b.jpg", 20)
     tab_one.set_score("c d é.jpg", 30)
     assert read_csv(store.csv_path) == {"a.jpg": "10", "b.jpg": "20", "c d é.jpg": "30"}
+
+
+def test_a_score_changed_in_another_tab_since_this_one_showed_it_is_saved_over_and_told(store):
+    tab_one, tab_two = ScoreStore(store.data_dir), ScoreStore(store.data_dir)
+    tab_one.set_score("a.jpg", 40)
+    shown = {e.filename: e.score for e in tab_one.entries()}  # both tabs show a.jpg at 40
+    first = tab_two.write_scores({"a.jpg": 60}, {"a.jpg": 40})
+    assert first.changed_elsewhere == [] and first.note() == "" and first.replaced == {"a.jpg": 40}
+    second = tab_one.write_scores({"a.jpg": "75", "b.jpg": 5}, shown)  # tab one still shows 40
+    assert second.saved == {"a.jpg": 75, "b.jpg": 5} and second.replaced == {"a.jpg": 60, "b.jpg": None}
+    assert second.changed_elsewhere == [ChangedElsewhere("a.jpg", 40, 60, 75)]
+    assert second.changed_elsewhere[0].sentence() == \
+        "This photo's score had been changed elsewhere from 40 to 60 since you opened it; now 75."
+    assert second.note() == "a.jpg's score had been changed elsewhere from 40 to 60 since you opened it; now 75."
+    assert read_csv(store.csv_path) == {"a.jpg": "75", "b.jpg": "5"}  # the latest intent is kept
+    # told also when it was cleared elsewhere; not when both set the same score, nor without what was seen
+    tab_two.clear_score("a.jpg")
+    assert tab_one.write_scores({"a.jpg": 80}, {"a.jpg": 75}).note() == \
+        "This photo's score had been changed elsewhere from 75 to unlabelled since you opened it; now 80."
+    tab_two.set_score("b.jpg", 9)
+    assert tab_one.write_scores({"b.jpg": 9}, {"b.jpg": 5}).changed_elsewhere == []
+    tab_two.set_score("b.jpg", 10)
+    assert tab_one.write_scores({"b.jpg": 11}).changed_elsewhere == []
+    assert store.undo() == ("score", ["b.jpg"]) and store.get("b.jpg").score == 10  # Z takes back to the other's
 
 
 def test_legacy_scores_txt_is_read_and_migrated_on_the_first_write(tmp_path):
@@ -288,6 +312,43 @@ def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path):
     rows = read_csv(data / "scores.csv")
     assert len(rows) == 100
     assert all(rows[name] == str(i % 101) for names in groups for i, name in enumerate(names))
+
+
+def _checking_writer(data_dir: str, values: list[int], start, results) -> None:
+    """Write ``values`` to one photo in turn, each time saying the score this writer saw last (its own)."""
+    store = ScoreStore(data_dir, 0, 10_000)
+    start.wait()
+    seen = None
+    for value in values:
+        write = store.write_scores({"p.jpg": value}, {"p.jpg": seen})
+        results.put((seen, write.replaced["p.jpg"], value, [c.found for c in write.changed_elsewhere]))
+        seen = value
+
+
+def test_the_compare_and_the_write_happen_under_one_lock(tmp_path):
+    """Two processes overwrite one photo's score at once: every write replaced a different score (no two
+    writers compared against the same stored value), and each one that replaced the other's score was told."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "p.jpg").write_bytes(b"x")
+    start, results = FORK.Event(), FORK.Queue()
+    writers = [FORK.Process(target=_checking_writer, args=(str(data), list(range(base, base + 40)), start, results))
+               for base in (1000, 2000)]
+    for p in writers:
+        p.start()
+    start.set()
+    got = [results.get(timeout=120) for _ in range(80)]
+    for p in writers:
+        p.join(120)
+        assert p.exitcode == 0
+    replaced = [r for _, r, _, _ in got]
+    final = ScoreStore(data, 0, 10_000).get("p.jpg").score
+    # a chain: the first write replaced "unlabelled", every other value was replaced exactly once, but the last
+    assert sorted(replaced, key=lambda v: -1 if v is None else v) == \
+        [None] + sorted(v for _, _, v, _ in got if v != final)
+    for seen, found, _, told in got:
+        assert told == ([] if found == seen else [found])
+    assert any(told for *_, told in got)  # at least the first write of whichever writer came second
 
 
 def _endless_writer(data_dir: str, names: list[str]) -> None:

@@ -43,7 +43,7 @@ def test_train_json_contract_and_runs_listing(cli_data, run_cli, shared_cache):
     assert document["family"] == "ridge" and document["status"] == "complete"
     assert document["params"] == {"alpha": 500.0}
     assert document["weights"]["efficientnet_lite0"]["source"] == "package"
-    for metric in ("srcc", "plcc", "krcc", "mae", "rmse", "r2", "accuracy"):
+    for metric in ("srcc", "plcc", "krcc", "mae", "rmse", "r2", "accuracy", "accuracy_baseline", "good_share"):
         assert isinstance(document["metrics"][metric], float)
     assert document["n_train"] + document["n_val"] + document["n_test"] == 40
     run_dir = Path(document["run_dir"])
@@ -84,6 +84,7 @@ def test_compare_json_contract(cli_data, run_cli, shared_cache):
     assert [r["model"] for r in document["results"]] == ["ridge", "svr", "hgb"]
     for row in document["results"]:
         assert set(row) >= {"model", "srcc", "plcc", "mae", "rmse", "r2", "fit_seconds"}
+        assert 0.5 <= row["accuracy_baseline"] <= 1 and 0 <= row["good_share"] <= 1  # the constant guess's rate
 
 
 def test_too_few_images_is_one_line_not_a_traceback(workbench_env, run_cli, photos, shared_cache):

@@ -3,7 +3,11 @@
 Correlations (SRCC, PLCC, KRCC) say whether the model ranks photos the way the
 person does; MAE/RMSE/R² whether its numbers are right; ``accuracy`` whether
 it puts photos on the right side of the good/bad threshold (by default the
-middle of the score range).
+middle of the score range). ``accuracy`` alone flatters: when most held-out
+photos are on one side, a constant guess of that side is right as often, so
+``accuracy_baseline`` (that constant's accuracy on the same photos) and
+``good_share`` (the share at or above the threshold, which says the side) go
+everywhere ``accuracy`` is shown.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import math
 import numpy as np
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "mae", "rmse", "r2", "accuracy")
+# Figures of the held-out photos, not of the model: read beside ``accuracy``, never ranked by.
+CONTEXT_NAMES = ("accuracy_baseline", "good_share")
 # Which direction is better, for leaderboards and ``RunStore.best``.
 HIGHER_IS_BETTER = {"srcc": True, "plcc": True, "krcc": True, "mae": False, "rmse": False, "r2": True,
                     "accuracy": True}
@@ -66,6 +72,8 @@ def compute_metrics(y_true, y_pred, *, score_min: float = 0.0, score_max: float 
         threshold = good_threshold(score_min, score_max)
     errors = p - t
     variance = float(np.var(t))
+    good = t >= threshold
+    good_share = float(np.mean(good))
     return {
         "srcc": _correlation(stats.spearmanr, t, p),
         "plcc": _correlation(stats.pearsonr, t, p),
@@ -73,7 +81,10 @@ def compute_metrics(y_true, y_pred, *, score_min: float = 0.0, score_max: float 
         "mae": float(np.mean(np.abs(errors))),
         "rmse": float(np.sqrt(np.mean(errors ** 2))),
         "r2": float(1.0 - np.mean(errors ** 2) / variance) if variance > 0 else 0.0,
-        "accuracy": float(np.mean((t >= threshold) == (p >= threshold))),
+        "accuracy": float(np.mean(good == (p >= threshold))),
+        # what always answering the commoner side would get on these photos
+        "accuracy_baseline": max(good_share, 1.0 - good_share),
+        "good_share": good_share,
     }
 
 

@@ -78,6 +78,18 @@ def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, w
     expect(page.locator("#label-desk .wb-status")).to_have_text(f"saved: {names[4]} ★★★★")
     page.screenshot(path=output_dir / "rate.png")
 
+    # another writer (the CLI, another tab) changes the fifth photo's score; rating it again here still
+    # saves the key's score, and the status line says what was replaced
+    from workbench.dataset import ScoreStore
+
+    ScoreStore(data).set_score(names[4], 20)
+    page.keyboard.press("ArrowLeft")
+    expect(caption).to_contain_text(names[4])
+    page.keyboard.press("1")
+    expect(page.locator("#label-desk .wb-status")).to_have_text(
+        f"{names[4]}'s score had been changed elsewhere from 70 to 20 since you opened it; now 10.")
+    assert scores()[names[4]] == "10"
+
     page.get_by_role("button", name="Compare pairs").click()
     left = page.locator("#label-desk .wb-left-name")
     expect(left).to_contain_text("←")

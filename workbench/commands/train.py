@@ -100,6 +100,7 @@ def train_json(manifest, run_dir) -> dict[str, Any]:
 def train_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.models import get_family
     from workbench.training import train
+    from workbench.training.reporting import accuracy_text
 
     family = get_family(args.model)
     params = {p.name: getattr(args, p.name) for p in family.params if getattr(args, p.name, None) is not None}
@@ -117,7 +118,7 @@ def train_command(args: argparse.Namespace, settings: Settings) -> dict:
         state = " (STOPPED early: best checkpoint kept)" if manifest.status == "stopped" else ""
         print(f"run {manifest.run_id}{state}\n  held-out ({len(manifest.split['test'])} images): "
               f"SRCC {m['srcc']:.3f}  PLCC {m['plcc']:.3f}  KRCC {m['krcc']:.3f}  MAE {m['mae']:.2f}  "
-              f"RMSE {m['rmse']:.2f}  R2 {m['r2']:.3f}  good/bad accuracy {m['accuracy']:.1%}\n  saved in {run_dir}")
+              f"RMSE {m['rmse']:.2f}  R2 {m['r2']:.3f}  good/bad accuracy {accuracy_text(m)}\n  saved in {run_dir}")
         if manifest.random_weights:
             print("  WARNING: trained on RANDOM backbone weights")
         if "gate_image" in m:  # multimodal_moe: how much the model leaned on text

@@ -20,6 +20,9 @@ The store (store.py): ``data/`` + ``data/scores.csv``, every write atomic under 
     ``store.get(filename) -> Entry`` (KeyError if absent); ``store.path_of(filename) -> Path`` (UnsafePath)
     ``store.set_score(filename, value) -> float``   value may be typed text; ScoreError/KeyError, nothing changes
     ``store.set_scores({filename: value, ...})``    the table: all validated before anything is written
+    ``store.write_scores(scores, expected={filename: score_the_tab_showed}) -> ScoreWrite(saved, replaced,
+        changed_elsewhere: [ChangedElsewhere(filename, seen, found, saved)])``: saves all the same, and says
+        which scores another tab or the CLI had changed since the writer saw them (``.note()``: the sentence)
     ``store.clear_score(filename)``; ``store.set_text(filename, text)``
     ``store.add_image(path_or_bytes_or_file, name, score=None, text=None) -> AddResult(filename, copied,
         duplicate_of, renamed_from, score_applied, error)``  (ImageError for a non-image, ScoreError for a bad score)
@@ -86,7 +89,7 @@ from workbench.dataset.scores import (
     parse_filename_score,
     validate_score,
 )
-from workbench.dataset.store import AddResult, Entry, ScoreStore, UnsafePath
+from workbench.dataset.store import AddResult, ChangedElsewhere, Entry, ScoreStore, ScoreWrite, UnsafePath
 from workbench.dataset.summary import (
     DatasetSummary,
     GalleryItem,
@@ -101,9 +104,9 @@ from workbench.dataset.summary import (
 )
 
 __all__ = [
-    "AddResult", "DatasetSummary", "Entry", "GalleryItem", "GalleryPage", "GalleryQuery", "HistogramBin",
-    "ImportPreview", "ImportReport", "ParsedScore", "PreviewItem", "ScoreError", "ScoreRule", "ScoreStore",
-    "ScoreSummary", "Skipped", "UnsafePath", "format_score", "gallery_page", "import_into_store",
+    "AddResult", "ChangedElsewhere", "DatasetSummary", "Entry", "GalleryItem", "GalleryPage", "GalleryQuery",
+    "HistogramBin", "ImportPreview", "ImportReport", "ParsedScore", "PreviewItem", "ScoreError", "ScoreRule", "ScoreStore",
+    "ScoreSummary", "ScoreWrite", "Skipped", "UnsafePath", "format_score", "gallery_page", "import_into_store",
     "parse_filename_score", "query_entries", "scan_source", "scan_source_events", "summarize",
     "summarize_scores", "validate_score",
 ]

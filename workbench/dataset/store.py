@@ -38,7 +38,7 @@ from PIL import Image
 
 from workbench.dataset.hashes import HashIndex
 from workbench.dataset.names import sanitize_name, unique_name
-from workbench.dataset.scores import ScoreError, format_range, validate_score
+from workbench.dataset.scores import ScoreError, format_range, format_score, validate_score
 from workbench.errors import NotFound
 from workbench.fsutil import (
     UnsafePath,
@@ -60,7 +60,8 @@ from workbench.images import (
 # The csv module refuses fields over 128 KiB; a long ``text`` annotation is legitimate.
 csv.field_size_limit(2**31 - 1)
 
-__all__ = ["ScoreStore", "Entry", "AddResult", "ScoreError", "UnsafePath", "sanitize_name", "unique_name"]
+__all__ = ["ScoreStore", "Entry", "AddResult", "ScoreWrite", "ChangedElsewhere", "ScoreError", "UnsafePath",
+           "sanitize_name", "unique_name"]
 
 CSV_NAME = "scores.csv"
 LEGACY_NAME = "scores.txt"
@@ -75,6 +76,8 @@ SOURCES_NAME = ".label_sources.json"
 TRASH_DIR = ".trash"
 UNDO_NAME = "undo.json"
 UNDO_DEPTH = 200  # deletions remembered for undo (older ones stay in the trash folder)
+# Scores are shown to two decimals at most: a stored score this close to the one a tab showed is the same one
+SAME_SCORE = 0.005
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,41 @@ class AddResult:
     renamed_from: str | None = None
     score_applied: bool = False  # a duplicate that was unlabelled took the new score
     error: str | None = None     # the source could not be read; nothing was written
+
+
+@dataclass(frozen=True)
+class ChangedElsewhere:
+    """A score someone saved over after another tab or the CLI had changed it since their tab showed it."""
+
+    filename: str
+    seen: float | None   # what the writer's tab showed (None: unlabelled)
+    found: float | None  # what was stored when the write came, and was replaced
+    saved: float         # the writer's new score: the latest intent, kept
+
+    def sentence(self, named: bool = False) -> str:
+        subject = f"{self.filename}'s score" if named else "This photo's score"
+        return (f"{subject} had been changed elsewhere from {_shown(self.seen)} to {_shown(self.found)} "
+                f"since you opened it; now {_shown(self.saved)}.")
+
+
+@dataclass(frozen=True)
+class ScoreWrite:
+    """What :meth:`ScoreStore.write_scores` did: the stored scores, what each replaced (None: it was
+    unlabelled), and the photos whose score had been changed elsewhere since the writer saw it."""
+
+    saved: dict[str, float]
+    replaced: dict[str, float | None]
+    changed_elsewhere: list[ChangedElsewhere]
+
+    def note(self, named: bool | None = None) -> str:
+        """The sentences to show the writer ("" when nobody else had changed these scores); each names its
+        photo when ``named`` (by default when several were saved)."""
+        named = len(self.saved) > 1 if named is None else named
+        return " ".join(change.sentence(named) for change in self.changed_elsewhere)
+
+
+def _shown(score: float | None) -> str:
+    return "unlabelled" if score is None else format_score(score)
 
 
 @dataclass
@@ -131,6 +169,10 @@ def supported_name(name: str, image_format: str) -> str:
                          f"(convert it to one of {listed})")
     stem = name.rpartition(".")[0] if "." in name else name
     return (stem or "image") + suffix
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    return a is None and b is None or a is not None and b is not None and abs(a - b) < SAME_SCORE
 
 
 def _csv_number(value: float) -> str:
@@ -240,15 +282,16 @@ class ScoreStore:
             record.update({name: [str(source), float(score)] for name, (source, score) in sources.items()})
             atomic_write_text(self.data_dir / SOURCES_NAME, json.dumps(record, indent=1, sort_keys=True))
 
-    def label_sources(self) -> dict[str, str]:
+    def label_sources(self, scores: Mapping[str, float | None] | None = None) -> dict[str, str]:
         """Where each label came from, for the labels recorded by :meth:`record_sources` whose score is
         still the one recorded: a score changed since is the person's own, and a label never recorded
-        (an older set, an edit in the table) is simply not listed."""
+        (an older set, an edit in the table) is simply not listed. ``scores`` (``{filename: score}``,
+        just read by the caller) spares reading scores.csv again; only those photos are then answered for."""
         record = self._read_sources()
         if not record:
             return {}
         tolerance = 1e-9 * max(1.0, abs(self.score_max - self.score_min))
-        current = {e.filename: e.score for e in self.entries()}
+        current = {e.filename: e.score for e in self.entries()} if scores is None else scores
         return {name: source for name, (source, score) in record.items()
                 if current.get(name) is not None and abs(current[name] - score) <= tolerance}
 
@@ -394,6 +437,14 @@ class ScoreStore:
 
     def set_scores(self, scores: Mapping[str, object]) -> dict[str, float]:
         """Save many scores at once; all are validated first, so one bad value changes nothing."""
+        return self.write_scores(scores).saved
+
+    def write_scores(self, scores: Mapping[str, object],
+                     expected: Mapping[str, float | None] | None = None) -> ScoreWrite:
+        """:meth:`set_scores`, also saying what each score replaced. ``expected`` holds, by name, the score
+        the writer's tab showed (None: unlabelled); a photo whose stored score differs from it when the
+        write comes (another tab or the CLI changed it) is still saved, as the writer's latest intent, and
+        listed in ``changed_elsewhere``. The compare and the write happen under one lock."""
         checked: dict[str, float] = {}
         for name, value in scores.items():
             try:
@@ -401,13 +452,19 @@ class ScoreStore:
             except ScoreError as exc:
                 raise ScoreError(f"{name}: {exc}") from None
             self._existing_image(name)
+        expected = expected or {}
         with self._editing() as rows:
             before = {name: rows[name].score if name in rows else "" for name in checked}
+            replaced = {name: self._parse_score(text) for name, text in before.items()}
+            changed = [ChangedElsewhere(name, expected[name], replaced[name], number)
+                       for name, number in checked.items()
+                       if name in expected and not _same(expected[name], replaced[name])
+                       and not _same(replaced[name], number)]  # the same score both ways: nothing was lost
             for name, number in checked.items():
                 row = rows.setdefault(name, _Row(""))
                 row.score = _csv_number(number)
             self._push_undo({"kind": "score", "scores": before})  # Z in the gallery takes it back
-        return checked
+        return ScoreWrite(checked, replaced, changed)
 
     def clear_score(self, filename: str) -> None:
         """Make an image unlabelled (its text, if any, is kept)."""

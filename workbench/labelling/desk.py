@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.dataset import ScoreStore
+from workbench.dataset import ScoreStore, ScoreWrite
 from workbench.dataset.comparisons import ComparisonStore
 from workbench.dataset.ratings import StarMapping
 from workbench.dataset.xmp import Rating
@@ -28,6 +28,7 @@ from workbench.labelling.pairwise import (
 UNDO_NAME = ".label_undo.json"
 UNDO_LOCK = ".label_undo.lock"
 UNDO_DEPTH = 500
+UNSEEN = object()  # no score was shown to compare with (a script, the CLI): nothing to tell
 
 
 @dataclass
@@ -52,7 +53,7 @@ class LabelDesk:
         entries = self.store.entries()
         rank = {name: i for i, name in enumerate(order or [])}
         entries.sort(key=lambda e: (rank.get(e.filename, len(rank)), e.score is not None, e.filename))
-        from_pairs = comparison_labelled(self.store)
+        from_pairs = comparison_labelled(self.store, {e.filename: e.score for e in entries})
         return [{"filename": e.filename, "score": e.score, "from_comparisons": e.filename in from_pairs}
                 for e in entries]
 
@@ -72,24 +73,25 @@ class LabelDesk:
         except (OSError, ValueError):
             return []
 
-    def set_score(self, filename: str, value) -> float:
-        """Save a typed or accepted score (validated); remembers the old one for undo."""
-        before = self.store.get(filename).score
-        saved = self.store.set_score(filename, value)
-        self._push_undo(filename, before)
-        return saved
+    def set_score(self, filename: str, value, seen=UNSEEN) -> ScoreWrite:
+        """Save a typed or accepted score (validated); remembers the one it replaced for undo. ``seen``: the
+        score the person's tab showed (None: unlabelled), so a change made elsewhere meanwhile is told
+        (``.note()``); the score is saved all the same."""
+        write = self.store.write_scores({filename: value}, None if seen is UNSEEN else {filename: seen})
+        self._push_undo(filename, write.replaced[filename])
+        return write
 
-    def set_stars(self, filename: str, stars: int) -> float:
+    def set_stars(self, filename: str, stars: int, seen=UNSEEN) -> ScoreWrite:
         """1–5 stars, mapped onto the score range like imported ratings are."""
         if not 1 <= int(stars) <= 5:
             raise BadInput(f"{stars} stars: press 1 to 5")
         score, _ = self.stars.score(Rating(int(stars), False, None, "the Label tab"))
-        return self.set_score(filename, score)
+        return self.set_score(filename, score, seen)
 
-    def accept(self, filename: str, suggestion: float) -> float:
+    def accept(self, filename: str, suggestion: float, seen=UNSEEN) -> ScoreWrite:
         """Take a run's prediction as the label (clipped into the score range)."""
         value = min(max(float(suggestion), self.store.score_min), self.store.score_max)
-        return self.set_score(filename, round(value, 2))
+        return self.set_score(filename, round(value, 2), seen)
 
     def clear(self, filename: str) -> None:
         before = self.store.get(filename).score

@@ -193,16 +193,21 @@ def _recorded(store) -> dict[str, float]:
         return {}
 
 
-def comparison_labelled(store) -> set[str]:
-    """Photos whose label came from comparisons (and was not retyped since)."""
-    current = {e.filename: e.score for e in store.entries()}
+def comparison_labelled(store, scores: Mapping[str, float | None] | None = None) -> set[str]:
+    """Photos whose label came from comparisons (and was not retyped since); ``scores``
+    (``{filename: score}`` just read by the caller) spares reading scores.csv again."""
+    current = {e.filename: e.score for e in store.entries()} if scores is None else scores
     return {n for n, s in _recorded(store).items() if current.get(n) is not None and abs(current[n] - s) < 1e-6}
 
 
-def label_sources(store) -> dict[str, str]:
+def label_sources(store, scores: Mapping[str, float | None] | None = None) -> dict[str, str]:
     """Where each label came from, in words: the import's record (file name, star rating, typed),
-    and "comparisons" for the labels fitted here; a name not listed is a label of unrecorded origin."""
-    return {**store.label_sources(), **{name: "comparisons" for name in comparison_labelled(store)}}
+    and "comparisons" for the labels fitted here; a name not listed is a label of unrecorded origin.
+    ``scores`` (``{filename: score}``, e.g. the page just read): answer for those photos without reading
+    scores.csv again (None: read it once, for every photo)."""
+    if scores is None:
+        scores = {e.filename: e.score for e in store.entries()}
+    return {**store.label_sources(scores), **{name: "comparisons" for name in comparison_labelled(store, scores)}}
 
 
 def label_from_comparisons(store, comparisons: Sequence[Comparison]) -> tuple[PairwiseScores | None, dict[str, float]]:
@@ -216,8 +221,8 @@ def label_from_comparisons(store, comparisons: Sequence[Comparison]) -> tuple[Pa
 
     if not comparisons:
         return None, {}
-    previous = comparison_labelled(store)
     entries = {e.filename: e.score for e in store.entries()}
+    previous = comparison_labelled(store, entries)
     anchors = {n: s for n, s in entries.items() if s is not None and n not in previous}
     names = sorted(({c.left for c in comparisons} | {c.right for c in comparisons}) & set(entries))
     fit = pairwise_scores(comparisons, anchors, store.score_min, store.score_max, names=names)

@@ -9,7 +9,8 @@ API summary (what the UI, the CLI and predict.py call)::
     store.annotate(run_id, notes)                free-text notes kept in the manifest
     store.delete(run_id)
     store.best(metric="srcc") -> RunManifest | None   highest srcc/plcc/krcc/r2/accuracy, lowest mae/rmse
-    leaderboard_rows(store, metric="srcc") -> list[dict]   one flat row per run for a table
+    leaderboard_rows(store, metric="srcc") -> list[dict]   one flat row per run for a table (accuracy_baseline,
+                                                  good_share: None for runs stored before they were measured)
     loss_curves(store, run_ids) -> {run_id: {"epoch": [...], "train_loss": [...], "val_loss": [...],
                                              "kept_epoch": int | None}}   the epoch whose weights were kept
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from workbench.errors import BadInput, NotFound, WorkbenchError
 from workbench.fsutil import UnsafePath, atomic_write_text, safe_child
-from workbench.metrics import HIGHER_IS_BETTER, METRIC_NAMES, ranking_key
+from workbench.metrics import CONTEXT_NAMES, HIGHER_IS_BETTER, METRIC_NAMES, ranking_key
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
@@ -292,7 +292,7 @@ def leaderboard_rows(store: RunStore, metric: str = "srcc") -> list[dict[str, An
         rows.append({
             "run_id": m.run_id, "name": m.name, "family": m.family, "backbone": m.backbone or "",
             "weights": ", ".join(s for s in sources if s), "status": m.status, "created": m.created,
-            "n_images": m.n_images, **{k: m.metrics.get(k) for k in METRIC_NAMES},
+            "n_images": m.n_images, **{k: m.metrics.get(k) for k in METRIC_NAMES + CONTEXT_NAMES},
             "fit_seconds": m.fit_seconds, "notes": m.notes,
         })
     rows.sort(key=lambda r: ranking_key(r, metric))

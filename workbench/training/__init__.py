@@ -21,11 +21,12 @@ API summary (what the UI's Train tab, the CLI and the benchmark call)::
                          random_weights=False, params=None, data=None):
         ...  # Notice, Progress(done, total, "svr: fold 3/5 SRCC 0.61"), then Finished(CompareReport)
     report.to_json() -> {"n_images", "backbone", "folds", "seed", "results": [{"model", "srcc", "plcc",
-                         "krcc", "mae", "rmse", "r2", "accuracy", "fit_seconds", "fit_cpu_seconds", "srcc_std"}], ...}
+                         "krcc", "mae", "rmse", "r2", "accuracy", "fit_seconds", "fit_cpu_seconds", "srcc_std",
+                         "accuracy_baseline", "good_share"}], ...}
     report.leaderboard(metric="srcc") -> list[FamilyResult]  best first
 
     compute_metrics(y_true, y_pred, score_min, score_max, threshold=None) -> {srcc, plcc, krcc, mae, rmse,
-                                                                              r2, accuracy}
+                                              r2, accuracy, accuracy_baseline (a constant guess's accuracy), good_share}
     stratified_split(scores, val_fraction, test_fraction, seed) -> Split(train, val, test)   (indices)
     kfold(scores, folds, seed) -> [(train_idx, test_idx)]      same seed, same folds
     LabelledSet.from_pairs([(path, score), ...])               train/compare on any list of images

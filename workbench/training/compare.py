@@ -54,6 +54,10 @@ class FamilyResult:
     srcc_std: float = 0.0  # across folds
     features: str = "pooled"  # the feature view this family used
     folds: list[dict] = field(default_factory=list)  # per-fold metrics
+    # mean over the folds of what always guessing the commoner side would get, and of the share of good photos:
+    # read beside ``accuracy`` (None in results made before they were measured)
+    accuracy_baseline: float | None = None
+    good_share: float | None = None
 
 
 @dataclass
@@ -71,7 +75,8 @@ class CompareReport:
     stopped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The CLI contract: {n_images, backbone, folds, results: [{model, srcc, plcc, mae, rmse, r2, fit_seconds}]}."""
+        """The CLI contract: {n_images, backbone, folds, results: [{model, srcc, plcc, mae, rmse, r2, fit_seconds,
+        accuracy, accuracy_baseline, ...}]}."""
         data = asdict(self)
         data["results"] = [{k: v for k, v in r.items() if k != "folds"} for r in data["results"]]
         return data
@@ -148,7 +153,12 @@ def cross_validation_folds(fams, settings, *, backbone, folds: int | None, seed:
     keys = np.array(data.content_keys())
     groups, group_info = None, None
     if grouped:
-        found = yield from relay(duplicate_groups_of(data, settings, stop=stop))
+        held = None if random_weights else inputs.get(("features", (GROUPING_BACKBONE,), GROUPING_VIEW, False))
+        if held is not None:  # a family reads the grouping features already: its rows, in ``names`` order
+            X_all, kept, _, _ = held
+            row_of = {str(p): i for i, p in enumerate(kept.paths)}
+            held = X_all[[row_of[n] for n in names]]
+        found = yield from relay(duplicate_groups_of(data, settings, stop=stop, features=held))
         if found.stopped:
             return None
         groups = found.result

@@ -31,10 +31,13 @@ METRIC_HELP = {
     "rmse": "Root mean squared error: like MAE, but large misses count more (lower is better).",
     "r2": "R²: the share of the spread in your scores the model explains (1 = all, 0 = no better than "
           "always guessing the average).",
-    "accuracy": "Good/bad accuracy: how often the model puts a photo on the same side of the good threshold as you.",
+    "accuracy": "Good/bad accuracy: how often the model puts a photo on the same side of the good threshold as you. "
+                "Beside it, what always answering the commoner side would get on the same photos: only accuracy "
+                "above that means the model tells good from bad at all.",
 }
 RUN_COLUMNS = ("name", "family", "backbone", "weights", "status", "n_images", "srcc", "plcc", "krcc", "mae",
-               "rmse", "r2", "accuracy", "fit_seconds", "created", "notes", "run_id")
+               "rmse", "r2", "accuracy", "accuracy_baseline", "fit_seconds", "created", "notes", "run_id")
+MISSING = "—"  # a figure a run stored before it was measured does not have
 LEADERBOARD_COLUMNS = ("name", "family", "backbone", "status", "srcc", "plcc", "mae", "rmse", "fit_seconds", "run_id")
 
 
@@ -94,10 +97,33 @@ def curve_frame(history: Sequence[Mapping[str, Any]], prefix: str = "", max_epoc
 
 
 def runs_frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = RUN_COLUMNS) -> pd.DataFrame:
-    """Stored runs (``workbench.runs.leaderboard_rows``) as a table, rank first, numbers rounded."""
+    """Stored runs (``workbench.runs.leaderboard_rows``) as a table, rank first, numbers rounded;
+    an ``accuracy_baseline`` older runs lack reads "—"."""
     frame = pd.DataFrame(list(rows), columns=list(columns))
     frame.insert(0, "rank", range(1, len(frame) + 1))
-    return _rounded(frame)
+    frame = _rounded(frame)
+    if "accuracy_baseline" in frame:
+        frame["accuracy_baseline"] = [_fmt(v, MISSING) for v in frame["accuracy_baseline"]]
+    return frame
+
+
+def constant_guess(good_share: float | None) -> str:
+    """Who the accuracy baseline is: ``"always-bad"`` when most held-out photos are below the good
+    threshold, ``"always-good"`` when most are at or above it."""
+    if good_share is None or not math.isfinite(good_share) or good_share == 0.5:
+        return "always guessing one side"
+    return "always-good" if good_share > 0.5 else "always-bad"
+
+
+def accuracy_text(metrics: Mapping[str, Any]) -> str:
+    """``"87.5% (always-bad would get 87.5%)"``: good/bad accuracy beside what a constant guess gets on the
+    same photos ("—" for runs stored before it was measured)."""
+    accuracy, baseline = metrics.get("accuracy"), metrics.get("accuracy_baseline")
+    if not _finite(accuracy):
+        return MISSING
+    if not _finite(baseline):
+        return f"{accuracy:.1%} (a constant guess would get {MISSING})"
+    return f"{accuracy:.1%} ({constant_guess(metrics.get('good_share'))} would get {baseline:.1%})"
 
 
 def leaderboard_place(rows: Sequence[Mapping[str, Any]], run_id: str, metric: str = "srcc") -> str:
@@ -122,7 +148,7 @@ def metrics_markdown(metrics: Mapping[str, float], heading: str = "", legend: bo
         return ""
     head = "| " + " | ".join(f'<abbr title="{METRIC_HELP[k]}">{METRIC_LABELS[k]}</abbr>' for k in keys) + " |"
     rule = "|" + "---|" * len(keys)
-    values = "| " + " | ".join(_fmt(metrics[k]) for k in keys) + " |"
+    values = "| " + " | ".join(accuracy_text(metrics) if k == "accuracy" else _fmt(metrics[k]) for k in keys) + " |"
     text = (f"{heading}\n\n" if heading else "") + "\n".join((head, rule, values))
     if legend:
         items = "".join(f"<li><b>{METRIC_LABELS[k]}</b>: {METRIC_HELP[k]}</li>" for k in keys)
@@ -139,6 +165,9 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
     frame = pd.DataFrame(list(results))
     if frame.empty:  # still the real headers: the table shows them before the first comparison
         return pd.DataFrame(columns=comparison_columns(baseline))
+    frame = frame.drop(columns=["good_share"], errors="ignore")  # it only names the baseline's side
+    if {"accuracy", "accuracy_baseline"} <= set(frame):  # the baseline beside the accuracy it qualifies
+        frame.insert(frame.columns.get_loc("accuracy") + 1, "accuracy_baseline", frame.pop("accuracy_baseline"))
     if "srcc" in frame:
         frame = frame.sort_values("srcc", ascending=False, na_position="last", ignore_index=True)
         if baseline is not None and baseline in set(frame["model"]):
@@ -149,15 +178,15 @@ def comparison_frame(results: Iterable[Mapping[str, Any]], baseline: str | None 
 
 
 def comparison_columns(baseline: str | None = None) -> list[str]:
-    """The columns :func:`comparison_frame` gives a comparison's results (the ``compare`` JSON's keys)."""
+    """The columns :func:`comparison_frame` gives a comparison's results (the ``compare`` JSON's keys),
+    found by passing it one result of the baseline, so the two never disagree."""
     from dataclasses import fields
 
     from workbench.training.compare import FamilyResult
 
-    names = [f.name for f in fields(FamilyResult) if f.name != "folds"]  # to_json leaves the folds out
-    if baseline is not None:
-        names.insert(names.index("srcc") + 1, f"srcc_gain_over_{baseline}")
-    return ["rank", *names]
+    row = {f.name: 0.0 for f in fields(FamilyResult) if f.name != "folds"}  # to_json leaves the folds out
+    row["model"] = baseline or ""
+    return list(comparison_frame([row], baseline=baseline).columns)
 
 
 def curve_points_frame(curves: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -195,8 +224,12 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _fmt(value: Any, missing: str = "–") -> str:
+    return f"{value:.3f}" if _finite(value) else missing
 
 
 def _ordinal(n: int) -> str:

@@ -140,11 +140,16 @@ def readable_name(family: str, backbone: str | None, n_images: int, metrics: dic
     return " · ".join(parts + ([f"SRCC {srcc:.2f}"] if srcc is not None and np.isfinite(srcc) else []))
 
 
-def duplicate_groups_of(data: LabelledSet, settings, *, stop: StopFlag) -> Iterator[Any]:
+def duplicate_groups_of(data: LabelledSet, settings, *, stop: StopFlag, features: np.ndarray | None = None
+                        ) -> Iterator[Any]:
     """Events, then ``Finished(groups)``: a group id [N] per photo of ``data`` (``splits.near_duplicate_groups``),
     found on the fixed grouping features whatever the family reads, so every family and every run get
     the same groups. Photos the grouping network cannot read stay alone; ``Finished(None, stopped=True)``
-    when stopped."""
+    when stopped. ``features`` [N, D]: those grouping features of ``data``'s photos, in order, when the
+    caller already holds them (its family reads the same backbone and view): the cache is not read again."""
+    if features is not None:
+        yield Finished(near_duplicate_groups(features))
+        return
     from workbench.features import feature_matrix  # torch: loaded when a model is trained, not at app start
 
     finished = yield from relay(feature_matrix(data.paths, (GROUPING_BACKBONE,), settings, stop=stop,
@@ -236,7 +241,9 @@ def train(family: str, settings, *, backbone: str | None = None, params: dict[st
     check_enough(len(data))
     keys = np.array(data.content_keys())
     # near-duplicates (bursts, the same photo exported twice) stay in one part: see splits.near_duplicate_groups
-    finished = yield from relay(duplicate_groups_of(data, settings, stop=stop))
+    same = (fam.capabilities.needs_features and not fam.capabilities.needs_text and not random_weights
+            and backbones == (GROUPING_BACKBONE,) and view == GROUPING_VIEW)  # X is then the grouping features
+    finished = yield from relay(duplicate_groups_of(data, settings, stop=stop, features=X if same else None))
     if finished.stopped:
         yield Finished(None, stopped=True)
         return

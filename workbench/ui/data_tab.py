@@ -35,6 +35,10 @@ def summary_line(summary) -> str:
     return f"**Training set — {summary.line()}.**{problems}"
 
 
+def _with_note(confirmation: str, note: str) -> str:
+    return f"{confirmation} ⚠️ {note}" if note else confirmation
+
+
 def build(settings: Settings) -> None:
     store = ScoreStore.from_settings(settings)
     gr.Markdown(f"Your labelled photos in `{settings.data_dir}`. Every change is saved at once.")
@@ -47,7 +51,7 @@ def build(settings: Settings) -> None:
         max_score = gr.Number(label="Max score", value=settings.score_max, elem_id="data-max-score")
         refresh = gr.Button("↻ Refresh", elem_id="data-refresh", scale=1)
     view = LabelledGallery.build("data", settings, gallery_label="Training set", can_delete=True,
-                                 label_sources=lambda: label_sources(store))
+                                 label_sources=lambda scores: label_sources(store, scores))
     with view.extra_actions:
         delete = gr.Button("Delete (to trash)", variant="stop", elem_id="data-delete")
         undo = gr.Button("↶ Undo", elem_id="data-undo")
@@ -110,16 +114,23 @@ def build(settings: Settings) -> None:
             return render(query, page_no, keep, selected, f"✓ {confirmation}")
         return callback
 
+    # Each save passes the scores this tab showed, so one changed meanwhile elsewhere (another tab, the CLI)
+    # is told in the status line; the person's new score is saved all the same.
+    def shown_scores(page) -> dict:
+        return {item.filename: item.score for item in page.items} if page is not None else {}
+
     def save_score(page, name, typed):
-        score = store.set_score(name, typed)
-        return f"Saved score {format_score(score)} for {name}.", name
+        shown = shown_scores(page)
+        write = store.write_scores({name: typed}, {name: shown[name]} if name in shown else None)
+        return _with_note(f"Saved score {format_score(write.saved[name])} for {name}.", write.note()), name
 
     def save_table(page, name, value):
-        shown = {item.filename: item.score for item in page.items} if page is not None else {}
+        shown = shown_scores(page)
         changes = table_changes(table_rows(value), shown)
         if not changes:
             return None, name
-        return f"Saved {changes_text(store.set_scores(changes))}.", name
+        write = store.write_scores(changes, shown)
+        return _with_note(f"Saved {changes_text(write.saved)}.", write.note()), name
 
     def delete_entry(page, name):
         store.delete(name)

@@ -18,7 +18,7 @@ import gradio as gr
 
 from workbench.config import Settings
 from workbench.errors import WorkbenchError
-from workbench.labelling.desk import LabelDesk
+from workbench.labelling.desk import UNSEEN, LabelDesk
 
 TITLE = "Label"
 
@@ -141,7 +141,7 @@ function save(call, what, said = 'saved: ' + what) {  // said: the status once t
     const t = performance.now();
     try {
       const r = await call(); window.__wbLabel.saves++; window.__wbLabel.saveMs.push(performance.now() - t);
-      status(said); return r;
+      status(r && r.note ? r.note : said); return r;  // a score changed elsewhere meanwhile is told
     }
     catch (e) { status('NOT saved: ' + (e.message || e)); throw e; }
   });
@@ -157,15 +157,18 @@ function rateKey(ev, t0) {
   const name = item.filename;
   if ('012345'.includes(ev.key) || ev.key === 'Enter') item.from_comparisons = false;  // the person's own now
   if (ev.key >= '1' && ev.key <= '5') {
-    const stars = Number(ev.key); item.score = state.starScores[stars - 1];
-    save(() => call('label_stars', {filename: name, stars}), `${name} ${'★'.repeat(stars)}`).then(s => { item.score = s; });
+    const stars = Number(ev.key), seen = item.score; item.score = state.starScores[stars - 1];
+    save(() => call('label_stars', {filename: name, stars, seen}), `${name} ${'★'.repeat(stars)}`).then(r => { item.score = r.score; });
     move(1, t0);
   } else if (ev.key === '0') {
     item.score = null; save(() => call('label_clear', {filename: name}), name, `cleared the score of ${name}`); move(1, t0);
   } else if (ev.key === 'Enter') {
     const sug = state.suggestions[name];
     if (sug === undefined || sug === null) { status('No suggestion for this photo: choose a run above.'); return true; }
-    item.score = sug; save(() => call('label_accept', {filename: name, suggestion: sug}), `${name} ${fmt(sug)} (suggestion)`); move(1, t0);
+    const seen = item.score; item.score = sug;
+    save(() => call('label_accept', {filename: name, suggestion: sug, seen}), `${name} ${fmt(sug)} (suggestion)`)
+      .then(r => { item.score = r.score; });
+    move(1, t0);
   } else if (ev.key === 'ArrowRight') move(1, t0);
   else if (ev.key === 'ArrowLeft') move(-1, t0);
   else if (ev.key === 'z' || ev.key === 'Z') {
@@ -266,11 +269,12 @@ def build(settings: Settings) -> None:
         return {"items": desk.queue(), "data_dir": str(settings.data_dir.resolve()), "runs": runs,
                 "run": "" if default == NIMA_ID else default, "star_scores": list(desk.stars.scores)}
 
-    def label_stars(filename: str, stars: int) -> float:
-        return desk.set_stars(filename, int(stars))
+    # ``seen``: the score the page showed, so a change made in another tab or the CLI is told, not lost silently
+    def label_stars(filename: str, stars: int, seen: float | None = UNSEEN) -> dict:
+        return _saved(desk.set_stars(filename, int(stars), seen), filename)
 
-    def label_accept(filename: str, suggestion: float) -> float:
-        return desk.accept(filename, float(suggestion))
+    def label_accept(filename: str, suggestion: float, seen: float | None = UNSEEN) -> dict:
+        return _saved(desk.accept(filename, float(suggestion), seen), filename)
 
     def label_clear(filename: str) -> None:
         desk.clear(filename)
@@ -305,6 +309,12 @@ def build(settings: Settings) -> None:
                  label_suggested_order, label_pairs, label_compare, label_undo_comparison, label_apply_comparisons]
     gr.HTML(HTML, css_template=CSS, js_on_load=JS, server_functions=[_shown_errors(f) for f in functions],
             elem_id="label-desk")
+
+
+def _saved(write, filename: str) -> dict:
+    """What the page needs of a saved label: the stored score, and a note naming the photo when another
+    tab or the CLI had changed its score since the page showed it (the page has moved on to the next)."""
+    return {"score": write.saved[filename], "note": write.note(named=True)}
 
 
 def _shown_errors(fn):

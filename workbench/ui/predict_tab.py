@@ -98,7 +98,7 @@ def switch_note(before: str | None, after: str, shown: list, options: list) -> s
     if not before or before in ids:
         return SCORER_INFO
     old = dict((value, label) for label, value in shown or []).get(before, before)
-    why = "no run is left: the ready AVA scorer" if after == NIMA_ID else "best by held-out SRCC"
+    why = "no run is left" if after == NIMA_ID else "best by held-out SRCC"
     return f"⚠ Run “{old}” was deleted; now using “{ids.get(after, after)}” ({why})."
 
 

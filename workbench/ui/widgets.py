@@ -230,12 +230,14 @@ class LabelledGallery:
     table: gr.Dataframe
     status: gr.Markdown
     extra_actions: gr.Row  # tab-specific buttons under the score field (delete, undo, ...)
-    # when set, the table's third column says where each label came from (name -> words; else "your score")
-    label_sources: Callable[[], dict[str, str]] | None = None
+    # when set, the table's third column says where each label came from (name -> words; else "your score"),
+    # given the page's {filename: score} as read for it
+    label_sources: Callable[[dict[str, float | None]], dict[str, str]] | None = None
 
     @classmethod
     def build(cls, prefix: str, settings: Settings, *, gallery_label: str, can_delete: bool = False,
-              label_sources: Callable[[], dict[str, str]] | None = None) -> "LabelledGallery":
+              label_sources: Callable[[dict[str, float | None]], dict[str, str]] | None = None
+              ) -> "LabelledGallery":
         """Lay out the gallery; every component gets ``elem_id = f"{prefix}-..."``."""
         gr.set_static_paths([settings.thumbnails_dir])  # thumbnails are immutable: serve, never copy
         page, selected = gr.State(None), gr.State(None)
@@ -305,7 +307,7 @@ class LabelledGallery:
                              **({"label": gallery_label} if gallery_label else {}))
         rows = [[i.filename, format_score(i.score)] for i in items]
         if self.label_sources is not None:
-            sources = self.label_sources() if items else {}
+            sources = self.label_sources({i.filename: i.score for i in items}) if items else {}
             rows = [row + [sources.get(i.filename, OWN_LABEL) if i.score is not None else ""]
                     for row, i in zip(rows, items)]
         if page is None or not page.total:
