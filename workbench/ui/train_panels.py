@@ -18,7 +18,7 @@ from workbench.predict import run_labels
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
 from workbench.training.compare import winner_margin
-from workbench.training.learning_curve import learning_curve
+from workbench.training.learning_curve import all_photos_note, learning_curve
 from workbench.training.reporting import (
     comparison_chart_axes,
     comparison_frame,
@@ -71,7 +71,8 @@ def feature_view_state(family: str, backbone: str, settings: Settings, chosen: s
 def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     """Would more labels help? Held-out SRCC at growing label counts, a band over draws, a projection."""
     gr.Markdown("How well a model ranks photos it has not seen, when it learns from 10, 25, 50, … of your "
-                "labelled photos (compare's folds; every point judged on the whole held-out fold; the band "
+                "labelled photos (compare's folds; every point judged on the whole held-out fold, so the last "
+                "point, all photos, is the photos outside one fold: 50 of 63 at 5 folds; the band "
                 "is one standard deviation over draws of which photos). The sentence below fits a line of "
                 "SRCC against log2(labels) through the last three points and gives its range (two standard "
                 "errors); it says so when the points are too noisy to project.")
@@ -80,6 +81,9 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                                     value=[BASELINE], label="Models", scale=3, elem_id="curve-families")
         backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, label="Backbone",
                                scale=2, elem_id="curve-backbone")
+        # the same folds setting as Compare's, so the figures of the two can be set side by side
+        folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100,
+                          elem_id="curve-folds")
         repeats = gr.Number(3, label="Draws per size", precision=0, minimum=1, maximum=20, min_width=100,
                             elem_id="curve-repeats")
     features = feature_view_control("curve-features")
@@ -92,11 +96,15 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     # the real headers from the start (an empty frame of the columns a curve fills), not placeholders
     table = gr.Dataframe(curve_points_frame([]), label="Points", interactive=False, elem_id="curve-table")
 
-    def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
+    def run_curve(chosen: list[str], backbone_name: str, k: float | None, draws: float | None, view: str,
+                  request: gr.Request):
+        if k is None:  # an emptied gr.Number sends None
+            yield gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds.", failed=True), *[gr.skip()] * 3
+            return
         flag = stop_flags.start(request.session_hash, "curve")
         yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), *[gr.skip()] * 3
         try:
-            for event in learning_curve(chosen or [BASELINE], settings, backbone=backbone_name,
+            for event in learning_curve(chosen or [BASELINE], settings, backbone=backbone_name, folds=int(k),
                                         repeats=int(draws or 3), features=view, stop=flag):
                 if isinstance(event, Progress):
                     yield gr.skip(), gr.skip(), progress_html(event.fraction, event.message), *[gr.skip()] * 3
@@ -105,7 +113,10 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                     rows = curve_points_frame(curves)
                     words = "\n\n".join(f"**{c['model']}**: {c['projection']['sentence']}" for c in curves)
                     if (rows["draws"] == 1).any():  # else a std of 0 reads as certainty
-                        words += "\n\n*All photos: one draw, no spread (each training fold holds them all).*"
+                        first = curves[0]
+                        note = all_photos_note(first["points"][-1]["n_labels"], first["n_images"], first["folds"])
+                        words += f"\n\n*{note[0].upper()}{note[1:]}: one draw, no spread (each fold's model learns " \
+                                 f"from all the photos outside its fold).*"
                     state = "Stopped." if event.stopped else "Done."
                     yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
                            learning_curve_figure(curves), words, rows)
@@ -123,7 +134,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
         stop_flags.stop(request.session_hash, "curve")
         return gr.Button("Stopping…", interactive=False)
 
-    start.click(run_curve, [families, backbone, repeats, features],
+    start.click(run_curve, [families, backbone, folds, repeats, features],
                 [start, stop, progress, plot, sentence, table], show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
