@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -44,9 +45,11 @@ def scatter_png(y_true: Sequence[float], y_pred: Sequence[float], score_min: flo
     ax = fig.subplots()
     ax.scatter(y_true, y_pred, s=12, alpha=0.7)
     ax.plot([score_min, score_max], [score_min, score_max], color="grey", linewidth=1, linestyle="--")
-    ax.set_xlim(score_min, score_max)
-    ax.set_ylim(score_min, score_max)
+    margin = 0.03 * (score_max - score_min)  # a point on the edge of the range (a 100) is drawn whole, not halved
+    ax.set_xlim(score_min - margin, score_max + margin)
+    ax.set_ylim(score_min - margin, score_max + margin)
     ax.set_xlabel("your score")
     ax.set_ylabel("predicted score")
-    ax.set_title(title)
+    # no wider than the axes, so it stays clear of the buttons the UI draws over the picture's top corner
+    ax.set_title(textwrap.fill(title, 38), fontsize=10)
     return _png(fig)
