@@ -27,3 +27,14 @@ def test_train_the_winner_puts_the_compared_family_backbone_and_view_on_the_form
     # the view comes in the same update as the family, so the training that follows reads it
     assert (family, backbone, features.value, chosen_view) == (won[0], won[1], "pooled", "pooled")
     assert features.interactive is True
+
+
+def test_the_train_leaderboard_fits_its_columns_in_view(settings):
+    """fit_seconds and run_id were cut off at the right edge: long names wrap in set widths, one per column."""
+    from workbench.training.reporting import LEADERBOARD_COLUMNS, runs_frame
+
+    with gr.Blocks() as blocks:
+        train_tab.build(settings)
+    (board,) = [b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "train-leaderboard"]
+    widths = [float(w.rstrip("%")) for w in board.column_widths]
+    assert board.wrap and len(widths) == len(runs_frame([], LEADERBOARD_COLUMNS).columns) and sum(widths) == 100

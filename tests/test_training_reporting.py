@@ -213,3 +213,18 @@ def test_an_ended_run_shows_the_validation_figures_of_the_epoch_it_kept():
         started.add(EpochEnd(epoch, 1.0, 2.0, {"srcc": 0.2}, total_epochs=2))
     started.add(Finished(SimpleNamespace(kept_epoch=0), stopped=False))
     assert "kept epoch 0" in live_metrics(started) and "0.200" not in live_metrics(started)
+
+
+def test_the_scatter_draws_edge_points_whole_and_keeps_its_title_over_the_axes():
+    """A point at x=100 was cut in half by the axes' edge, and the title ran under the picture's buttons."""
+    from workbench.training.plots import scatter_figure
+
+    fig = scatter_figure([0.0, 50.0, 100.0], [10.0, 50.0, 100.0], 0, 100,
+                         "ridge on efficientnet_lite0: held-out SRCC -0.117")
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] < 0 and ax.get_xlim()[1] > 100 and ax.get_ylim()[1] > 100
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title, box = ax.title.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert box.x0 <= title.x0 and title.x1 <= box.x1  # no wider than the axes

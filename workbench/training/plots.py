@@ -41,6 +41,11 @@ def loss_curve_png(history: Sequence[dict], title: str) -> bytes:
 def scatter_png(y_true: Sequence[float], y_pred: Sequence[float], score_min: float, score_max: float,
                 title: str) -> bytes:
     """Held-out predictions against the person's scores, with the identity line."""
+    return _png(scatter_figure(y_true, y_pred, score_min, score_max, title))
+
+
+def scatter_figure(y_true: Sequence[float], y_pred: Sequence[float], score_min: float, score_max: float,
+                   title: str) -> Figure:
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
     ax.scatter(y_true, y_pred, s=12, alpha=0.7)
@@ -52,4 +57,4 @@ def scatter_png(y_true: Sequence[float], y_pred: Sequence[float], score_min: flo
     ax.set_ylabel("predicted score")
     # no wider than the axes, so it stays clear of the buttons the UI draws over the picture's top corner
     ax.set_title(textwrap.fill(title, 38), fontsize=10)
-    return _png(fig)
+    return fig

@@ -237,8 +237,10 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                 place = gr.Markdown(elem_id="train-place")
             scatter = gr.Image(label="Held-out photos: predicted vs your score", show_label=False, type="pil",
                                height=360, interactive=False, scale=2, elem_id="train-scatter")
-        # wrapped, so a long run name takes two lines rather than pushing fit_seconds and run_id off the edge
+        # wrapped in set widths (rank, the LEADERBOARD_COLUMNS), so a long run name takes two lines rather than
+        # pushing fit_seconds and run_id off the right edge
         leaderboard = gr.Dataframe(runs_frame([], LEADERBOARD_COLUMNS), interactive=False, max_height=320, wrap=True,
+                                   column_widths=["5%", "20%", "6%", "14%", "8%", "6%", "6%", "6%", "6%", "7%", "16%"],
                                    label="Leaderboard: all stored runs, best held-out SRCC first (this run marked)",
                                    elem_id="train-leaderboard")
 
