@@ -1,7 +1,7 @@
 """Culling a synthetic shoot: grouping quality, blur flag AUC, throughput and peak memory.
 
     .venv/bin/python bench/cull_bench.py [--sources 150] [--long-side 1600 | --megapixels 12] [--photos N]
-                                         [--seed 0] [--shoot-dir DIR]
+                                         [--seed 0] [--blur 0.008] [--shoot-dir DIR]
 
 The shoot is built from ``../shared/datasets/savoias`` (tests/cull_fixtures.py):
 70 % of the sources become bursts of 2-8 frames 0.4 s apart (crops of 2-10 %,
@@ -9,6 +9,9 @@ shifts, exposure x0.8-1.2, JPEG quality 70-95, one frame blurred in bursts of
 3+), the rest stay singletons; bursts are 30-120 s apart. Prints
 
 - pairwise precision and recall of the recovered groups against the true ones;
+- how many blurred frames ended in a group of their own (and apart from every
+  sharp sibling of their burst), where they would be picked alone instead of losing
+  to a sharp sibling;
 - the blur flag's AUC: blurred frames against their sharp siblings (by sharpness),
   and how many of each the default threshold flags;
 - photos per second and peak RSS of: scoring alone (``score_images``, NIMA), the
@@ -38,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this tree's workbench, and th
 
 
 # A cull's pass, told by its progress messages (the work a message reports was done before it came out)
+BLUR = 0.008  # make_shoot's default
 STAGE_WORDS = (("scor", "scoring (NIMA)"), ("checking focus", "technical flags"), ("hashing", "hashing"))
 
 
@@ -93,7 +97,7 @@ def _build_part(args, part):
 
     sources, folder, seed, photos, k = part
     return make_shoot(sources, folder, seed=seed, long_side=args.long_side, megapixels=args.megapixels,
-                      max_photos=photos, start=START + timedelta(days=k))
+                      max_photos=photos, start=START + timedelta(days=k), blur=args.blur)
 
 
 def _shoot(args, sources, folder: Path):
@@ -102,6 +106,8 @@ def _shoot(args, sources, folder: Path):
 
     options = {"sources": args.sources, "long_side": args.long_side, "megapixels": args.megapixels,
                "photos": args.photos, "seed": args.seed, "jobs": args.jobs}
+    if args.blur != BLUR:  # shoots built before --blur existed match the default
+        options["blur"] = args.blur
     truth = folder / "shoot.json"
     if truth.is_file():
         saved = json.loads(truth.read_text())
@@ -139,6 +145,9 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, help="frames of this many megapixels (instead of --long-side)")
     parser.add_argument("--photos", type=int, help="stop building the shoot at this many photos")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--blur", type=float, default=BLUR,
+                        help="the blurred frame's Gaussian radius as a share of the long side (0.008: a missed focus; "
+                             "0.03: heavily blurred)")
     parser.add_argument("--shoot-dir", type=Path, help="build the shoot here, or reuse the one built here before")
     parser.add_argument("--jobs", type=int, default=1, help="processes building the shoot (each builds a part)")
     parser.add_argument("--passes", default="score,cold,warm",
@@ -197,6 +206,12 @@ def main() -> None:
         flagged_sharp = sum(warm["flagged"][str(p)] for p in shoot.sharp_siblings)
         print(f"groups: pairwise precision {precision:.4f}, recall {recall:.4f} "
               f"({len(warm['groups'])} found vs {len(shoot.groups)} true)")
+        found_of = {p: tuple(g) for g in warm["groups"] for p in g}
+        alone = sum(len(found_of[str(p)]) == 1 for p in shoot.blurred)
+        true_of = {str(p): set(map(str, g)) for g in shoot.groups for p in g}
+        apart = sum(not (set(found_of[str(p)]) & true_of[str(p)]) - {str(p)} for p in shoot.blurred)  # no sibling with it
+        print(f"blurred frames in a group of their own: {alone}/{len(shoot.blurred)}; "
+              f"apart from every sharp sibling: {apart}/{len(shoot.blurred)}")
         print(f"blur: AUC {auc:.4f} (blurred vs sharp siblings); flagged at the default threshold: "
               f"{flagged_blurred}/{len(shoot.blurred)} blurred, {flagged_sharp}/{len(shoot.sharp_siblings)} sharp")
 

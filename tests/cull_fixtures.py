@@ -50,11 +50,12 @@ def _frame(base: Image.Image, rng: random.Random) -> tuple[Image.Image, int]:
 
 def make_shoot(sources: Sequence[Path], folder: Path, *, seed: int = 0, long_side: int = 800,
                burst_share: float = 0.7, burst_sizes: tuple[int, int] = (2, 8), megapixels: float | None = None,
-               max_photos: int | None = None, start: datetime = START) -> Shoot:
+               max_photos: int | None = None, start: datetime = START, blur: float = 0.008) -> Shoot:
     """Write the shoot into ``folder``: ``burst_share`` of the sources become bursts of
     ``burst_sizes`` frames (inclusive), the rest singletons; bursts of 3+ get one blurred frame.
     ``megapixels``: frames of that area, whatever their aspect (instead of ``long_side``);
-    ``max_photos``: stop there (the last burst may be cut short); ``start``: the first capture time."""
+    ``max_photos``: stop there (the last burst may be cut short); ``start``: the first capture time;
+    ``blur``: the blurred frame's Gaussian radius as a share of the long side (0.008: a missed focus)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     shoot = Shoot(folder)
@@ -75,8 +76,8 @@ def make_shoot(sources: Sequence[Path], folder: Path, *, seed: int = 0, long_sid
         group = []
         for k in range(size):
             frame, quality = _frame(base, rng) if size > 1 else (base, 90)
-            if k == blurred_at:  # missed focus: a blur of ~1 % of the long side
-                frame = frame.filter(ImageFilter.GaussianBlur(radius=max(2.0, 0.008 * max(frame.size))))
+            if k == blurred_at:  # missed focus: by default a blur of ~1 % of the long side
+                frame = frame.filter(ImageFilter.GaussianBlur(radius=max(2.0, blur * max(frame.size))))
             n += 1
             path = folder / f"IMG_{n:05d}.jpg"
             frame.save(path, quality=quality, exif=_exif(when))

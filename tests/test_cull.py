@@ -1,6 +1,7 @@
 """Culling a real (synthetic) shoot: groups, flags, picks, and acting on them on disk."""
 from __future__ import annotations
 
+import csv
 import json
 import random
 import shutil
@@ -117,6 +118,25 @@ def test_grouping_rule_time_runs_and_duplicates():
     assert sorted(map(sorted, group_photos(x, [None] * 5, CullOptions(similarity=0.999)))) == [[0], [1], [2], [3, 4]]
 
 
+def test_grouping_rule_layouts_link_blurred_frames_and_gate_feature_links():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 64))
+    la, lb = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 256)))
+    x = np.stack([a, rng.normal(size=64), a + 0.6 * b, b])  # 1: a's blurred frame (features unlike a's)
+    layouts = [la, la + 0.05 * lb, lb, lb]                   # 2: features like a's, layout of another scene
+    layouts = [v / np.linalg.norm(v) for v in layouts]
+    taken = [0.0, 0.4, 0.8, 1.2]
+    options = CullOptions(similarity=0.999)
+    assert float(x[0] @ x[2]) / np.linalg.norm(x[0]) / np.linalg.norm(x[2]) >= options.burst_similarity
+    assert sorted(map(sorted, group_photos(x, taken, options))) == [[0, 2, 3], [1]]  # features alone
+    assert sorted(map(sorted, group_photos(x, taken, options, layouts=layouts))) == [[0, 1], [2, 3]]
+    # without capture times: neighbours in natural name order (IMG_9 before IMG_10), by layout alone
+    names = ["IMG_9.jpg", "IMG_10.jpg", "IMG_11.jpg", "IMG_12.jpg"]
+    assert sorted(map(sorted, group_photos(x, [None] * 4, options, layouts=layouts, names=names))) == [[0, 1], [2, 3]]
+    far = [layouts[0], layouts[2], layouts[3], layouts[1]]  # the blurred frame 3 names after its sharp one
+    assert [0, 3] not in map(sorted, group_photos(x, [None] * 4, options, layouts=far, names=names))
+
+
 def test_sharpness_does_not_depend_on_exposure():
     rng = np.random.default_rng(1)
     luma = rng.random((200, 300)).astype(np.float32) * 0.5
@@ -148,6 +168,40 @@ def test_a_tie_in_score_goes_to_the_larger_photo_then_the_file_name(culled, savo
     assert big.pixels == 4 * small.pixels
     assert [Path(p.path).name for p in groups["IMG_8"].photos] == ["IMG_8 copy.png", "IMG_8.png"]
     assert groups["IMG_8"].pick.path.endswith("IMG_8 copy.png")
+
+
+@pytest.mark.parametrize("with_exif", [True, False], ids=["burst-times", "no-exif-name-order"])
+def test_a_heavily_blurred_copy_joins_its_burst_and_loses_to_the_sharp_frame(culled, savoias_dir, tmp_path, with_exif):
+    """A photo, a near copy, a copy blurred by a Gaussian of 4 % of its long side (its features' cosine to
+    the sharp frames falls to ~0.2, far below the burst bar) and an unrelated photo taken right after:
+    the blurred copy joins the sharp frames by its 16x16 layout and is rejected there, the sharp frame is
+    picked, and the unrelated photo, though in the same burst run (or next in name order), stays alone."""
+    from datetime import timedelta
+
+    from cull_fixtures import START, _exif
+    from PIL import ImageEnhance, ImageFilter
+
+    _, _, settings, scorer = culled
+    folder = tmp_path / "burst"
+    folder.mkdir()
+    images = sorted((savoias_dir / "images").glob("*.jpg"))
+    with Image.open(images[3]) as image:
+        sharp = image.convert("RGB").resize((600, 400), Image.Resampling.LANCZOS)
+    with Image.open(images[40]) as image:
+        other = image.convert("RGB").resize((600, 400), Image.Resampling.LANCZOS)
+    near = ImageEnhance.Brightness(sharp.crop((12, 8, 588, 392)).resize((600, 400))).enhance(1.1)
+    blurred = sharp.filter(ImageFilter.GaussianBlur(radius=0.04 * 600))
+    frames = {"IMG_8.jpg": sharp, "IMG_9.jpg": near, "IMG_10.jpg": blurred, "IMG_11.jpg": other}
+    for k, (name, frame) in enumerate(frames.items()):  # 0.4 s apart, or no capture time at all
+        frame.save(folder / name, quality=90, **({"exif": _exif(START + timedelta(seconds=0.4 * k))} if with_exif else {}))
+    result = drain(cull([folder], scorer, settings))
+    by_name = {Path(p.path).name: (g, p) for g in result.groups for p in g.photos}
+    group, _ = by_name["IMG_8.jpg"]
+    assert sorted(Path(p.path).name for p in group.photos) == ["IMG_10.jpg", "IMG_8.jpg", "IMG_9.jpg"]
+    assert len(by_name["IMG_11.jpg"][0].photos) == 1
+    soft = by_name["IMG_10.jpg"][1]
+    assert soft.flags["out_of_focus"]["flagged"] and soft.status == "reject"
+    assert Path(group.pick.path).name in ("IMG_8.jpg", "IMG_9.jpg")
 
 
 def test_copy_never_overwrites_and_move_keeps_one_whole_copy(culled, tmp_path):
@@ -248,6 +302,30 @@ def test_cli_contract(culled, run_cli, workbench_env, tmp_path, nima_weights):
     assert len(rows) == document["n_photos"]
     bad = run_cli("cull", "nima", str(folder), "--similarity", "2", "--json", check=False)
     assert bad.returncode == 2 and "similarity" in json.loads(bad.stdout)["error"]
+
+
+def test_cli_names_skipped_files_in_its_report_not_as_warning_lines(run_cli, workbench_env, savoias_dir, tmp_path,
+                                                                     nima_weights):
+    """A broken JPEG and a text file: each is named once with its reason in the summary line and in the CSV,
+    and no warning line about skipped files sits beside the report."""
+    (Path(workbench_env["WORKBENCH_WEIGHTS_DIR"]) / nima_weights.name).symlink_to(nima_weights)
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for k, source in enumerate(sorted((savoias_dir / "images").glob("*.jpg"))[:2]):
+        with Image.open(source) as image:
+            image.convert("RGB").resize((320, 240)).save(folder / f"IMG_{k}.jpg", quality=90)
+    (folder / "broken.jpg").write_bytes((folder / "IMG_0.jpg").read_bytes()[:2000])  # cut short
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    proc = run_cli("cull", "nima", str(folder), str(notes), "--csv", str(tmp_path / "cull.csv"))
+    lines = [line.strip() for line in proc.stderr.replace("\r", "\n").splitlines()]
+    assert not [line for line in lines if line.startswith("WARNING") and ("skipped" in line or "could not" in line)]
+    summary = next(line for line in lines if line.startswith("2 photos in"))
+    assert "2 files skipped: broken.jpg (the file is truncated), notes.txt (not an image" in summary
+    assert summary.count("broken.jpg") == 1 and "failed" not in summary
+    rows = {row["path"]: row for row in csv.DictReader((tmp_path / "cull.csv").open())}
+    assert "truncated" in rows[str(folder / "broken.jpg")]["error"] and rows[str(notes)]["error"]
+    assert rows[str(folder / "IMG_0.jpg")]["status"] == "pick" and not rows[str(folder / "IMG_0.jpg")]["error"]
 
 
 def test_cli_a_cull_where_every_file_failed_exits_2_and_keeps_its_json(run_cli, workbench_env, tmp_path, nima_weights):

@@ -284,6 +284,9 @@ def router(settings: Settings) -> APIRouter:
         = CULL_DEFAULTS.burst_seconds,
         burst_similarity: Annotated[float, Form(description="... and at least this alike (cosine)")]
         = CULL_DEFAULTS.burst_similarity,
+        layout_similarity: Annotated[float, Form(description="... or their 16x16 luminance layouts at least this "
+                                                             "alike (correlation; keeps a blurred frame in its burst)")]
+        = CULL_DEFAULTS.layout_similarity,
         blur_threshold: Annotated[float, Form(description="flag out of focus below this Laplacian sharpness")]
         = CULL_DEFAULTS.blur_threshold,
         highlight_threshold: Annotated[float, Form(description="flag clipped highlights at this share of pixels")]
@@ -304,7 +307,8 @@ def router(settings: Settings) -> APIRouter:
         """
         try:
             options = CullOptions(similarity=similarity, burst_seconds=burst_seconds,
-                                  burst_similarity=burst_similarity, blur_threshold=blur_threshold,
+                                  burst_similarity=burst_similarity, layout_similarity=layout_similarity,
+                                  blur_threshold=blur_threshold,
                                   highlight_threshold=highlight_threshold, shadow_threshold=shadow_threshold,
                                   closed_eyes=closed_eyes, eyes_threshold=eyes_threshold).check()
         except CullError as exc:

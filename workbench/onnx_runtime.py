@@ -358,7 +358,8 @@ def prepare(model: "nn.Module | Callable[[], nn.Module]", settings: "Settings", 
         with _EXPORT_LOCK:
             check = _read_check(folder, key)  # another thread may have made it meanwhile
             if check is None:
-                check = _export_and_check(model if hasattr(model, "modules") else model(), folder, key, transform, output)
+                check = _export_and_check(model if hasattr(model, "modules") else model(), folder, key, transform, output,
+                                          keep=engine if load else None)
     name, why = _engine_for(check, engine)
     if name is None:
         return Choice(None, f"torch ({why})", "warning")
@@ -372,13 +373,14 @@ def prepare(model: "nn.Module | Callable[[], nn.Module]", settings: "Settings", 
         return Choice(None, f"torch ({name} could not load the export: {type(exc).__name__}: {exc})", "warning")
 
 
-def _export_and_check(model: "nn.Module", folder: Path, key: str, transform, output: str) -> dict:
+def _export_and_check(model: "nn.Module", folder: Path, key: str, transform, output: str,
+                      keep: str | None = "auto") -> dict:
     # The exporter puts the whole tree back in the *wrapper's* mode afterwards: a wrapper built in
     # training mode (MultiLevel) would leave the caller's network computing batch statistics.
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
-        return _export_and_check_eval(model, folder, key, transform, output)
+        return _export_and_check_eval(model, folder, key, transform, output, keep)
     finally:
         for module, training in modes.items():
             module.training = training
@@ -400,7 +402,11 @@ def _median_seconds(calls: dict[str, Callable[[np.ndarray], np.ndarray]], x: np.
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _export_and_check_eval(model: "nn.Module", folder: Path, key: str, transform, output: str) -> dict:
+def _export_and_check_eval(model: "nn.Module", folder: Path, key: str, transform, output: str,
+                           keep: str | None = "auto") -> dict:
+    """Export, check every engine against torch, and keep loaded only the engine ``keep`` picks
+    (:func:`_engine_for`; None: none): each engine's session holds its own copy of the network and
+    its buffers, and the others would sit unused for the rest of the process."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "model.onnx"
     probe = probe_batch(transform)
@@ -438,8 +444,10 @@ def _export_and_check_eval(model: "nn.Module", folder: Path, key: str, transform
              "reason": "" if fastest else "; ".join(f"{n} refused: {r['reason']}" for n, r in results.items())}
     if fastest:
         check["onnx_sha256"] = _file_sha256(target)
-        for name, call in calls.items():  # already loaded: keep them for the job that asked
-            _runner(target, check, name, call=call)
+        chosen = _engine_for(check, keep)[0] if keep else None
+        if chosen in calls:  # already loaded: keep it for the job that asked
+            _runner(target, check, chosen, call=calls[chosen])
+        calls.clear()
     else:
         target.unlink(missing_ok=True)  # never leave an export that gives other answers lying about
     _write_json(folder / "check.json", check)

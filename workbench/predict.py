@@ -505,7 +505,8 @@ def score_images(inputs: Iterable[str | Path], scorer: Scorer, settings: Setting
         row.rank = rank
     failed = [r for r in rows if r.error is not None]
     if failed:
-        yield Notice(f"{len(failed)} file(s) could not be scored; each is listed with its reason", level="warning")
+        # a FilesSkipped: a caller that lists each failed file itself (the cull) drops it
+        yield FilesSkipped(f"{len(failed)} file(s) could not be scored; each is listed with its reason", "warning")
     yield Finished(BatchResult(rows=scored + failed, scorer_id=scorer.id, scale=scorer.scale,
                                threshold=threshold, stopped=stopped), stopped=stopped)
 

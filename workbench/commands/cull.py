@@ -9,6 +9,9 @@ failures, pick the best photo of each group, and optionally act on the picks.
 Flags: out_of_focus, clipped_highlights, crushed_shadows, and closed_eyes with
 ``--closed-eyes`` (a heuristic; its value is null, and it is never flagged, when
 the check is off or no face was found; "faces" says how many were found).
+A file that could not be culled is named once, with its reason: a row of the report and the
+summary line ("2 files skipped: a.txt (not an image ...), b.jpg (the file is truncated)"), "failed"
+with ``--json``, the error column with ``--csv``; no warning line repeats it (it is logged at debug level).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from workbench.cli import CommandError, NothingDone, command
 from workbench.commands.progress import result_of
 from workbench.config import Settings
+from workbench.events import FilesSkipped
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +58,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
             ("similarity", "cosine similarity at or above which two photos are near-duplicates, whenever taken"),
             ("burst_seconds", "a burst: photos each taken at most this many seconds after the previous one"),
             ("burst_similarity", "... and at least this alike (cosine) to join the same group"),
+            ("layout_similarity", "... or their 16x16 luminance layouts at least this alike (correlation), which "
+                                  "blur barely moves: keeps a blurred frame in its burst; also links photos without "
+                                  "a capture time that are neighbours in name order"),
             ("blur_threshold", "flag out of focus below this Laplacian sharpness"),
             ("highlight_threshold", "flag clipped highlights at this share of pixels >= 250/255"),
             ("shadow_threshold", "flag crushed shadows at this share of pixels <= 5/255"),
@@ -71,6 +78,35 @@ def _print(result) -> None:
             print(f"  {mark} {p.score:8.3f}  {p.path}" + (f"  [{flags}]" if flags else ""))
     for path, error in result.errors.items():
         print(f"  -    {'-':>8}  {path}  ({error})")
+
+
+SKIPPED_NAMED = 10  # files named in the summary line; the rows above (and --json/--csv) list them all
+
+
+def skipped_summary(errors: dict[str, str]) -> str:
+    """"2 files skipped: a.txt (not an image), b.jpg (the file is truncated)" ("" when none)."""
+    if not errors:
+        return ""
+    named = []
+    for path, reason in list(errors.items())[:SKIPPED_NAMED]:
+        name = Path(path).name
+        reason = reason[len(name) + 2:] if reason.startswith(name + ": ") else reason  # "b.jpg: truncated"
+        named.append(f"{name} ({reason})")
+    more = len(errors) - len(named)
+    return (f"{len(errors)} file{'s' if len(errors) > 1 else ''} skipped: " + ", ".join(named)
+            + (f" and {more} more" if more else ""))
+
+
+def _quiet(events):
+    """The cull's events less its notes on skipped files (logged at debug level): the report names each
+    skipped file with its reason, so a warning line beside it would say it twice."""
+    import logging
+
+    for event in events:
+        if isinstance(event, FilesSkipped):
+            logging.getLogger(__name__).debug("%s", event.message)
+        else:
+            yield event
 
 
 def _send_to_training(result, settings: Settings, *, quiet: bool) -> dict:
@@ -98,12 +134,13 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
     from workbench.predict import load_scorer  # torch: only when culling
 
     options = CullOptions(similarity=args.similarity, burst_seconds=args.burst_seconds,
-                          burst_similarity=args.burst_similarity, blur_threshold=args.blur_threshold,
+                          burst_similarity=args.burst_similarity, layout_similarity=args.layout_similarity,
+                          blur_threshold=args.blur_threshold,
                           highlight_threshold=args.highlight_threshold, shadow_threshold=args.shadow_threshold,
                           closed_eyes=args.closed_eyes, eyes_threshold=args.eyes_threshold,
                           backbone=args.backbone).check()  # before loading a model
     scorer = load_scorer(args.run_id, settings)
-    result = result_of(cull(args.paths, scorer, settings, options=options), "culling", unit="img")
+    result = result_of(_quiet(cull(args.paths, scorer, settings, options=options)), "culling", unit="img")
     if not result.photos and not result.errors:
         raise CommandError(f"no photos found in {', '.join(args.paths)}")
     document = result.to_json()
@@ -129,7 +166,8 @@ def cull_command(args: argparse.Namespace, settings: Settings) -> dict:
     if not args.json:
         _print(result)
         print(f"{len(result.photos)} photos in {len(result.groups)} groups: {len(result.picks)} picks, "
-              f"{len(result.rejected)} rejected, {len(result.errors)} failed"
+              f"{len(result.rejected)} rejected"
+              + (f"; {skipped_summary(result.errors)}" if result.errors else "")
               + (f"; CSV: {args.csv}" if args.csv else "")
               + "".join(f"; {name.replace('_', ' ')}: {why}" for name, why in document["unavailable_flags"].items()),
               file=sys.stderr)
