@@ -39,6 +39,8 @@ def test_the_curve_rises_and_its_last_point_is_compares_result(brightness):
     assert projection["per_doubling_se"] > 0  # drawn points have a spread, so the slope is never exact
     assert projection["per_doubling_low"] < projection["per_doubling"] < projection["per_doubling_high"]
     assert f"anywhere from {projection['per_doubling_low']:+.2f}" in projection["sentence"]
+    # its sizes are training photos per fold: 45 of the 60 labelled at 4 folds (it once said "your labels")
+    assert "(from 45 to 90 training photos per fold; 60 labelled at 4 folds give 45" in projection["sentence"]
 
 
 def test_the_projection_is_the_slope_per_doubling_of_the_last_three_points():
@@ -86,7 +88,32 @@ def test_the_plot_labels_the_sizes_measured():
     assert not [t for t in ax.texts if "one draw" in t.get_text()]  # no draws recorded: nothing claimed
     curve["points"][-1].update(srcc_std=0.0, draws=1)  # "all": one draw, its band pinches to nothing
     ax = learning_curve_figure([curve]).axes[0]
-    assert [t.get_text() for t in ax.texts] == ["all photos: one draw, no spread"]
+    assert [t.get_text() for t in ax.texts] == ["all photos:\none draw, no spread"]
+    curve.update(n_images=65, folds=5)  # a curve says what "all" is: the photos outside one fold
+    ax = learning_curve_figure([curve]).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["all photos = 52 training photos per fold (65 labelled, 5 folds):\n"
+                                                "one draw, no spread"]
+
+
+def test_the_learning_curve_panel_takes_its_folds_and_says_what_all_photos_are(brightness):
+    """The panel drew at the configured 5 folds only, and called 50 of 63 photos "All photos"."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+    from ui_wiring import callback
+
+    from workbench.ui.train_panels import build_learning_curve_panel
+    from workbench.ui.widgets import StopFlags
+
+    with gr.Blocks() as blocks:
+        build_learning_curve_panel(brightness, StopFlags())
+    run = callback(blocks, "curve-start", "click")
+    *_, (_, _, _, _, words, table) = run(["ridge"], "efficientnet_lite0", 3, 2, "pooled",
+                                         SimpleNamespace(session_hash="curve"))
+    last = int(list(table["n_labels"])[-1])  # 3 folds of 60: each model learns from about 40 (the smallest fold's)
+    assert 36 <= last <= 40
+    assert f"All photos = {last} training photos per fold (60 labelled, 3 folds): one draw" in words
+    assert f"60 labelled at 3 folds give {last}" in words
 
 
 def test_learning_curve_command_json(run_cli, workbench_env, photos):

@@ -9,6 +9,7 @@ must be the constructors' own.
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 
 import pytest
@@ -85,3 +86,13 @@ def test_a_family_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="ridge registered twice"):
         register_family("ridge", "an impostor")(lambda **params: None)
     assert FAMILIES == before
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES.values() if any(p.name == "loss" for p in f.params)],
+                         ids=lambda f: f.name)
+def test_a_family_description_names_every_loss_it_offers(family):
+    """`train head --help` said "(MSE, MAE or Huber loss)" while --loss also offered huber_plcc."""
+    (loss,) = [p for p in family.params if p.name == "loss"]
+    words = set(re.findall(r"[a-z_]+", family.description.lower()))
+    named = [c for c in loss.choices if c in words]
+    assert not named or named == list(loss.choices), family.description  # names none (finetune) or them all

@@ -192,3 +192,39 @@ def test_a_run_stopped_by_patience_says_stopped_early_once():
     assert text.startswith("stopped early at epoch 29 of 40") and text.count("stopped early") == 1
     assert status_text("stopped", "Stop pressed") == "stopped: Stop pressed"
     assert status_text("complete") == "complete"
+
+
+def test_an_ended_run_shows_the_validation_figures_of_the_epoch_it_kept():
+    """Stopped at epoch 71 with epoch 55 kept, the panel showed epoch 71's SRCC and MAE as the run's."""
+    from workbench.ui.train_tab import live_metrics
+
+    monitor = TrainingMonitor()
+    for epoch in range(1, 8):
+        monitor.add(EpochEnd(epoch, 1.0 / epoch, 1.0 + abs(epoch - 5), {"srcc": 0.1 * epoch, "mae": 10.0 + epoch},
+                             total_epochs=100))
+    running = live_metrics(monitor)
+    assert "epoch 7" in running and "0.700" in running and "kept" not in running
+    monitor.add(Finished(SimpleNamespace(kept_epoch=5, best_epoch=5), stopped=True))
+    ended = live_metrics(monitor)
+    assert "kept epoch 5" in ended and "0.500" in ended and "15.000" in ended
+    assert "0.700" not in ended and "epoch 7" not in ended
+    started = TrainingMonitor(history=[], result=None)  # kept its start (epoch 0): no other epoch's figures
+    for epoch in (1, 2):
+        started.add(EpochEnd(epoch, 1.0, 2.0, {"srcc": 0.2}, total_epochs=2))
+    started.add(Finished(SimpleNamespace(kept_epoch=0), stopped=False))
+    assert "kept epoch 0" in live_metrics(started) and "0.200" not in live_metrics(started)
+
+
+def test_the_scatter_draws_edge_points_whole_and_keeps_its_title_over_the_axes():
+    """A point at x=100 was cut in half by the axes' edge, and the title ran under the picture's buttons."""
+    from workbench.training.plots import scatter_figure
+
+    fig = scatter_figure([0.0, 50.0, 100.0], [10.0, 50.0, 100.0], 0, 100,
+                         "ridge on efficientnet_lite0: held-out SRCC -0.117")
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] < 0 and ax.get_xlim()[1] > 100 and ax.get_ylim()[1] > 100
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title, box = ax.title.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert box.x0 <= title.x0 and title.x1 <= box.x1  # no wider than the axes

@@ -202,7 +202,8 @@ def router(settings: Settings) -> APIRouter:
     )
     def score(
         files: Annotated[list[UploadFile], File(description="one or more images (JPEG, PNG, WebP, HEIC, ...)")],
-        run: Annotated[str | None, Form(description="a run id, or 'nima'; default: the best run by SRCC, else nima")] = None,
+        run: Annotated[str | None, Form(description="a run id, or 'nima'; default: the best run by held-out "
+                                                       "SRCC if above 0, else nima")] = None,
         threshold: Annotated[float | None, Form(description="good/bad threshold; default: the scorer's own")] = None,
     ) -> ScoreResponse:
         """Score uploaded images with a stored run or the ready NIMA scorer.
@@ -288,7 +289,8 @@ def router(settings: Settings) -> APIRouter:
     )
     def cull_uploads(
         files: Annotated[list[UploadFile], File(description="the shoot's photos; keep their EXIF for bursts")],
-        run: Annotated[str | None, Form(description="a run id, or 'nima'; default: the best run by SRCC, else nima")] = None,
+        run: Annotated[str | None, Form(description="a run id, or 'nima'; default: the best run by held-out "
+                                                       "SRCC if above 0, else nima")] = None,
         similarity: Annotated[float, Form(description="cosine at or above which two photos are near-duplicates")]
         = CULL_DEFAULTS.similarity,
         burst_seconds: Annotated[float, Form(description="a burst: each photo at most this many seconds after the last")]

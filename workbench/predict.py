@@ -1,6 +1,6 @@
 """Scoring new photos: one ``Scorer`` over a stored run or the ready NIMA model.
 
-    scorer = load_scorer(default_scorer_id(settings), settings)   # best run by SRCC, else "nima"
+    scorer = load_scorer(default_scorer_id(settings), settings)   # best run by SRCC if above 0, else "nima"
     result = drain(score_images(["shoot/"], scorer, settings))    # BatchResult, best first
     write_csv(result, "scores.csv")
     explanation = explain("shoot/a.jpg", scorer, settings)        # Grad-CAM, or occlusion (.method says)
@@ -347,11 +347,37 @@ def cached_scorer(scorer_id: str, settings: Settings) -> Scorer:
 
 
 def default_scorer_id(settings: Settings) -> str:
-    """The best stored run by held-out SRCC, else the ready NIMA scorer."""
+    """The best stored run by held-out SRCC if that SRCC is above 0, else the ready NIMA scorer: a run that
+    ranks its held-out photos no better than chance (or worse) must not score photos unasked."""
     from workbench.runs import RunStore
 
     best = RunStore(settings.models_dir).best("srcc")
-    return best.run_id if best is not None else NIMA_ID
+    return best.run_id if best is not None and (best.metrics.get("srcc") or 0) > 0 else NIMA_ID
+
+
+def chance_warning(scorer_id: str | None, settings: Settings) -> str:
+    """A warning for a run whose held-out SRCC is at most 0, or whose uncertainty range (± one standard
+    error for its number of held-out photos) reaches 0; "" for NIMA, a sound run, or a run that cannot be read."""
+    from workbench.metrics import srcc_uncertainty
+    from workbench.runs import RunStore
+
+    if not scorer_id or scorer_id == NIMA_ID:
+        return ""
+    try:
+        run = RunStore(settings.models_dir).get(scorer_id)
+    except Exception:  # deleted or unreadable: loading it says why
+        return ""
+    srcc, n = run.metrics.get("srcc"), len(run.predictions)
+    if srcc is None or not math.isfinite(srcc):
+        return ""
+    spread = srcc_uncertainty(n) if n else 0.0  # held-out count unknown: judged on the SRCC alone
+    if srcc > 0 and srcc - spread > 0:
+        return ""
+    measured = f"SRCC {srcc:.3f}" + (f" ± {spread:.2f} on {n} photos" if n and math.isfinite(spread) else "")
+    if srcc <= 0:
+        return f"⚠ This run ranks photos no better than chance on its held-out photos ({measured})."
+    return (f"⚠ This run may rank photos no better than chance on its held-out photos ({measured}: "
+            f"the range includes 0).")
 
 
 def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
@@ -359,7 +385,8 @@ def scorer_choices(settings: Settings) -> list[tuple[str, str]]:
     from workbench.backbones import weight_status
     from workbench.runs import RunStore, leaderboard_rows
 
-    choices = [(run_label(row), row["run_id"]) for row in leaderboard_rows(RunStore(settings.models_dir), "srcc")]
+    rows = leaderboard_rows(RunStore(settings.models_dir), "srcc")
+    choices = list(zip(run_labels(rows), (row["run_id"] for row in rows)))
     # "ready" only when its weights are here (or can be downloaded): else picking it only shows an error
     missing = weight_status(NIMA_BACKBONE, settings).source == "unavailable"
     choices.append((f"nima — AVA scorer, 1-10, no training ({'weights missing' if missing else 'ready'})", NIMA_ID))
@@ -377,6 +404,31 @@ def run_label(row: dict) -> str:
     if "random" in (row.get("weights") or ""):
         extras.append("RANDOM weights")
     return f"{name} ({', '.join(extras)})" if extras else name
+
+
+def run_labels(rows: list[dict]) -> list[str]:
+    """:func:`run_label` of each row; runs whose labels would be the same (two ridge runs of one set)
+    also say when they were made (UTC, as the Runs table), then their run id if that is the same too."""
+    labels = [run_label(row) for row in rows]
+    for same in _groups(labels):
+        created = [str(rows[i].get("created") or "") for i in same]
+        times = [c[11:16] for c in created]
+        if len(set(c[:10] for c in created)) > 1:
+            times = [f"{c[:10]} {t}" for c, t in zip(created, times)]
+        for i, when in zip(same, times):
+            labels[i] += f" · created {when} UTC" if when.strip() else ""
+    for same in _groups(labels):
+        for i in same:
+            labels[i] += f" · {rows[i]['run_id']}"
+    return labels
+
+
+def _groups(labels: list[str]) -> list[list[int]]:
+    """Indexes of the labels that occur more than once, grouped by label."""
+    where: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        where.setdefault(label, []).append(i)
+    return [same for same in where.values() if len(same) > 1]
 
 
 # ------------------------------------------------------------------ batches

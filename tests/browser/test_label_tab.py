@@ -68,6 +68,14 @@ def test_rate_five_and_compare_three_with_the_keyboard(app_server, page: Page, w
     assert wait_for(lambda: scores() == expected), scores()
     page.keyboard.press("4")
     assert wait_for(lambda: scores() == {**expected, names[4]: "70"}), scores()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("0")  # clears the fifth photo's score, said as such
+    expect(page.locator("#label-desk .wb-status")).to_have_text(f"cleared the score of {names[4]}")
+    assert wait_for(lambda: scores() == expected), scores()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("4")  # and back
+    assert wait_for(lambda: scores() == {**expected, names[4]: "70"}), scores()
+    expect(page.locator("#label-desk .wb-status")).to_have_text(f"saved: {names[4]} ★★★★")
     page.screenshot(path=output_dir / "rate.png")
 
     # another writer (the CLI, another tab) changes the fifth photo's score; rating it again here still

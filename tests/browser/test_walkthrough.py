@@ -247,6 +247,9 @@ def test_compare_bars_start_at_zero_and_the_winner_trains(page, walk, output_dir
     expect(page.locator("#train-progress")).to_contain_text("Finished", timeout=DONE)
     new = [m for m in store.list() if m.run_id not in before]
     assert [m.family for m in new] == [winner] and new[0].backbone == "efficientnet_lite0"
+    # the features the comparison measured (pooled), not the locked multilevel of auto, the form's first family
+    assert new[0].feature_view == "pooled"
+    expect(page.locator("#train-features input[value=pooled]")).to_be_checked()
     expect(page.locator("#train-result")).to_contain_text(new[0].run_id)
 
 

@@ -145,7 +145,7 @@ def _predict_on_ray(args: argparse.Namespace, settings: Settings) -> dict:
 
 def _describe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="one photo")
-    parser.add_argument("--run", metavar="RUN_ID", help="run id or 'nima' (default: the best run by SRCC, else nima)")
+    parser.add_argument("--run", metavar="RUN_ID", help="run id or 'nima' (default: the best run by held-out SRCC if above 0, else nima)")
     parser.add_argument("--caption", action=argparse.BooleanOptionalAction, default=True,
                         help="caption the photo with BLIP (describe.caption_model) first")
     parser.add_argument("--send-image", action="store_true",

@@ -184,7 +184,7 @@ def _curve_arguments(parser: argparse.ArgumentParser) -> None:
          "[{n_labels, srcc_mean, srcc_std, draws}], projection: {per_doubling, per_doubling_low, per_doubling_high, "
          "noisy, sentence, ...}}; several -> {curves: [...]}.", _curve_arguments)
 def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict:
-    from workbench.training.learning_curve import DEFAULT_SIZES, learning_curve
+    from workbench.training.learning_curve import DEFAULT_SIZES, all_photos_note, learning_curve
 
     families = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
@@ -204,7 +204,8 @@ def learning_curve_command(args: argparse.Namespace, settings: Settings) -> dict
                   f"{curve.repeats} draws per size")
             print(f"{'labels':>8}{'SRCC':>8}{'±':>7}")
             for p in curve.points:
-                one = "  (all photos: one draw, no spread)" if p.draws == 1 and curve.repeats > 1 else ""
+                one = (f"  ({all_photos_note(p.n_labels, curve.n_images, curve.folds)}: one draw, no spread)"
+                       if p.draws == 1 and curve.repeats > 1 else "")
                 print(f"{p.n_labels:>8}{p.srcc_mean:>8.3f}{p.srcc_std:>7.3f}{one}")
             print(curve.projection["sentence"])
     documents = [c.to_json() for c in curves]

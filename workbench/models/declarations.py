@@ -56,8 +56,9 @@ def _common_params(epochs: int = 80, members: int = 1) -> list[Param]:
 
 HEAD_CAPS = Capabilities(needs_features=True, iterative=True, explainable=True, torch=True)
 
-declare_family("head", "Ridge plus a small PyTorch MLP on what ridge misses (frozen features; MSE, MAE or Huber "
-               "loss), kept only as far as it helps on validation photos; live loss curves.",
+declare_family("head", "Ridge plus a small PyTorch MLP on what ridge misses (frozen features; loss "
+               f"{', '.join(HEAD_LOSSES[:-1])} or {HEAD_LOSSES[-1]}, the last Huber plus 1 - PLCC), kept only as far "
+               "as it helps on validation photos; live loss curves.",
                build="workbench.models.heads:build_head",
                params=_common_params() + [Param("loss", str, "huber", "training loss", choices=HEAD_LOSSES)],
                capabilities=HEAD_CAPS)

@@ -95,9 +95,16 @@ def _slope_and_error(points: Sequence[CurvePoint]) -> tuple[float, float]:
     return slope, max(from_draws, from_scatter)
 
 
-def project(points: Sequence[CurvePoint]) -> dict[str, Any]:
+def all_photos_note(n_train: int, n_images: int, folds: int) -> str:
+    """What the curve's last point ("all photos") is: each fold's model learns from the other folds only,
+    so with 63 labelled photos and 5 folds "all" is 50 photos, not 63."""
+    return f"all photos = {n_train} training photos per fold ({n_images} labelled, {folds} folds)"
+
+
+def project(points: Sequence[CurvePoint], n_images: int | None = None, folds: int | None = None) -> dict[str, Any]:
     """What doubling the labels would add: slope of SRCC over log2(n) through the last three points,
-    with its standard error and a range of two standard errors (``per_doubling_low`` .. ``_high``)."""
+    with its standard error and a range of two standard errors (``per_doubling_low`` .. ``_high``).
+    With ``n_images`` and ``folds`` the sentence says what its sizes count: training photos per fold."""
     if len(points) < 3:
         return {"per_doubling": None, "from_n": points[-1].n_labels if points else 0,
                 "method": "too few points for a projection (label more photos)",
@@ -106,6 +113,9 @@ def project(points: Sequence[CurvePoint]) -> dict[str, Any]:
     low, high = slope - 2 * error, slope + 2 * error
     n = points[-1].n_labels
     doubling = f"doubling your labels (from {n} to {2 * n})"
+    if n_images and folds:  # the sizes are training photos per fold, fewer than the photos labelled
+        doubling = (f"doubling the photos each model learns from (from {n} to {2 * n} training photos per fold; "
+                    f"{n_images} labelled at {folds} folds give {n}: about {2 * n_images} labelled would give {2 * n})")
     span = f"anywhere from {low:+.2f} to {high:+.2f}"
     # One rule decides both the "noisy" flag and the wording: the range runs from a loss to a real gain,
     # so the points cannot tell nothing from something. A range that stays above zero is given as it is.
@@ -210,7 +220,8 @@ def learning_curve(families: Sequence[str], settings, *, backbone: str | None = 
                     per_repeat.append(float(np.mean(scores)))
             if per_repeat:
                 points.append(CurvePoint(n, float(np.mean(per_repeat)), float(np.std(per_repeat)), len(per_repeat)))
-        curve = LearningCurve(n_images=len(data), model=fam.name, points=points, projection=project(points),
+        curve = LearningCurve(n_images=len(data), model=fam.name, points=points,
+                              projection=project(points, len(data), folds),
                               folds=folds, repeats=repeats, features=key[2] if key[0] == "features" else "pixels",
                               seconds=time.perf_counter() - started)
         curves.append(curve)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -40,13 +41,20 @@ def loss_curve_png(history: Sequence[dict], title: str) -> bytes:
 def scatter_png(y_true: Sequence[float], y_pred: Sequence[float], score_min: float, score_max: float,
                 title: str) -> bytes:
     """Held-out predictions against the person's scores, with the identity line."""
+    return _png(scatter_figure(y_true, y_pred, score_min, score_max, title))
+
+
+def scatter_figure(y_true: Sequence[float], y_pred: Sequence[float], score_min: float, score_max: float,
+                   title: str) -> Figure:
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
     ax.scatter(y_true, y_pred, s=12, alpha=0.7)
     ax.plot([score_min, score_max], [score_min, score_max], color="grey", linewidth=1, linestyle="--")
-    ax.set_xlim(score_min, score_max)
-    ax.set_ylim(score_min, score_max)
+    margin = 0.03 * (score_max - score_min)  # a point on the edge of the range (a 100) is drawn whole, not halved
+    ax.set_xlim(score_min - margin, score_max + margin)
+    ax.set_ylim(score_min - margin, score_max + margin)
     ax.set_xlabel("your score")
     ax.set_ylabel("predicted score")
-    ax.set_title(title)
-    return _png(fig)
+    # no wider than the axes, so it stays clear of the buttons the UI draws over the picture's top corner
+    ax.set_title(textwrap.fill(title, 38), fontsize=10)
+    return fig

@@ -313,6 +313,17 @@ class TrainingMonitor:
         losses = [(h["val_loss"], h["epoch"]) for h in self.history if h.get("val_loss") is not None]
         return min(losses)[1] if losses else None
 
+    def validation_shown(self) -> tuple[int | None, dict[str, float], bool]:
+        """(epoch, its validation metrics, whether it is the kept epoch) for the live panel: the latest
+        epoch while training runs; once the run is stored, the epoch whose weights it kept (a run stopped
+        at epoch 71 that kept epoch 55 is the model of epoch 55, so those are its figures)."""
+        kept = self.best_epoch if self.finished else None
+        if kept is not None:  # epoch 0 (its start) has no validation record: no figures rather than others'
+            record = next((r for r in self.history if r["epoch"] == kept), {})
+            return kept, {k: v for k, v in record.items() if k in METRIC_LABELS}, True
+        epoch = self.history[-1]["epoch"] if self.history else None
+        return epoch, self.latest_metrics, False
+
     @property
     def stop_reason(self) -> str:
         return getattr(self.result, "stop_reason", "") or ""
@@ -429,6 +440,8 @@ def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):
     on a log scale, with a band of one standard deviation over the repeats."""
     from matplotlib.figure import Figure
 
+    from workbench.training.learning_curve import all_photos_note
+
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     ax = fig.add_subplot()
     for index, curve in enumerate(curves):
@@ -448,7 +461,9 @@ def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):
             ax.plot([p["n_labels"] for p in single], [p["srcc_mean"] for p in single], "o", color=colour,
                     markerfacecolor="white", markersize=8, zorder=3)
             if index == 0:
-                ax.annotate("all photos: one draw, no spread", (single[-1]["n_labels"], single[-1]["srcc_mean"]),
+                what = (all_photos_note(single[-1]["n_labels"], curve["n_images"], curve["folds"])
+                        if curve.get("n_images") and curve.get("folds") else "all photos")
+                ax.annotate(f"{what}:\none draw, no spread", (single[-1]["n_labels"], single[-1]["srcc_mean"]),
                             xytext=(-6, -14), textcoords="offset points", ha="right", fontsize=8, color="0.35")
     if curves:
         ax.set_xscale("log", base=2)
@@ -456,7 +471,7 @@ def learning_curve_figure(curves: Sequence[Mapping[str, Any]]):
         sizes = sorted({p["n_labels"] for curve in curves for p in curve["points"]})
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.minorticks_off()
-        ax.set_xlabel("labelled photos the model learnt from")
+        ax.set_xlabel("labelled photos the model learnt from (per fold)")
         ax.set_ylabel("held-out SRCC")
         ax.legend(fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)

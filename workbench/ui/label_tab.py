@@ -6,7 +6,7 @@ same moment and saved at once by the engine (:class:`LabelDesk`).
 
 Rating: 1–5 stars (mapped onto the score range like imported ratings), 0
 clears, ←/→ move, Z undoes the last change, Enter accepts the chosen run's
-suggestion (the best run on the leaderboard unless the person chooses another, or none).
+suggestion (the best run on the leaderboard if its held-out SRCC is above 0, unless the person chooses another, or none).
 Pairs: ←/→ picks the better photo, = is a tie, Z undoes.
 The page is one ``gr.HTML`` whose script calls the engine through Gradio
 server functions (each called with one object of named arguments); every
@@ -28,6 +28,7 @@ HTML = """
     <button class="wb-mode" data-mode="rate">Rate (1–5)</button>
     <button class="wb-mode" data-mode="pairs">Compare pairs</button>
     <label>Suggestions from <select class="wb-run"><option value="">no run</option></select></label>
+    <span class="wb-run-warning" role="note"></span>
     <button class="wb-suggest">Order: most useful first</button>
     <button class="wb-apply">Use comparisons as labels</button>
     <label class="wb-names-opt" hidden><input type="checkbox" class="wb-names"> show names</label>
@@ -53,6 +54,7 @@ CSS = """
 .wb-pairs { display: flex; gap: 1em; }
 .wb-side { flex: 1; text-align: center; }
 .wb-side img { max-width: 100%; max-height: 65vh; }
+.wb-run-warning { color: #b45309; font-weight: bold; }
 .wb-caption, .wb-help { text-align: center; margin: .3em; }
 """
 
@@ -77,7 +79,7 @@ async function call(fn, args) {
   if ('error' in answer) throw new Error(answer.error);
   return answer.ok;
 }
-const state = {mode: 'rate', items: [], index: 0, pairs: [], suggestions: {}, dataDir: '', starScores: [],
+const state = {mode: 'rate', items: [], index: 0, pairs: [], suggestions: {}, runWarnings: {}, dataDir: '', starScores: [],
                range: [0, 100]};
 window.__wbLabel = {latency: [], saveMs: [], saves: 0, state};
 function status(text) { $('.wb-status').textContent = text; }
@@ -134,12 +136,12 @@ function setMode(mode) {
 }
 async function loadPairs() { state.pairs = await call('label_pairs'); drawPairs(); }
 let chain = Promise.resolve();  // saves reach the server one after the other, in key order
-function save(call, what) {
+function save(call, what, said = 'saved: ' + what) {  // said: the status once the server has it
   const done = chain.then(async () => {
     const t = performance.now();
     try {
       const r = await call(); window.__wbLabel.saves++; window.__wbLabel.saveMs.push(performance.now() - t);
-      status(r && r.note ? r.note : 'saved: ' + what); return r;  // a score changed elsewhere meanwhile is told
+      status(r && r.note ? r.note : said); return r;  // a score changed elsewhere meanwhile is told
     }
     catch (e) { status('NOT saved: ' + (e.message || e)); throw e; }
   });
@@ -159,7 +161,7 @@ function rateKey(ev, t0) {
     save(() => call('label_stars', {filename: name, stars, seen}), `${name} ${'★'.repeat(stars)}`).then(r => { item.score = r.score; });
     move(1, t0);
   } else if (ev.key === '0') {
-    item.score = null; save(() => call('label_clear', {filename: name}), `${name} unlabelled`); move(1, t0);
+    item.score = null; save(() => call('label_clear', {filename: name}), name, `cleared the score of ${name}`); move(1, t0);
   } else if (ev.key === 'Enter') {
     const sug = state.suggestions[name];
     if (sug === undefined || sug === null) { status('No suggestion for this photo: choose a run above.'); return true; }
@@ -214,7 +216,8 @@ document.addEventListener('keydown', (ev) => {
 });
 element.querySelectorAll('.wb-mode').forEach(b => b.addEventListener('click', () => { setMode(b.dataset.mode); root.focus(); }));
 $('.wb-names').addEventListener('change', () => { drawPairs(); root.focus(); });
-$('.wb-run').addEventListener('change', () => { state.suggestions = {}; drawRate(); root.focus(); });
+const warnRun = () => { $('.wb-run-warning').textContent = state.runWarnings[$('.wb-run').value] || ''; };
+$('.wb-run').addEventListener('change', () => { state.suggestions = {}; warnRun(); drawRate(); root.focus(); });
 $('.wb-apply').addEventListener('click', async () => {
   try {
     status(await call('label_apply_comparisons'));
@@ -240,10 +243,13 @@ $('.wb-suggest').addEventListener('click', async () => {
 (async () => {
   const start = await call('label_start');
   Object.assign(state, {items: start.items, dataDir: start.data_dir, starScores: start.star_scores});
-  for (const [label, id] of start.runs) {
+  state.runWarnings = {};
+  for (const [label, id, warning] of start.runs) {
     const o = document.createElement('option'); o.value = id; o.textContent = label; $('.wb-run').appendChild(o);
+    state.runWarnings[id] = warning;
   }
-  $('.wb-run').value = start.run;  // the best run on the leaderboard; "" (no run) when there is none
+  $('.wb-run').value = start.run;  // the best run if its held-out SRCC is above 0; else "" (no run)
+  warnRun();
   setMode('rate'); status(`${start.items.length} photos, ${start.items.filter(i => i.score === null).length} unlabelled`);
   window.__wbLabel.ready = true;
 })();
@@ -254,11 +260,14 @@ def build(settings: Settings) -> None:
     desk = LabelDesk.from_settings(settings)
 
     def label_start() -> dict:
-        from workbench.predict import NIMA_ID, scorer_choices
+        from workbench.predict import NIMA_ID, chance_warning, default_scorer_id, scorer_choices
 
-        runs = [[label, run_id] for label, run_id in scorer_choices(settings) if run_id != NIMA_ID]  # best first
+        # best first, each with its warning when it ranks no better than chance (shown beside the picker)
+        runs = [[label, run_id, chance_warning(run_id, settings)] for label, run_id in scorer_choices(settings)
+                if run_id != NIMA_ID]
+        default = default_scorer_id(settings)  # the best run if its SRCC is above 0; else no suggestions
         return {"items": desk.queue(), "data_dir": str(settings.data_dir.resolve()), "runs": runs,
-                "run": runs[0][1] if runs else "", "star_scores": list(desk.stars.scores)}
+                "run": "" if default == NIMA_ID else default, "star_scores": list(desk.stars.scores)}
 
     # ``seen``: the score the page showed, so a change made in another tab or the CLI is told, not lost silently
     def label_stars(filename: str, stars: int, seen: float | None = UNSEEN) -> dict:

@@ -33,6 +33,7 @@ from workbench.predict import (
     ScoreRow,
     ScorerUnavailable,
     cached_scorer,
+    chance_warning,
     csv_text,
     default_scorer_id,
     explain,
@@ -44,6 +45,7 @@ from workbench.ui import cull_view, keyboard
 from workbench.ui.widgets import (
     LatestBySession,
     StopFlags,
+    checked_image,
     progress_html,
     received_file,
     received_files,
@@ -86,7 +88,7 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------- formatting
-SCORER_INFO = "default: your best run by held-out SRCC, else nima"
+SCORER_INFO = "default: your best run by held-out SRCC if above 0, else nima"
 
 
 def switch_note(before: str | None, after: str, shown: list, options: list) -> str:
@@ -206,8 +208,8 @@ def build(settings: Settings) -> None:
 
     with gr.Tab("One photo"):
         with gr.Row(equal_height=False):
-            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
-                             elem_id="predict-photo")
+            photo = checked_image(settings.max_pixels, type="filepath", label="Photo", sources=["upload", "clipboard"],
+                                  height=360, elem_id="predict-photo")
             with gr.Column():
                 # one line, so Enter re-scores (in a taller box Enter only adds a line break)
                 photo_text = gr.Textbox(label="Text for this photo (image+text runs only; Enter re-scores)",
@@ -294,8 +296,9 @@ def build(settings: Settings) -> None:
             return f"⚠ {html.escape(str(exc))}", gr.Slider()
         low, high = scorer.scale
         step = 0.01 if high - low <= 20 else 0.1
-        return scorer_markdown(scorer), gr.Slider(minimum=low, maximum=high, value=scorer.default_threshold,
-                                                  step=step)
+        warning = chance_warning(chosen, settings)  # beside the picker: Predict and Cull both score with it
+        shown = (f"**{warning}**\n\n" if warning else "") + scorer_markdown(scorer)
+        return shown, gr.Slider(minimum=low, maximum=high, value=scorer.default_threshold, step=step)
 
     def refresh_choices(chosen: str, picked: bool, shown: list):
         """The run store as it is now; the default follows it until the person picks a scorer. A run

@@ -14,11 +14,11 @@ from workbench.config import Settings
 from workbench.errors import WorkbenchError
 from workbench.events import Finished, Notice, Progress
 from workbench.models import FAMILIES
-from workbench.predict import run_label
+from workbench.predict import run_labels
 from workbench.runs import RunNotFound, RunStore, leaderboard_rows, loss_curves
 from workbench.training import compare
 from workbench.training.compare import winner_margin
-from workbench.training.learning_curve import learning_curve
+from workbench.training.learning_curve import all_photos_note, learning_curve
 from workbench.training.reporting import (
     comparison_chart_axes,
     comparison_frame,
@@ -71,7 +71,8 @@ def feature_view_state(family: str, backbone: str, settings: Settings, chosen: s
 def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     """Would more labels help? Held-out SRCC at growing label counts, a band over draws, a projection."""
     gr.Markdown("How well a model ranks photos it has not seen, when it learns from 10, 25, 50, … of your "
-                "labelled photos (compare's folds; every point judged on the whole held-out fold; the band "
+                "labelled photos (compare's folds; every point judged on the whole held-out fold, so the last "
+                "point, all photos, is the photos outside one fold: 50 of 63 at 5 folds; the band "
                 "is one standard deviation over draws of which photos). The sentence below fits a line of "
                 "SRCC against log2(labels) through the last three points and gives its range (two standard "
                 "errors); it says so when the points are too noisy to project.")
@@ -80,6 +81,9 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                                     value=[BASELINE], label="Models", scale=3, elem_id="curve-families")
         backbone = gr.Dropdown(backbone_choices(settings), value=settings.default_backbone, label="Backbone",
                                scale=2, elem_id="curve-backbone")
+        # the same folds setting as Compare's, so the figures of the two can be set side by side
+        folds = gr.Number(settings.folds, label="Folds (K)", precision=0, minimum=2, maximum=20, min_width=100,
+                          elem_id="curve-folds")
         repeats = gr.Number(3, label="Draws per size", precision=0, minimum=1, maximum=20, min_width=100,
                             elem_id="curve-repeats")
     features = feature_view_control("curve-features")
@@ -92,11 +96,15 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
     # the real headers from the start (an empty frame of the columns a curve fills), not placeholders
     table = gr.Dataframe(curve_points_frame([]), label="Points", interactive=False, elem_id="curve-table")
 
-    def run_curve(chosen: list[str], backbone_name: str, draws: float | None, view: str, request: gr.Request):
+    def run_curve(chosen: list[str], backbone_name: str, k: float | None, draws: float | None, view: str,
+                  request: gr.Request):
+        if k is None:  # an emptied gr.Number sends None
+            yield gr.skip(), gr.skip(), progress_html(0, "Enter the number of folds.", failed=True), *[gr.skip()] * 3
+            return
         flag = stop_flags.start(request.session_hash, "curve")
         yield gr.Button(interactive=False), gr.Button(interactive=True), progress_html(0, "Starting…"), *[gr.skip()] * 3
         try:
-            for event in learning_curve(chosen or [BASELINE], settings, backbone=backbone_name,
+            for event in learning_curve(chosen or [BASELINE], settings, backbone=backbone_name, folds=int(k),
                                         repeats=int(draws or 3), features=view, stop=flag):
                 if isinstance(event, Progress):
                     yield gr.skip(), gr.skip(), progress_html(event.fraction, event.message), *[gr.skip()] * 3
@@ -105,7 +113,10 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
                     rows = curve_points_frame(curves)
                     words = "\n\n".join(f"**{c['model']}**: {c['projection']['sentence']}" for c in curves)
                     if (rows["draws"] == 1).any():  # else a std of 0 reads as certainty
-                        words += "\n\n*All photos: one draw, no spread (each training fold holds them all).*"
+                        first = curves[0]
+                        note = all_photos_note(first["points"][-1]["n_labels"], first["n_images"], first["folds"])
+                        words += f"\n\n*{note[0].upper()}{note[1:]}: one draw, no spread (each fold's model learns " \
+                                 f"from all the photos outside its fold).*"
                     state = "Stopped." if event.stopped else "Done."
                     yield (gr.Button(interactive=True), gr.Button(interactive=False), progress_html(1, state),
                            learning_curve_figure(curves), words, rows)
@@ -123,7 +134,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
         stop_flags.stop(request.session_hash, "curve")
         return gr.Button("Stopping…", interactive=False)
 
-    start.click(run_curve, [families, backbone, repeats, features],
+    start.click(run_curve, [families, backbone, folds, repeats, features],
                 [start, stop, progress, plot, sentence, table], show_progress="hidden", concurrency_limit=1
                 ).then(lambda: (gr.Button(interactive=True), gr.Button("Stop", interactive=False)), None,
                        [start, stop], show_progress="hidden")
@@ -132,7 +143,7 @@ def build_learning_curve_panel(settings: Settings, stop_flags) -> None:
 
 @dataclass
 class ComparePanel:
-    """The "Train the winner" button and what it needs: the (family, backbone) that won."""
+    """The "Train the winner" button and what it needs: the (family, backbone, feature view) that won."""
 
     train_winner: gr.Button
     winner: gr.State
@@ -163,7 +174,7 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
         train_winner = gr.Button("Train the winner", variant="primary", visible=False, scale=1,
                                  elem_id="compare-train-winner")
         winner_note = gr.Markdown(visible=False, elem_id="compare-winner-note")  # is the lead more than noise?
-    winner = gr.State(None)  # (family, backbone) of the best SRCC
+    winner = gr.State(None)  # (family, backbone, feature view) of the best SRCC: what its figures measured
     with gr.Row(visible=False) as charts:  # hidden until there is something to draw (no empty-extent plots)
         # Axes from zero, so a bar's length is its value (0.47 never looks like zero beside 0.6);
         # set here once: props sent with a value are drawn one update late (Gradio 6.31)
@@ -199,7 +210,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                         f"{report['folds']} folds, features of {report['backbone']}.")
                     axes = comparison_chart_axes(frame)
                     order = axes["order"] or None
-                    best = (order[0], report["backbone"]) if order else None
+                    used = {r["model"]: r["features"] for r in report["results"]}
+                    best = (order[0], report["backbone"], used[order[0]]) if order else None
                     margin = winner_margin(event.result.results) if event.result else None
                     # both charts in the leaderboard's order, SRCC with headroom; the props go first, alone, and
                     # then plain frames: a BarPlot update that also carries props is drawn one value late (Gradio 6.31)
@@ -208,7 +220,8 @@ def build_compare_panel(settings: Settings, stop_flags) -> ComparePanel:
                                time_plot: gr.BarPlot(sort=order)}
                     yield {progress: progress_html(1, note), table: frame, srcc_plot: frame, time_plot: frame,
                            charts: gr.Row(visible=bool(order)), winner: best,
-                           train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]}" if best else "",
+                           train_winner: gr.Button(f"Train the winner: {best[0]} on {best[1]} ({best[2]})" if best
+                                                   else "",
                                                    visible=bool(best),
                                                    variant="primary" if margin is None or margin["clear"] else "secondary"),
                            winner_note: gr.Markdown(margin["sentence"] if margin else "", visible=bool(best and margin))}
@@ -243,7 +256,7 @@ class RunsPanel:
 
 
 def run_choices(rows: list[dict]) -> list[tuple[str, str]]:
-    return [(run_label(r), r["run_id"]) for r in rows]  # worded as in Predict's scorer list
+    return list(zip(run_labels(rows), (r["run_id"] for r in rows)))  # worded as in Predict's scorer list
 
 
 def run_details(settings: Settings, run_id: str | None) -> str:

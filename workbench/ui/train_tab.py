@@ -125,6 +125,21 @@ def live_curve(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([legend, frame.astype({"epoch": "float64"})], ignore_index=True)
 
 
+def live_metrics(monitor: TrainingMonitor) -> str:
+    """The validation figures beside the loss plot: the latest epoch's while training runs, the kept epoch's
+    once the run has ended (stopped at 71 with epoch 55 kept, the model is epoch 55's)."""
+    epoch, figures, kept = monitor.validation_shown()
+    if kept and not figures:  # epoch 0: the starting point, measured before any epoch
+        return f"**Validation photos, kept epoch {epoch}** <small>(its starting point: no epoch did better)</small>"
+    if kept:
+        label = (f"**Validation photos, kept epoch {epoch}** <small>(the epoch whose weights the run kept; "
+                 f"the run is judged on the held-out photos below)</small>")
+    else:
+        label = (f"**Validation photos, epoch {epoch}** <small>(moves every epoch; the run is judged on the "
+                 f"held-out photos when it ends)</small>") if epoch else ""
+    return metrics_markdown(figures, label, legend=False)
+
+
 def curve_note(name: str) -> str:
     if FAMILIES[name].capabilities.iterative:
         return ""
@@ -143,10 +158,11 @@ def build(settings: Settings) -> None:
             train_panels.build_learning_curve_panel(settings, STOP_FLAGS)
         with gr.Tab("Runs", id="train-runs"):
             runs_panel = train_panels.build_runs_panel(settings)
-    # "Train the winner": the form shows the winning family and backbone, then trains as Train would
+    # "Train the winner": the form shows the winning family, backbone and feature view (all in one update,
+    # so the training that follows reads them, not what the previous family had left), then trains as Train would
     chosen = compared.train_winner.click(
-        lambda won: (gr.Tabs(selected="train-one"), *won), compared.winner, [panels, panel.family, panel.backbone],
-        show_progress="hidden")
+        lambda won: (gr.Tabs(selected="train-one"), *panel.winner_form(won)), compared.winner,
+        [panels, *panel.winner_outputs], show_progress="hidden")
     for trained in (panel.wire(panel.start.click), panel.wire(chosen.then)):
         trained.then(runs_panel.refresh, None, runs_panel.outputs)
 
@@ -154,12 +170,16 @@ def build(settings: Settings) -> None:
 @dataclass
 class TrainPanel:
     """The form's family and backbone, its Train button, and ``wire(trigger)`` to start training from
-    any event (the Train button, "Train the winner"); ``wire`` returns the training's last event."""
+    any event (the Train button, "Train the winner"); ``wire`` returns the training's last event.
+    ``winner_form((family, backbone, view))`` gives the updates of ``winner_outputs`` that put a
+    comparison's winner on the form."""
 
     family: gr.Dropdown
     backbone: gr.Dropdown
     start: gr.Button
     wire: Callable[[Callable], gr.events.Dependency]
+    winner_form: Callable[[tuple], tuple]
+    winner_outputs: list
 
 
 def build_train_panel(settings: Settings) -> TrainPanel:
@@ -217,7 +237,10 @@ def build_train_panel(settings: Settings) -> TrainPanel:
                 place = gr.Markdown(elem_id="train-place")
             scatter = gr.Image(label="Held-out photos: predicted vs your score", show_label=False, type="pil",
                                height=360, interactive=False, scale=2, elem_id="train-scatter")
-        leaderboard = gr.Dataframe(runs_frame([], LEADERBOARD_COLUMNS), interactive=False, max_height=320,
+        # wrapped in set widths (rank, the LEADERBOARD_COLUMNS), so a long run name takes two lines rather than
+        # pushing fit_seconds and run_id off the right edge
+        leaderboard = gr.Dataframe(runs_frame([], LEADERBOARD_COLUMNS), interactive=False, max_height=320, wrap=True,
+                                   column_widths=["5%", "20%", "6%", "14%", "8%", "6%", "6%", "6%", "6%", "7%", "16%"],
                                    label="Leaderboard: all stored runs, best held-out SRCC first (this run marked)",
                                    elem_id="train-leaderboard")
 
@@ -291,11 +314,8 @@ def build_train_panel(settings: Settings) -> TrainPanel:
         warned = list(dict.fromkeys(f"{WARN if n.level == 'warning' else INFO} {n.message}" for n in shown))
         if monitor.overfitting():
             warned.append(f"{WARN} **{monitor.overfitting()}**")
-        epoch = monitor.history[-1]["epoch"] if monitor.history else None
-        label = (f"**Validation photos, epoch {epoch}** <small>(moves every epoch; the run is judged on the "
-                 f"held-out photos when it ends)</small>") if epoch else ""
         view = {progress: progress_html(monitor.fraction, monitor.status_line()), notes: "\n\n".join(warned),
-                live: metrics_markdown(monitor.latest_metrics, label, legend=False)}
+                live: live_metrics(monitor)}
         if redraw and monitor.history:
             view[loss_plot] = live_curve(monitor.curve(PLOT_EPOCHS))
         return view
@@ -347,4 +367,11 @@ def build_train_panel(settings: Settings) -> TrainPanel:
             [start, stop],
             show_progress="hidden")
 
-    return TrainPanel(family=family, backbone=backbone, start=start, wire=wire)
+    def winner_form(won: tuple) -> tuple:
+        # the view too, and as the person's choice: family.change then keeps it rather than auto's locked one
+        name, chosen_backbone, view = won
+        state = train_panels.feature_view_state(name, chosen_backbone, settings, view)
+        return name, chosen_backbone, gr.Radio(**state), view if state["interactive"] else gr.skip()
+
+    return TrainPanel(family=family, backbone=backbone, start=start, wire=wire, winner_form=winner_form,
+                      winner_outputs=[family, backbone, features, chosen_view])

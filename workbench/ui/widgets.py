@@ -34,7 +34,7 @@ from workbench.dataset.scores import format_score
 from workbench.dataset.summary import summarize_scores
 from workbench.events import StopFlag
 from workbench.fsutil import UnsafePath, atomic_write_bytes, require_inside
-from workbench.images import ImageError, thumbnail
+from workbench.images import ImageError, read_info, thumbnail
 from workbench.ui import keyboard
 
 log = logging.getLogger(__name__)
@@ -393,3 +393,24 @@ def table_rows(value: Any) -> list[tuple[str, str]]:
     """The (filename, typed score) pairs of the table's value, blank rows dropped."""
     rows = value.values.tolist() if hasattr(value, "values") else (value or [])
     return [(str(r[0]), "" if r[1] is None else str(r[1]).strip()) for r in rows if r and r[0]]
+
+
+
+def checked_image(max_pixels: int, **kwargs) -> gr.Image:
+    """A gr.Image (``kwargs``) whose upload is refused from its header (Image.open reads only that) when it
+    is over ``max_pixels``, before Gradio decodes it whole: a 76 KB PNG of 20000x20000 pixels held the
+    server for 24 s and 2 GB inside gr.Image's own decode before our check could refuse it. (Its
+    preprocess is wrapped on the instance: a subclass of a component makes Gradio write a .pyi beside us.)"""
+    image = gr.Image(**kwargs)
+    decode = image.preprocess
+
+    def preprocess(payload):
+        if payload is not None and getattr(payload, "path", None):
+            try:
+                read_info(payload.path, max_pixels, name=getattr(payload, "orig_name", None))
+            except ImageError as exc:
+                raise gr.Error(str(exc), print_exception=False) from exc
+        return decode(payload)
+
+    image.preprocess = preprocess
+    return image
