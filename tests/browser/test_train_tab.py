@@ -99,6 +99,13 @@ def test_train_ridge_then_watch_and_stop_a_head(page, brightness_set, app_server
     ridge_id = ridge[0].run_id
     expect(page.locator("#train-result")).to_contain_text(ridge_id)
     expect(page.locator("#train-result")).to_contain_text("SRCC")
+    # the metric names stay whole words beside the long accuracy cell (Gradio's tables broke "SRC C")
+    page.set_viewport_size({"width": 900, "height": 1000})  # a narrow window squeezes the table's columns
+    lines = page.locator("#train-result th").evaluate_all("""cells => cells.slice(0, 6).map(cell => {
+        const range = document.createRange(); range.selectNodeContents(cell);
+        return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; })""")
+    assert lines == [1] * 6, lines  # SRCC, PLCC, KRCC, MAE, RMSE, R²: one line each
+    page.set_viewport_size({"width": 1400, "height": 1000})
     expect(page.locator("#train-place")).to_contain_text("1st of 1")
     # 48 photos leave about ten held out: the page says how little one such SRCC tells apart
     expect(page.locator("#train-place")).to_contain_text(re.compile(r"Judged on \d+ held-out photos only.*±0\.\d\d"))
