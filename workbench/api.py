@@ -327,7 +327,10 @@ def router(settings: Settings) -> APIRouter:
         except CullError as exc:
             raise HTTPException(422, str(exc)) from None
         with gate.enter():
-            uploads = _read_checked(files)
+            uploads, rejected = _read_checked(files)
+            if rejected:  # a cull compares the photos with one another: it runs on the whole shoot or not at all
+                raise HTTPException(415, {"message": f"{len(rejected)} of {len(files)} file(s) are not readable images",
+                                          "files": [r.model_dump() for r in rejected.values()]})
             scorer = _scorer(run)
             with _stored(uploads) as paths:
                 try:
