@@ -292,7 +292,7 @@ def _write_json(path: Path, document: dict) -> None:
     os.replace(tmp, path)
 
 
-_SESSIONS: "OrderedDict[tuple, Runner]" = OrderedDict()  # (sha256, engine, threads) -> Runner; they take seconds to build
+_SESSIONS: "OrderedDict[tuple, Runner]" = OrderedDict()  # (path, sha256, engine, threads) -> Runner; they take seconds to build
 _SESSIONS_LOCK = threading.Lock()
 _EXPORT_LOCK = threading.Lock()  # one export at a time in a process (two tabs asking at once)
 SESSIONS_KEPT = 4
@@ -301,7 +301,9 @@ SESSIONS_KEPT = 4
 def _runner(path: Path, check: dict, engine: str, threads: int | None = None,
             call: Callable[[np.ndarray], np.ndarray] | None = None) -> Runner:
     threads = threads or cpu_count()
-    key = (check["onnx_sha256"], engine, threads)
+    # the export's own path too: a runner carries its check (the figures its label quotes), and the same
+    # network exported under another cache folder has a check of its own
+    key = (str(path), check["onnx_sha256"], engine, threads)
     with _SESSIONS_LOCK:
         runner = _SESSIONS.get(key)
         if runner is None:
