@@ -67,7 +67,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -80,6 +79,7 @@ import numpy as np
 from PIL import Image
 
 from workbench.config import Settings
+from workbench.dataset.names import natural_key  # IMG_9 before IMG_10
 from workbench.errors import BadInput
 from workbench.events import NEVER_STOP, FilesSkipped, Finished, Notice, Progress, StopFlag, relay
 from workbench.images import ImageError, load_luma
@@ -259,12 +259,6 @@ def unavailable_flags(options: CullOptions) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ grouping
-def natural_key(name: str) -> tuple:
-    """Sort key putting ``IMG_9`` before ``IMG_10`` (runs of digits compared as numbers)."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
-                 for part in re.split(r"(\d+)", str(name)))
-
-
 def group_photos(features: np.ndarray, taken: Sequence[float | None], options: CullOptions,
                  layouts: Sequence[np.ndarray | None] | None = None,
                  names: Sequence[str] | None = None) -> list[list[int]]:
@@ -275,7 +269,7 @@ def group_photos(features: np.ndarray, taken: Sequence[float | None], options: C
     n = len(taken)
     if n == 0:
         return []
-    name_key = [natural_key(names[i]) if names is not None else () for i in range(n)]
+    name_key = [natural_key(str(names[i])) if names is not None else () for i in range(n)]
     order = sorted(range(n), key=lambda i: (taken[i] is None, taken[i] or 0.0, name_key[i], i))
     parent = list(range(n))
 

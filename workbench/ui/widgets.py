@@ -45,15 +45,16 @@ SOURCE_HEADER = "label from"  # the optional third column: file name, star ratin
 # the person's own; the table says no more than it knows
 OWN_LABEL = "your score"
 PREVIEW_SIZE = 1024  # longest side of the large preview; full-size photos never go to the browser
-# Gradio 6.31 lays a gallery's label over the top of its first row of thumbnails (the label floats, the
-# grid starts at the top): the grid of our galleries starts below the label instead
-# (its height is set inline from the gallery's height=: only !important shortens it to fit the block)
-# Gradio's Markdown tables break inside words ("SRC C", "24.09 0") when a column is narrow; the metric
-# tables keep their words whole and wrap only at spaces.
 METRIC_TABLES = ("#train-result", "#train-live-metrics", "#runs-details")
-CSS = (".labelled-gallery .grid-wrap { margin-top: var(--size-8); height: calc(100% - var(--size-8)) !important; }\n"
-       + ", ".join(f"{table} th, {table} td" for table in METRIC_TABLES)
-       + " { word-break: normal; overflow-wrap: break-word; }")
+CSS = (
+    # Gradio 6.31 lays a gallery's label over the top of its first row of thumbnails (the label floats, the
+    # grid starts at the top): the grid of our galleries starts below the label instead
+    # (its height is set inline from the gallery's height=: only !important shortens it to fit the block)
+    ".labelled-gallery .grid-wrap { margin-top: var(--size-8); height: calc(100% - var(--size-8)) !important; }\n"
+    # Gradio's Markdown tables break inside words ("SRC C", "24.09 0") when a column is narrow; the metric
+    # tables keep their words whole and wrap only at spaces
+    + ", ".join(f"{table} th, {table} td" for table in METRIC_TABLES)
+    + " { word-break: normal; overflow-wrap: break-word; }")
 
 
 class LatestBySession:
